@@ -1,0 +1,1 @@
+"""The caller's side of tether: resources, stubs, the client, launchers and the plugin system."""

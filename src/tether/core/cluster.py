@@ -1,0 +1,225 @@
+"""Cluster: a handle on compute (a name, a launcher, a spec) and the daemon that serves it.
+
+``tether.cluster("local")`` / ``tether.here`` is the embedded default: a daemon on this machine,
+started on demand. Other launchers (ssh, sky, kubernetes) plug in through ``tether.core.plugins``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Sequence
+
+from tether.core.client import DaemonClient
+from tether.core.errors import ConfigError, NotFoundError
+from tether.core.images import Env, resolve_env
+from tether.core.resources import Resource
+
+DEFAULT_CLUSTER = "local"
+
+
+class Cluster(Resource):
+    """A named cluster. Methods bring it up on demand (``up_if_not``) before talking to it."""
+
+    RESOURCE_TYPE = "cluster"
+
+    def __init__(self, name: str = DEFAULT_CLUSTER, launcher: str = "local", **spec: Any) -> None:
+        if not name:
+            raise ConfigError("a cluster needs a name")
+        self.name = name
+        self.launcher_name = launcher
+        self.spec = spec
+        self._client: DaemonClient | None = None
+        self._lock = threading.Lock()
+        self._last_up_seconds: float | None = None
+        self.launcher.validate(spec)
+
+    # -- definition --------------------------------------------------------------------------------
+
+    @property
+    def launcher(self):
+        from tether.core.plugins import launchers
+
+        found = launchers()
+        try:
+            return found[self.launcher_name]()
+        except KeyError:
+            raise ConfigError(
+                f"no launcher named {self.launcher_name!r} (installed: {', '.join(sorted(found))}); "
+                "launchers register through the 'tether' entry-point group") from None
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.RESOURCE_TYPE, "name": self.name, "launcher": self.launcher_name, "spec": self.spec}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Cluster":
+        return cls(name=config["name"], launcher=config.get("launcher", "local"), **(config.get("spec") or {}))
+
+    def __repr__(self) -> str:
+        return f"<Cluster {self.name!r} launcher={self.launcher_name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cluster) and other.config() == self.config()
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.launcher_name))
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def up(self) -> "Cluster":
+        """Bring the cluster up (a no-op if it is up already)."""
+        return self.up_if_not()
+
+    def up_if_not(self) -> "Cluster":
+        self.client  # noqa: B018 - connecting brings it up
+        return self
+
+    def is_up(self) -> bool:
+        return self.launcher.endpoint(self) is not None
+
+    def teardown(self) -> None:
+        """Stop the cluster's daemon and its workers (objects held in memory are gone)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            self.launcher.down(self)
+
+    def restart_server(self) -> "Cluster":
+        """Restart the daemon (with this process's tether version); objects must be redeployed."""
+        self.teardown()
+        return self.up_if_not()
+
+    @property
+    def client(self) -> DaemonClient:
+        """The client of the head daemon; brings the cluster up on first use and checks versions."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                endpoint = self.launcher.up(self)
+                client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name)
+                client.check_version()
+                self._client = client
+            return self._client
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's view: versions, envs and their worker processes, objects."""
+        return self.client.request_json("GET", "/_tether/status")
+
+    # -- objects -------------------------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        """Names of the objects living on the cluster."""
+        return [o["name"] for o in self.client.request_json("GET", "/_tether/keys")]
+
+    def put(self, key: str, obj: Any, env: Env | str | None = None) -> None:
+        """Store a Python value on the cluster under ``key`` (it lives in the env's worker)."""
+        from tether.core import wire
+
+        spec = resolve_env(env).wire_spec()
+        meta = {"op": "deploy", "kind": "value", "name": key, "env": spec}
+        self.client.deploy(meta, wire.dumps(obj, f"the value for {key!r}"))
+
+    def get(self, key: str, default: Any = None, remote: bool = False) -> Any:
+        """The value stored under ``key``, or a stub for a service (a function or an instance).
+
+        Args:
+            key: the object's name.
+            default: returned when nothing is named ``key``.
+            remote: return a stub even for a stored value.
+        """
+        from tether.core.stubs import stub_for
+
+        info = self._info(key)
+        if info is None:
+            return default
+        if info["kind"] == "value" and not remote:
+            return self.client.call(key, "__value__")
+        return stub_for(self, info)
+
+    def _info(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self.client.request_json("GET", f"/_tether/objects/{key}")
+        except NotFoundError:
+            return None
+
+    def delete(self, name: str) -> None:
+        """Free an object, or stop an env's worker process (and free all its objects)."""
+        self.client.request_json("DELETE", f"/_tether/objects/{name}")
+
+    # -- commands ------------------------------------------------------------------------------------
+
+    def run_bash(self, commands: str | Sequence[str], stream_logs: bool = True,
+                 stop_on_error: bool = False, cwd: str | None = None,
+                 env_vars: dict[str, str] | None = None) -> list[tuple[int, str, str]]:
+        """Run shell commands on the cluster; returns ``[(exit_code, stdout, stderr), ...]``."""
+        if isinstance(commands, str):
+            commands = [commands]
+        result = self.client.run(list(commands), "bash", stream_logs=stream_logs, cwd=cwd,
+                                 env_vars=env_vars or {}, stop_on_error=stop_on_error)
+        return [tuple(r) for r in result]
+
+    run = run_bash  # Runhouse's older name
+
+    def run_python(self, commands: str | Sequence[str], stream_logs: bool = True,
+                   cwd: str | None = None, env_vars: dict[str, str] | None = None) -> list[tuple[int, str, str]]:
+        """Run Python statements (joined into one program) with the default env's interpreter."""
+        if isinstance(commands, str):
+            commands = [commands]
+        result = self.client.run(["\n".join(commands)], "python", stream_logs=stream_logs, cwd=cwd,
+                                 env_vars=env_vars or {})
+        return [tuple(r) for r in result]
+
+
+_clusters: dict[str, Cluster] = {}
+_clusters_lock = threading.Lock()
+
+
+def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: Any) -> Cluster:
+    """A cluster by name: the saved one, the local default, or a new one from ``launcher``/``spec``.
+
+    ``tether.cluster("local")`` is the embedded default. ``tether.cluster(name="gpu")`` loads a
+    cluster saved with ``.save()``. ``tether.cluster(name="small", launcher="local", ...)`` defines one.
+    Handles are cached per name in this process, so they share one connection.
+    """
+    from tether.core.registry import local
+
+    with _clusters_lock:
+        if launcher is None and not spec:
+            if name in _clusters:
+                return _clusters[name]
+            if local.exists(name):
+                config = local.load(name)
+                if config.get("type") != "cluster":
+                    raise ConfigError(f"{name!r} is saved as a {config.get('type')}, not a cluster")
+                found = Cluster.from_config(config)
+            elif name == DEFAULT_CLUSTER:
+                found = Cluster(DEFAULT_CLUSTER, "local")
+            else:
+                raise NotFoundError(
+                    f"no cluster named {name!r}: none is saved under that name. Define it, e.g. "
+                    f"tether.cluster(name={name!r}, launcher='local'), and .save() it to reuse it by name.",
+                    cluster=name)
+        else:
+            found = Cluster(name, launcher or "local", **spec)
+            cached = _clusters.get(name)
+            if cached is not None and cached.config() == found.config():
+                return cached
+        _clusters[name] = found
+        return found
+
+
+def here() -> Cluster:
+    """The local cluster (``tether.here``)."""
+    return cluster(DEFAULT_CLUSTER)
+
+
+def resolve_cluster(value: "Cluster | str | None") -> Cluster:
+    if value is None:
+        return here()
+    if isinstance(value, Cluster):
+        return value
+    if isinstance(value, str):
+        return cluster(value)
+    raise ConfigError(f"expected a tether.cluster(...) or a cluster name, not {type(value).__name__}")

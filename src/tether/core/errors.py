@@ -1,0 +1,124 @@
+"""The one exception hierarchy of tether.
+
+Every error tether raises on purpose derives from :class:`TetherError`; foreign errors (httpx,
+sockets, pickle) are translated at one boundary with ``raise ... from exc`` so callers catch ours.
+
+::
+
+    TetherError
+    ├── ConfigError                 bad spec, bad name, unknown launcher, nothing saved under a name
+    │   └── NotFoundError           a saved resource, or an object/method on a daemon, does not exist
+    ├── LaunchError                 a cluster or its daemon could not be started
+    ├── ConnectionError             the daemon cannot be reached, or the connection dropped mid-call
+    │   ├── AuthenticationError     the daemon refused the token (HTTP 401)
+    │   └── VersionMismatchError    the client and the daemon speak different versions
+    ├── SerializationError          an argument or a result cannot be pickled / unpickled
+    └── RemoteError                 the remote code raised and the type cannot be re-raised locally
+        ├── WorkerDiedError         the worker process died mid-call (segfault, os._exit, SIGKILL)
+        └── OutOfMemoryError        the worker ran out of memory
+
+Errors carry structured fields (``cluster``, ``service``, ``call_id``...) so that orchestrator
+providers can act on them without parsing messages.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+
+class TetherError(Exception):
+    """Root of every error tether raises."""
+
+    def __init__(self, message: str = "", **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def __reduce__(self):  # keep fields across pickling (errors travel from daemon to caller)
+        return (_rebuild, (type(self), self.message, self.fields))
+
+
+def _rebuild(cls: type[TetherError], message: str, fields: dict[str, Any]) -> TetherError:
+    err = cls.__new__(cls)
+    TetherError.__init__(err, message, **fields)
+    return err
+
+
+class ConfigError(TetherError, ValueError):
+    """A spec, a name or an option is wrong; the message says which and how to fix it."""
+
+
+class NotFoundError(ConfigError, LookupError):
+    """A named resource, object or method does not exist."""
+
+
+class LaunchError(TetherError):
+    """A cluster or its daemon could not be brought up."""
+
+
+class ConnectionError(TetherError, builtins.ConnectionError):
+    """The daemon cannot be reached, or the connection dropped in the middle of a call."""
+
+
+class AuthenticationError(ConnectionError):
+    """The daemon refused the bearer token."""
+
+
+class VersionMismatchError(ConnectionError):
+    """The client and the daemon run different tether versions."""
+
+
+class SerializationError(TetherError, TypeError):
+    """An argument or a result cannot be (un)pickled; the message names the type."""
+
+
+class RemoteError(TetherError):
+    """The remote code raised an exception whose type cannot be re-raised locally.
+
+    Attributes:
+        remote_type: ``module.QualName`` of the remote exception.
+        remote_traceback: the formatted remote traceback.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        remote_type: str = "",
+        remote_traceback: str = "",
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            message, remote_type=remote_type, remote_traceback=remote_traceback, **fields
+        )
+
+    def __str__(self) -> str:
+        head = f"{self.remote_type}: {self.message}" if self.remote_type else self.message
+        if self.remote_traceback:
+            return f"{head}\n\nRemote traceback:\n{self.remote_traceback}"
+        return head
+
+
+class WorkerDiedError(RemoteError):
+    """The worker process running the call died (exit code or signal in ``exitcode``/``signal``)."""
+
+
+class OutOfMemoryError(RemoteError, MemoryError):
+    """The remote call ran out of memory (``limit`` and ``peak`` in bytes when known)."""
+
+
+__all__ = [
+    "TetherError",
+    "ConfigError",
+    "NotFoundError",
+    "LaunchError",
+    "ConnectionError",
+    "AuthenticationError",
+    "VersionMismatchError",
+    "SerializationError",
+    "RemoteError",
+    "WorkerDiedError",
+    "OutOfMemoryError",
+]

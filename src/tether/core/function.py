@@ -1,0 +1,145 @@
+"""Function: a function sent to a cluster as a named service, called like the local function.
+
+    remote_add = tether.function(add).to(tether.here)
+    remote_add(1, 2)                    # runs in a worker on the cluster, prints stream back
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from tether.core.cluster import Cluster, cluster as _cluster, resolve_cluster
+from tether.core.errors import ConfigError
+from tether.core.images import Env, resolve_env
+from tether.core.packaging import ImportSpec, import_spec
+from tether.core.resources import Resource
+
+
+class Function(Resource):
+    """A function, either local (a definition) or bound to a cluster (a callable service)."""
+
+    RESOURCE_TYPE = "function"
+
+    def __init__(self, fn: Callable | None = None, name: str | None = None, *, serialize: bool = False,
+                 system: Cluster | None = None, env: Env | None = None,
+                 spec: ImportSpec | None = None, stream_logs: bool = True) -> None:
+        self._fn = fn
+        self.name = name or (getattr(fn, "__name__", None) if fn is not None else None)
+        self.serialize = serialize
+        self.system = system
+        self.env = env
+        self.stream_logs = stream_logs
+        if spec is None and fn is not None and not serialize:
+            spec = import_spec(fn)  # fail now, at definition, with the fix in the message
+        self.spec = spec
+
+    def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
+           name: str | None = None, stream_logs: bool | None = None) -> "Function":
+        """Deploy onto ``system`` (default: the local cluster) and return the callable service.
+
+        Redeploying after an edit of the source starts a fresh worker import of the new code.
+        """
+        cluster = resolve_cluster(system)
+        env_obj = resolve_env(env)
+        name = name or self.name
+        if not name:
+            raise ConfigError("the function has no name: pass name=...")
+        meta: dict[str, Any] = {"op": "deploy", "kind": "function", "name": name, "env": env_obj.wire_spec()}
+        payload: list = []
+        if self.serialize:
+            from tether.core import wire
+
+            if self._fn is None:
+                raise ConfigError(f"function {name!r} was loaded from a config; it cannot be re-serialized")
+            payload = wire.dumps(self._fn, f"function {name!r}")
+            meta.update(serialized=True, payload_frames=len(payload), qualname=name)
+        else:
+            meta.update(self.spec.wire())
+        logs = self.stream_logs if stream_logs is None else stream_logs
+        start = time.monotonic()
+        cluster.client.deploy(meta, payload, stream_logs=logs)
+        _emit_deploy(cluster, name, "function", env_obj, time.monotonic() - start)
+        return Function(self._fn, name, serialize=self.serialize, system=cluster, env=env_obj,
+                        spec=self.spec, stream_logs=logs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        stream_logs = kwargs.pop("stream_logs", self.stream_logs)
+        if self.system is None:
+            if self._fn is None:
+                raise ConfigError(f"function {self.name!r} is not deployed: call .to(cluster) first")
+            return self._fn(*args, **kwargs)
+        return self.system.client.call(self.name, "call", args, kwargs, stream_logs=stream_logs)
+
+    call = __call__
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the original function in this process."""
+        if self._fn is None:
+            raise ConfigError(f"function {self.name!r} has no local code (it was loaded by name)")
+        return self._fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        where = f" on {self.system.name!r}" if self.system else " (local)"
+        return f"<Function {self.name!r}{where}>"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": self.RESOURCE_TYPE, "name": self.name, "serialize": self.serialize,
+            "system": self.system.config() if self.system else None,
+            "env": self.env.config() if self.env else None,
+            "import": self.spec.wire() if self.spec else None,
+            "stream_logs": self.stream_logs,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Function":
+        spec = None
+        if config.get("import"):
+            imp = config["import"]
+            spec = ImportSpec(imp["module"], imp["qualname"], tuple(imp.get("path_entries") or ()), None)
+        return cls(None, config["name"], serialize=config.get("serialize", False),
+                   system=cluster_from_config(config.get("system")),
+                   env=Env.from_config(config["env"]) if config.get("env") else None,
+                   spec=spec, stream_logs=config.get("stream_logs", True))
+
+
+def cluster_from_config(config: dict[str, Any] | None) -> Cluster | None:
+    """The cluster handle of a saved config, shared with this process's other handles of that name."""
+    if not config:
+        return None
+    return _cluster(config["name"], config.get("launcher", "local"), **(config.get("spec") or {}))
+
+
+def _emit_deploy(cluster: Cluster, name: str, kind: str, env: Env, seconds: float) -> None:
+    from tether.core.plugins import emit
+
+    emit("tether_on_deploy", {"cluster": cluster.name, "name": name, "kind": kind,
+                              "env": env.env_name, "seconds": seconds})
+
+
+def function(fn: Callable | None = None, name: str | None = None, *, serialize: bool = False,
+             system: Cluster | str | None = None, env: Env | str | list[str] | None = None) -> Function:
+    """Wrap ``fn`` as a Function; or load a saved one with ``tether.function(name="embed")``.
+
+    Args:
+        fn: a function defined at module level of your project (it travels by import path).
+        name: the service name on the cluster (default: the function's name).
+        serialize: send ``fn`` pickled by value (for notebooks and ``__main__``).
+        system, env: shortcut for ``.to(system, env=env)``.
+    """
+    if fn is None:
+        if not name:
+            raise ConfigError("tether.function() needs a function, or name= of a saved function")
+        from tether.core.resources import load
+
+        loaded = load(name)
+        if not isinstance(loaded, Function):
+            raise ConfigError(f"{name!r} is saved as a {loaded.RESOURCE_TYPE}, not a function")
+        return loaded
+    if not callable(fn):
+        raise ConfigError(f"tether.function() takes a function, not {type(fn).__name__}")
+    f = Function(fn, name, serialize=serialize)
+    if system is not None:
+        return f.to(system, env=env)
+    return f

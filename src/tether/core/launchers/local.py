@@ -1,0 +1,160 @@
+"""The ``local`` launcher: the embedded default, a daemon on this machine reached over loopback.
+
+The daemon is started on demand, detached (own session), with its state in
+``$TETHER_HOME/clusters/<name>/``: ``token`` (0600), ``daemon.json`` (pid, port, versions),
+``daemon.pid``, ``daemon.log``, worker logs and env venvs. A file lock makes concurrent ``up()``
+calls from several processes start one daemon.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tether.core.errors import LaunchError
+from tether.core.launchers.base import Endpoint, Launcher
+from tether.core.paths import cluster_dir
+from tether.core.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from tether.core.cluster import Cluster
+
+START_TIMEOUT = 60.0
+
+
+class LocalLauncher(Launcher):
+    name = "local"
+    spec_keys = frozenset({"python", "port"})
+    unsupported = {
+        "autostop": "a local daemon runs until teardown() (no idle shutdown on this machine)",
+    }
+
+    def _up(self, cluster: "Cluster") -> Endpoint:
+        state = cluster_dir(cluster.name)
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _locked(state / "launch.lock"):
+            endpoint = self._endpoint(cluster)
+            if endpoint is not None:
+                return endpoint
+            return self._start(cluster, state)
+
+    def _start(self, cluster: "Cluster", state: Path) -> Endpoint:
+        token = ensure_token(state)
+        (state / "daemon.json").unlink(missing_ok=True)
+        python = cluster.spec.get("python") or sys.executable
+        cmd = [python, "-m", "tether.daemon", "--state-dir", str(state), "--cluster", cluster.name,
+               "--python", python, "--port", str(cluster.spec.get("port", 0))]
+        with open(state / "daemon.log", "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=str(state))
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            record = _read_record(state)
+            if record and record.get("pid") == proc.pid:
+                return Endpoint(record["host"], record["port"], token)
+            if proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.kill()
+        raise LaunchError(
+            f"the local daemon for cluster {cluster.name!r} did not start "
+            f"({'exit code ' + str(proc.returncode) if proc.returncode is not None else 'timed out'}). "
+            f"Last lines of {state / 'daemon.log'}:\n{_tail(state / 'daemon.log')}",
+            cluster=cluster.name)
+
+    def _endpoint(self, cluster: "Cluster") -> Endpoint | None:
+        state = cluster_dir(cluster.name)
+        record = _read_record(state)
+        if not record or not _alive(record.get("pid")):
+            return None
+        try:
+            token = (state / "token").read_text().strip()
+        except OSError:
+            return None
+        return Endpoint(record["host"], record["port"], token)
+
+    def _down(self, cluster: "Cluster") -> None:
+        state = cluster_dir(cluster.name)
+        record = _read_record(state)
+        pid = record.get("pid") if record else None
+        if not _alive(pid):
+            return
+        os.kill(pid, signal.SIGTERM)  # the daemon stops its workers on the way out
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.02)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        for name in ("daemon.json", "daemon.pid"):
+            (state / name).unlink(missing_ok=True)
+
+    def status(self, cluster: "Cluster") -> dict[str, Any]:
+        state = cluster_dir(cluster.name)
+        record = _read_record(state) or {}
+        return {"up": _alive(record.get("pid")), "state_dir": str(state), **record}
+
+
+def ensure_token(state: Path) -> str:
+    path = state / "token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def _read_record(state: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((state / "daemon.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own exited child) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class _locked:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: Any) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@hookimpl
+def tether_launchers() -> list[type[Launcher]]:
+    return [LocalLauncher]

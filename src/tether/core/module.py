@@ -1,0 +1,107 @@
+"""Module: a class sent to a cluster; instances are live, named, stateful remote objects.
+
+    RemoteCounter = tether.module(Counter).to(tether.here)
+    counter = RemoteCounter(start=10, name="counter")   # constructed on the cluster
+    counter.increment()                                  # runs there; state stays there
+    tether.here.get("counter").value                     # any other process, by name
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tether.core.cluster import Cluster, resolve_cluster
+from tether.core.errors import ConfigError
+from tether.core.images import Env, resolve_env
+from tether.core.packaging import ImportSpec, import_spec
+from tether.core.resources import Resource
+
+
+class Module(Resource):
+    """The definition of a class to run remotely (by import path, or serialized)."""
+
+    RESOURCE_TYPE = "module"
+
+    def __init__(self, cls: type | None = None, name: str | None = None, *, serialize: bool = False,
+                 spec: ImportSpec | None = None) -> None:
+        self.cls = cls
+        self.name = name or (cls.__name__ if cls is not None else None)
+        self.serialize = serialize
+        if spec is None and cls is not None and not serialize:
+            spec = import_spec(cls)
+        self.spec = spec
+
+    def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
+           stream_logs: bool = True) -> "RemoteClass":
+        """Check the class imports on ``system`` and return a factory of remote instances."""
+        cluster = resolve_cluster(system)
+        env_obj = resolve_env(env)
+        meta, payload = self._deploy_meta(env_obj)
+        interface = cluster.client.deploy({**meta, "op": "inspect", "kind": "class"}, payload,
+                                          stream_logs=stream_logs)
+        return RemoteClass(self, cluster, env_obj, interface, stream_logs)
+
+    def _deploy_meta(self, env: Env) -> tuple[dict[str, Any], list]:
+        meta: dict[str, Any] = {"env": env.wire_spec()}
+        if self.serialize:
+            from tether.core import wire
+
+            if self.cls is None:
+                raise ConfigError(f"module {self.name!r} has no local class to serialize")
+            payload = wire.dumps(self.cls, f"class {self.name!r}")
+            meta.update(serialized=True, payload_frames=len(payload), qualname=self.name)
+            return meta, payload
+        return {**meta, **self.spec.wire(), "payload_frames": 0}, []
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.RESOURCE_TYPE, "name": self.name, "serialize": self.serialize,
+                "import": self.spec.wire() if self.spec else None}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Module":
+        imp = config.get("import") or {}
+        spec = ImportSpec(imp["module"], imp["qualname"], tuple(imp.get("path_entries") or ()), None) if imp else None
+        return cls(None, config["name"], serialize=config.get("serialize", False), spec=spec)
+
+
+class RemoteClass:
+    """Calling it constructs an instance on the cluster: ``RemoteCls(*args, name="trainer")``."""
+
+    def __init__(self, module: Module, cluster: Cluster, env: Env, interface: dict[str, Any],
+                 stream_logs: bool = True) -> None:
+        self.module, self.cluster, self.env = module, cluster, env
+        self.interface, self.stream_logs = interface, stream_logs
+
+    def __call__(self, *args: Any, name: str | None = None, **kwargs: Any):
+        from tether.core import wire
+        from tether.core.stubs import RemoteInstance
+
+        name = name or f"{self.module.name}-{uuid.uuid4().hex[:8]}"
+        meta, payload = self.module._deploy_meta(self.env)
+        payload = [*payload, *wire.dumps((args, kwargs), f"the arguments of {self.module.name}()")]
+        meta.update(op="deploy", kind="instance", name=name)
+        interface = self.cluster.client.deploy(meta, payload, stream_logs=self.stream_logs)
+        return RemoteInstance(self.cluster, name, interface, self.stream_logs)
+
+    def __repr__(self) -> str:
+        return f"<RemoteClass {self.module.name} on {self.cluster.name!r}>"
+
+
+def module(cls: type | None = None, name: str | None = None, *, serialize: bool = False) -> Module:
+    """Wrap a class so that ``.to(cluster)`` makes a factory of live remote instances.
+
+    Args:
+        cls: a class defined at module level of your project (it travels by import path).
+        name: the definition's name (default: the class name).
+        serialize: send the class pickled by value (for notebooks and ``__main__``).
+    """
+    if cls is None:
+        if not name:
+            raise ConfigError("tether.module() needs a class, or name= of a saved module")
+        from tether.core.resources import load
+
+        return load(name)  # type: ignore[return-value]
+    if not isinstance(cls, type):
+        raise ConfigError(f"tether.module() takes a class, not {type(cls).__name__}; for functions use tether.function()")
+    return Module(cls, name, serialize=serialize)

@@ -1,0 +1,1 @@
+"""Registries that keep resource configs by name (today: the local one, under ``~/.tether``)."""

@@ -1,0 +1,90 @@
+"""``python -m tether.daemon``: run a daemon in the foreground (launchers detach it).
+
+It binds its listening socket before anything else, then writes ``daemon.json`` (pid, host, port,
+versions) and ``daemon.pid`` into its state dir: a client that reads the file can connect at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+
+def ensure_token(state_dir: Path) -> tuple[str, Path]:
+    """The daemon's bearer token, created (mode 0600) if the launcher has not made one."""
+    import secrets
+
+    path = state_dir / "token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip(), path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tether.daemon", description=__doc__)
+    parser.add_argument("--state-dir", required=True, type=Path, help="token, pid, logs, envs")
+    parser.add_argument("--cluster", default="local", help="the cluster's name (shown in errors)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    parser.add_argument("--python", default=None, help="interpreter of the default env's workers")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state_dir: Path = args.state_dir.expanduser().resolve()
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token, token_path = ensure_token(state_dir)
+
+    import uvicorn
+
+    from tether._version import __version__
+    from tether.core import wire
+    from tether.daemon.app import create_app
+    from tether.daemon.store import Store
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(2048)
+    host, port = sock.getsockname()[:2]
+
+    python = args.python or os.environ.get("TETHER_WORKER_PYTHON") or sys.executable
+    store = Store(state_dir, python)
+    info = {"cluster": args.cluster, "pid": os.getpid(), "token_path": str(token_path),
+            "state_dir": str(state_dir), "python": python, "started": time.time()}
+    app = create_app(store, token, info)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_keep_alive=3600, server_header=False, date_header=False)
+    server = uvicorn.Server(config)
+
+    record = {"pid": os.getpid(), "host": host, "port": port, "tether": __version__,
+              "protocol": wire.PROTOCOL_VERSION, "started": info["started"]}
+    tmp = state_dir / f".daemon.json.{os.getpid()}"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, state_dir / "daemon.json")
+    (state_dir / "daemon.pid").write_text(str(os.getpid()))
+    logging.getLogger("tether.daemon").info("tether %s daemon for %r on %s:%s", __version__, args.cluster, host, port)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for name in ("daemon.json", "daemon.pid"):
+            path = state_dir / name
+            try:
+                if name == "daemon.pid" and path.read_text().strip() != str(os.getpid()):
+                    continue
+                if name == "daemon.json" and json.loads(path.read_text()).get("pid") != os.getpid():
+                    continue
+                path.unlink()
+            except (OSError, ValueError):
+                pass
+
+
+if __name__ == "__main__":
+    main()

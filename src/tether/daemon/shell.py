@@ -1,0 +1,43 @@
+"""``cluster.run_bash`` / ``cluster.run_python`` on the daemon's node.
+
+Each command runs in its own subprocess; its output is streamed to the caller line by line as LOG
+messages, and the final RESULT lists ``[exit_code, stdout, stderr]`` per command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from tether.core import wire
+
+
+async def run_commands(commands: list[str], kind: str, python: str, cwd: str | None,
+                       env_vars: dict[str, str], stop_on_error: bool, out: asyncio.Queue) -> None:
+    results = []
+    try:
+        for command in commands:
+            if kind == "python":
+                argv = [python, "-c", command]
+            else:
+                argv = ["bash", "-c", command]
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL, cwd=cwd or None, env={**os.environ, **env_vars},
+            )
+            captured = await asyncio.gather(_pump(proc.stdout, b"out", out), _pump(proc.stderr, b"err", out))
+            code = await proc.wait()
+            results.append([code, captured[0], captured[1]])
+            if code and stop_on_error:
+                break
+        out.put_nowait(wire.Message(wire.RESULT, 0, [memoryview(wire.json_frame(results))]))
+    except Exception as exc:  # noqa: BLE001
+        out.put_nowait(wire.Message(wire.ERROR, 0, [memoryview(f) for f in wire.error_frames(exc)]))
+
+
+async def _pump(stream, name: bytes, out: asyncio.Queue) -> str:
+    chunks = []
+    async for line in stream:
+        chunks.append(line)
+        out.put_nowait(wire.Message(wire.LOG, 0, [memoryview(name), memoryview(line)]))
+    return b"".join(chunks).decode(errors="replace")

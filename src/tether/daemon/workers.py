@@ -1,0 +1,260 @@
+"""Worker processes and the daemon's side of the socket to each of them.
+
+One worker process per env. The daemon starts it with the env's interpreter, env vars and working
+directory, listens on a private Unix socket and waits for the worker to connect back. Many calls
+share that one connection: each message carries a call id, and a reader task hands each reply to
+the queue of its call. When the worker dies, every call in flight gets an ERROR message saying how
+it died (exit code or signal), and the next call starts a fresh worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.core import wire
+
+log = logging.getLogger("tether.daemon")
+
+_RUNTIME_DEPS = ("tether", "cloudpickle")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What a worker process is made of. Two specs that compare equal share one worker."""
+
+    name: str = "default"
+    reqs: tuple[str, ...] = ()
+    env_vars: tuple[tuple[str, str], ...] = ()
+    working_dir: str | None = None
+    python: str | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> "EnvSpec":
+        config = config or {}
+        return cls(
+            name=config.get("name") or "default",
+            reqs=tuple(config.get("reqs") or ()),
+            env_vars=tuple(sorted((config.get("env_vars") or {}).items())),
+            working_dir=config.get("working_dir"),
+            python=config.get("python"),
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "reqs": list(self.reqs), "env_vars": dict(self.env_vars),
+                "working_dir": self.working_dir, "python": self.python}
+
+
+def runtime_path(state_dir: Path) -> Path:
+    """A folder holding only what a worker needs to import (tether and cloudpickle), as links.
+
+    Put first on a worker's PYTHONPATH, it lets any interpreter run the worker runtime without the
+    daemon's own dependencies becoming importable.
+    """
+    import cloudpickle
+
+    import tether
+
+    target = state_dir / "runtime"
+    target.mkdir(parents=True, exist_ok=True)
+    for mod in (tether, cloudpickle):
+        src = Path(mod.__file__).parent
+        link = target / src.name
+        if link.is_symlink() and os.readlink(link) == str(src):
+            continue
+        tmp = target / f".{src.name}.{os.getpid()}"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(src)
+        os.replace(tmp, link)
+    return target
+
+
+def describe_exit(returncode: int | None) -> dict[str, Any]:
+    if returncode is None:
+        return {"exitcode": None, "signal": None, "how": "closed its connection"}
+    if returncode < 0:
+        sig = -returncode
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return {"exitcode": returncode, "signal": name, "how": f"was killed by {name} ({sig})"}
+    return {"exitcode": returncode, "signal": None, "how": f"exited with code {returncode}"}
+
+
+@dataclass
+class WorkerProcess:
+    """A running worker: its process, its socket connection and the calls in flight on it."""
+
+    spec: EnvSpec
+    python: str
+    log_path: Path
+    runtime_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: asyncio.subprocess.Process | None = None
+    pid: int | None = None
+    returncode: int | None = None
+    alive: bool = False
+    _writer: asyncio.StreamWriter | None = None
+    _pending: dict[int, asyncio.Queue] = field(default_factory=dict)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _sock_dir: str | None = None
+    _server: asyncio.AbstractServer | None = None
+    _reader_task: asyncio.Task | None = None
+    died: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self, timeout: float = 60.0) -> None:
+        self._sock_dir = tempfile.mkdtemp(prefix="tether-w-")  # short path: sun_path is 108 bytes
+        path = os.path.join(self._sock_dir, "w.sock")
+        connected: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if not connected.done():
+                connected.set_result((reader, writer))
+            else:
+                writer.close()
+
+        self._server = await asyncio.start_unix_server(on_connect, path, limit=1 << 20)
+        env = {**os.environ, **dict(self.spec.env_vars), **self.extra_env}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(self.runtime_dir), env.get("PYTHONPATH", "")) if p
+        )
+        env["PYTHONUNBUFFERED"] = "1"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as logf:
+            self.proc = await asyncio.create_subprocess_exec(
+                self.python, "-m", "tether.daemon.runtime", "--connect", path,
+                env=env, cwd=self.spec.working_dir or None, stdin=asyncio.subprocess.DEVNULL,
+                stdout=logf, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            )
+        self.pid = self.proc.pid
+        exited = asyncio.ensure_future(self.proc.wait())
+        done, _ = await asyncio.wait({connected, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if connected not in done:
+            connected.cancel()
+            if exited not in done:
+                self.proc.kill()
+            await self.proc.wait()
+            tail = _tail(self.log_path)
+            raise RuntimeError(
+                f"the worker for env {self.spec.name!r} ({self.python}) did not start: "
+                f"{describe_exit(self.proc.returncode)['how']}. Last lines of {self.log_path}:\n{tail}"
+            )
+        reader, self._writer = connected.result()
+        hello = await asyncio.wait_for(wire.read_message(reader), timeout)
+        if hello.kind != wire.HELLO:
+            raise RuntimeError("worker sent no HELLO")
+        self.alive = True
+        self._server.close()
+        self._reader_task = asyncio.ensure_future(self._read_loop(reader))
+        log.info("worker for env %r started (pid %s)", self.spec.name, self.pid)
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                msg = await wire.read_message(reader)
+                queue = self._pending.get(msg.call_id)
+                if queue is None:
+                    continue
+                if msg.kind in wire.TERMINAL_KINDS:
+                    del self._pending[msg.call_id]
+                queue.put_nowait(msg)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            await self._on_death()
+
+    async def _on_death(self) -> None:
+        self.alive = False
+        if self.proc is not None:
+            try:
+                self.returncode = await asyncio.wait_for(self.proc.wait(), 5)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                self.returncode = await self.proc.wait()
+        how = describe_exit(self.returncode)
+        pending, self._pending = self._pending, {}
+        for queue in pending.values():
+            message = (
+                f"the worker process of env {self.spec.name!r} (pid {self.pid}) {how['how']} during "
+                f"the call. The daemon keeps serving; the next call starts a fresh worker. "
+                f"Worker log: {self.log_path}"
+            )
+            frames = wire.plain_error_frames(
+                wire.WORKER_DIED, message, "WorkerDied", exitcode=how["exitcode"],
+                signal=how["signal"], env=self.spec.name, pid=self.pid,
+            )
+            queue.put_nowait(wire.Message(wire.ERROR, 0, [memoryview(f) for f in frames]))
+        self.died.set()
+        self._cleanup_socket()
+        if self.returncode not in (0, None):
+            log.warning("worker for env %r (pid %s) %s", self.spec.name, self.pid, how["how"])
+
+    def request(self, kind: int, frames) -> asyncio.Queue:
+        """Send a message to the worker; replies for it arrive on the returned queue."""
+        if not self.alive or self._writer is None:
+            raise RuntimeError("worker is not running")
+        call_id = next(self._ids)
+        queue: asyncio.Queue = asyncio.Queue()
+        self._pending[call_id] = queue
+        self._writer.writelines(wire.encode(kind, frames, call_id))
+        return queue
+
+    async def control(self, meta: dict[str, Any], *payload, timeout: float | None = None) -> Any:
+        """A CONTROL round trip whose logs are dropped; returns the JSON reply or raises."""
+        queue = self.request(wire.CONTROL, [wire.json_frame({**meta, "stream_logs": False}), *payload])
+        while True:
+            msg = await asyncio.wait_for(queue.get(), timeout)
+            if msg.kind == wire.RESULT:
+                return msg.json(0)
+            if msg.kind == wire.ERROR:
+                raise wire.exception_from_error(msg)
+
+    async def drain(self) -> None:
+        if self._writer is not None:
+            await self._writer.drain()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            self._cleanup_socket()
+            return
+        if self._writer is not None:
+            self._writer.close()  # the worker exits when its connection closes
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader_task is not None:
+            await asyncio.gather(self._reader_task, return_exceptions=True)
+        self._cleanup_socket()
+
+    def _cleanup_socket(self) -> None:
+        if self._sock_dir:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)
+            self._sock_dir = None
+
+    def info(self) -> dict[str, Any]:
+        return {"env": self.spec.name, "pid": self.pid, "alive": self.alive, "python": self.python,
+                "in_flight": len(self._pending), "log": str(self.log_path)}
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def default_python() -> str:
+    return os.environ.get("TETHER_WORKER_PYTHON") or sys.executable
