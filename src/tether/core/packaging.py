@@ -8,7 +8,6 @@ the project root first.
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import sysconfig

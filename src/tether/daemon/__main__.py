@@ -16,18 +16,6 @@ import time
 from pathlib import Path
 
 
-def ensure_token(state_dir: Path) -> tuple[str, Path]:
-    """The daemon's bearer token, created (mode 0600) if the launcher has not made one."""
-    import secrets
-
-    path = state_dir / "token"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip(), path
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tether.daemon", description=__doc__)
     parser.add_argument("--state-dir", required=True, type=Path, help="token, pid, logs, envs")
@@ -40,15 +28,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state_dir: Path = args.state_dir.expanduser().resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token, token_path = ensure_token(state_dir)
 
     import uvicorn
 
     from tether._version import __version__
     from tether.core import wire
+    from tether.core.paths import ensure_token
     from tether.daemon.app import create_app
     from tether.daemon.store import Store
 
+    token, token_path = ensure_token(state_dir), state_dir / "token"
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

@@ -15,13 +15,12 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.core import wire
+from tether.core import paths, wire
 
 log = logging.getLogger("tether.daemon")
 
@@ -145,7 +144,7 @@ class WorkerProcess:
             if exited not in done:
                 self.proc.kill()
             await self.proc.wait()
-            tail = _tail(self.log_path)
+            tail = paths.tail(self.log_path)
             raise RuntimeError(
                 f"the worker for env {self.spec.name!r} ({self.python}) did not start: "
                 f"{describe_exit(self.proc.returncode)['how']}. Last lines of {self.log_path}:\n{tail}"
@@ -249,12 +248,3 @@ class WorkerProcess:
                 "in_flight": len(self._pending), "log": str(self.log_path)}
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def default_python() -> str:
-    return os.environ.get("TETHER_WORKER_PYTHON") or sys.executable

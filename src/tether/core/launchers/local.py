@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tether.core.errors import LaunchError
 from tether.core.launchers.base import Endpoint, Launcher
-from tether.core.paths import cluster_dir
+from tether.core.paths import cluster_dir, ensure_token, tail
 from tether.core.plugins import hookimpl
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ class LocalLauncher(Launcher):
         raise LaunchError(
             f"the local daemon for cluster {cluster.name!r} did not start "
             f"({'exit code ' + str(proc.returncode) if proc.returncode is not None else 'timed out'}). "
-            f"Last lines of {state / 'daemon.log'}:\n{_tail(state / 'daemon.log')}",
+            f"Last lines of {state / 'daemon.log'}:\n{tail(state / 'daemon.log')}",
             cluster=cluster.name)
 
     def _endpoint(self, cluster: "Cluster") -> Endpoint | None:
@@ -101,15 +100,6 @@ class LocalLauncher(Launcher):
         state = cluster_dir(cluster.name)
         record = _read_record(state) or {}
         return {"up": _alive(record.get("pid")), "state_dir": str(state), **record}
-
-
-def ensure_token(state: Path) -> str:
-    path = state / "token"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
 
 
 def _read_record(state: Path) -> dict[str, Any] | None:
@@ -146,13 +136,6 @@ class _locked:
     def __exit__(self, *exc: Any) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @hookimpl

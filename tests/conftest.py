@@ -1,0 +1,80 @@
+"""Fixtures shared by every test: an isolated TETHER_HOME and real local clusters.
+
+Nothing of tether is mocked: a cluster here is a real daemon subprocess with real worker
+processes, on loopback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import tempfile
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+# Isolate every run from the developer's ~/.tether before tether is imported anywhere.
+_HOME = tempfile.mkdtemp(prefix="tether-test-home-")
+os.environ["TETHER_HOME"] = _HOME
+
+import tether  # noqa: E402
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def tether_home() -> Path:
+    return Path(_HOME)
+
+
+@pytest.fixture(scope="session")
+def session_cluster():
+    """One local cluster (a real daemon) shared by the tests that only deploy and call."""
+    cluster = tether.cluster(name=f"session-{uuid.uuid4().hex[:6]}", launcher="local")
+    cluster.up_if_not()
+    yield cluster
+    cluster.teardown()
+
+
+@pytest.fixture
+def make_cluster():
+    """Factory of fresh local clusters (own daemon each), torn down after the test."""
+    made = []
+
+    def make(**spec):
+        cluster = tether.cluster(name=f"t{next(_counter)}-{uuid.uuid4().hex[:6]}", launcher="local", **spec)
+        made.append(cluster)
+        return cluster.up_if_not()
+
+    yield make
+    for cluster in made:
+        cluster.teardown()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A throwaway project folder on sys.path: ``project.write("mod.py", src)`` then import it."""
+
+    class Project:
+        root = tmp_path / "proj"
+
+        def write(self, relpath: str, source: str) -> Path:
+            path = self.root / relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(source))
+            return path
+
+        def module_name(self, stem: str) -> str:
+            """A module name unique to this test, so workers never see a stale one."""
+            return f"{stem}_{uuid.uuid4().hex[:8]}"
+
+    proj = Project()
+    proj.root.mkdir()
+    (proj.root / "pyproject.toml").write_text("[project]\nname = 'proj'\n")
+    monkeypatch.syspath_prepend(str(proj.root))
+    yield proj
+    for name in [m for m in sys.modules if getattr(sys.modules[m], "__file__", "") and str(proj.root) in str(sys.modules[m].__file__)]:
+        del sys.modules[name]
