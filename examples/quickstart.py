@@ -22,3 +22,4 @@ if __name__ == "__main__":
     same = rh.cluster("local").get("counter")
     print("-> by name:", same.increment())
     print("-> objects on the cluster:", cluster.keys())
+    print("The local cluster keeps serving these by name; `tether daemon stop` stops it.")

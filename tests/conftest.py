@@ -6,8 +6,10 @@ processes, on loopback.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -19,6 +21,7 @@ import pytest
 # Isolate every run from the developer's ~/.tether before tether is imported anywhere.
 _HOME = tempfile.mkdtemp(prefix="tether-test-home-")
 os.environ["TETHER_HOME"] = _HOME
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 import tether  # noqa: E402
 

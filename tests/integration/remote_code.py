@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 
 
 def add(a, b=1):
@@ -104,3 +105,214 @@ class Counter:
 class Broken:
     def __init__(self):
         raise RuntimeError("constructor failed")
+
+
+def kwargs_only(*, scale: float = 1.0, offset: float = 0.0, values: list | None = None) -> list:
+    return [v * scale + offset for v in (values or [])]
+
+
+def emit_output(n: int) -> int:
+    """Print to stdout, write to stderr and log a warning: all three reach the caller."""
+    import sys
+
+    for i in range(n):
+        print(f"stdout line {i}")
+        print(f"stderr line {i}", file=sys.stderr)
+        logging.getLogger("remote_code").warning("logged line %d", i)
+    return n
+
+
+def wait_for_file(path: str, timeout: float = 30.0) -> str:
+    """Print, then block until ``path`` exists: lets a test see a print before the call returns."""
+    print("waiting for the go file", flush=True)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.01)
+    return "released"
+
+
+class Trainer:
+    """A stateful service with properties, instance attributes, a setter and an async method."""
+
+    def __init__(self, model: str, lr: float = 0.1):
+        self.model = model
+        self.lr = lr
+        self.steps = 0
+        self._history: list[float] = []
+
+    def train(self, batches: int = 1) -> int:
+        for _ in range(batches):
+            self.steps += 1
+            self._history.append(self.lr * self.steps)
+        return self.steps
+
+    @property
+    def summary(self) -> str:
+        return f"{self.model}@{self.steps}"
+
+    @property
+    def history(self) -> list:
+        return list(self._history)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def evaluate(self, factor: int = 1) -> int:
+        import asyncio
+
+        await asyncio.sleep(0)
+        return self.steps * factor
+
+    def report(self) -> str:
+        print(f"report: {self.model} at step {self.steps}")
+        logging.getLogger("trainer").warning("report logged")
+        return self.summary
+
+    async def async_report(self) -> str:
+        print(f"async report: {self.model}")
+        return self.summary
+
+
+class Overlap:
+    """Records which calls were running at the same time, to prove concurrency in the worker."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+        self.threads: set[str] = set()
+
+    def meet(self, parties: int, timeout: float = 30.0) -> str:
+        """Every caller waits until ``parties`` callers are inside at once (a barrier)."""
+        with self._lock:
+            barrier = getattr(self, "_barrier", None)
+            if barrier is None or barrier.parties != parties or barrier.broken:
+                barrier = self._barrier = threading.Barrier(parties)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self.threads.add(threading.current_thread().name)
+        try:
+            barrier.wait(timeout)  # raises BrokenBarrierError unless all parties overlap
+            return threading.current_thread().name
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def sleep(self, seconds: float) -> tuple[float, float]:
+        start = time.monotonic()
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        time.sleep(seconds)
+        with self._lock:
+            self.active -= 1
+        return start, time.monotonic()
+
+    def stats(self) -> dict:
+        return {"max_active": self.max_active, "threads": sorted(self.threads)}
+
+
+def raise_from_module(folder: str, module: str):
+    """Raise an exception whose class only the worker can import (``folder`` is not on the caller's path)."""
+    import importlib
+    import sys
+
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    importlib.import_module(module).fail()
+
+
+_live_tracked: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+class Tracked:
+    """Registers itself in a weak map, so a test can tell when the worker let go of it."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+        _live_tracked[tag] = self
+
+
+def live_tags() -> list[str]:
+    import gc
+
+    gc.collect()
+    return sorted(_live_tracked.keys())
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input and failures (test_bad_input.py, test_worker_death.py, test_envs.py, test_daemon.py)
+
+
+def block(started: str, release: str, timeout: float = 90.0) -> int:
+    """Write this worker's pid to ``started``, then wait until ``release`` exists."""
+    with open(started + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(started + ".tmp", started)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(release):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} never appeared")
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def read_file(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def raise_unpicklable_exception():
+    raise ValueError("an exception holding a lock", threading.Lock())
+
+
+class NeedsTwoArgs(Exception):
+    """Pickles, but cannot be rebuilt by unpickling (its __init__ wants two arguments)."""
+
+    def __init__(self, first, second):
+        super().__init__(f"{first} and {second}")
+
+
+def raise_needs_two_args():
+    raise NeedsTwoArgs("first", "second")
+
+
+def make_from_module(folder: str, module: str):
+    """Return an instance of ``module.Thing``; ``folder`` is on the worker's path only."""
+    import importlib
+    import sys
+
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(module).Thing()
+
+
+def import_value(module: str) -> tuple:
+    """``module.VALUE``, where ``module`` lives, and the interpreter running this worker."""
+    import importlib
+    import sys
+
+    mod = importlib.import_module(module)
+    return mod.VALUE, mod.__file__, sys.executable
+
+
+class Fragile:
+    """A service whose method can kill its worker; ``tag`` tells a re-created instance apart."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+        self.calls = 0
+
+    def touch(self) -> tuple:
+        self.calls += 1
+        return self.tag, self.calls, os.getpid()
+
+    def die(self, how: str):
+        die(how)
+
+
+class DiesInInit:
+    def __init__(self, how: str):
+        die(how)

@@ -25,6 +25,13 @@ from tether.core import errors, wire
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.CannotSendRequest)
 
 
+class _LocalOutputError(Exception):
+    """Printing a remote log line to this process's stdout/stderr failed (e.g. a closed pipe)."""
+
+    def __init__(self, original: OSError) -> None:
+        self.original = original
+
+
 class _Connection(http.client.HTTPConnection):
     def connect(self) -> None:
         super().connect()
@@ -78,14 +85,25 @@ class DaemonClient:
                         f"the connection to cluster {self.cluster!r} closed before the call finished",
                         cluster=self.cluster, **context)
                 if msg.kind == wire.LOG:
-                    _print_log(msg)
+                    if stream_logs:  # also silences routes that stream regardless (run, deploy)
+                        try:
+                            _print_log(msg)
+                        except OSError as exc:  # our own stdout is gone (`| head`): not the network
+                            raise _LocalOutputError(exc) from exc
                 elif msg.kind == wire.RESULT:
                     resp.read()  # consume the end of the stream so the connection is reusable
                     return msg
                 elif msg.kind == wire.ERROR:
                     resp.read()
-                    raise wire.exception_from_error(msg, cluster=self.cluster, **context)
+                    break  # raised below: a remote OSError is not a lost connection
+        except _LocalOutputError as exc:
+            self._drop()
+            raise exc.original from None
         except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, errors.TetherError):  # ours (401, 409...) are OSErrors too: keep them
+                if not resp.isclosed():
+                    self._drop()
+                raise
             self._drop()
             raise errors.ConnectionError(
                 f"lost the connection to cluster {self.cluster!r} ({self.url}) during the call: {exc}",
@@ -94,6 +112,7 @@ class DaemonClient:
             if not resp.isclosed():
                 self._drop()  # an unread stream cannot be reused
             raise
+        raise wire.exception_from_error(msg, cluster=self.cluster, **context)
 
     def _send(self, verb: str, path: str, parts: Sequence[wire.Buffer], stream_logs: bool,
               content_type: str) -> http.client.HTTPResponse:

@@ -6,6 +6,7 @@ started on demand. Other launchers (ssh, sky, kubernetes) plug in through ``teth
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any, Sequence
 
@@ -15,6 +16,7 @@ from tether.core.images import Env, resolve_env
 from tether.core.resources import Resource
 
 DEFAULT_CLUSTER = "local"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
 class Cluster(Resource):
@@ -23,8 +25,10 @@ class Cluster(Resource):
     RESOURCE_TYPE = "cluster"
 
     def __init__(self, name: str = DEFAULT_CLUSTER, launcher: str = "local", **spec: Any) -> None:
-        if not name:
-            raise ConfigError("a cluster needs a name")
+        if not name or not all(_NAME_RE.match(part) for part in name.split("/")):
+            raise ConfigError(
+                f"bad cluster name {name!r}: use letters, digits, '_', '-', '.' (starting with a letter "
+                "or digit), and '/' between folder parts")
         self.name = name
         self.launcher_name = launcher
         self.spec = spec
@@ -70,6 +74,16 @@ class Cluster(Resource):
         return self.up_if_not()
 
     def up_if_not(self) -> "Cluster":
+        """Bring the cluster up unless it is up; a handle whose daemon went away connects anew."""
+        client = self._client
+        if client is not None:
+            endpoint = self.launcher.endpoint(self)
+            if endpoint is None or (endpoint.host, endpoint.port, endpoint.token) != (
+                    client.host, client.port, client.token):
+                with self._lock:
+                    if self._client is client:
+                        client.close()
+                        self._client = None
         self.client  # noqa: B018 - connecting brings it up
         return self
 

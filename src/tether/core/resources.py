@@ -81,3 +81,4 @@ def _import_resource_types() -> None:
     import tether.core.function  # noqa: F401
     import tether.core.images  # noqa: F401
     import tether.core.module  # noqa: F401
+    import tether.core.stubs  # noqa: F401 - saved remote instances

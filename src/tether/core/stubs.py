@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tether.core.errors import NotFoundError
 from tether.core.resources import Resource
 
 if TYPE_CHECKING:
     from tether.core.cluster import Cluster
 
 _OWN = frozenset({"_t_cluster", "_t_name", "_t_interface", "_t_stream_logs", "_t_methods"})
+
+
+class RemoteAttributeError(NotFoundError, AttributeError):
+    """The remote object has no such attribute (or is gone): a NotFoundError and an AttributeError."""
 
 
 class RemoteMethod:
@@ -64,7 +69,10 @@ class RemoteInstance(Resource):
         if attr.startswith("__"):
             raise AttributeError(attr)
         # a property or an instance attribute of the remote object
-        return self._t_cluster.client.call(self._t_name, attr, stream_logs=self._t_stream_logs)
+        try:
+            return self._t_cluster.client.call(self._t_name, attr, stream_logs=self._t_stream_logs)
+        except NotFoundError as exc:  # also an AttributeError: getattr(stub, a, default), hasattr work
+            raise RemoteAttributeError(exc.message, **exc.fields) from exc
 
     def __setattr__(self, attr: str, value: Any) -> None:
         if attr in _OWN:

@@ -10,10 +10,33 @@ import argparse
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
 from pathlib import Path
+
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
+
+
+def _stopping_server(config, store):
+    """A uvicorn server that stops the workers first when it shuts down.
+
+    Calls in flight then end at once with an error that says the worker was stopped, sent as an
+    ordinary response; otherwise uvicorn would wait for them, then cut them off with a bare 500.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            await store.shutdown()
+            await super().shutdown(sockets)
+
+    return Server(config)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,18 +72,24 @@ def main(argv: list[str] | None = None) -> None:
     info = {"cluster": args.cluster, "pid": os.getpid(), "token_path": str(token_path),
             "state_dir": str(state_dir), "python": python, "started": time.time()}
     app = create_app(store, token, info)
+    # A call that never returns must not keep a stopping daemon alive (see _stopping_server); the
+    # grace period is a backstop for requests that wait on something else than a worker.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_keep_alive=3600, server_header=False, date_header=False)
-    server = uvicorn.Server(config)
+                            timeout_keep_alive=3600, server_header=False, date_header=False,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+    server = _stopping_server(config, store)
 
     record = {"pid": os.getpid(), "host": host, "port": port, "tether": __version__,
               "protocol": wire.PROTOCOL_VERSION, "started": info["started"]}
-    tmp = state_dir / f".daemon.json.{os.getpid()}"
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, state_dir / "daemon.json")
-    (state_dir / "daemon.pid").write_text(str(os.getpid()))
-    logging.getLogger("tether.daemon").info("tether %s daemon for %r on %s:%s", __version__, args.cluster, host, port)
+    # uvicorn re-raises SIGTERM after its graceful shutdown, under the handler it found: with the
+    # default one the process would die before removing daemon.json below.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        tmp = state_dir / f".daemon.json.{os.getpid()}"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, state_dir / "daemon.json")
+        (state_dir / "daemon.pid").write_text(str(os.getpid()))
+        logging.getLogger("tether.daemon").info("tether %s daemon for %r on %s:%s", __version__, args.cluster, host, port)
         server.run(sockets=[sock])
     finally:
         for name in ("daemon.json", "daemon.pid"):

@@ -43,14 +43,18 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> FastAPI:
     cluster = info.get("cluster", "?")
     tasks: set[asyncio.Task] = set()
 
-    def spawn(coro) -> None:
+    def spawn(coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        return task
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        for task in list(tasks):  # running commands and deploys end with the daemon
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await store.shutdown()
 
     app = FastAPI(title="tether daemon", version=__version__, lifespan=lifespan,
@@ -96,6 +100,8 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> FastAPI:
             meta = msg.json(0)
         except ValueError:
             raise HTTPError(400, "bad_request", "the deploy metadata is not JSON") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("env") or {}, dict):
+            raise HTTPError(400, "bad_request", "the deploy metadata must be a JSON object, its 'env' too")
         if meta.get("op") not in ("deploy", "inspect") or meta.get("kind") not in ("function", "instance", "value", "class"):
             raise HTTPError(400, "bad_request", "deploy needs op in (deploy, inspect) and a known kind")
         if meta["op"] == "deploy" and not NAME_RE.match(str(meta.get("name", ""))):
@@ -111,6 +117,8 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> FastAPI:
     @app.post("/_tether/run")
     async def run(request: Request):
         body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise HTTPError(400, "bad_request", "the body must be a JSON object with 'commands'")
         commands = body.get("commands")
         if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
             raise HTTPError(400, "bad_request", "'commands' must be a list of strings")
@@ -118,9 +126,9 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> FastAPI:
         if kind not in ("bash", "python"):
             raise HTTPError(400, "bad_request", "'kind' is 'bash' or 'python'")
         out: asyncio.Queue = asyncio.Queue()
-        spawn(run_commands(commands, kind, store.builder.default_python, body.get("cwd"),
-                           body.get("env_vars") or {}, bool(body.get("stop_on_error")), out))
-        return await respond(out, "pickle")
+        task = spawn(run_commands(commands, kind, store.builder.default_python, body.get("cwd"),
+                                  body.get("env_vars") or {}, bool(body.get("stop_on_error")), out))
+        return await respond(out, "pickle", on_abandon=task.cancel)
 
     @app.api_route("/{name}", methods=["GET", "POST"])
     async def call_function(name: str, request: Request):
@@ -185,7 +193,8 @@ class _Authenticate:
         await response(scope, receive, send)
 
 
-async def respond(queue: asyncio.Queue, mode: str) -> Response:
+async def respond(queue: asyncio.Queue, mode: str, on_abandon=None) -> Response:
+    """The HTTP response for a stream of messages; ``on_abandon`` runs if the caller goes away."""
     first: wire.Message = await queue.get()
     if first.kind == wire.ERROR:
         meta = first.json(0)
@@ -208,12 +217,16 @@ async def respond(queue: asyncio.Queue, mode: str) -> Response:
 
     async def stream():
         msg = first
-        while True:
-            for part in msg.parts():
-                yield part
-            if msg.kind in wire.TERMINAL_KINDS:
-                return
-            msg = await queue.get()
+        try:
+            while True:
+                for part in msg.parts():
+                    yield part
+                if msg.kind in wire.TERMINAL_KINDS:
+                    return
+                msg = await queue.get()
+        finally:
+            if msg.kind not in wire.TERMINAL_KINDS and on_abandon is not None:
+                on_abandon()
 
     return StreamingResponse(stream(), media_type=wire.CONTENT_TYPE)
 
@@ -223,8 +236,10 @@ def _decode(body: bytes, kind: int) -> wire.Message:
         msg = wire.decode(body)
     except ValueError as exc:
         raise HTTPError(400, "bad_request", f"malformed tether message: {exc}") from None
-    if msg.kind != kind or not msg.frames:
+    if msg.kind != kind:
         raise HTTPError(400, "bad_request", f"expected a message of kind {kind}, got kind {msg.kind}")
+    if not msg.frames:
+        raise HTTPError(400, "bad_request", f"the message of kind {kind} has no frames")
     return msg
 
 

@@ -17,11 +17,13 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from tether.core.errors import LaunchError
+
 Progress = Callable[[str], Awaitable[None]]
 
 
-class EnvBuildError(RuntimeError):
-    pass
+class EnvBuildError(LaunchError, RuntimeError):
+    """An env's venv could not be built (the message holds pip's output); the caller gets it as is."""
 
 
 class EnvBuilder:

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextvars
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -157,12 +158,19 @@ class _ModuleWatch:
 
     def __init__(self) -> None:
         self.seen: dict[str, tuple[int, int]] = {}
+        self.known = 0  # len(sys.modules) at the last record(): a cheap "anything new?" test
         paths = sysconfig.get_paths()
         dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, paths.get("purelib", ""), paths.get("platlib", ""),
                 paths.get("stdlib", ""), os.path.dirname(os.path.dirname(wire.__file__))}
         self.ignored = tuple(os.path.realpath(d) + os.sep for d in dirs if d)
 
+    def record_new(self) -> None:
+        """Record modules a call imported; O(1) when it imported none."""
+        if len(sys.modules) != self.known:
+            self.record()
+
     def record(self) -> None:
+        self.known = len(sys.modules)
         for mod in list(sys.modules.values()):
             path = getattr(mod, "__file__", None)
             if not path or path in self.seen:
@@ -186,7 +194,18 @@ class _ModuleWatch:
                 continue
             if (st.st_mtime_ns, st.st_size) != stamp:
                 changed.append(path)
+        for path in changed:  # its .pyc is stamped to the second: an edit within it would be hidden
+            _drop_bytecode(path)
         return changed
+
+
+def _drop_bytecode(path: str) -> None:
+    if not path.endswith(".py"):
+        return
+    try:
+        os.unlink(importlib.util.cache_from_source(path))
+    except (OSError, NotImplementedError, ValueError):
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +280,7 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001
             return wire.ERROR, _error_frames(exc)
         finally:
-            sys.stdout.flush()
+            self.watch.record_new()
             _current_call.reset(token)
 
     # -- control -------------------------------------------------------------------------------
@@ -377,10 +396,15 @@ def _error_frames(exc: BaseException):
     return wire.error_frames(_user_frames(exc))
 
 
+def _is_runtime_frame(frame) -> bool:
+    # this module runs as __main__ in a worker (python -m), so its frames are not named "tether.*"
+    return frame.f_globals is globals() or frame.f_globals.get("__name__", "").startswith("tether.")
+
+
 def _user_frames(exc: BaseException) -> BaseException:
     """Drop the runtime's own frames from the top of the traceback: the caller sees its code."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("tether."):
+    while tb is not None and tb.tb_next is not None and _is_runtime_frame(tb.tb_frame):
         tb = tb.tb_next
     return exc.with_traceback(tb)
 

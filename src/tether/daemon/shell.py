@@ -1,13 +1,16 @@
 """``cluster.run_bash`` / ``cluster.run_python`` on the daemon's node.
 
-Each command runs in its own subprocess; its output is streamed to the caller line by line as LOG
-messages, and the final RESULT lists ``[exit_code, stdout, stderr]`` per command.
+Each command runs in its own subprocess (its own process group); its output is streamed to the
+caller line by line as LOG messages, and the final RESULT lists ``[exit_code, stdout, stderr]`` per
+command. When the caller goes away or the daemon stops, the task is cancelled and the whole process
+group of the running command is killed: nothing outlives its caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 from tether.core import wire
 
@@ -24,15 +27,28 @@ async def run_commands(commands: list[str], kind: str, python: str, cwd: str | N
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.DEVNULL, cwd=cwd or None, env={**os.environ, **env_vars},
+                start_new_session=True,
             )
-            captured = await asyncio.gather(_pump(proc.stdout, b"out", out), _pump(proc.stderr, b"err", out))
-            code = await proc.wait()
+            try:
+                captured = await asyncio.gather(_pump(proc.stdout, b"out", out), _pump(proc.stderr, b"err", out))
+                code = await proc.wait()
+            except asyncio.CancelledError:
+                _kill_group(proc.pid)
+                await proc.wait()
+                raise
             results.append([code, captured[0], captured[1]])
             if code and stop_on_error:
                 break
         out.put_nowait(wire.Message(wire.RESULT, 0, [memoryview(wire.json_frame(results))]))
     except Exception as exc:  # noqa: BLE001
         out.put_nowait(wire.Message(wire.ERROR, 0, [memoryview(f) for f in wire.error_frames(exc)]))
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 async def _pump(stream, name: bytes, out: asyncio.Queue) -> str:

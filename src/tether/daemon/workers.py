@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.core import paths, wire
+from tether.core.errors import LaunchError
 
 log = logging.getLogger("tether.daemon")
 
@@ -51,6 +52,10 @@ class EnvSpec:
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "reqs": list(self.reqs), "env_vars": dict(self.env_vars),
                 "working_dir": self.working_dir, "python": self.python}
+
+
+class WorkerStartError(LaunchError, RuntimeError):
+    """A worker process could not be started (bad interpreter, working dir, crash at start)."""
 
 
 def runtime_path(state_dir: Path) -> Path:
@@ -104,6 +109,7 @@ class WorkerProcess:
     pid: int | None = None
     returncode: int | None = None
     alive: bool = False
+    stopping: bool = False  # stop() was asked for: calls it cuts short are told why
     _writer: asyncio.StreamWriter | None = None
     _pending: dict[int, asyncio.Queue] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -130,12 +136,19 @@ class WorkerProcess:
         )
         env["PYTHONUNBUFFERED"] = "1"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as logf:
-            self.proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "tether.daemon.runtime", "--connect", path,
-                env=env, cwd=self.spec.working_dir or None, stdin=asyncio.subprocess.DEVNULL,
-                stdout=logf, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-            )
+        try:
+            with open(self.log_path, "ab") as logf:
+                self.proc = await asyncio.create_subprocess_exec(
+                    self.python, "-m", "tether.daemon.runtime", "--connect", path,
+                    env=env, cwd=self.spec.working_dir or None, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=logf, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                )
+        except OSError as exc:  # its message may not say which path is wrong: name both
+            self._abandon()
+            raise WorkerStartError(
+                f"the worker for env {self.spec.name!r} could not be started with interpreter "
+                f"{self.python!r} in working dir {self.spec.working_dir or os.getcwd()!r}: {exc}"
+            ) from None
         self.pid = self.proc.pid
         exited = asyncio.ensure_future(self.proc.wait())
         done, _ = await asyncio.wait({connected, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -144,8 +157,9 @@ class WorkerProcess:
             if exited not in done:
                 self.proc.kill()
             await self.proc.wait()
+            self._abandon()
             tail = paths.tail(self.log_path)
-            raise RuntimeError(
+            raise WorkerStartError(
                 f"the worker for env {self.spec.name!r} ({self.python}) did not start: "
                 f"{describe_exit(self.proc.returncode)['how']}. Last lines of {self.log_path}:\n{tail}"
             )
@@ -189,6 +203,12 @@ class WorkerProcess:
                 f"the call. The daemon keeps serving; the next call starts a fresh worker. "
                 f"Worker log: {self.log_path}"
             )
+            if self.stopping:
+                message = (
+                    f"the worker process of env {self.spec.name!r} (pid {self.pid}) was stopped during "
+                    f"the call: its env was deleted or restarted, or the daemon is stopping. "
+                    f"Worker log: {self.log_path}"
+                )
             frames = wire.plain_error_frames(
                 wire.WORKER_DIED, message, "WorkerDied", exitcode=how["exitcode"],
                 signal=how["signal"], env=self.spec.name, pid=self.pid,
@@ -224,6 +244,7 @@ class WorkerProcess:
             await self._writer.drain()
 
     async def stop(self, timeout: float = 5.0) -> None:
+        self.stopping = True
         if self.proc is None or self.proc.returncode is not None:
             self._cleanup_socket()
             return
@@ -236,6 +257,12 @@ class WorkerProcess:
             await self.proc.wait()
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)
+        self._cleanup_socket()
+
+    def _abandon(self) -> None:
+        """Forget a worker that never connected: stop listening for it, remove its socket."""
+        if self._server is not None:
+            self._server.close()
         self._cleanup_socket()
 
     def _cleanup_socket(self) -> None:

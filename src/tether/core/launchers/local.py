@@ -73,7 +73,7 @@ class LocalLauncher(Launcher):
     def _endpoint(self, cluster: "Cluster") -> Endpoint | None:
         state = cluster_dir(cluster.name)
         record = _read_record(state)
-        if not record or not _alive(record.get("pid")):
+        if not record or not _is_daemon(record.get("pid"), state):
             return None
         try:
             token = (state / "token").read_text().strip()
@@ -85,7 +85,9 @@ class LocalLauncher(Launcher):
         state = cluster_dir(cluster.name)
         record = _read_record(state)
         pid = record.get("pid") if record else None
-        if not _alive(pid):
+        if not _is_daemon(pid, state):  # never signal a process that merely reused the pid
+            for name in ("daemon.json", "daemon.pid"):
+                (state / name).unlink(missing_ok=True)
             return
         os.kill(pid, signal.SIGTERM)  # the daemon stops its workers on the way out
         deadline = time.monotonic() + 15
@@ -99,7 +101,7 @@ class LocalLauncher(Launcher):
     def status(self, cluster: "Cluster") -> dict[str, Any]:
         state = cluster_dir(cluster.name)
         record = _read_record(state) or {}
-        return {"up": _alive(record.get("pid")), "state_dir": str(state), **record}
+        return {"up": _is_daemon(record.get("pid"), state), "state_dir": str(state), **record}
 
 
 def _read_record(state: Path) -> dict[str, Any] | None:
@@ -123,6 +125,18 @@ def _alive(pid: Any) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _is_daemon(pid: Any, state: Path) -> bool:
+    """Alive, and really this cluster's daemon: a stale daemon.json may name a reused pid."""
+    if not _alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return True  # no /proc (not Linux): trust the pid
+    return b"tether.daemon" in argv and str(state).encode() in argv
 
 
 class _locked:

@@ -1,0 +1,138 @@
+# tether's commands. Each one builds .venv by itself on a fresh machine (Python >= 3.11, pip).
+#
+#   make demo    examples/quickstart.py on the local cluster
+#   make test    the whole test suite            (PYTEST_ARGS="-k name" to pick tests)
+#   make bench   the call path next to a bare FastAPI endpoint -> bench/results/latest.json
+#   make lint    ruff
+#   make clean   remove .venv, caches and bench results (stops a local daemon run from this .venv)
+#
+# Every package is installed at the exact version pinned in constraints.txt (`make constraints`
+# re-resolves it). The install is keyed on the contents of pyproject.toml and constraints.txt:
+# when neither changed, `make venv` does nothing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS := constraints.txt
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --quiet -c $(CONSTRAINTS)
+PYTEST_ARGS ?=
+# The extras whose pins constraints.txt holds (`make constraints`).
+PINNED_EXTRAS := dev,bench
+
+KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(KEY)
+BENCH_STAMP := $(VENV)/.installed-bench-$(KEY)
+
+# A .venv whose interpreter no longer runs (Python moved or upgraded) is rebuilt.
+ifneq ($(shell $(PY) -c 'print("ok")' 2>/dev/null),ok)
+$(STAMP): FORCE
+endif
+
+.PHONY: help venv demo test bench lint clean constraints FORCE
+FORCE:
+
+help:
+	@sed -n '3,8s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+
+venv: $(STAMP)
+
+$(STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "$(CONSTRAINTS) pins packages for Python >= 3.11; run with PYTHON=python3.11 (or newer)")'
+	@if ! $(PY) -c '' 2>/dev/null; then \
+	    rm -rf $(VENV); echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); fi
+	@echo "installing tether[dev] into $(VENV) at the versions pinned in $(CONSTRAINTS)"
+	@rm -f $(VENV)/.installed-*
+	$(PIP_INSTALL) --upgrade pip setuptools wheel
+	$(PIP_INSTALL) --no-build-isolation --editable '.[dev]'
+	@touch $@
+
+$(BENCH_STAMP): $(STAMP)
+	$(PIP_INSTALL) --no-build-isolation --editable '.[dev,bench]'
+	@touch $@
+
+# The quickstart uses the default local cluster ($TETHER_HOME, default ~/.tether). A daemon left
+# there by an older run is stopped first if it is stale (see DAEMON_CHECK below); a current one is
+# kept, with the objects it serves.
+demo: $(STAMP)
+	@$(PY) -c "$$DAEMON_CHECK" stale
+	$(PY) examples/quickstart.py
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+bench: $(BENCH_STAMP)
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	@if $(PY) -c '' 2>/dev/null; then $(PY) -c "$$DAEMON_CHECK" ours; fi
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info bench/results
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+
+# Re-resolve every pin from scratch (the newest versions pyproject.toml allows), in a throwaway venv.
+constraints:
+	rm -rf .venv-resolve
+	$(PYTHON) -m venv .venv-resolve
+	.venv-resolve/bin/pip install --disable-pip-version-check --quiet --upgrade pip setuptools wheel
+	.venv-resolve/bin/pip install --disable-pip-version-check --quiet --editable '.[$(PINNED_EXTRAS)]'
+	{ echo "# Exact pins for tether's base dependencies and its $(PINNED_EXTRAS) extras (plus pip/setuptools/wheel,"; \
+	  echo "# which build the editable install without build isolation). \`make venv\` installs with -c this file."; \
+	  echo "# Resolved with pip on $$(.venv-resolve/bin/python -c 'import platform as p; print(p.python_implementation(), p.python_version() + ",", p.system().lower(), p.machine())'), on $$(date -u +%F). Regenerate with \`make constraints\`."; \
+	  echo "# fastapi stays <0.137 (pyproject): Airflow 3.3 caps it."; \
+	  .venv-resolve/bin/pip freeze --all --exclude-editable; } > $(CONSTRAINTS)
+	rm -rf .venv-resolve
+
+# Run as `python -c "$$DAEMON_CHECK" stale|ours` with the venv's interpreter.
+#   stale: stop the local daemon if it was started by another interpreter (another checkout or
+#          venv), runs another tether version, or started before tether's code last changed.
+#   ours:  stop it if it runs this venv's interpreter (before `make clean` deletes it).
+# A daemon.json whose pid now belongs to some other process (the daemon died without cleaning up,
+# e.g. a reboot) is removed, and that process is left alone.
+define DAEMON_CHECK
+import json, os, sys
+from pathlib import Path
+import tether
+from tether._version import __version__
+from tether.core.paths import cluster_dir
+
+mode, state = sys.argv[1], cluster_dir("local")
+try:
+    record = json.loads((state / "daemon.json").read_text())
+    pid = int(record["pid"])
+    os.kill(pid, 0)
+except (OSError, ValueError, KeyError, TypeError):
+    sys.exit(0)  # no daemon: the launcher starts a fresh one on demand
+try:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    argv = [a.decode(errors="replace") for a in argv]
+except OSError:
+    argv = None  # no /proc: judge by version and age only
+if argv is not None and "tether.daemon" not in argv:
+    for name in ("daemon.json", "daemon.pid"):
+        (state / name).unlink(missing_ok=True)
+    print(f"removed a stale daemon record in {state} (pid {pid} is no longer a tether daemon)")
+    sys.exit(0)
+ours = argv is None or os.path.abspath(argv[0]) == os.path.abspath(sys.executable)
+newest = max(p.stat().st_mtime for p in Path(tether.__file__).parent.rglob("*.py"))
+if mode == "ours":
+    why = "its .venv is being removed" if ours else None
+elif not ours:
+    why = f"it runs {argv[0]}, not {sys.executable}"
+elif record.get("tether") != __version__:
+    why = f"it runs tether {record.get('tether')}, this venv has {__version__}"
+elif newest > float(record.get("started", 0)):
+    why = "tether's code changed after it started"
+else:
+    why = None
+if why:
+    print(f"stopping the local daemon (pid {pid}) in {state}: {why}")
+    tether.cluster("local").teardown()
+endef
+export DAEMON_CHECK

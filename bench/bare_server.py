@@ -1,0 +1,36 @@
+"""A bare FastAPI endpoint on uvicorn: the floor the benchmark compares tether's call path to.
+
+Run by ``bench/run.py`` as ``python bench/bare_server.py``: it listens on 127.0.0.1 on a free port,
+prints that port on its first line of stdout, and serves until it is terminated. uvicorn runs
+with the same settings as tether's daemon (uvloop and httptools when installed, no access log).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import uvicorn
+from fastapi import FastAPI, Request
+
+app = FastAPI()
+
+
+@app.post("/noop/call")
+async def noop(request: Request) -> None:
+    await request.body()  # read the request like tether's daemon does; the answer is `null`
+
+
+def main() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            timeout_keep_alive=3600, server_header=False, date_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""What the commands share: the consoles, ``CLIError`` and finding a cluster and its daemon."""
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from tether.core.client import DaemonClient
+    from tether.core.cluster import Cluster
+
+EXIT_ERROR = 1
+EXIT_DOWN = 3  # like LSB `status`: "program is not running"
+
+ClusterOpt = Annotated[str, typer.Option(
+    "--cluster", "-c", metavar="NAME",
+    help="The cluster: a saved one (see `tether ls`), 'local', or any name for a local daemon.")]
+
+
+def _console(stderr: bool = False) -> Console:
+    # Piped output (scripts, tests) must not be folded at 80 columns: paths are long.
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(stderr=stderr, width=width, highlight=False)
+
+
+out = _console()
+err = _console(stderr=True)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+class CLIError(Exception):
+    """An expected failure: printed as a message and a hint, never as a traceback."""
+
+    def __init__(self, message: str, hint: str = "", code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.message, self.hint, self.code = message, hint, code
+
+
+def _report(message: str, hint: str = "") -> None:
+    err.print(f"[bold red]Error:[/] {escape(message)}")
+    if hint:
+        err.print(escape(hint))
+
+
+# -- clusters ------------------------------------------------------------------------------------
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)*$")
+
+
+def _check_name(name: str) -> None:
+    # The name becomes a folder under $TETHER_HOME/clusters/: no '..', no absolute path.
+    if not _NAME_RE.match(name):
+        raise CLIError(f"bad cluster name {name!r}",
+                       "Use letters, digits, '_', '-' and '.', starting with a letter or a digit.")
+
+
+def _cluster(name: str) -> "Cluster":
+    """The saved cluster ``name``, the local default, or a local cluster of that name."""
+    from tether.core.cluster import cluster
+    from tether.core.errors import NotFoundError
+
+    _check_name(name)
+    try:
+        return cluster(name)
+    except NotFoundError:
+        return cluster(name=name, launcher="local")
+
+
+def _is_known(name: str) -> bool:
+    """Saved, the local default, or started from this machine before (it has a state dir)."""
+    from tether.core.cluster import DEFAULT_CLUSTER
+    from tether.core.paths import cluster_dir
+    from tether.core.registry import local
+
+    return name == DEFAULT_CLUSTER or local.exists(name) or cluster_dir(name).is_dir()
+
+
+def _record(cluster: "Cluster") -> dict[str, Any]:
+    """What the launcher knows without starting anything: up, and for a local daemon its pid etc."""
+    if cluster.launcher_name == "local":
+        from tether.core.launchers.local import LocalLauncher
+
+        return LocalLauncher().status(cluster)
+    return {"up": cluster.launcher.endpoint(cluster) is not None}
+
+
+def _running_client(cluster: "Cluster") -> "DaemonClient | None":
+    """A client of the cluster's daemon if it is running, else None. Never starts a daemon."""
+    from tether.core.client import DaemonClient
+
+    endpoint = cluster.launcher.endpoint(cluster)
+    if endpoint is None:
+        return None
+    return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=cluster.name)
+
+
+def _not_running(name: str) -> CLIError:
+    hint = f"Start it with: tether daemon start --cluster {name}"
+    if not _is_known(name):
+        hint = (f"No cluster named {name!r} is saved or was started here (see `tether ls`). "
+                f"To start a local one: tether daemon start --cluster {name}")
+    return CLIError(f"cluster {name!r} is not running.", hint)
+
+
+def _state_dir(name: str) -> Path:
+    from tether.core.paths import cluster_dir
+
+    return cluster_dir(name)
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def _objects_table(objects: Any) -> Table:
+    """The objects on a daemon (``tether keys``, ``tether daemon status``)."""
+    table = Table(title="Objects", title_justify="left")
+    for col in ("name", "kind", "env", "type"):
+        table.add_column(col, overflow="fold")
+    for obj in sorted(objects, key=lambda o: str(o.get("name"))):
+        table.add_row(*(escape(str(obj.get(k) or "-")) for k in ("name", "kind", "env", "type")))
+    return table

@@ -1,0 +1,209 @@
+"""``tether daemon start|stop|restart|status``: the process that serves a cluster's objects."""
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from tether._version import __version__
+from tether.cli._common import (
+    EXIT_DOWN,
+    ClusterOpt,
+    _cluster,
+    _objects_table,
+    _record,
+    _running_client,
+    _state_dir,
+    err,
+    out,
+)
+
+if TYPE_CHECKING:
+    from tether.core.cluster import Cluster
+
+daemon_app = typer.Typer(
+    help="Start, stop and inspect a cluster's daemon (the process that serves its objects).",
+    no_args_is_help=True,
+)
+
+
+def _uptime(started: Any) -> str:
+    if not isinstance(started, (int, float)):
+        return "?"
+    seconds = max(0, int(time.time() - started))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{minutes}m"] * bool(minutes)
+    return " ".join(parts + [f"{secs}s"])
+
+
+def _grid(rows: list[tuple[str, Any]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column(overflow="fold")
+    for key, value in rows:
+        if value is not None:
+            grid.add_row(key, escape(str(value)))
+    return grid
+
+
+def _endpoint_rows(cluster: "Cluster") -> list[tuple[str, Any]]:
+    record = _record(cluster)
+    endpoint = cluster.launcher.endpoint(cluster)
+    state = _state_dir(cluster.name)
+    version = record.get("tether")
+    if version and record.get("protocol") is not None:
+        version = f"tether {version} (protocol {record['protocol']})"
+    local = cluster.launcher_name == "local"
+    return [
+        ("address", f"{endpoint.host}:{endpoint.port}" if endpoint else None),
+        ("pid", record.get("pid")),
+        ("version", version),
+        ("state dir", state if local else None),
+        ("log file", state / "daemon.log" if local else None),
+    ]
+
+
+def _warn_if_other_version(cluster: str, daemon_version: Any) -> None:
+    if daemon_version and daemon_version != __version__:
+        err.print(f"[yellow]The daemon runs tether {escape(str(daemon_version))} and this client "
+                  f"{__version__}:[/] restart it with `tether daemon restart --cluster {escape(cluster)}`.")
+
+
+@daemon_app.command("start")
+def daemon_start(cluster: ClusterOpt = "local") -> None:
+    """Start the cluster's daemon, detached, if it is not running.
+
+    Prints its address, pid, state dir and log file. A name that is not saved (and not 'local')
+    gets a new local cluster of that name.
+
+    **Examples**
+
+    ```
+    tether daemon start
+    tether daemon start --cluster dev
+    ```
+    """
+    handle = _cluster(cluster)
+    if handle.launcher.endpoint(handle) is not None:
+        out.print(f"Cluster {escape(repr(cluster))} is already up.")
+        _warn_if_other_version(cluster, _record(handle).get("tether"))
+    else:
+        with err.status(f"Starting the daemon of cluster {escape(repr(cluster))}...", spinner="dots"):
+            handle.up_if_not()
+        took = handle._last_up_seconds
+        out.print(f"[green]✓[/] Cluster {escape(repr(cluster))} is up"
+                  + (f" (started in {took:.1f} s)." if took is not None else "."))
+    out.print(_grid(_endpoint_rows(handle)))
+
+
+@daemon_app.command("stop")
+def daemon_stop(cluster: ClusterOpt = "local") -> None:
+    """Stop the cluster's daemon and its worker processes (objects in memory are gone).
+
+    **Examples**
+
+    ```
+    tether daemon stop
+    tether daemon stop --cluster dev
+    ```
+    """
+    handle = _cluster(cluster)
+    if handle.launcher.endpoint(handle) is None:
+        out.print(f"Cluster {escape(repr(cluster))} is not running; nothing to stop.")
+        return
+    pid = _record(handle).get("pid")
+    with err.status(f"Stopping the daemon of cluster {escape(repr(cluster))}...", spinner="dots"):
+        handle.teardown()
+    out.print(f"[green]✓[/] Stopped cluster {escape(repr(cluster))}" + (f" (pid {pid})." if pid else "."))
+
+
+@daemon_app.command("restart")
+def daemon_restart(cluster: ClusterOpt = "local") -> None:
+    """Stop the cluster's daemon (if it runs), then start it again with this tether version.
+
+    Objects held by the old daemon are gone: deploy them again. This is also the fix for a
+    version mismatch between this client and a daemon.
+
+    **Examples**
+
+    ```
+    tether daemon restart
+    tether daemon restart --cluster dev
+    ```
+    """
+    daemon_stop(cluster)
+    daemon_start(cluster)
+
+
+@daemon_app.command("status")
+def daemon_status(cluster: ClusterOpt = "local") -> None:
+    """Show whether the cluster's daemon is up, with its pid, port, version, uptime, workers and
+    objects. Never starts anything.
+
+    Exits with code 0 when the daemon is up and 3 when it is down.
+
+    **Examples**
+
+    ```
+    tether daemon status
+    tether daemon status --cluster dev || tether daemon start --cluster dev
+    ```
+    """
+    from tether.core.errors import TetherError
+
+    handle = _cluster(cluster)
+    record = _record(handle)
+    state = _state_dir(cluster)
+    if not record.get("up"):
+        note = ""
+        if record.get("pid"):
+            note = f" (a stale record names pid {record['pid']}, which is not its daemon any more)"
+        out.print(f"Cluster {escape(repr(cluster))}: [bold red]down[/]{escape(note)}")
+        rows: list[tuple[str, Any]] = [("state dir", state if state.is_dir() else None)]
+        if (state / "daemon.log").exists():
+            rows.append(("log file", state / "daemon.log"))
+        out.print(_grid(rows))
+        out.print(f"Start it with: tether daemon start --cluster {escape(cluster)}")
+        raise typer.Exit(EXIT_DOWN)
+
+    client = _running_client(handle)
+    info: dict[str, Any] = {}
+    problem = ""
+    try:
+        info = client.request_json("GET", "/_tether/status") if client else {}
+    except TetherError as exc:
+        problem = str(exc)
+    finally:
+        if client is not None:
+            client.close()
+    out.print(f"Cluster {escape(repr(cluster))}: [bold green]up[/]")
+    rows = _endpoint_rows(handle)
+    rows.insert(3, ("uptime", _uptime(info.get("started", record.get("started")))))
+    if info.get("python"):
+        rows.insert(4, ("python", info["python"]))
+    out.print(_grid(rows))
+    if problem:
+        err.print(f"[yellow]Cannot read the daemon's status:[/] {escape(problem)}")
+        return
+    _warn_if_other_version(cluster, info.get("tether"))
+
+    envs = info.get("envs") or {}
+    if envs:
+        table = Table(title="Envs and their workers", title_justify="left")
+        for col in ("env", "worker pid", "alive", "calls in flight", "log"):
+            table.add_column(col, overflow="fold")
+        for name, env in sorted(envs.items()):
+            worker = env.get("worker") or {}
+            table.add_row(escape(name), str(worker.get("pid", "-")),
+                          {True: "yes", False: "no"}.get(worker.get("alive"), "-"),
+                          str(worker.get("in_flight", "-")), escape(str(worker.get("log", "-"))))
+        out.print(table)
+    objects = info.get("objects") or {}
+    if objects:
+        out.print(_objects_table({n: {"name": n, **o} for n, o in objects.items()}.values()))
+    else:
+        out.print("No objects deployed.")
