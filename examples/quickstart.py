@@ -3,8 +3,9 @@
 Run it with `make demo` (or `python examples/quickstart.py` inside the venv).
 """
 
-import tether as rh
 from services import Counter, greet
+
+import tether as rh
 
 if __name__ == "__main__":
     cluster = rh.here  # the local cluster: a daemon on this machine, started on demand

@@ -88,7 +88,8 @@ def test_delete_frees_the_object(session_cluster, kind):
     name = _unique(f"doomed-{kind}")
     if kind == "function":
         stub = rh.function(remote_code.add).to(session_cluster, name=name)
-        call = lambda: stub(1, 2)
+        def call():
+            return stub(1, 2)
     elif kind == "instance":
         stub = rh.module(remote_code.Counter).to(session_cluster)(name=name)
         call = stub.increment

@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 import remote_code
+from process_helpers import running, wait_until
 
 import tether as rh
 from tether._version import __version__
@@ -32,23 +32,6 @@ from tether.core.client import DaemonClient
 from tether.core.paths import cluster_dir
 
 CALL_TIMEOUT = 60  # seconds a test waits for a call or a process before calling it a hang
-
-
-def running(pid: int) -> bool:
-    """True while ``pid`` is a live process (a zombie is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def daemons_of(state: Path) -> list[int]:

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 import sys
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from tether._version import __version__
 from tether.core import errors, wire
-
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.CannotSendRequest)
 
 
 class _LocalOutputError(Exception):
@@ -116,39 +116,44 @@ class DaemonClient:
 
     def _send(self, verb: str, path: str, parts: Sequence[wire.Buffer], stream_logs: bool,
               content_type: str) -> http.client.HTTPResponse:
+        # A user's call is never retried (it may not be idempotent): a keep-alive connection that
+        # the daemon closed is detected *before* sending instead, the way urllib3 does.
         length = sum(memoryview(p).nbytes for p in parts)
-        for attempt in (0, 1):
-            conn, fresh = self._conn()
-            try:
-                conn.putrequest(verb, path, skip_host=False, skip_accept_encoding=True)
-                conn.putheader("Authorization", self._auth)
-                conn.putheader("Content-Type", content_type)
-                conn.putheader("Content-Length", str(length))
-                conn.putheader(wire.VERSION_HEADER, str(wire.PROTOCOL_VERSION))
-                if not stream_logs:
-                    conn.putheader(wire.STREAM_LOGS_HEADER, "0")
-                if length <= 65536:  # headers and body in one write
-                    conn.endheaders(b"".join(parts))
-                else:
-                    conn.endheaders()
-                    for part in parts:
-                        conn.send(part)
-                return conn.getresponse()
-            except _STALE as exc:
-                self._drop()
-                if fresh or attempt:  # only a reused keep-alive connection is retried, once
-                    raise self._unreachable(exc) from exc
-            except OSError as exc:
-                self._drop()
-                raise self._unreachable(exc) from exc
-        raise AssertionError("unreachable")
+        conn = self._conn()
+        try:
+            conn.putrequest(verb, path, skip_host=False, skip_accept_encoding=True)
+            conn.putheader("Authorization", self._auth)
+            conn.putheader("Content-Type", content_type)
+            conn.putheader("Content-Length", str(length))
+            conn.putheader(wire.VERSION_HEADER, str(wire.PROTOCOL_VERSION))
+            if not stream_logs:
+                conn.putheader(wire.STREAM_LOGS_HEADER, "0")
+            if length <= 65536:  # headers and body in one write
+                conn.endheaders(b"".join(parts))
+            else:
+                conn.endheaders()
+                for part in parts:
+                    conn.send(part)
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop()
+            raise self._unreachable(exc) from exc
+        try:
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop()
+            raise errors.ConnectionError(
+                f"lost the connection to cluster {self.cluster!r} ({self.url}) after sending the "
+                f"request, before any answer: {exc}. The call may or may not have run.",
+                cluster=self.cluster) from exc
 
-    def _conn(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn, False
-        conn = self._local.conn = _Connection(self.host, self.port)
-        return conn, True
+        if conn is not None and (conn.sock is None or _dropped(conn.sock)):
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = self._local.conn = _Connection(self.host, self.port)
+        return conn
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -225,6 +230,14 @@ class DaemonClient:
         if self._httpx is not None:
             self._httpx.close()
             self._httpx = None
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """An idle keep-alive socket that is readable was closed by the server (or is out of sync)."""
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def _exact_reader(resp: http.client.HTTPResponse) -> Callable[[int], bytes]:

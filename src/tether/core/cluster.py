@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tether.core.client import DaemonClient
 from tether.core.errors import ConfigError, NotFoundError
@@ -55,7 +56,7 @@ class Cluster(Resource):
         return {"type": self.RESOURCE_TYPE, "name": self.name, "launcher": self.launcher_name, "spec": self.spec}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Cluster":
+    def from_config(cls, config: dict[str, Any]) -> Cluster:
         return cls(name=config["name"], launcher=config.get("launcher", "local"), **(config.get("spec") or {}))
 
     def __repr__(self) -> str:
@@ -69,11 +70,11 @@ class Cluster(Resource):
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def up(self) -> "Cluster":
+    def up(self) -> Cluster:
         """Bring the cluster up (a no-op if it is up already)."""
         return self.up_if_not()
 
-    def up_if_not(self) -> "Cluster":
+    def up_if_not(self) -> Cluster:
         """Bring the cluster up unless it is up; a handle whose daemon went away connects anew."""
         client = self._client
         if client is not None:
@@ -98,7 +99,7 @@ class Cluster(Resource):
                 self._client = None
             self.launcher.down(self)
 
-    def restart_server(self) -> "Cluster":
+    def restart_server(self) -> Cluster:
         """Restart the daemon (with this process's tether version); objects must be redeployed."""
         self.teardown()
         return self.up_if_not()
@@ -229,7 +230,7 @@ def here() -> Cluster:
     return cluster(DEFAULT_CLUSTER)
 
 
-def resolve_cluster(value: "Cluster | str | None") -> Cluster:
+def resolve_cluster(value: Cluster | str | None) -> Cluster:
     if value is None:
         return here()
     if isinstance(value, Cluster):

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from tether.core.cluster import Cluster, cluster as _cluster, resolve_cluster
+from tether.core.cluster import Cluster, resolve_cluster
+from tether.core.cluster import cluster as _cluster
 from tether.core.errors import ConfigError
 from tether.core.images import Env, resolve_env
 from tether.core.packaging import ImportSpec, import_spec
@@ -35,7 +37,7 @@ class Function(Resource):
         self.spec = spec
 
     def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
-           name: str | None = None, stream_logs: bool | None = None) -> "Function":
+           name: str | None = None, stream_logs: bool | None = None) -> Function:
         """Deploy onto ``system`` (default: the local cluster) and return the callable service.
 
         Redeploying after an edit of the source starts a fresh worker import of the new code.
@@ -93,7 +95,7 @@ class Function(Resource):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Function":
+    def from_config(cls, config: dict[str, Any]) -> Function:
         spec = None
         if config.get("import"):
             imp = config["import"]

@@ -51,7 +51,7 @@ class Env(Resource):
         return {"type": self.RESOURCE_TYPE, **self.wire_spec(), "name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Env":
+    def from_config(cls, config: dict[str, Any]) -> Env:
         return cls(reqs=config.get("reqs") or [], env_vars=config.get("env_vars") or {},
                    name=config.get("name"), working_dir=config.get("working_dir"),
                    python=config.get("python"))
@@ -68,7 +68,7 @@ def env(reqs: list[str] | None = None, env_vars: dict[str, str] | None = None, n
     return Env(reqs=reqs or [], env_vars=env_vars or {}, name=name, working_dir=working_dir, python=python)
 
 
-def resolve_env(value: "Env | str | list[str] | None") -> Env:
+def resolve_env(value: Env | str | list[str] | None) -> Env:
     """Accept what Runhouse accepted for ``env=``: an Env, an env name, or a list of reqs."""
     if value is None:
         return Env()

@@ -33,7 +33,7 @@ class Module(Resource):
         self.spec = spec
 
     def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
-           stream_logs: bool = True) -> "RemoteClass":
+           stream_logs: bool = True) -> RemoteClass:
         """Check the class imports on ``system`` and return a factory of remote instances."""
         cluster = resolve_cluster(system)
         env_obj = resolve_env(env)
@@ -59,7 +59,7 @@ class Module(Resource):
                 "import": self.spec.wire() if self.spec else None}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Module":
+    def from_config(cls, config: dict[str, Any]) -> Module:
         imp = config.get("import") or {}
         spec = ImportSpec(imp["module"], imp["qualname"], tuple(imp.get("path_entries") or ()), None) if imp else None
         return cls(None, config["name"], serialize=config.get("serialize", False), spec=spec)

@@ -26,7 +26,7 @@ class TetherSpec:
     """The hooks. Each one says who calls it and what it must return."""
 
     @hookspec
-    def tether_launchers(self) -> list[type["Launcher"]]:
+    def tether_launchers(self) -> list[type[Launcher]]:
         """Launcher classes this plugin provides.
 
         Called once when the plugin manager is built. Each class has a unique ``name`` (the value
@@ -77,7 +77,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def launchers() -> dict[str, type["Launcher"]]:
+def launchers() -> dict[str, type[Launcher]]:
     found: dict[str, type[Launcher]] = {}
     for group in reversed(get_plugin_manager().hook.tether_launchers()):
         for cls in group or ():

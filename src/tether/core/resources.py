@@ -13,7 +13,7 @@ from tether.core.errors import ConfigError
 
 class Resource:
     RESOURCE_TYPE: ClassVar[str] = "resource"
-    _types: ClassVar[dict[str, type["Resource"]]] = {}
+    _types: ClassVar[dict[str, type[Resource]]] = {}
 
     name: str | None
 
@@ -26,10 +26,10 @@ class Resource:
         return {"type": self.RESOURCE_TYPE, "name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Resource":
+    def from_config(cls, config: dict[str, Any]) -> Resource:
         raise NotImplementedError
 
-    def save(self, name: str | None = None) -> "Resource":
+    def save(self, name: str | None = None) -> Resource:
         """Save the config under ``name`` (default: the resource's name) in the local registry."""
         from tether.core.registry import local
 

@@ -27,7 +27,7 @@ class RemoteMethod:
 
     __slots__ = ("_instance", "_method")
 
-    def __init__(self, instance: "RemoteInstance", method: str) -> None:
+    def __init__(self, instance: RemoteInstance, method: str) -> None:
         self._instance, self._method = instance, method
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -46,7 +46,7 @@ class RemoteInstance(Resource):
 
     RESOURCE_TYPE = "instance"
 
-    def __init__(self, cluster: "Cluster", name: str, interface: dict[str, Any] | None = None,
+    def __init__(self, cluster: Cluster, name: str, interface: dict[str, Any] | None = None,
                  stream_logs: bool = True) -> None:
         object.__setattr__(self, "_t_cluster", cluster)
         object.__setattr__(self, "_t_name", name)
@@ -94,7 +94,7 @@ class RemoteInstance(Resource):
         return self._t_name
 
     @property
-    def system(self) -> "Cluster":
+    def system(self) -> Cluster:
         return self._t_cluster
 
     def __repr__(self) -> str:
@@ -105,7 +105,7 @@ class RemoteInstance(Resource):
         return {"type": self.RESOURCE_TYPE, "name": self._t_name, "system": self._t_cluster.config(),
                 "stream_logs": self._t_stream_logs}
 
-    def save(self, name: str | None = None) -> "RemoteInstance":  # type: ignore[override]
+    def save(self, name: str | None = None) -> RemoteInstance:  # type: ignore[override]
         from tether.core.registry import local
 
         config = self.config()
@@ -115,7 +115,7 @@ class RemoteInstance(Resource):
         return self
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "RemoteInstance":
+    def from_config(cls, config: dict[str, Any]) -> RemoteInstance:
         from tether.core.function import cluster_from_config
 
         return cls(cluster_from_config(config["system"]), config.get("alias") or config["name"],
@@ -125,7 +125,7 @@ class RemoteInstance(Resource):
 class RemoteValue:
     """A value stored on the cluster (``cluster.get(key, remote=True)``); ``fetch()`` brings it here."""
 
-    def __init__(self, cluster: "Cluster", name: str) -> None:
+    def __init__(self, cluster: Cluster, name: str) -> None:
         self.cluster, self.name = cluster, name
 
     def fetch(self) -> Any:
@@ -135,7 +135,7 @@ class RemoteValue:
         return f"<RemoteValue {self.name!r} on {self.cluster.name!r}>"
 
 
-def stub_for(cluster: "Cluster", info: dict[str, Any]) -> Any:
+def stub_for(cluster: Cluster, info: dict[str, Any]) -> Any:
     """The right proxy for an object the daemon describes (``/_tether/objects/{name}``)."""
     from tether.core.function import Function
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import struct
 import traceback
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 # Bumped when a message layout or a meaning changes incompatibly; exchanged on /health.
 PROTOCOL_VERSION = 1

@@ -31,7 +31,7 @@ from typing import Any
 
 from tether.core import wire
 
-_current_call: contextvars.ContextVar["_CallContext | None"] = contextvars.ContextVar(
+_current_call: contextvars.ContextVar[_CallContext | None] = contextvars.ContextVar(
     "tether_call", default=None
 )
 
@@ -39,7 +39,7 @@ _current_call: contextvars.ContextVar["_CallContext | None"] = contextvars.Conte
 class _CallContext:
     __slots__ = ("call_id", "stream_logs", "conn")
 
-    def __init__(self, call_id: int, stream_logs: bool, conn: "_Connection") -> None:
+    def __init__(self, call_id: int, stream_logs: bool, conn: _Connection) -> None:
         self.call_id, self.stream_logs, self.conn = call_id, stream_logs, conn
 
 

@@ -39,7 +39,7 @@ class EnvSpec:
     python: str | None = None
 
     @classmethod
-    def from_config(cls, config: dict[str, Any] | None) -> "EnvSpec":
+    def from_config(cls, config: dict[str, Any] | None) -> EnvSpec:
         config = config or {}
         return cls(
             name=config.get("name") or "default",
@@ -192,7 +192,7 @@ class WorkerProcess:
         if self.proc is not None:
             try:
                 self.returncode = await asyncio.wait_for(self.proc.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 self.returncode = await self.proc.wait()
         how = describe_exit(self.returncode)
@@ -252,7 +252,7 @@ class WorkerProcess:
             self._writer.close()  # the worker exits when its connection closes
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
         if self._reader_task is not None:

@@ -40,7 +40,7 @@ class Launcher:
                 f"the {self.name!r} launcher does not understand {', '.join(sorted(unknown))}; "
                 f"it takes: {', '.join(sorted(self.spec_keys)) or 'no options'}")
 
-    def up(self, cluster: "Cluster") -> Endpoint:
+    def up(self, cluster: Cluster) -> Endpoint:
         """Bring the cluster up (a no-op when it is up) and return its endpoint."""
         start = time.monotonic()
         try:
@@ -53,10 +53,10 @@ class Launcher:
         cluster._last_up_seconds = time.monotonic() - start
         return endpoint
 
-    def down(self, cluster: "Cluster") -> None:
+    def down(self, cluster: Cluster) -> None:
         self._down(cluster)
 
-    def endpoint(self, cluster: "Cluster") -> Endpoint | None:
+    def endpoint(self, cluster: Cluster) -> Endpoint | None:
         """The endpoint if the cluster is up, else None. Cheap: no launch."""
         return self._endpoint(cluster)
 
@@ -66,11 +66,11 @@ class Launcher:
 
     # -- for subclasses ---------------------------------------------------------------------------
 
-    def _up(self, cluster: "Cluster") -> Endpoint:
+    def _up(self, cluster: Cluster) -> Endpoint:
         raise NotImplementedError
 
-    def _down(self, cluster: "Cluster") -> None:
+    def _down(self, cluster: Cluster) -> None:
         raise NotImplementedError
 
-    def _endpoint(self, cluster: "Cluster") -> Endpoint | None:
+    def _endpoint(self, cluster: Cluster) -> Endpoint | None:
         raise NotImplementedError

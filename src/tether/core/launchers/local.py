@@ -36,7 +36,7 @@ class LocalLauncher(Launcher):
         "autostop": "a local daemon runs until teardown() (no idle shutdown on this machine)",
     }
 
-    def _up(self, cluster: "Cluster") -> Endpoint:
+    def _up(self, cluster: Cluster) -> Endpoint:
         state = cluster_dir(cluster.name)
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         with _locked(state / "launch.lock"):
@@ -45,7 +45,7 @@ class LocalLauncher(Launcher):
                 return endpoint
             return self._start(cluster, state)
 
-    def _start(self, cluster: "Cluster", state: Path) -> Endpoint:
+    def _start(self, cluster: Cluster, state: Path) -> Endpoint:
         token = ensure_token(state)
         (state / "daemon.json").unlink(missing_ok=True)
         python = cluster.spec.get("python") or sys.executable
@@ -70,7 +70,7 @@ class LocalLauncher(Launcher):
             f"Last lines of {state / 'daemon.log'}:\n{tail(state / 'daemon.log')}",
             cluster=cluster.name)
 
-    def _endpoint(self, cluster: "Cluster") -> Endpoint | None:
+    def _endpoint(self, cluster: Cluster) -> Endpoint | None:
         state = cluster_dir(cluster.name)
         record = _read_record(state)
         if not record or not _is_daemon(record.get("pid"), state):
@@ -81,7 +81,7 @@ class LocalLauncher(Launcher):
             return None
         return Endpoint(record["host"], record["port"], token)
 
-    def _down(self, cluster: "Cluster") -> None:
+    def _down(self, cluster: Cluster) -> None:
         state = cluster_dir(cluster.name)
         record = _read_record(state)
         pid = record.get("pid") if record else None
@@ -98,7 +98,7 @@ class LocalLauncher(Launcher):
         for name in ("daemon.json", "daemon.pid"):
             (state / name).unlink(missing_ok=True)
 
-    def status(self, cluster: "Cluster") -> dict[str, Any]:
+    def status(self, cluster: Cluster) -> dict[str, Any]:
         state = cluster_dir(cluster.name)
         record = _read_record(state) or {}
         return {"up": _is_daemon(record.get("pid"), state), "state_dir": str(state), **record}
