@@ -316,3 +316,115 @@ class Fragile:
 class DiesInInit:
     def __init__(self, how: str):
         die(how)
+
+
+# -- issue 3: call semantics -------------------------------------------------------------------
+
+
+def count_up(n: int, fail_at: int | None = None):
+    for i in range(n):
+        if i == fail_at:
+            raise ValueError(f"failed at {i}")
+        yield i
+    return "finished"
+
+
+def endless(marker: str):
+    """A generator that runs until stopped; it writes its progress so a test can see it stop."""
+    import pathlib
+
+    i = 0
+    try:
+        while True:
+            tmp = pathlib.Path(marker + ".tmp")
+            tmp.write_text(str(i))
+            os.replace(tmp, marker)  # atomic: a stop mid-write never leaves it empty
+            yield i
+            i += 1
+            time.sleep(0.01)
+    finally:
+        pathlib.Path(marker + ".closed").write_text("closed")
+
+
+async def async_double(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return 2 * x
+
+
+async def async_count(n: int):
+    import asyncio
+
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+
+def square(x: int) -> int:
+    if x == 3:
+        raise ValueError("three is not allowed")
+    return x * x
+
+
+def sleepy(seconds: float, marker: str | None = None) -> str:
+    import pathlib
+
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.01)
+    except BaseException:
+        if marker:
+            pathlib.Path(marker).write_text("interrupted")
+        raise
+    return "slept"
+
+
+def make_array(n: int):
+    import numpy as np
+
+    return np.arange(n, dtype=np.float64)
+
+
+def total(array) -> float:
+    return float(array.sum())
+
+
+class Serial:
+    """Records how many calls overlap: with max_concurrency=1 it never exceeds 1."""
+
+    def __init__(self):
+        self.active = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def work(self, seconds: float = 0.02) -> int:
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(seconds)
+        with self.lock:
+            self.active -= 1
+        return self.peak
+
+    async def awork(self, seconds: float = 0.02) -> int:
+        import asyncio
+
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        await asyncio.sleep(seconds)
+        with self.lock:
+            self.active -= 1
+        return self.peak
+
+
+def nbytes(array) -> int:
+    return int(array.nbytes)
+
+
+def zeros(n: int):
+    import numpy as np
+
+    return np.zeros(n, dtype=np.uint8)

@@ -111,6 +111,8 @@ ROUTES = [
     ("DELETE", "/_tether/objects/{add}"),
     ("POST", "/_tether/deploy"),
     ("POST", "/_tether/run"),
+    ("GET", "/_tether/calls/{add}"),
+    ("POST", "/_tether/calls/{add}/cancel"),
     ("GET", "/{add}"),
     ("POST", "/{add}"),
     ("GET", "/{add}/call"),
@@ -147,7 +149,8 @@ def test_every_route_refuses_a_missing_or_wrong_token(session_cluster, names, ve
 def test_the_token_covers_every_route_the_daemon_has(http):
     """Every route of the daemon's OpenAPI schema is in ROUTES above (new routes get checked too)."""
     paths = set(http.get("/_tether/openapi.json").json()["paths"])
-    covered = {r.replace("{add}", "{name}").replace("/{name}/call", "/{name}/{method}") for _, r in ROUTES}
+    covered = {r.replace("/_tether/calls/{add}", "/_tether/calls/{call_id}").replace("{add}", "{name}")
+               .replace("/{name}/call", "/{name}/{method}") for _, r in ROUTES}
     assert paths <= covered, f"routes without a 401 test: {sorted(paths - covered)}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -95,10 +96,12 @@ def test_user_method_named_save_wins_over_the_stub(session_cluster):
     assert counter.save() == "user save at 4"
 
 
-def test_async_method_is_callable(trainer):
+def test_async_method_returns_an_awaitable(trainer):
+    """An ``async def`` method is awaited on the caller's side too (issue 3); run_async=False
+    makes it a plain blocking call."""
     trainer.train(3)
-    assert trainer.evaluate(factor=10) == 30
-    assert trainer.evaluate() == 3
+    assert asyncio.run(trainer.evaluate(factor=10)) == 30
+    assert trainer.evaluate(run_async=False) == 3
 
 
 def test_method_output_streams_to_the_caller(trainer, capfd):
@@ -106,14 +109,14 @@ def test_method_output_streams_to_the_caller(trainer, capfd):
     assert trainer.report() == "resnet@0"
     out, err = capfd.readouterr()
     assert "report: resnet at step 0" in out and "report logged" in err
-    assert trainer.async_report() == "resnet@0"
+    assert asyncio.run(trainer.async_report()) == "resnet@0"
     assert "async report: resnet" in capfd.readouterr().out
 
 
 def test_method_output_silenced_per_call(trainer, capfd):
     capfd.readouterr()
     assert trainer.report(stream_logs=False) == "resnet@0"
-    assert trainer.async_report(stream_logs=False) == "resnet@0"
+    assert asyncio.run(trainer.async_report(stream_logs=False)) == "resnet@0"
     out, err = capfd.readouterr()
     assert "report" not in out and "report logged" not in err
 
@@ -130,7 +133,8 @@ def test_module_to_with_stream_logs_false_silences_its_instances(session_cluster
 
 def test_async_method_of_counter(session_cluster):
     counter = rh.module(remote_code.Counter).to(session_cluster)(start=9, name="counter-async")
-    assert counter.async_value() == 9
+    assert asyncio.run(counter.async_value()) == 9
+    assert counter.async_value(run_async=False) == 9
 
 
 def test_constructor_error_is_raised_and_nothing_is_kept(session_cluster):

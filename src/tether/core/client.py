@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import select
 import socket
 import sys
@@ -55,12 +56,43 @@ class DaemonClient:
     # -- the call path ---------------------------------------------------------------------------
 
     def call(self, name: str, method: str, args: Sequence[Any] = (), kwargs: dict | None = None,
-             stream_logs: bool = True) -> Any:
-        """Call ``method`` of the remote object ``name``; logs stream to this process's stdout."""
+             stream_logs: bool = True, call_id: str | None = None, keep: bool = False) -> Any:
+        """Call ``method`` of the remote object ``name``; logs stream to this process's stdout.
+
+        A remote generator comes back as a local generator that yields items as they are produced;
+        its return value is ``StopIteration.value``. Ctrl-C cancels the remote call.
+        """
         frames = wire.dumps((tuple(args), kwargs or {}), "the arguments")
-        msg = self.stream("POST", f"/{name}/{method}", wire.encode(wire.CALL, frames), stream_logs,
-                          service=name, method=method)
+        call_id = call_id or new_call_id()
+        context = {"service": name, "method": method, "call_id": call_id}
+        headers = {wire.CALL_ID_HEADER: call_id}
+        if keep:
+            headers[wire.KEEP_HEADER] = "1"
+        try:
+            msg = self.stream("POST", f"/{name}/{method}", wire.encode(wire.CALL, frames), stream_logs,
+                              headers=headers, allow_stream=True, **context)
+        except KeyboardInterrupt:
+            self.cancel(call_id, quiet=True)
+            raise
+        if msg.kind == wire.STREAM:
+            return self._iterate(self._local.stream_owner, stream_logs, context)
         return wire.loads(msg.frames, f"the result of {name}.{method}")
+
+    def result(self, call_id: str, timeout: float | None = None, stream_logs: bool = True) -> Any:
+        """The result of an earlier call by id (waits while it runs); raises what the call raised."""
+        path = f"/_tether/calls/{call_id}" + (f"?timeout={timeout}" if timeout is not None else "")
+        msg = self.stream("GET", path, [], stream_logs, call_id=call_id)
+        return wire.loads(msg.frames, f"the result of call {call_id}")
+
+    def cancel(self, call_id: str, force: bool = False, quiet: bool = False) -> dict[str, Any]:
+        """Stop a running call; ``force=True`` also restarts its worker."""
+        try:
+            return self.request_json("POST", f"/_tether/calls/{call_id}/cancel",
+                                     params={"force": "true" if force else "false"})
+        except errors.TetherError:
+            if quiet:  # best effort while the caller is already being interrupted
+                return {"id": call_id, "cancelled": False}
+            raise
 
     def deploy(self, meta: dict[str, Any], payload: Sequence[wire.Buffer] = (), stream_logs: bool = True) -> dict:
         parts = wire.encode(wire.CONTROL, [wire.json_frame(meta), *payload])
@@ -71,55 +103,103 @@ class DaemonClient:
         return self.stream("POST", "/_tether/run", [body], stream_logs, content_type="application/json").json(0)
 
     def stream(self, verb: str, path: str, parts: Sequence[wire.Buffer], stream_logs: bool = True,
-               content_type: str = wire.CONTENT_TYPE, **context: Any) -> wire.Message:
-        """Send one request, print its LOG messages as they arrive, return the RESULT message."""
-        resp = self._send(verb, path, parts, stream_logs, content_type)
+               content_type: str = wire.CONTENT_TYPE, headers: dict[str, str] | None = None,
+               allow_stream: bool = False, **context: Any) -> wire.Message:
+        """Send one request, print its LOG messages as they arrive, return the RESULT message.
+
+        With ``allow_stream``, a STREAM message (a remote generator) is returned too, and the
+        connection and response move to ``self._local.stream_owner`` for ``_iterate`` to read.
+        """
+        conn = self._conn()
+        resp = self._send(conn, verb, path, parts, stream_logs, content_type, headers)
         try:
             if resp.status != 200:
                 raise self._http_error(resp.status, resp.read(), **context)
             read = _exact_reader(resp)
+            msg = self._next_message(resp, read, stream_logs, context)
+            if msg.kind == wire.RESULT:
+                resp.read()  # consume the end of the stream so the connection is reusable
+                return msg
+            if msg.kind == wire.STREAM and allow_stream:
+                self._local.conn = None  # the generator owns this connection now
+                self._local.stream_owner = (conn, resp, read)
+                return msg
+            raise errors.ConnectionError(f"unexpected message kind {msg.kind} from cluster {self.cluster!r}",
+                                         cluster=self.cluster, **context)
+        except BaseException:
+            if not resp.isclosed():
+                self._drop()  # an unread stream cannot be reused
+            raise
+
+    def _next_message(self, resp, read, stream_logs: bool, context: dict[str, Any]) -> wire.Message:
+        """The next message that is not a LOG (those are printed); an ERROR is raised."""
+        try:
             while True:
                 msg = wire.read_message_sync(read)
                 if msg is None:
                     raise errors.ConnectionError(
                         f"the connection to cluster {self.cluster!r} closed before the call finished",
                         cluster=self.cluster, **context)
-                if msg.kind == wire.LOG:
-                    if stream_logs:  # also silences routes that stream regardless (run, deploy)
-                        try:
-                            _print_log(msg)
-                        except OSError as exc:  # our own stdout is gone (`| head`): not the network
-                            raise _LocalOutputError(exc) from exc
-                elif msg.kind == wire.RESULT:
-                    resp.read()  # consume the end of the stream so the connection is reusable
-                    return msg
-                elif msg.kind == wire.ERROR:
-                    resp.read()
-                    break  # raised below: a remote OSError is not a lost connection
+                if msg.kind != wire.LOG:
+                    break
+                if stream_logs:  # also silences routes that stream regardless (run, deploy)
+                    try:
+                        _print_log(msg)
+                    except OSError as exc:  # our own stdout is gone (`| head`): not the network
+                        raise _LocalOutputError(exc) from exc
+            if msg.kind == wire.ERROR:
+                resp.read()
         except _LocalOutputError as exc:
-            self._drop()
             raise exc.original from None
         except (OSError, http.client.HTTPException) as exc:
-            if isinstance(exc, errors.TetherError):  # ours (401, 409...) are OSErrors too: keep them
-                if not resp.isclosed():
-                    self._drop()
+            if isinstance(exc, errors.TetherError):  # ours are OSErrors too (ConnectionError): keep them
                 raise
-            self._drop()
             raise errors.ConnectionError(
                 f"lost the connection to cluster {self.cluster!r} ({self.url}) during the call: {exc}",
                 cluster=self.cluster, **context) from exc
-        except BaseException:
-            if not resp.isclosed():
-                self._drop()  # an unread stream cannot be reused
-            raise
-        raise wire.exception_from_error(msg, cluster=self.cluster, **context)
+        if msg.kind == wire.ERROR:  # raised here: a remote OSError is not a lost connection
+            raise wire.exception_from_error(msg, cluster=self.cluster, **context)
+        return msg
 
-    def _send(self, verb: str, path: str, parts: Sequence[wire.Buffer], stream_logs: bool,
-              content_type: str) -> http.client.HTTPResponse:
+    def _iterate(self, owner, stream_logs: bool, context: dict[str, Any]):
+        """Yield a remote generator's items; closing this early closes the connection, which
+        makes the daemon stop the remote generator."""
+        conn, resp, read = owner
+        finished = False
+        try:
+            while True:
+                msg = self._next_message(resp, read, stream_logs, context)
+                if msg.kind == wire.ITEM:
+                    yield wire.loads(msg.frames, "a generator item")
+                elif msg.kind == wire.RESULT:
+                    resp.read()
+                    finished = True
+                    return wire.loads(msg.frames, "the generator's return value")
+        except KeyboardInterrupt:
+            self.cancel(context["call_id"], quiet=True)
+            raise
+        finally:
+            if finished and getattr(self._local, "conn", None) is None:
+                self._local.conn = conn
+            else:
+                conn.close()
+
+    async def acall(self, name: str, method: str, args: Sequence[Any] = (), kwargs: dict | None = None,
+                    stream_logs: bool = True, call_id: str | None = None) -> Any:
+        """The async form of ``call``: many can be in flight from one event loop.
+
+        A remote generator comes back as an async iterator. Cancelling the awaiting task cancels
+        the remote call.
+        """
+        from tether.core.client_async import acall
+
+        return await acall(self, name, method, args, kwargs, stream_logs, call_id or new_call_id())
+
+    def _send(self, conn: http.client.HTTPConnection, verb: str, path: str, parts: Sequence[wire.Buffer],
+              stream_logs: bool, content_type: str, headers: dict[str, str] | None) -> http.client.HTTPResponse:
         # A user's call is never retried (it may not be idempotent): a keep-alive connection that
         # the daemon closed is detected *before* sending instead, the way urllib3 does.
         length = sum(memoryview(p).nbytes for p in parts)
-        conn = self._conn()
         try:
             conn.putrequest(verb, path, skip_host=False, skip_accept_encoding=True)
             conn.putheader("Authorization", self._auth)
@@ -128,6 +208,8 @@ class DaemonClient:
             conn.putheader(wire.VERSION_HEADER, str(wire.PROTOCOL_VERSION))
             if not stream_logs:
                 conn.putheader(wire.STREAM_LOGS_HEADER, "0")
+            for key, value in (headers or {}).items():
+                conn.putheader(key, value)
             if length <= 65536:  # headers and body in one write
                 conn.endheaders(b"".join(parts))
             else:
@@ -181,6 +263,8 @@ class DaemonClient:
             return errors.NotFoundError(message, **context)
         if status == 400:
             return errors.ConfigError(message, **context)
+        if status == 410:
+            return errors.ResultExpiredError(message, **context)
         return errors.TetherError(f"HTTP {status} from cluster {self.cluster!r}: {message}", **context)
 
     # -- the control plane (httpx) --------------------------------------------------------------
@@ -230,6 +314,10 @@ class DaemonClient:
         if self._httpx is not None:
             self._httpx.close()
             self._httpx = None
+
+
+def new_call_id() -> str:
+    return os.urandom(12).hex()
 
 
 def _dropped(sock: socket.socket) -> bool:

@@ -163,6 +163,18 @@ class Cluster(Resource):
         """Free an object, or stop an env's worker process (and free all its objects)."""
         self.client.request_json("DELETE", f"/_tether/objects/{name}")
 
+    # -- calls by id --------------------------------------------------------------------------------
+
+    def result(self, call_id: str, timeout: float | None = None) -> Any:
+        """The result of a call by id (e.g. after the caller lost its connection); waits while it
+        runs. The daemon keeps results within bounds of count and age: past them,
+        ``tether.ResultExpiredError``."""
+        return self.client.result(call_id, timeout=timeout)
+
+    def cancel(self, call_id: str, force: bool = False) -> bool:
+        """Stop a running call; ``force=True`` restarts its worker (objects are re-created)."""
+        return bool(self.client.cancel(call_id, force=force).get("cancelled"))
+
     # -- commands ------------------------------------------------------------------------------------
 
     def run_bash(self, commands: str | Sequence[str], stream_logs: bool = True,

@@ -8,11 +8,13 @@ sockets, pickle) are translated at one boundary with ``raise ... from exc`` so c
     TetherError
     ├── ConfigError                 bad spec, bad name, unknown launcher, nothing saved under a name
     │   └── NotFoundError           a saved resource, or an object/method on a daemon, does not exist
+    │       └── ResultExpiredError  a call's result was dropped (retention by count and age)
     ├── LaunchError                 a cluster or its daemon could not be started
     ├── ConnectionError             the daemon cannot be reached, or the connection dropped mid-call
     │   ├── AuthenticationError     the daemon refused the token (HTTP 401)
     │   └── VersionMismatchError    the client and the daemon speak different versions
     ├── SerializationError          an argument or a result cannot be pickled / unpickled
+    ├── CallCancelledError          the call was cancelled (Ctrl-C, handle.cancel(), task cancel)
     └── RemoteError                 the remote code raised and the type cannot be re-raised locally
         ├── WorkerDiedError         the worker process died mid-call (segfault, os._exit, SIGKILL)
         └── OutOfMemoryError        the worker ran out of memory
@@ -55,6 +57,10 @@ class NotFoundError(ConfigError, LookupError):
     """A named resource, object or method does not exist."""
 
 
+class ResultExpiredError(NotFoundError):
+    """The result of a call is no longer kept by the daemon (it keeps results by count and age)."""
+
+
 class LaunchError(TetherError):
     """A cluster or its daemon could not be brought up."""
 
@@ -73,6 +79,10 @@ class VersionMismatchError(ConnectionError):
 
 class SerializationError(TetherError, TypeError):
     """An argument or a result cannot be (un)pickled; the message names the type."""
+
+
+class CallCancelledError(TetherError):
+    """The remote call was cancelled before it finished."""
 
 
 class RemoteError(TetherError):
@@ -118,6 +128,8 @@ __all__ = [
     "AuthenticationError",
     "VersionMismatchError",
     "SerializationError",
+    "CallCancelledError",
+    "ResultExpiredError",
     "RemoteError",
     "WorkerDiedError",
     "OutOfMemoryError",

@@ -14,19 +14,22 @@ from tether.core.cluster import Cluster, resolve_cluster
 from tether.core.cluster import cluster as _cluster
 from tether.core.errors import ConfigError
 from tether.core.images import Env, resolve_env
+from tether.core.invoke import RemoteCallable
 from tether.core.packaging import ImportSpec, import_spec
 from tether.core.resources import Resource
 
 
-class Function(Resource):
+class Function(Resource, RemoteCallable):
     """A function, either local (a definition) or bound to a cluster (a callable service)."""
 
     RESOURCE_TYPE = "function"
 
     def __init__(self, fn: Callable | None = None, name: str | None = None, *, serialize: bool = False,
                  system: Cluster | None = None, env: Env | None = None,
-                 spec: ImportSpec | None = None, stream_logs: bool = True) -> None:
+                 spec: ImportSpec | None = None, stream_logs: bool = True,
+                 interface: dict[str, Any] | None = None) -> None:
         self._fn = fn
+        self.interface = interface
         self.name = name or (getattr(fn, "__name__", None) if fn is not None else None)
         self.serialize = serialize
         self.system = system
@@ -37,10 +40,12 @@ class Function(Resource):
         self.spec = spec
 
     def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
-           name: str | None = None, stream_logs: bool | None = None) -> Function:
+           name: str | None = None, stream_logs: bool | None = None,
+           max_concurrency: int | None = None) -> Function:
         """Deploy onto ``system`` (default: the local cluster) and return the callable service.
 
         Redeploying after an edit of the source starts a fresh worker import of the new code.
+        ``max_concurrency=N`` lets at most N calls run at once (1: calls queue and run one by one).
         """
         cluster = resolve_cluster(system)
         env_obj = resolve_env(env)
@@ -48,6 +53,10 @@ class Function(Resource):
         if not name:
             raise ConfigError("the function has no name: pass name=...")
         meta: dict[str, Any] = {"op": "deploy", "kind": "function", "name": name, "env": env_obj.wire_spec()}
+        if max_concurrency is not None:
+            if max_concurrency < 1:
+                raise ConfigError("max_concurrency must be at least 1")
+            meta["max_concurrency"] = int(max_concurrency)
         payload: list = []
         if self.serialize:
             from tether.core import wire
@@ -60,18 +69,24 @@ class Function(Resource):
             meta.update(self.spec.wire())
         logs = self.stream_logs if stream_logs is None else stream_logs
         start = time.monotonic()
-        cluster.client.deploy(meta, payload, stream_logs=logs)
+        interface = cluster.client.deploy(meta, payload, stream_logs=logs)
         _emit_deploy(cluster, name, "function", env_obj, time.monotonic() - start)
         return Function(self._fn, name, serialize=self.serialize, system=cluster, env=env_obj,
-                        spec=self.spec, stream_logs=logs)
+                        spec=self.spec, stream_logs=logs, interface=interface)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        stream_logs = kwargs.pop("stream_logs", self.stream_logs)
         if self.system is None:
             if self._fn is None:
                 raise ConfigError(f"function {self.name!r} is not deployed: call .to(cluster) first")
+            kwargs.pop("stream_logs", None)
             return self._fn(*args, **kwargs)
-        return self.system.client.call(self.name, "call", args, kwargs, stream_logs=stream_logs)
+        return RemoteCallable.__call__(self, *args, **kwargs)
+
+    def _target(self):
+        if self.system is None:
+            raise ConfigError(f"function {self.name!r} is not deployed: call .to(cluster) first")
+        flags = ((self.interface or {}).get("methods") or {}).get("call") or {}
+        return self.system, self.name, "call", flags, self.stream_logs
 
     call = __call__
 
@@ -91,7 +106,7 @@ class Function(Resource):
             "system": self.system.config() if self.system else None,
             "env": self.env.config() if self.env else None,
             "import": self.spec.wire() if self.spec else None,
-            "stream_logs": self.stream_logs,
+            "stream_logs": self.stream_logs, "interface": self.interface,
         }
 
     @classmethod
@@ -103,7 +118,8 @@ class Function(Resource):
         return cls(None, config["name"], serialize=config.get("serialize", False),
                    system=cluster_from_config(config.get("system")),
                    env=Env.from_config(config["env"]) if config.get("env") else None,
-                   spec=spec, stream_logs=config.get("stream_logs", True))
+                   spec=spec, stream_logs=config.get("stream_logs", True),
+                   interface=config.get("interface"))
 
 
 def cluster_from_config(config: dict[str, Any] | None) -> Cluster | None:

@@ -33,14 +33,20 @@ class Module(Resource):
         self.spec = spec
 
     def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
-           stream_logs: bool = True) -> RemoteClass:
-        """Check the class imports on ``system`` and return a factory of remote instances."""
+           stream_logs: bool = True, max_concurrency: int | None = None) -> RemoteClass:
+        """Check the class imports on ``system`` and return a factory of remote instances.
+
+        ``max_concurrency=N`` lets at most N calls run at once on each instance (1: calls queue
+        and run one at a time, Runhouse's "enqueue").
+        """
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigError("max_concurrency must be at least 1")
         cluster = resolve_cluster(system)
         env_obj = resolve_env(env)
         meta, payload = self._deploy_meta(env_obj)
         interface = cluster.client.deploy({**meta, "op": "inspect", "kind": "class"}, payload,
                                           stream_logs=stream_logs)
-        return RemoteClass(self, cluster, env_obj, interface, stream_logs)
+        return RemoteClass(self, cluster, env_obj, interface, stream_logs, max_concurrency)
 
     def _deploy_meta(self, env: Env) -> tuple[dict[str, Any], list]:
         meta: dict[str, Any] = {"env": env.wire_spec()}
@@ -69,9 +75,10 @@ class RemoteClass:
     """Calling it constructs an instance on the cluster: ``RemoteCls(*args, name="trainer")``."""
 
     def __init__(self, module: Module, cluster: Cluster, env: Env, interface: dict[str, Any],
-                 stream_logs: bool = True) -> None:
+                 stream_logs: bool = True, max_concurrency: int | None = None) -> None:
         self.module, self.cluster, self.env = module, cluster, env
         self.interface, self.stream_logs = interface, stream_logs
+        self.max_concurrency = max_concurrency
 
     def __call__(self, *args: Any, name: str | None = None, **kwargs: Any):
         from tether.core import wire
@@ -81,6 +88,8 @@ class RemoteClass:
         meta, payload = self.module._deploy_meta(self.env)
         payload = [*payload, *wire.dumps((args, kwargs), f"the arguments of {self.module.name}()")]
         meta.update(op="deploy", kind="instance", name=name)
+        if self.max_concurrency:
+            meta["max_concurrency"] = int(self.max_concurrency)
         interface = self.cluster.client.deploy(meta, payload, stream_logs=self.stream_logs)
         return RemoteInstance(self.cluster, name, interface, self.stream_logs)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tether.core.errors import NotFoundError
+from tether.core.invoke import RemoteCallable
 from tether.core.resources import Resource
 
 if TYPE_CHECKING:
@@ -22,20 +23,19 @@ class RemoteAttributeError(NotFoundError, AttributeError):
     """The remote object has no such attribute (or is gone): a NotFoundError and an AttributeError."""
 
 
-class RemoteMethod:
-    """A bound remote method; call it like the local one."""
+class RemoteMethod(RemoteCallable):
+    """A bound remote method; call it like the local one (also ``.aio``, ``.map``, ``.remote``...)."""
 
     __slots__ = ("_instance", "_method")
 
     def __init__(self, instance: RemoteInstance, method: str) -> None:
         self._instance, self._method = instance, method
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def _target(self):
         inst = self._instance
-        stream_logs = kwargs.pop("stream_logs", object.__getattribute__(inst, "_t_stream_logs"))
-        cluster = object.__getattribute__(inst, "_t_cluster")
-        name = object.__getattribute__(inst, "_t_name")
-        return cluster.client.call(name, self._method, args, kwargs, stream_logs=stream_logs)
+        flags = object.__getattribute__(inst, "_interface")().get("methods", {}).get(self._method) or {}
+        return (object.__getattribute__(inst, "_t_cluster"), object.__getattribute__(inst, "_t_name"),
+                self._method, flags, object.__getattribute__(inst, "_t_stream_logs"))
 
     def __repr__(self) -> str:
         return f"<RemoteMethod {object.__getattribute__(self._instance, '_t_name')}.{self._method}>"
@@ -141,7 +141,7 @@ def stub_for(cluster: Cluster, info: dict[str, Any]) -> Any:
 
     kind = info["kind"]
     if kind == "function":
-        return Function(None, info["name"], system=cluster)
+        return Function(None, info["name"], system=cluster, interface=info.get("interface"))
     if kind == "value":
         return RemoteValue(cluster, info["name"])
     return RemoteInstance(cluster, info["name"], info.get("interface"))

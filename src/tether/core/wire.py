@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import struct
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ TOKEN_HEADER = "authorization"
 VERSION_HEADER = "x-tether-version"
 CALL_ID_HEADER = "x-tether-call-id"
 STREAM_LOGS_HEADER = "x-tether-stream-logs"
+KEEP_HEADER = "x-tether-keep"  # keep the result on the cluster (a RemoteRef)
 
 # Message kinds.
 CALL = 1  # frames: [meta json, pickle, *buffers]  (or [meta json, json args] in json mode)
@@ -39,7 +40,9 @@ RESULT = 3  # frames: [pickle, *buffers] or [json]
 ERROR = 4  # frames: [meta json, pickled exception or b""]
 LOG = 5  # frames: [stream name (b"out"/b"err"), text utf-8]
 HELLO = 6  # frames: [meta json]; worker -> daemon after connecting
-CANCEL = 7  # frames: []
+CANCEL = 7  # frames: [] or [meta json]; daemon -> worker: stop the call with this id
+STREAM = 8  # frames: []; the call returned a generator: ITEM messages follow, then RESULT
+ITEM = 9  # frames: [pickle, *buffers] (one generator item)
 
 TERMINAL_KINDS = frozenset({RESULT, ERROR})
 
@@ -113,12 +116,33 @@ async def read_message(reader) -> Message:
     kind, nframes, call_id = parse_header(await reader.readexactly(HEADER_SIZE))
     lens = parse_lengths(await reader.readexactly(8 * nframes), nframes) if nframes else ()
     total = sum(lens)
-    payload = memoryview(await reader.readexactly(total)) if total else memoryview(b"")
+    if total > BIG_PAYLOAD:
+        payload = memoryview(await _read_into(reader, total))
+    else:
+        payload = memoryview(await reader.readexactly(total)) if total else memoryview(b"")
     frames, offset = [], 0
     for n in lens:
         frames.append(payload[offset : offset + n])
         offset += n
     return Message(kind, call_id, frames)
+
+
+BIG_PAYLOAD = 1 << 20
+
+
+async def _read_into(reader, total: int) -> bytearray:
+    """Fill one preallocated buffer: a big payload is held once, never joined from pieces."""
+    buf = bytearray(total)
+    view, pos = memoryview(buf), 0
+    while pos < total:
+        chunk = await reader.read(min(total - pos, 1 << 20))
+        if not chunk:
+            import asyncio
+
+            raise asyncio.IncompleteReadError(bytes(view[:pos]), total)
+        view[pos : pos + len(chunk)] = chunk
+        pos += len(chunk)
+    return buf
 
 
 def read_message_sync(read_exact) -> Message | None:
@@ -197,6 +221,8 @@ WORKER_DIED = "worker_died"
 SERIALIZATION = "serialization"
 NOT_FOUND = "not_found"
 BAD_REQUEST = "bad_request"
+CANCELLED = "cancelled"
+EXPIRED = "expired"
 
 
 def error_frames(exc: BaseException, kind: str = EXCEPTION, **extra: Any) -> list[Buffer]:
@@ -241,6 +267,10 @@ def exception_from_error(msg: Message, **context: Any) -> BaseException:
         return errors.NotFoundError(message, **fields)
     if kind == BAD_REQUEST:
         return errors.ConfigError(message, **fields)
+    if kind == CANCELLED:
+        return errors.CallCancelledError(message, **fields)
+    if kind == EXPIRED:
+        return errors.ResultExpiredError(message, **fields)
     pickled = bytes(msg.frames[1]) if len(msg.frames) > 1 else b""
     if pickled:
         import pickle
@@ -258,8 +288,3 @@ def exception_from_error(msg: Message, **context: Any) -> BaseException:
             return exc
     return errors.RemoteError(message, remote_type=meta.get("type", ""), remote_traceback=remote_tb, **fields)
 
-
-def iter_parts(parts: Iterable[Buffer]) -> Iterable[Buffer]:
-    for p in parts:
-        if memoryview(p).nbytes:
-            yield p

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import json
 import re
+import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tether._version import __version__
 from tether.core import wire
+from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
 from tether.daemon.shell import run_commands
 from tether.daemon.store import Store, UnknownName
 
@@ -42,6 +44,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> FastAPI:
     expected = f"Bearer {token}".encode()
     cluster = info.get("cluster", "?")
     tasks: set[asyncio.Task] = set()
+    calls = CallTable()
 
     def spawn(coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -128,7 +131,37 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> FastAPI:
         out: asyncio.Queue = asyncio.Queue()
         task = spawn(run_commands(commands, kind, store.builder.default_python, body.get("cwd"),
                                   body.get("env_vars") or {}, bool(body.get("stop_on_error")), out))
-        return await respond(out, "pickle", on_abandon=task.cancel)
+        return await respond(out, "pickle", on_abandon=lambda streaming: task.cancel())
+
+    @app.get("/_tether/calls/{call_id}")
+    async def call_result(call_id: str, timeout: float | None = None):
+        """The result of a call by id: waits while it runs (up to ``timeout`` seconds)."""
+        record = _record(call_id)
+        try:
+            await asyncio.wait_for(record.done.wait(), timeout)
+        except TimeoutError:
+            raise HTTPError(408, "timeout", f"call {call_id} is still running") from None
+        return message_response(record.result)
+
+    @app.post("/_tether/calls/{call_id}/cancel")
+    async def cancel_call(call_id: str, force: bool = False) -> dict[str, Any]:
+        """Stop a running call; ``force`` restarts its worker (objects are re-created)."""
+        record = _record(call_id)
+        if record.done.is_set() or record.worker is None:
+            return {"id": call_id, "cancelled": False, "reason": "the call had finished"}
+        worker = record.worker
+        sent = worker.cancel(record.ipc_id)
+        if force:
+            await store.restart_env(worker.spec.name)
+        return {"id": call_id, "cancelled": sent or force, "forced": force}
+
+    def _record(call_id: str) -> CallRecord:
+        try:
+            return calls.get(call_id)
+        except ExpiredCall as exc:
+            raise HTTPError(410, "expired", str(exc)) from None
+        except UnknownCall as exc:
+            raise HTTPError(404, "not_found", str(exc)) from None
 
     @app.api_route("/{name}", methods=["GET", "POST"])
     async def call_function(name: str, request: Request):
@@ -139,19 +172,27 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> FastAPI:
         ctype = request.headers.get("content-type", "")
         stream_logs = request.headers.get(wire.STREAM_LOGS_HEADER, "1") != "0"
         if request.method == "POST" and ctype.startswith(wire.CONTENT_TYPE):
-            frames = _decode(await request.body(), wire.CALL).frames
+            frames = _decode(await _read_body(request), wire.CALL).frames
             mode = "pickle"
         else:
             frames = [wire.json_frame(await _json_args(request))]
             mode, stream_logs = "json", False
         meta = {"object": name, "method": method, "mode": mode, "stream_logs": stream_logs}
+        call_id = request.headers.get(wire.CALL_ID_HEADER) or uuid.uuid4().hex
+        keep = None
+        if request.headers.get(wire.KEEP_HEADER) == "1":
+            keep = meta["keep"] = f"ref-{call_id}"[:200]
         try:
-            queue = await store.call(name, [wire.json_frame(meta), *frames])
+            worker, ipc_id, queue = await store.call(name, [wire.json_frame(meta), *frames])
         except UnknownName as exc:
             raise HTTPError(404, "not_found", str(exc)) from None
         except RuntimeError as exc:
             raise HTTPError(503, "worker_unavailable", str(exc)) from None
-        return await respond(queue, mode)
+        del frames  # the arguments are on their way to the worker: don't hold them while waiting
+        tracker = _CallTracker(calls, calls.start(call_id, name, method, worker, ipc_id), queue, spawn)
+        if keep:
+            tracker.on_result = lambda: store.register_ref(keep, worker.spec.name)
+        return await respond(queue, mode, on_abandon=tracker.abandon, on_end=tracker.end)
 
     return app
 
@@ -193,42 +234,119 @@ class _Authenticate:
         await response(scope, receive, send)
 
 
-async def respond(queue: asyncio.Queue, mode: str, on_abandon=None) -> Response:
-    """The HTTP response for a stream of messages; ``on_abandon`` runs if the caller goes away."""
+async def respond(queue: asyncio.Queue, mode: str, on_abandon=None, on_end=None) -> Response:
+    """The HTTP response for a stream of messages.
+
+    ``on_end(msg)`` gets the terminal message; ``on_abandon(streaming)`` runs if the caller goes
+    away before it (``streaming``: a generator's items were being sent).
+    """
     first: wire.Message = await queue.get()
     if first.kind == wire.ERROR:
         meta = first.json(0)
-        if meta.get("kind") == wire.NOT_FOUND:
-            return error_response(404, "not_found", meta.get("message", ""))
-        if meta.get("kind") == wire.BAD_REQUEST:
-            return error_response(400, "bad_request", meta.get("message", ""))
+        if meta.get("kind") in (wire.NOT_FOUND, wire.BAD_REQUEST):
+            if on_end is not None:
+                on_end(first)
+            status, kind = (404, "not_found") if meta["kind"] == wire.NOT_FOUND else (400, "bad_request")
+            return error_response(status, kind, meta.get("message", ""))
     if mode == "json":
         msg = first
         while msg.kind not in wire.TERMINAL_KINDS:
             msg = await queue.get()
+        if on_end is not None:
+            on_end(msg)
         if msg.kind == wire.RESULT:
             return Response(bytes(msg.frames[0]), media_type="application/json")
         meta = msg.json(0)
         status = 400 if meta.get("kind") == wire.SERIALIZATION else 500
         return error_response(status, meta.get("kind", "exception"), meta.get("message", ""),
                               type=meta.get("type"), traceback=meta.get("traceback"))
-    if first.kind in wire.TERMINAL_KINDS:  # the common small call: one body, no chunking
-        return Response(b"".join(bytes(p) for p in first.parts()), media_type=wire.CONTENT_TYPE)
+    if first.kind in wire.TERMINAL_KINDS:  # one message: the common small call, or a big result
+        if on_end is not None:
+            on_end(first)
+        return message_response(first)
 
     async def stream():
-        msg = first
+        msg, streaming = first, False
         try:
             while True:
+                streaming = streaming or msg.kind == wire.STREAM
                 for part in msg.parts():
                     yield part
                 if msg.kind in wire.TERMINAL_KINDS:
+                    if on_end is not None:
+                        on_end(msg)
                     return
                 msg = await queue.get()
         finally:
             if msg.kind not in wire.TERMINAL_KINDS and on_abandon is not None:
-                on_abandon()
+                on_abandon(streaming)
 
     return StreamingResponse(stream(), media_type=wire.CONTENT_TYPE)
+
+
+def message_response(msg: wire.Message) -> Response:
+    """One message as a response: small ones in one body; big ones streamed from their frames,
+    never copied (joining them would hold a second copy of a big result)."""
+    parts = msg.parts()
+    total = sum(memoryview(p).nbytes for p in parts)
+    if total <= wire.BIG_PAYLOAD:
+        return Response(b"".join(parts), media_type=wire.CONTENT_TYPE)
+
+    async def frames():
+        for part in parts:
+            yield part
+
+    # A known length also keeps uvicorn from chunked encoding, which joins each chunk (a copy).
+    return StreamingResponse(frames(), media_type=wire.CONTENT_TYPE, headers={"content-length": str(total)})
+
+
+class _CallTracker:
+    """Keeps a call's result in the call table, even when its caller went away mid-call."""
+
+    def __init__(self, table: CallTable, record: CallRecord, queue: asyncio.Queue, spawn) -> None:
+        self.table, self.record, self.queue, self.spawn = table, record, queue, spawn
+        self.on_result = None  # a kept result (RemoteRef) is registered as an object
+
+    def end(self, msg: wire.Message) -> None:
+        if msg.kind == wire.RESULT and self.on_result is not None:
+            self.on_result()
+        self.table.finish(self.record, msg)
+
+    def abandon(self, streaming: bool) -> None:
+        # A generator whose reader went away is stopped (closing the local iterator early stops
+        # the remote one); any other call runs to its end and its result is kept for fetching.
+        if streaming and self.record.worker is not None:
+            self.record.worker.cancel(self.record.ipc_id)
+        self.spawn(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            msg = await self.queue.get()
+            if msg.kind in wire.TERMINAL_KINDS:
+                self.end(msg)
+                return
+
+
+async def _read_body(request: Request) -> bytes | bytearray:
+    """The request body; a big one goes straight into one preallocated buffer (``body()`` would
+    hold every chunk and their join: two copies of a 1 GB argument)."""
+    try:
+        length = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        raise HTTPError(400, "bad_request", "bad Content-Length") from None
+    if length <= wire.BIG_PAYLOAD:
+        return await request.body()
+    buf = bytearray(length)
+    view, pos = memoryview(buf), 0
+    async for chunk in request.stream():
+        end = pos + len(chunk)
+        if end > length:
+            raise HTTPError(400, "bad_request", "the body is longer than its Content-Length")
+        view[pos:end] = chunk
+        pos = end
+    if pos != length:
+        raise HTTPError(400, "bad_request", "the body is shorter than its Content-Length")
+    return buf
 
 
 def _decode(body: bytes, kind: int) -> wire.Message:

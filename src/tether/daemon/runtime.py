@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import ctypes
 import importlib
 import importlib.util
 import inspect
@@ -29,7 +30,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tether.core import wire
+from tether.core import refs, wire
 
 _current_call: contextvars.ContextVar[_CallContext | None] = contextvars.ContextVar(
     "tether_call", default=None
@@ -96,10 +97,12 @@ class _Connection:
 
 
 class _Entry:
-    __slots__ = ("kind", "obj")
+    __slots__ = ("kind", "obj", "gate")
 
-    def __init__(self, kind: str, obj: Any) -> None:
+    def __init__(self, kind: str, obj: Any, max_concurrency: int | None = None) -> None:
         self.kind, self.obj = kind, obj
+        # max_concurrency=N: at most N calls run at once, the others wait in arrival order
+        self.gate = asyncio.Semaphore(max_concurrency) if max_concurrency else None
 
 
 def _flags(fn: Any) -> dict[str, bool]:
@@ -219,6 +222,7 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tether-call")
         self.watch = _ModuleWatch()
         self.tasks: set[asyncio.Task] = set()
+        self.running: dict[int, _Running] = {}
 
     def spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -229,25 +233,63 @@ class Worker:
 
     async def handle_call(self, msg: wire.Message) -> None:
         call_id = msg.call_id
+        running = self.running[call_id] = _Running()
         try:
             meta = msg.json(0)
             ctx = _CallContext(call_id, bool(meta.get("stream_logs", True)), self.conn)
             entry = self.objects.get(meta["object"])
             if entry is None:
                 raise _NotFound(f"no object named {meta['object']!r} in this worker")
-            method = meta["method"]
-            static = _static_attr(entry, method)
-            if static is not None and _flags(static)["async"] and meta.get("mode") != "json":
-                args, kwargs = wire.loads(msg.frames[1:], "the arguments")
-                result = await self._run_async(ctx, getattr(entry.obj, method), args, kwargs)
-                kind, frames = wire.RESULT, wire.dumps(result, f"the result of {method}")
-            else:
-                loop = asyncio.get_running_loop()
-                kind, frames = await loop.run_in_executor(self.pool, self._run_sync, ctx, entry, meta, msg.frames[1:])
+            if entry.gate is not None:  # max_concurrency: calls queue here, on the loop
+                await entry.gate.acquire()
+            try:
+                method = meta["method"]
+                static = _static_attr(entry, method)
+                flags = _flags(static) if static is not None else {}
+                if (flags.get("async") or flags.get("async_generator")) and meta.get("mode") != "json":
+                    args, kwargs = wire.loads(msg.frames[1:], "the arguments")
+                    running.task = asyncio.current_task()
+                    if flags.get("async_generator"):
+                        kind, frames = await self._stream_async(ctx, static_target(entry, method), args, kwargs, running)
+                    else:
+                        result = await self._run_async(ctx, static_target(entry, method), args, kwargs)
+                        if meta.get("keep"):
+                            result = self._keep(meta["keep"], result)
+                        kind, frames = wire.RESULT, wire.dumps(result, f"the result of {method}")
+                else:
+                    loop = asyncio.get_running_loop()
+                    kind, frames = await loop.run_in_executor(
+                        self.pool, self._run_sync, ctx, entry, meta, msg.frames[1:], running)
+            finally:
+                if entry.gate is not None:
+                    entry.gate.release()
+        except asyncio.CancelledError:
+            kind, frames = wire.ERROR, _cancelled_frames(_call_name(meta))
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             kind, frames = wire.ERROR, _error_frames(exc)
+        finally:
+            self.running.pop(call_id, None)
         self.conn.send(kind, frames, call_id)
         await self.conn.writer.drain()
+
+    def _keep(self, name: str, result: Any) -> dict[str, str]:
+        """Keep a result here under ``name`` (a RemoteRef); the caller gets only its name."""
+        self.objects[name] = _Entry("value", result)
+        return {"ref": name, "type": _qualname(type(result))}
+
+    def handle_cancel(self, msg: wire.Message) -> None:
+        """Stop a call: cancel its task (async), or raise CallCancelled in its thread (sync)."""
+        running = self.running.get(msg.call_id)
+        if running is None:
+            return
+        running.cancelled.set()
+        if running.task is not None:
+            running.task.cancel()
+            return
+        with running.lock:
+            if running.thread is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(running.thread), ctypes.py_object(_CallCancelled))
 
     async def _run_async(self, ctx: _CallContext, fn, args, kwargs) -> Any:
         token = _current_call.set(ctx)
@@ -256,8 +298,24 @@ class Worker:
         finally:
             _current_call.reset(token)
 
-    def _run_sync(self, ctx: _CallContext, entry: _Entry, meta: dict, payload: list[memoryview]):
+    async def _stream_async(self, ctx: _CallContext, fn, args, kwargs, running: _Running):
         token = _current_call.set(ctx)
+        agen = fn(*args, **kwargs)
+        try:
+            self.conn.send(wire.STREAM, [], ctx.call_id)
+            async for item in agen:
+                self.conn.send(wire.ITEM, wire.dumps(item, "a generator item"), ctx.call_id)
+                await self.conn.writer.drain()
+            return wire.RESULT, wire.dumps(None)
+        finally:
+            await agen.aclose()
+            _current_call.reset(token)
+
+    def _run_sync(self, ctx: _CallContext, entry: _Entry, meta: dict, payload: list[memoryview],
+                  running: _Running):
+        token = _current_call.set(ctx)
+        with running.lock:
+            running.thread = threading.get_ident()
         try:
             json_mode = meta.get("mode") == "json"
             if json_mode:
@@ -268,6 +326,13 @@ class Worker:
             result = _invoke(entry, meta["method"], args, kwargs)
             if inspect.iscoroutine(result):
                 result = asyncio.run_coroutine_threadsafe(result, self.conn.loop).result()
+            if meta.get("keep"):
+                result = self._keep(meta["keep"], result)
+            if inspect.isgenerator(result):
+                if json_mode:
+                    result = list(result)
+                else:
+                    return self._stream_sync(ctx, result, running)
             if json_mode:
                 try:
                     return wire.RESULT, [wire.json_frame(result)]
@@ -277,11 +342,32 @@ class Worker:
                         f"serializable ({exc}); call it from the Python client, or return JSON values"
                     ) from None
             return wire.RESULT, wire.dumps(result, f"the result of {meta['method']}")
+        except _CallCancelled:
+            return wire.ERROR, _cancelled_frames(_call_name(meta))
         except BaseException as exc:  # noqa: BLE001
             return wire.ERROR, _error_frames(exc)
         finally:
+            with running.lock:
+                running.thread = None
+                # a cancel that arrived after the call ended must not hit this thread's next call
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
             self.watch.record_new()
             _current_call.reset(token)
+
+    def _stream_sync(self, ctx: _CallContext, gen, running: _Running):
+        """Send a generator's items as they come; its return value ends the stream."""
+        self.conn.send_threadsafe(wire.STREAM, [], ctx.call_id)
+        try:
+            while True:
+                if running.cancelled.is_set():
+                    raise _CallCancelled
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    return wire.RESULT, wire.dumps(stop.value, "the generator's return value")
+                self.conn.send_threadsafe(wire.ITEM, wire.dumps(item, "a generator item"), ctx.call_id)
+        finally:
+            gen.close()
 
     # -- control -------------------------------------------------------------------------------
 
@@ -331,11 +417,38 @@ class Worker:
                     raise ValueError(f"unknown object kind {kind!r}")
             self.watch.record()
             if meta["op"] == "deploy":
-                self.objects[meta["name"]] = _Entry(kind, obj)
+                self.objects[meta["name"]] = _Entry(kind, obj, meta.get("max_concurrency"))
             return interface(kind, obj)
         finally:
             sys.stdout.flush()
             _current_call.reset(token)
+
+
+class _Running:
+    """A call in progress, so that CANCEL can find and stop it."""
+
+    __slots__ = ("cancelled", "lock", "thread", "task")
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self.lock = threading.Lock()
+        self.thread: int | None = None
+        self.task: asyncio.Task | None = None
+
+
+class _CallCancelled(BaseException):
+    """Raised inside a sync call's thread to stop it (BaseException: user code rarely catches it)."""
+
+
+def _cancelled_frames(what: str):
+    return wire.plain_error_frames(wire.CANCELLED, f"the call to {what} was cancelled", "CallCancelled")
+
+
+def _call_name(meta: Any) -> str:
+    if not isinstance(meta, dict):
+        return "?"
+    method = meta.get("method", "?")
+    return meta.get("object", "?") if method in ("call", "__call__") else f"{meta.get('object')}.{method}"
 
 
 class _NotFound(AttributeError):
@@ -355,6 +468,11 @@ def _static_attr(entry: _Entry, method: str) -> Any:
         return inspect.getattr_static(entry.obj, method)
     except AttributeError:
         return None
+
+
+def static_target(entry: _Entry, method: str) -> Any:
+    """The callable an async call runs: the function itself, or the bound method."""
+    return entry.obj if entry.kind == "function" else getattr(entry.obj, method)
 
 
 def _invoke(entry: _Entry, method: str, args: list, kwargs: dict) -> Any:
@@ -415,6 +533,7 @@ async def _serve(socket_path: str, threads: int) -> None:
     conn = _Connection(writer, loop)
     conn.loop_thread = threading.get_ident()
     worker = Worker(conn, threads)
+    refs.register(worker.objects)
     conn.send(wire.HELLO, [wire.json_frame({"pid": os.getpid(), "python": sys.version.split()[0],
                                             "executable": sys.executable})])
     while True:
@@ -426,6 +545,8 @@ async def _serve(socket_path: str, threads: int) -> None:
             worker.spawn(worker.handle_call(msg))
         elif msg.kind == wire.CONTROL:
             worker.spawn(worker.handle_control(msg))
+        elif msg.kind == wire.CANCEL:
+            worker.handle_cancel(msg)
     # The daemon went away: leave at once, even if user threads are still busy.
     sys.stdout.flush()
     os._exit(0)

@@ -84,6 +84,9 @@ class Store:
         await worker.start()
         state.worker = worker
         for rec in [r for r in self.objects.values() if r.env == state.spec.name and r.name != skip]:
+            if rec.meta.get("ref"):  # a kept result lived only in the old process
+                del self.objects[rec.name]
+                continue
             try:
                 await worker.control(rec.meta, *rec.payload)
             except Exception as exc:  # noqa: BLE001 - one broken object must not block the others
@@ -147,12 +150,30 @@ class Store:
             meta={**meta, "stream_logs": False}, payload=[bytes(p) for p in payload],
         )
 
-    async def call(self, name: str, frames: list) -> asyncio.Queue:
+    async def call(self, name: str, frames: list) -> tuple[WorkerProcess, int, asyncio.Queue]:
+        """Send a CALL to the worker holding ``name``: (worker, id on its connection, replies)."""
         rec = self.objects.get(name)
         if rec is None:
             raise UnknownName(self.missing(name))
         worker = await self.worker(rec.env)
-        return worker.request(wire.CALL, frames)
+        ipc_id, queue = worker.request_with_id(wire.CALL, frames)
+        return worker, ipc_id, queue
+
+    def register_ref(self, name: str, env: str) -> None:
+        """A call's result kept in its worker (``fn.remote()``): callable and fetchable by name."""
+        self.objects[name] = ObjectRecord(
+            name=name, env=env, kind="value", interface={"kind": "value", "type": "ref", "methods": {},
+                                                         "properties": []},
+            meta={"ref": True}, payload=[])
+
+    async def restart_env(self, env: str) -> None:
+        """Stop an env's worker; its next call starts a fresh one (``cancel(force=True)``)."""
+        state = self.envs.get(env)
+        if state is not None and state.worker is not None:
+            async with state.lock:
+                if state.worker is not None:
+                    await state.worker.stop()
+                    state.worker = None
 
     async def delete(self, name: str) -> dict[str, Any]:
         if name in self.objects:

@@ -221,13 +221,24 @@ class WorkerProcess:
 
     def request(self, kind: int, frames) -> asyncio.Queue:
         """Send a message to the worker; replies for it arrive on the returned queue."""
+        return self.request_with_id(kind, frames)[1]
+
+    def request_with_id(self, kind: int, frames) -> tuple[int, asyncio.Queue]:
+        """Like ``request``; also returns the message's id on this connection (to cancel it)."""
         if not self.alive or self._writer is None:
             raise RuntimeError("worker is not running")
         call_id = next(self._ids)
         queue: asyncio.Queue = asyncio.Queue()
         self._pending[call_id] = queue
         self._writer.writelines(wire.encode(kind, frames, call_id))
-        return queue
+        return call_id, queue
+
+    def cancel(self, call_id: int) -> bool:
+        """Ask the worker to stop a call; False if it already finished."""
+        if call_id not in self._pending or not self.alive or self._writer is None:
+            return False
+        self._writer.writelines(wire.encode(wire.CANCEL, [], call_id))
+        return True
 
     async def control(self, meta: dict[str, Any], *payload, timeout: float | None = None) -> Any:
         """A CONTROL round trip whose logs are dropped; returns the JSON reply or raises."""

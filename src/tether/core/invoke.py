@@ -1,0 +1,199 @@
+"""How a stub calls: sync or async, generators, ``.map``, ``.submit`` handles, remote results.
+
+``RemoteCallable`` is shared by remote functions and remote methods, so both have the same forms:
+
+    fn(x)                       # sync; a remote generator comes back as a local generator
+    await fn.aio(x)             # async (also fn(x, run_async=True)); async def is async by default
+    fn.map([1, 2, 3])           # parallel calls, results in input order
+    handle = fn.submit(x)       # a call in flight: handle.result(), handle.cancel(force=False)
+    ref = fn.remote(x)          # the result stays on the cluster; pass `ref` to another call
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tether.core.cluster import Cluster
+
+_NO_FLAGS: dict[str, bool] = {}
+DEFAULT_MAP_CONCURRENCY = 16
+
+
+class RemoteCallable:
+    """Mixin: subclasses provide ``_target()`` -> (cluster, object name, method, flags, stream_logs)."""
+
+    __slots__ = ()
+
+    def _target(self) -> tuple[Cluster, str, str, dict[str, bool], bool]:
+        raise NotImplementedError
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        cluster, name, method, flags, stream_logs = self._target()
+        stream_logs = kwargs.pop("stream_logs", stream_logs)
+        run_async = kwargs.pop("run_async", None)
+        if kwargs.pop("remote", False):
+            return _remote(cluster, name, method, args, kwargs, stream_logs)
+        if run_async is None:
+            run_async = bool(flags.get("async") or flags.get("async_generator"))
+        client = cluster.client
+        if run_async:
+            if flags.get("generator") or flags.get("async_generator"):
+                return _async_items(client.acall(name, method, args, kwargs, stream_logs))
+            return client.acall(name, method, args, kwargs, stream_logs)
+        return client.call(name, method, args, kwargs, stream_logs=stream_logs)
+
+    def aio(self, *args: Any, **kwargs: Any) -> Any:
+        """The async form: an awaitable (or an async iterator for a generator)."""
+        return self(*args, run_async=True, **kwargs)
+
+    def remote(self, *args: Any, **kwargs: Any) -> RemoteRef:
+        """Run the call but keep its result on the cluster; returns a handle to it."""
+        return self(*args, remote=True, **kwargs)
+
+    def submit(self, *args: Any, **kwargs: Any) -> CallHandle:
+        """Start the call in the background; the handle gives its result or cancels it."""
+        cluster, name, method, _, stream_logs = self._target()
+        stream_logs = kwargs.pop("stream_logs", stream_logs)
+        return CallHandle(cluster, name, method, args, kwargs, stream_logs)
+
+    def map(self, *iterables: Iterable[Any], concurrency: int | None = None,
+            return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        """Call once per item (zipped like ``map``) in parallel; results in input order.
+
+        Args:
+            concurrency: calls in flight at once (default 16).
+            return_exceptions: put a failed item's exception in its place instead of raising.
+            kwargs: passed to every call.
+        """
+        return self.starmap(zip(*iterables, strict=False), concurrency=concurrency,
+                            return_exceptions=return_exceptions, **kwargs)
+
+    def starmap(self, arg_tuples: Iterable[Iterable[Any]], concurrency: int | None = None,
+                return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        """Like ``map`` with each item unpacked as the positional arguments."""
+        items = [tuple(a) for a in arg_tuples]
+        if not items:
+            return []
+        cluster, name, method, _, stream_logs = self._target()
+        stream_logs = kwargs.pop("stream_logs", stream_logs)
+        client = cluster.client
+        workers = max(1, min(concurrency or DEFAULT_MAP_CONCURRENCY, len(items)))
+
+        def one(args: tuple) -> Any:
+            return client.call(name, method, args, kwargs, stream_logs=stream_logs)
+
+        results: list[Any] = [None] * len(items)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tether-map") as pool:
+            futures = [pool.submit(one, args) for args in items]
+            for index, future in enumerate(futures):
+                try:
+                    results[index] = future.result()
+                except BaseException as exc:
+                    if not return_exceptions:
+                        for rest in futures[index + 1:]:
+                            rest.cancel()
+                        _mark_index(exc, index, name if method == "call" else f"{name}.{method}")
+                        raise
+                    results[index] = exc
+        return results
+
+
+def _mark_index(exc: BaseException, index: int, what: str) -> None:
+    try:
+        exc.map_index = index  # type: ignore[attr-defined]
+        exc.add_note(f"raised by item {index} of {what}.map()")
+    except Exception:  # noqa: BLE001 - exceptions with __slots__ cannot take attributes
+        pass
+
+
+async def _async_items(call):
+    items = await call
+    async for item in items:
+        yield item
+
+
+class CallHandle:
+    """A call running in the background (``fn.submit``): ``result()``, ``done()``, ``cancel()``."""
+
+    _ids = itertools.count()
+
+    def __init__(self, cluster: Cluster, name: str, method: str, args: tuple, kwargs: dict,
+                 stream_logs: bool) -> None:
+        from tether.core.client import new_call_id
+
+        self.cluster, self.name, self.method = cluster, name, method
+        self.call_id = new_call_id()
+        self._future: Future = Future()
+        client = cluster.client
+
+        def run() -> None:
+            try:
+                value = client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=self.call_id)
+            except BaseException as exc:  # noqa: BLE001 - handed to result()
+                self._future.set_exception(exc)
+            else:
+                self._future.set_result(value)
+
+        self._thread = threading.Thread(target=run, name=f"tether-call-{next(self._ids)}", daemon=True)
+        self._thread.start()
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._future.result(timeout)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def cancel(self, force: bool = False) -> bool:
+        """Stop the remote call: async methods are cancelled, a sync method's thread is asked to
+        stop; ``force=True`` restarts the worker (its objects are re-created)."""
+        if self._future.done():
+            return False
+        reply = self.cluster.client.cancel(self.call_id, force=force)
+        return bool(reply.get("cancelled"))
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "running"
+        return f"<CallHandle {self.name}.{self.method} {self.call_id} {state}>"
+
+
+class RemoteRef:
+    """A result kept on the cluster (``fn.remote(...)``).
+
+    Passed as an argument to another call in the same env, the worker hands that call the object
+    itself: it never travels through the caller. ``fetch()`` brings it here.
+    """
+
+    def __init__(self, cluster: Cluster, name: str, type_name: str = "") -> None:
+        self.cluster, self.name, self.type_name = cluster, name, type_name
+
+    def fetch(self) -> Any:
+        return self.cluster.client.call(self.name, "__value__")
+
+    def delete(self) -> None:
+        self.cluster.delete(self.name)
+
+    def __reduce__(self):
+        from tether.core import refs
+
+        return (refs.resolve, (self.name,))
+
+    def __repr__(self) -> str:
+        return f"<RemoteRef {self.name!r} ({self.type_name}) on {self.cluster.name!r}>"
+
+
+def _remote(cluster: Cluster, name: str, method: str, args: tuple, kwargs: dict, stream_logs: bool) -> RemoteRef:
+    from tether.core.client import new_call_id
+
+    call_id = new_call_id()
+    info = cluster.client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=call_id, keep=True)
+    return RemoteRef(cluster, info["ref"], info.get("type", ""))
+
+
+def get(ref: RemoteRef) -> Any:
+    """``tether.get(ref)``: the value behind a remote result."""
+    return ref.fetch()
