@@ -230,3 +230,22 @@ def test_force_cancel_restarts_the_worker(session_cluster):
     with pytest.raises((rh.CallCancelledError, rh.WorkerDiedError)):
         handle.result(30)
     assert pid_fn() != before
+
+
+def test_remote_result_handed_to_a_call_in_another_env(session_cluster):
+    """Between envs the daemon copies the kept result worker to worker: not through the caller."""
+    make = rh.function(rc.make_array).to(session_cluster, env=rh.env(name=f"a-{uuid.uuid4().hex[:6]}"),
+                                         name=f"make-{uuid.uuid4().hex[:6]}")
+    total = rh.function(rc.total).to(session_cluster, env=rh.env(name=f"b-{uuid.uuid4().hex[:6]}"),
+                                     name=f"total-{uuid.uuid4().hex[:6]}")
+    ref = make.remote(100)
+    assert total(ref) == float(sum(range(100)))
+    assert total.map([ref, ref]) == [4950.0, 4950.0]
+
+
+def test_a_deleted_remote_result_gives_a_clear_error(session_cluster):
+    make, total = deploy(session_cluster, rc.make_array), deploy(session_cluster, rc.total)
+    ref = make.remote(10)
+    ref.delete()
+    with pytest.raises(rh.NotFoundError, match="no longer exists"):
+        total(ref)

@@ -56,7 +56,8 @@ class DaemonClient:
     # -- the call path ---------------------------------------------------------------------------
 
     def call(self, name: str, method: str, args: Sequence[Any] = (), kwargs: dict | None = None,
-             stream_logs: bool = True, call_id: str | None = None, keep: bool = False) -> Any:
+             stream_logs: bool = True, call_id: str | None = None, keep: bool = False,
+             refs: Sequence[str] = ()) -> Any:
         """Call ``method`` of the remote object ``name``; logs stream to this process's stdout.
 
         A remote generator comes back as a local generator that yields items as they are produced;
@@ -68,6 +69,8 @@ class DaemonClient:
         headers = {wire.CALL_ID_HEADER: call_id}
         if keep:
             headers[wire.KEEP_HEADER] = "1"
+        if refs:
+            headers[wire.REFS_HEADER] = ",".join(refs)
         try:
             msg = self.stream("POST", f"/{name}/{method}", wire.encode(wire.CALL, frames), stream_logs,
                               headers=headers, allow_stream=True, **context)

@@ -45,7 +45,7 @@ class RemoteCallable:
             if flags.get("generator") or flags.get("async_generator"):
                 return _async_items(client.acall(name, method, args, kwargs, stream_logs))
             return client.acall(name, method, args, kwargs, stream_logs)
-        return client.call(name, method, args, kwargs, stream_logs=stream_logs)
+        return client.call(name, method, args, kwargs, stream_logs=stream_logs, refs=refs_in(args, kwargs))
 
     def aio(self, *args: Any, **kwargs: Any) -> Any:
         """The async form: an awaitable (or an async iterator for a generator)."""
@@ -85,7 +85,7 @@ class RemoteCallable:
         workers = max(1, min(concurrency or DEFAULT_MAP_CONCURRENCY, len(items)))
 
         def one(args: tuple) -> Any:
-            return client.call(name, method, args, kwargs, stream_logs=stream_logs)
+            return client.call(name, method, args, kwargs, stream_logs=stream_logs, refs=refs_in(args, kwargs))
 
         results: list[Any] = [None] * len(items)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tether-map") as pool:
@@ -101,6 +101,16 @@ class RemoteCallable:
                         raise
                     results[index] = exc
         return results
+
+
+def refs_in(args: tuple, kwargs: dict) -> list[str]:
+    """Names of the RemoteRefs among the arguments (top level and one container deep), so the
+    daemon can hand each one to the call's worker first when it lives in another env."""
+    found: list[str] = []
+    for value in (*args, *kwargs.values()):
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (value,)
+        found.extend(item.name for item in items if isinstance(item, RemoteRef))
+    return found
 
 
 def _mark_index(exc: BaseException, index: int, what: str) -> None:
@@ -164,8 +174,9 @@ class CallHandle:
 class RemoteRef:
     """A result kept on the cluster (``fn.remote(...)``).
 
-    Passed as an argument to another call in the same env, the worker hands that call the object
-    itself: it never travels through the caller. ``fetch()`` brings it here.
+    Passed as an argument to another call on the same cluster, that call gets the object itself:
+    it never travels through the caller (between envs the daemon copies it from one worker to the
+    other). ``fetch()`` brings it here.
     """
 
     def __init__(self, cluster: Cluster, name: str, type_name: str = "") -> None:
@@ -190,7 +201,8 @@ def _remote(cluster: Cluster, name: str, method: str, args: tuple, kwargs: dict,
     from tether.core.client import new_call_id
 
     call_id = new_call_id()
-    info = cluster.client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=call_id, keep=True)
+    info = cluster.client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=call_id,
+                               keep=True, refs=refs_in(args, kwargs))
     return RemoteRef(cluster, info["ref"], info.get("type", ""))
 
 

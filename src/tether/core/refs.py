@@ -19,8 +19,9 @@ def register(objects: dict[str, Any]) -> None:
 def resolve(name: str) -> Any:
     entry = (_objects or {}).get(name)
     if entry is None:
-        raise LookupError(
-            f"the remote result {name!r} is not in this worker: a RemoteRef is handed over to calls "
-            f"in the env that produced it (or it was deleted, or its worker restarted). Use "
-            f"ref.fetch() to bring it to the caller instead.")
+        from tether.core.errors import NotFoundError
+
+        raise NotFoundError(
+            f"the remote result {name!r} no longer exists on this cluster (it was deleted, or the "
+            f"worker holding it restarted): run the call that made it again", ref=name)
     return entry.obj

@@ -32,6 +32,7 @@ VERSION_HEADER = "x-tether-version"
 CALL_ID_HEADER = "x-tether-call-id"
 STREAM_LOGS_HEADER = "x-tether-stream-logs"
 KEEP_HEADER = "x-tether-keep"  # keep the result on the cluster (a RemoteRef)
+REFS_HEADER = "x-tether-refs"  # names of the RemoteRefs among the arguments, comma-separated
 
 # Message kinds.
 CALL = 1  # frames: [meta json, pickle, *buffers]  (or [meta json, json args] in json mode)
@@ -195,11 +196,13 @@ def _describe_unpicklable(obj: Any, exc: Exception) -> str:
 def loads(frames: Sequence[Buffer], what: str = "value") -> Any:
     import pickle
 
+    from tether.core.errors import SerializationError, TetherError
+
     try:
         return pickle.loads(frames[0], buffers=frames[1:])
+    except TetherError:
+        raise  # e.g. a RemoteRef that no longer exists: already precise
     except Exception as exc:
-        from tether.core.errors import SerializationError
-
         raise SerializationError(f"cannot unpickle {what}: {type(exc).__name__}: {exc}") from exc
 
 

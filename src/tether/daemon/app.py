@@ -182,7 +182,10 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> FastAPI:
         keep = None
         if request.headers.get(wire.KEEP_HEADER) == "1":
             keep = meta["keep"] = f"ref-{call_id}"[:200]
+        refs = [r for r in request.headers.get(wire.REFS_HEADER, "").split(",") if r]
         try:
+            if refs:
+                await store.bring_refs(refs, name)
             worker, ipc_id, queue = await store.call(name, [wire.json_frame(meta), *frames])
         except UnknownName as exc:
             raise HTTPError(404, "not_found", str(exc)) from None

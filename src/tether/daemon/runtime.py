@@ -382,6 +382,19 @@ class Worker:
             elif op == "delete":
                 self.objects.pop(meta["name"], None)
                 reply = {"deleted": meta["name"]}
+            elif op == "export":  # a kept result, pickled, for a worker of another env
+                entry = self.objects.get(meta["name"])
+                if entry is None:
+                    raise _NotFound(f"no object named {meta['name']!r} in this worker")
+                frames = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, wire.dumps, entry.obj, f"the remote result {meta['name']!r}")
+                self.conn.send(wire.RESULT, frames, msg.call_id)
+                await self.conn.writer.drain()
+                return
+            elif op == "import":
+                value = wire.loads(msg.frames[1:], f"the remote result {meta['name']!r}")
+                self.objects[meta["name"]] = _Entry("value", value)
+                reply = {"imported": meta["name"]}
             elif op == "stale":
                 reply = {"stale": self.watch.stale()}
             elif op == "ping":

@@ -166,6 +166,21 @@ class Store:
                                                          "properties": []},
             meta={"ref": True}, payload=[])
 
+    async def bring_refs(self, refs: list[str], target: str) -> None:
+        """Copy kept results that live in another env into the worker of ``target``, worker to
+        worker through the daemon (never through the caller)."""
+        rec = self.objects.get(target)
+        if rec is None:
+            return  # the call itself answers 404
+        for name in refs:
+            ref = self.objects.get(name)
+            if ref is None or not ref.meta.get("ref") or ref.env == rec.env:
+                continue  # unknown refs fail in the worker with a clear message
+            source = await self.worker(ref.env)
+            frames = await source.control_frames({"op": "export", "name": name})
+            dest = await self.worker(rec.env)
+            await dest.control({"op": "import", "name": name}, *frames)
+
     async def restart_env(self, env: str) -> None:
         """Stop an env's worker; its next call starts a fresh one (``cancel(force=True)``)."""
         state = self.envs.get(env)

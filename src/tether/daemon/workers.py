@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -242,11 +243,16 @@ class WorkerProcess:
 
     async def control(self, meta: dict[str, Any], *payload, timeout: float | None = None) -> Any:
         """A CONTROL round trip whose logs are dropped; returns the JSON reply or raises."""
+        frames = await self.control_frames(meta, *payload, timeout=timeout)
+        return json.loads(bytes(frames[0]))
+
+    async def control_frames(self, meta: dict[str, Any], *payload, timeout: float | None = None) -> list:
+        """A CONTROL round trip; returns the RESULT's frames (a JSON reply, or a pickle) or raises."""
         queue = self.request(wire.CONTROL, [wire.json_frame({**meta, "stream_logs": False}), *payload])
         while True:
             msg = await asyncio.wait_for(queue.get(), timeout)
             if msg.kind == wire.RESULT:
-                return msg.json(0)
+                return msg.frames
             if msg.kind == wire.ERROR:
                 raise wire.exception_from_error(msg)
 
