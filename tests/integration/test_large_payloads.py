@@ -1,6 +1,6 @@
 """Large arrays travel as raw out-of-band frames, and the daemon never holds two copies of one.
 
-The daemon's peak resident memory (VmHWM, read from /proc) is the evidence: forwarding a 512 MB
+The daemon's peak resident memory (VmHWM, read from /proc) is the evidence: forwarding a 1 GB
 argument or result must raise it by well under twice the payload.
 """
 
@@ -14,7 +14,7 @@ import remote_code as rc
 
 import tether as rh
 
-SIZE = 512 * 1024 * 1024
+SIZE = 1024 * 1024 * 1024  # the 1 GB of the issue
 
 
 def _peak_rss(pid: int) -> int:
