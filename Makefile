@@ -2,7 +2,8 @@
 #
 #   make demo    examples/quickstart.py on the local cluster
 #   make test    the whole test suite            (PYTEST_ARGS="-k name" to pick tests)
-#   make bench   the call path next to a bare FastAPI endpoint -> bench/results/latest.json
+#   make bench   tether next to a Ray actor and a bare FastAPI endpoint -> bench/results/
+#                (BENCH_ARGS=--quick: a ~1 min smoke run; installs wrk with apt-get if root)
 #   make lint    ruff
 #   make clean   remove .venv, caches and bench results (stops a local daemon run from this .venv)
 #
@@ -21,6 +22,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS := constraints.txt
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --quiet -c $(CONSTRAINTS)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # The extras whose pins constraints.txt holds (`make constraints`).
 PINNED_EXTRAS := dev,bench
 
@@ -65,8 +67,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
+# Ray, aiohttp and matplotlib come with the bench extra; wrk (Debian's package) is installed by
+# bench/run.py when missing and run as root, else its figure is skipped with the reason.
 bench: $(BENCH_STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

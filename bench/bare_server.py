@@ -1,8 +1,13 @@
 """A bare FastAPI endpoint on uvicorn: the floor the benchmark compares tether's call path to.
 
-Run by ``bench/run.py`` as ``python bench/bare_server.py``: it listens on 127.0.0.1 on a free port,
-prints that port on its first line of stdout, and serves until it is terminated. uvicorn runs
-with the same settings as tether's daemon (uvloop and httptools when installed, no access log).
+Run by ``bench/peers/bare_peer.py`` as ``python bench/bare_server.py``: it listens on 127.0.0.1 on
+a free port, prints that port on its first line of stdout, and serves until it is terminated.
+uvicorn runs with the same settings as tether's daemon (uvloop and httptools when installed, no
+access log). No auth, no wire format, no worker process behind the routes:
+
+- ``POST /noop/call`` reads the body and answers ``null`` (the Python client's no-op call);
+- ``GET /noop/call`` answers ``null`` (what wrk loads);
+- ``POST /echo`` answers the raw bytes it got (the numpy round trip, with no pickling at all).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import socket
 import sys
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 
 app = FastAPI()
 
@@ -19,6 +24,16 @@ app = FastAPI()
 @app.post("/noop/call")
 async def noop(request: Request) -> None:
     await request.body()  # read the request like tether's daemon does; the answer is `null`
+
+
+@app.get("/noop/call")
+async def noop_get() -> None:
+    return None
+
+
+@app.post("/echo")
+async def echo(request: Request) -> Response:
+    return Response(await request.body(), media_type="application/octet-stream")
 
 
 def main() -> None:

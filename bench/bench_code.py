@@ -1,5 +1,21 @@
-"""The code the benchmark deploys to tether (imported by path on the cluster, like any user code)."""
+"""The code the benchmark deploys: to tether (imported by path on the cluster, like any user code)
+and, as an actor class, to Ray."""
 
 
 def noop():
-    """Does nothing (returns None): a call measures only tether's call path."""
+    """Does nothing (returns None): a call measures only the call path."""
+
+
+def echo(x):
+    """Returns its argument: a round trip of the argument and the result."""
+    return x
+
+
+class Target:
+    """The same two methods as a class, for a Ray actor (``ray.remote(Target)``)."""
+
+    def noop(self):
+        return None
+
+    def echo(self, x):
+        return x

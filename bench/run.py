@@ -1,263 +1,230 @@
-"""`make bench`: tether's call path next to a bare FastAPI endpoint, on this machine, over loopback.
+"""`make bench`: tether next to a Ray actor and a bare FastAPI endpoint, in one run on this machine.
 
-1. tether: a local cluster in a throwaway TETHER_HOME, ``noop`` from ``bench_code.py`` deployed on
-   it; cold start to first call, a redeploy with ``.to()``, then no-op call latency from the Python
-   client and calls/s from 16 threads (one stub, one keep-alive connection per thread).
-2. bare: ``bare_server.py`` (FastAPI on uvicorn, same settings as the daemon) in a subprocess, the
-   same figures with one keep-alive ``http.client`` connection per thread.
+    python bench/run.py            # the full run (~3 min on 2 cores)
+    python bench/run.py --quick    # a smoke run (~1 min): same figures, fewer samples
 
-Prints a table with the ratio tether/bare and writes bench/results/latest.json. Everything runs on
-127.0.0.1 and is torn down at the end. Timing belongs here, never in an asserting test.
+1. In fresh interpreters: ``import tether`` (and ``import ray``) time, and local cluster cold starts.
+2. Each peer in turn, alone on the machine: started, measured on the same figures through the same
+   harness (``bench/figures.py``), stopped. tether runs on its local cluster in a throwaway
+   ``TETHER_HOME``; Ray is a local ``ray.init()`` with one actor; bare is ``bare_server.py``.
+3. Prints the table (figure, each peer, tether/peer ratios, the DESIGN.md target, pass/fail) and
+   writes ``bench/results/latest.json`` and ``latest.png``.
+
+Everything listens and connects on 127.0.0.1, every loop is bounded in count and seconds, and
+everything started is stopped at the end, also on errors, Ctrl-C and SIGTERM. Timing belongs
+here, never in an asserting test.
 """
 
 from __future__ import annotations
 
-import http.client
+import argparse
+import dataclasses
+import importlib.util
 import json
-import math
 import os
-import platform
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "latest.json"
+ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # run as a script: make `bench` importable as a package
+    sys.path.insert(0, str(ROOT))
 
-WARMUP_CALLS = 200
-LATENCY_CALLS = 2000
-THREADS = 16
-THROUGHPUT_SECONDS = 3.0
+from bench import figures, lifecycle, machine, processes, report, settings, wrk  # noqa: E402
+
+PEER_CLASSES = {
+    "tether": ("bench.peers.tether_peer", "TetherPeer"),
+    "ray": ("bench.peers.ray_peer", "RayPeer"),
+    "bare": ("bench.peers.bare_peer", "BarePeer"),
+}
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-# -- measuring -------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run (~1 min): fewer samples, shorter runs")
+    p.add_argument("--peers", default="tether,ray,bare",
+                   help="comma-separated subset of tether,ray,bare (default: all)")
+    p.add_argument("--seconds", type=float, help="duration of each calls/s measurement")
+    p.add_argument("--wrk-seconds", type=float, help="duration of each wrk run")
+    p.add_argument("--latency-calls", type=int, help="sequential calls for p50/p99")
+    p.add_argument("--echo-100mb-reps", type=int, help="repetitions of the 100 MB round trip")
+    p.add_argument("--cold-starts", type=int, help="local cluster cold starts (fresh interpreters)")
+    p.add_argument("--import-runs", type=int, help="fresh interpreters for the import time")
+    p.add_argument("--no-wrk", action="store_true", help="skip the wrk figure")
+    p.add_argument("--no-install", action="store_true",
+                   help="never apt-get install wrk (by default it is installed when missing, as root)")
+    p.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                   help="folder for latest.json and latest.png (default: bench/results)")
+    args = p.parse_args(argv)
+    args.peers = [x.strip() for x in args.peers.split(",") if x.strip()]
+    unknown = sorted(set(args.peers) - set(PEER_CLASSES))
+    if unknown or not args.peers:
+        p.error(f"--peers: unknown {unknown}; choose from {', '.join(PEER_CLASSES)}")
+    return args
 
 
-def latency(call: Callable[[], object]) -> dict[str, float]:
-    """p50/p99 of ``LATENCY_CALLS`` sequential calls after ``WARMUP_CALLS``, in milliseconds."""
-    for _ in range(WARMUP_CALLS):
-        call()
-    samples = []
-    clock = time.perf_counter_ns
-    for _ in range(LATENCY_CALLS):
-        t0 = clock()
-        call()
-        samples.append(clock() - t0)
-    samples.sort()
-
-    def pct(p: float) -> float:  # nearest rank
-        return samples[max(0, math.ceil(p / 100 * len(samples)) - 1)] / 1e6
-
-    return {"p50_ms": pct(50), "p99_ms": pct(99), "mean_ms": sum(samples) / len(samples) / 1e6,
-            "calls": len(samples)}
+def configure(args: argparse.Namespace) -> settings.Settings:
+    chosen = settings.QUICK if args.quick else settings.FULL
+    overrides = {name: getattr(args, name) for name in
+                 ("seconds", "wrk_seconds", "latency_calls", "echo_100mb_reps", "cold_starts", "import_runs")
+                 if getattr(args, name) is not None}
+    return dataclasses.replace(chosen, **overrides)
 
 
-def throughput(make_call: Callable[[], Callable[[], object]]) -> dict[str, float]:
-    """Calls/s from ``THREADS`` threads calling in a loop for ``THROUGHPUT_SECONDS``.
-
-    ``make_call`` is run once per thread (so each thread can own its connection); every thread
-    warms up, then all start together.
-    """
-    counts = [0] * THREADS
-    errors: list[BaseException] = []
-    ready = threading.Barrier(THREADS + 1)
-    go = threading.Event()
-    deadline = [0.0]
-
-    def worker(i: int) -> None:
-        try:
-            call = make_call()
-            for _ in range(20):
-                call()
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-            ready.wait()
-            return
-        ready.wait()
-        go.wait()
-        n, end, clock = 0, deadline[0], time.perf_counter
-        try:
-            while clock() < end:
-                call()
-                n += 1
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        counts[i] = n
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
-    for t in threads:
-        t.start()
-    ready.wait()
-    start = time.perf_counter()
-    deadline[0] = start + THROUGHPUT_SECONDS
-    go.set()
-    for t in threads:
-        t.join(THROUGHPUT_SECONDS + 60)
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise RuntimeError(f"{len(errors)} thread(s) failed; first: {errors[0]!r}") from errors[0]
-    total = sum(counts)
-    return {"calls_per_s": total / elapsed, "calls": total, "seconds": elapsed, "threads": THREADS}
+def _raise_on_signal(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every `finally`: everything is stopped
 
 
-# -- tether ----------------------------------------------------------------------------------------
-
-
-def bench_tether() -> dict[str, object]:
-    home = tempfile.mkdtemp(prefix="tether-bench-")
-    os.environ["TETHER_HOME"] = home  # before tether is imported: nothing of ~/.tether is touched
-    sys.path.insert(0, str(HERE))
-    from bench_code import noop
-
-    import tether as rh
-
-    cluster = rh.cluster("local")
-    try:
-        log("tether: starting a local cluster, deploying bench_code.noop")
-        t0 = time.perf_counter()
-        cluster.up_if_not()
-        t_up = time.perf_counter()
-        remote = rh.function(noop).to(cluster, name="noop")
-        t_to = time.perf_counter()
-        remote()
-        t_call = time.perf_counter()
-        remote = rh.function(noop).to(cluster, name="noop")  # again, on the running cluster
-        redeploy = time.perf_counter() - t_call
-        remote()
-
-        log(f"tether: latency, {LATENCY_CALLS} calls")
-        lat = latency(remote)
-        log(f"tether: calls/s, {THREADS} threads for {THROUGHPUT_SECONDS:.0f} s")
-        tput = throughput(lambda: remote)
-        return {
-            "cold_start_to_first_call_s": t_call - t0,
-            "cluster_up_s": t_up - t0,
-            "first_to_s": t_to - t_up,
-            "redeploy_to_s": redeploy,
-            "latency": lat,
-            "throughput": tput,
-        }
-    finally:
-        cluster.teardown()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-# -- a bare FastAPI endpoint -----------------------------------------------------------------------
-
-
-class BareClient:
-    """One keep-alive ``http.client`` connection (TCP_NODELAY, like tether's client)."""
-
-    def __init__(self, port: int) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.conn.connect()
-        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def __call__(self) -> object:
-        self.conn.request("POST", "/noop/call", body=b"{}", headers={"Content-Type": "application/json"})
-        resp = self.conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"bare endpoint answered {resp.status}: {body[:200]!r}")
-        return json.loads(body)
-
-
-def bench_bare() -> dict[str, object]:
-    log("bare: starting FastAPI + uvicorn on 127.0.0.1")
-    proc = subprocess.Popen([sys.executable, str(HERE / "bare_server.py")], stdin=subprocess.DEVNULL,
+def start_sampler() -> subprocess.Popen:
+    """``background.py``: measures the CPU other processes use during the run (shared machines)."""
+    return subprocess.Popen([sys.executable, str(ROOT / "bench" / "background.py")], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, start_new_session=True)
+
+
+def stop_sampler(proc: subprocess.Popen | None) -> dict | None:
+    if proc is None:
+        return None
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        line = proc.stdout.readline() if ready else b""
-        if not line.strip().isdigit():
-            raise RuntimeError(f"bare_server.py did not start (exit code {proc.poll()})")
-        port = int(line)
-        client = BareClient(port)
-        log(f"bare: latency, {LATENCY_CALLS} calls")
-        lat = latency(client)
-        log(f"bare: calls/s, {THREADS} threads for {THROUGHPUT_SECONDS:.0f} s")
-        tput = throughput(lambda: BareClient(port))
-        return {"latency": lat, "throughput": tput}
+        proc.stdin.close()  # its signal to report and exit
+        line = processes.read_line(proc, 10)
+        return json.loads(line) if line else None
+    except (OSError, ValueError):
+        return None
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        processes.stop(proc)
 
 
-# -- report ----------------------------------------------------------------------------------------
+def make_peer(key: str, workdir: Path):
+    module, name = PEER_CLASSES[key]
+    folder = workdir / key
+    folder.mkdir(parents=True, exist_ok=True)
+    return getattr(importlib.import_module(module), name)(folder)
 
 
-def versions() -> dict[str, str]:
-    found = {}
-    for dist in ("tether", "fastapi", "uvicorn", "uvloop", "httptools", "cloudpickle"):
+def import_figures(results: dict, module: str, conf: settings.Settings) -> None:
+    got: dict = {}
+
+    def timed() -> dict:
+        got.update(lifecycle.import_time(module, conf.import_runs, conf.subprocess_timeout_s))
+        return got
+
+    figures.record(results, "import_ms", module, timed, log)
+    if got:
+        figures.record(results, "import_gross_ms", module, lambda: {"value": got["gross_ms"]}, log)
+
+
+def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> None:
+    wants_wrk = not args.no_wrk and any(p in args.peers for p in ("tether", "bare"))
+    wrk_found: tuple[str | None, str | None] = (None, "--no-wrk")
+    if wants_wrk:
+        wrk_found = wrk.find(install=not args.no_install, log=log)
+        if wrk_found[0]:
+            results["versions"]["wrk"] = wrk.version(wrk_found[0])
+        else:
+            log(f"wrk figure skipped: {wrk_found[1]}")
+
+    imports = [m for m in ("tether", "ray") if m in args.peers and importlib.util.find_spec(m)]
+    for module in imports:
+        log(f"import {module}: {conf.import_runs} fresh interpreters (and as many `python -c pass`)")
+        import_figures(results, module, conf)
+
+    if "tether" in args.peers:
+        log(f"tether: {conf.cold_starts} local cluster cold start(s), each in a fresh interpreter and TETHER_HOME")
+        cold: dict = {}
+        figures.record(results, "cold_start_s", "tether", lambda: cold.setdefault("r", lifecycle.cold_starts(
+            workdir / "cold", conf.cold_starts, conf.subprocess_timeout_s, log))["cold_start_s"], log)
+        if "r" in cold:
+            figures.record(results, "cold_start_wall_s", "tether", lambda: cold["r"]["cold_start_wall_s"], log)
+            results["details"].setdefault("tether", {})["cold_start_samples"] = cold["r"]["samples"]
+
+    for key in args.peers:
+        log(f"== {key}")
+        peer = make_peer(key, workdir)
         try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            found[dist] = "not installed"
-    return found
+            with peer:
+                results["details"].setdefault(key, {})["start"] = peer.details.get("start")
+                figures.measure_peer(peer, conf, results, wrk_found, log)
+        except Exception as exc:  # noqa: BLE001 - a peer that cannot start must not lose the others
+            results["peer_errors"][key] = f"{type(exc).__name__}: {exc}"
+            log(f"{key}: failed: {type(exc).__name__}: {exc}")
+        log(f"{key}: stopped")
 
 
-def table(tether: dict, bare: dict) -> str:
-    rows = [
-        ("no-op call p50 latency (ms)", tether["latency"]["p50_ms"], bare["latency"]["p50_ms"], "{:.3f}"),
-        ("no-op call p99 latency (ms)", tether["latency"]["p99_ms"], bare["latency"]["p99_ms"], "{:.3f}"),
-        (f"calls/s, {THREADS} client threads", tether["throughput"]["calls_per_s"],
-         bare["throughput"]["calls_per_s"], "{:,.0f}"),
-        ("local cluster cold start to first call (s)", tether["cold_start_to_first_call_s"], None, "{:.3f}"),
-        (".to() on a running cluster (s)", tether["redeploy_to_s"], None, "{:.3f}"),
-    ]
-    lines = [f"{'figure':<44}{'tether':>12}{'bare FastAPI':>14}{'tether/bare':>13}", "-" * 83]
-    for label, t, b, fmt in rows:
-        bare_s = fmt.format(b) if b is not None else "-"
-        ratio = f"{t / b:.2f}" if b else "-"
-        lines.append(f"{label:<44}{fmt.format(t):>12}{bare_s:>14}{ratio:>13}")
-    return "\n".join(lines)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    conf = configure(args)
+    workdir = Path(tempfile.mkdtemp(prefix="tb-"))  # short: Ray's socket paths must fit in 107 bytes
+    # Before tether is imported anywhere: this run's tether never touches ~/.tether.
+    os.environ["TETHER_HOME"] = str(workdir / "tether" / "home")
+    # Inherited by everything this run starts, so that everything can be stopped at the end.
+    os.environ[processes.RUN_MARKER] = str(workdir)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_on_signal)
 
+    results = figures.new_results()
+    results.update({
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": conf.as_dict(), "peers": args.peers,
+        "machine": {**machine.info(), "loadavg_before": machine.load()},
+        "versions": machine.versions(), "source": machine.source(ROOT), "peer_errors": {},
+    })
+    log(f"bench: {'quick' if conf.quick else 'full'} run of {', '.join(args.peers)}; "
+        f"{results['machine']['cpus']} CPUs, load average {results['machine']['loadavg_before']}")
+    t0, ticks = time.monotonic(), machine.cpu_ticks()
+    status = 0
+    sampler = None
+    try:
+        sampler = start_sampler()
+        measure_all(args, conf, workdir, results)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        results["interrupted"] = True
+        log(f"interrupted ({type(exc).__name__}); stopping everything")
+        status = 130 if isinstance(exc, KeyboardInterrupt) else (exc.code or 1)
+    except Exception as exc:  # noqa: BLE001 - still stop everything and report what was measured
+        results["peer_errors"]["run"] = f"{type(exc).__name__}: {exc}"
+        log(f"the run failed: {type(exc).__name__}: {exc}")
+        status = 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must not
+            signal.signal(sig, signal.SIG_IGN)  # cut the clean-up short
+        results["machine"]["other_work"] = stop_sampler(sampler)
+        stray = processes.sweep(workdir)
+        if stray:
+            log(f"stopped {len(stray)} process(es) left running: {stray}")
+        results["machine"]["loadavg_after"] = machine.load()
+        results["machine"]["cpu_steal_percent"] = machine.steal_percent(ticks, machine.cpu_ticks())
+        results["elapsed_s"] = round(time.monotonic() - t0, 1)
+        shutil.rmtree(workdir, ignore_errors=True)
 
-def main() -> int:
-    load = os.getloadavg()  # other work on the machine skews every figure: recorded with them
-    tether = bench_tether()
-    bare = bench_bare()
-    result = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"platform": platform.platform(), "machine": platform.machine(),
-                    "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_at_start": [round(x, 2) for x in load]},
-        "versions": versions(),
-        "settings": {"warmup_calls": WARMUP_CALLS, "latency_calls": LATENCY_CALLS,
-                     "threads": THREADS, "throughput_seconds": THROUGHPUT_SECONDS},
-        "tether": tether,
-        "bare_fastapi": bare,
-        "ratios_tether_over_bare": {
-            "p50_latency": tether["latency"]["p50_ms"] / bare["latency"]["p50_ms"],
-            "p99_latency": tether["latency"]["p99_ms"] / bare["latency"]["p99_ms"],
-            "calls_per_s": tether["throughput"]["calls_per_s"] / bare["throughput"]["calls_per_s"],
-        },
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out_json, out_png = args.out / "latest.json", args.out / "latest.png"
+    report.write_json(results, out_json)
     print()
-    print(table(tether, bare))
-    print(f"\n{result['machine']['cpus']} CPUs, load average {load[0]:.2f} at start, Python "
-          f"{result['machine']['python']}; written to {RESULTS.relative_to(HERE.parent)}")
-    return 0
+    print(report.table(results))
+    for key, why in results["peer_errors"].items():
+        print(f"{key} could not be measured: {why}")
+    print()
+    print(report.how_measured(results))
+    print(f"\n{report.summary(results)}; {results['elapsed_s']:.0f} s in all")
+    written = [out_json]
+    if not args.no_chart:
+        try:
+            report.chart(results, out_png)
+            written.append(out_png)
+        except Exception as exc:  # noqa: BLE001 - the table and JSON are already out
+            print(f"chart not drawn: {type(exc).__name__}: {exc}")
+    print("written: " + ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in written))
+    if status:
+        return status
+    return 1 if results["errors"] or results["peer_errors"] else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""How much CPU *other* work used during the run (the machine may be shared): a sampler process.
+
+Started by ``bench/run.py`` as ``python bench/background.py``; every 0.5 s it reads each process's
+CPU time from ``/proc`` and adds the growth to "ours" (the process carries this run's
+``TETHER_BENCH_RUN`` marker, or is the benchmark or this sampler) or to "others". It stops when its stdin closes
+(the benchmark ended or died) or after ``--max-seconds``, and prints one JSON line. Approximate:
+a process that starts and ends between two samples is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import sys
+import time
+from pathlib import Path
+
+MARKER = "TETHER_BENCH_RUN"
+
+
+def _cpu(pid: str) -> tuple[str, float] | None:
+    """(start time, user+system seconds) of ``pid``, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return fields[19], (int(fields[11]) + int(fields[12])) / tick
+
+
+def _ours(pid: str, marker: bytes, parent: int) -> bool:
+    if int(pid) in (os.getpid(), parent):  # the benchmark set the marker after it started
+        return True
+    try:
+        return marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--max-seconds", type=float, default=900.0)
+    p.add_argument("--interval", type=float, default=0.5)
+    p.add_argument("--parent", type=int, default=os.getppid(), help="the benchmark's pid")
+    args = p.parse_args()
+    marker = f"{MARKER}={os.environ.get(MARKER, '')}".encode()
+    seen: dict[str, tuple[str, float, bool]] = {}  # pid -> (start time, last cpu, ours)
+    totals = {"ours": 0.0, "others": 0.0}
+    start = time.monotonic()
+    first = True
+    while time.monotonic() - start < args.max_seconds:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            got = _cpu(entry)
+            if got is None:
+                continue
+            started, cpu = got
+            known = seen.get(entry)
+            if known is None or known[0] != started:  # new (or a reused pid)
+                ours = _ours(entry, marker, args.parent)
+                # a process already running at the first sample: count only what it uses from now
+                seen[entry] = (started, cpu if first else 0.0, ours)
+                known = seen[entry]
+            totals["ours" if known[2] else "others"] += cpu - known[1]
+            seen[entry] = (started, cpu, known[2])
+        first = False
+        if select.select([sys.stdin], [], [], args.interval)[0] and not sys.stdin.buffer.read1(4096):
+            break
+    wall = time.monotonic() - start
+    print(json.dumps({"wall_s": round(wall, 1), "ours_cpu_s": round(totals["ours"], 1),
+                      "others_cpu_s": round(totals["others"], 1),
+                      "others_cores": round(totals["others"] / wall, 2) if wall else 0.0}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
