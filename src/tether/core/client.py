@@ -2,28 +2,28 @@
 
 Two transports, each where it fits (see DESIGN.md, "Libraries and where they belong"):
 
-* the call path (calls, deploys, ``run_bash``) uses one keep-alive ``http.client`` connection per
-  thread with TCP_NODELAY: it was several times faster than httpx here, and it lets us write
-  out-of-band buffers straight to the socket and read a streamed response message by message;
+* the call path (calls, deploys, ``run_bash``) uses one keep-alive connection per thread of our
+  own minimal HTTP/1.1 client (``core/http11.py``, TCP_NODELAY): httpx cost ~4x and http.client
+  ~2x its CPU per call here, and it writes out-of-band buffers straight to the socket and reads a
+  streamed response message by message;
 * small JSON control requests (health, keys, delete, status) use httpx.
 
-Foreign errors (sockets, http.client, httpx) are translated to tether's here and nowhere else.
+Foreign errors (sockets, the HTTP layer, httpx) are translated to tether's here and nowhere else.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import select
-import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from tether._version import __version__
-from tether.core import errors, wire
+from tether.core import errors, http11, wire
+
+_TRANSPORT_ERRORS = (OSError, ValueError)
 
 
 class _LocalOutputError(Exception):
@@ -33,18 +33,15 @@ class _LocalOutputError(Exception):
         self.original = original
 
 
-class _Connection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class DaemonClient:
     """Talks to one daemon at ``host:port`` with a bearer token."""
 
     def __init__(self, host: str, port: int, token: str, cluster: str = "local") -> None:
         self.host, self.port, self.token, self.cluster = host, port, token, cluster
         self._auth = f"Bearer {token}"
+        # the headers every request carries, encoded once
+        self._fixed_headers = (f"Host: {host}:{port}\r\nAuthorization: {self._auth}\r\n"
+                               f"{wire.VERSION_HEADER}: {wire.PROTOCOL_VERSION}\r\n").encode("latin-1")
         self._local = threading.local()
         self._httpx = None
         self._httpx_lock = threading.Lock()
@@ -117,28 +114,42 @@ class DaemonClient:
         resp = self._send(conn, verb, path, parts, stream_logs, content_type, headers)
         try:
             if resp.status != 200:
-                raise self._http_error(resp.status, resp.read(), **context)
-            read = _exact_reader(resp)
-            msg = self._next_message(resp, read, stream_logs, context)
+                raise self._http_error(resp.status, self._read_error(resp), **context)
+            msg = self._next_message(resp, stream_logs, context)
             if msg.kind == wire.RESULT:
-                resp.read()  # consume the end of the stream so the connection is reusable
+                self._finish(resp)  # consume the end of the stream so the connection is reusable
                 return msg
             if msg.kind == wire.STREAM and allow_stream:
                 self._local.conn = None  # the generator owns this connection now
-                self._local.stream_owner = (conn, resp, read)
+                self._local.stream_owner = (conn, resp)
                 return msg
             raise errors.ConnectionError(f"unexpected message kind {msg.kind} from cluster {self.cluster!r}",
                                          cluster=self.cluster, **context)
         except BaseException:
-            if not resp.isclosed():
+            if getattr(self._local, "conn", None) is conn and not resp.ended:
                 self._drop()  # an unread stream cannot be reused
             raise
 
-    def _next_message(self, resp, read, stream_logs: bool, context: dict[str, Any]) -> wire.Message:
+    def _finish(self, resp: http11.Response) -> None:
+        try:
+            if resp.at_end():
+                return
+            resp.read_rest()
+        except _TRANSPORT_ERRORS:
+            self._drop()
+
+    def _read_error(self, resp: http11.Response) -> bytes:
+        try:
+            return resp.read_rest()
+        except _TRANSPORT_ERRORS:
+            self._drop()
+            return b""
+
+    def _next_message(self, resp: http11.Response, stream_logs: bool, context: dict[str, Any]) -> wire.Message:
         """The next message that is not a LOG (those are printed); an ERROR is raised."""
         try:
             while True:
-                msg = wire.read_message_sync(read)
+                msg = resp.read_message()
                 if msg is None:
                     raise errors.ConnectionError(
                         f"the connection to cluster {self.cluster!r} closed before the call finished",
@@ -151,10 +162,10 @@ class DaemonClient:
                     except OSError as exc:  # our own stdout is gone (`| head`): not the network
                         raise _LocalOutputError(exc) from exc
             if msg.kind == wire.ERROR:
-                resp.read()
+                resp.at_end()
         except _LocalOutputError as exc:
             raise exc.original from None
-        except (OSError, http.client.HTTPException) as exc:
+        except _TRANSPORT_ERRORS as exc:
             if isinstance(exc, errors.TetherError):  # ours are OSErrors too (ConnectionError): keep them
                 raise
             raise errors.ConnectionError(
@@ -167,16 +178,15 @@ class DaemonClient:
     def _iterate(self, owner, stream_logs: bool, context: dict[str, Any]):
         """Yield a remote generator's items; closing this early closes the connection, which
         makes the daemon stop the remote generator."""
-        conn, resp, read = owner
+        conn, resp = owner
         finished = False
         try:
             while True:
-                msg = self._next_message(resp, read, stream_logs, context)
+                msg = self._next_message(resp, stream_logs, context)
                 if msg.kind == wire.ITEM:
                     yield wire.loads(msg.frames, "a generator item")
                 elif msg.kind == wire.RESULT:
-                    resp.read()
-                    finished = True
+                    finished = resp.at_end()
                     return wire.loads(msg.frames, "the generator's return value")
         except KeyboardInterrupt:
             self.cancel(context["call_id"], quiet=True)
@@ -198,46 +208,41 @@ class DaemonClient:
 
         return await acall(self, name, method, args, kwargs, stream_logs, call_id or new_call_id())
 
-    def _send(self, conn: http.client.HTTPConnection, verb: str, path: str, parts: Sequence[wire.Buffer],
-              stream_logs: bool, content_type: str, headers: dict[str, str] | None) -> http.client.HTTPResponse:
+    def _send(self, conn: http11.Connection, verb: str, path: str, parts: Sequence[wire.Buffer],
+              stream_logs: bool, content_type: str, headers: dict[str, str] | None) -> http11.Response:
         # A user's call is never retried (it may not be idempotent): a keep-alive connection that
         # the daemon closed is detected *before* sending instead, the way urllib3 does.
         length = sum(memoryview(p).nbytes for p in parts)
+        head = [f"{verb} {path} HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n"]
+        if not stream_logs:
+            head.append(f"{wire.STREAM_LOGS_HEADER}: 0\r\n")
+        for key, value in (headers or {}).items():
+            head.append(f"{key}: {value}\r\n")
         try:
-            conn.putrequest(verb, path, skip_host=False, skip_accept_encoding=True)
-            conn.putheader("Authorization", self._auth)
-            conn.putheader("Content-Type", content_type)
-            conn.putheader("Content-Length", str(length))
-            conn.putheader(wire.VERSION_HEADER, str(wire.PROTOCOL_VERSION))
-            if not stream_logs:
-                conn.putheader(wire.STREAM_LOGS_HEADER, "0")
-            for key, value in (headers or {}).items():
-                conn.putheader(key, value)
-            if length <= 65536:  # headers and body in one write
-                conn.endheaders(b"".join(parts))
-            else:
-                conn.endheaders()
-                for part in parts:
-                    conn.send(part)
-        except (OSError, http.client.HTTPException) as exc:
+            conn.send(b"".join([s.encode("latin-1") for s in head]) + self._fixed_headers + b"\r\n", parts)
+        except OSError as exc:
             self._drop()
             raise self._unreachable(exc) from exc
         try:
-            return conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+            return conn.response()
+        except _TRANSPORT_ERRORS as exc:
             self._drop()
             raise errors.ConnectionError(
                 f"lost the connection to cluster {self.cluster!r} ({self.url}) after sending the "
                 f"request, before any answer: {exc}. The call may or may not have run.",
                 cluster=self.cluster) from exc
 
-    def _conn(self) -> http.client.HTTPConnection:
+    def _conn(self) -> http11.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and (conn.sock is None or _dropped(conn.sock)):
+        if conn is not None and conn.dropped():
             conn.close()
             conn = None
         if conn is None:
-            conn = self._local.conn = _Connection(self.host, self.port)
+            try:
+                conn = http11.Connection(self.host, self.port)
+            except OSError as exc:
+                raise self._unreachable(exc) from exc
+            self._local.conn = conn
         return conn
 
     def _drop(self) -> None:
@@ -321,41 +326,6 @@ class DaemonClient:
 
 def new_call_id() -> str:
     return os.urandom(12).hex()
-
-
-def _dropped(sock: socket.socket) -> bool:
-    """An idle keep-alive socket that is readable was closed by the server (or is out of sync)."""
-    try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return True
-
-
-def _exact_reader(resp: http.client.HTTPResponse) -> Callable[[int], bytes]:
-    def read_exact(n: int) -> bytes:
-        if n == 0:
-            return b""
-        if n > 1 << 16:  # big frames: fill one buffer, no concatenation
-            buf = bytearray(n)
-            view, got = memoryview(buf), 0
-            while got < n:
-                k = resp.readinto(view[got:])
-                if not k:
-                    break
-                got += k
-            data = buf if got == n else bytes(buf[:got])
-        else:
-            data = resp.read(n)
-            while 0 < len(data) < n:
-                more = resp.read(n - len(data))
-                if not more:
-                    break
-                data += more
-        if 0 < len(data) < n:
-            raise http.client.IncompleteRead(bytes(data), n - len(data))
-        return data
-
-    return read_exact
 
 
 def _print_log(msg: wire.Message) -> None:
