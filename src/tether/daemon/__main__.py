@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(store, token, info)
     # A call that never returns must not keep a stopping daemon alive (see _stopping_server); the
     # grace period is a backstop for requests that wait on something else than a worker.
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False,
                             timeout_keep_alive=3600, server_header=False, date_header=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     server = _stopping_server(config, store)

@@ -13,6 +13,7 @@ import os
 import sys
 import sysconfig
 import threading
+from collections import deque
 from typing import Any
 
 from tether.core import wire
@@ -43,31 +44,31 @@ class Entry:
 class Gate:
     """At most ``limit`` calls of one object at once; the others start in arrival order.
 
-    Callback based, so a waiting call holds no thread: ``run(start)`` calls ``start()`` now or
-    when a running call ``release()``s its place. Any thread may call either.
+    A waiting call holds no thread: ``enter(job)`` says whether the job may run now, else keeps
+    it; ``leave()`` hands the freed place to the next kept job and returns it, for the caller to
+    run. Any thread may call either.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.running = 0
-        self.waiting: list = []
+        self.waiting: deque = deque()
         self.lock = threading.Lock()
 
-    def run(self, start) -> None:
+    def enter(self, job) -> bool:
         with self.lock:
             if self.running >= self.limit:
-                self.waiting.append(start)
-                return
+                self.waiting.append(job)
+                return False
             self.running += 1
-        start()
+            return True
 
-    def release(self) -> None:
+    def leave(self):
         with self.lock:
-            if not self.waiting:
-                self.running -= 1
-                return
-            start = self.waiting.pop(0)
-        start()
+            if self.waiting:
+                return self.waiting.popleft()
+            self.running -= 1
+            return None
 
 
 def flags(fn: Any) -> dict[str, bool]:

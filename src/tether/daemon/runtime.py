@@ -4,11 +4,10 @@ A worker is started by the daemon with the env's interpreter, env vars and worki
 connects back to the daemon over a local socket and then serves messages (see ``tether.core.wire``):
 CALL runs a method, CONTROL deploys, inspects or deletes objects, CANCEL stops a call.
 
-Threads, and why: a reader thread receives messages and hands each sync call straight to the
-thread pool, where it runs and sends its reply itself (one lock keeps messages whole on the
-socket). A sync call thus crosses one thread boundary each way and never waits for an event loop.
-``async def`` methods run on the worker's asyncio loop (the main thread), as do control
-operations. Whatever a call prints (stdout, stderr, logging) is sent back tagged with that call's
+Threads, and why: the call threads take turns reading the socket (``daemon/turns.py``); the one
+that reads a sync call runs it and sends the reply itself (one lock keeps messages whole on the
+socket), so a sync call crosses no thread boundary and never waits for an event loop. ``async
+def`` methods run on the worker's asyncio loop (the main thread), as do control operations. Whatever a call prints (stdout, stderr, logging) is sent back tagged with that call's
 id, so the caller sees it live.
 
 Only the standard library, cloudpickle and ``tether.core`` wire modules are imported here: the
@@ -29,12 +28,14 @@ import os
 import socket
 import sys
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tether.core import refs, streams, wire
 from tether.daemon import objects
 from tether.daemon.objects import Entry, NotFound, Unserializable
+from tether.daemon.turns import TakeTurns
 
 _current_call: contextvars.ContextVar[_CallContext | None] = contextvars.ContextVar(
     "tether_call", default=None
@@ -111,7 +112,8 @@ class Worker:
     def __init__(self, conn: _Connection, threads: int) -> None:
         self.conn, self.loop = conn, conn.loop
         self.objects: dict[str, Entry] = {}
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tether-call")
+        # deploys, exports and the odd hand-off from the loop; calls run in TakeTurns' threads
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tether-control")
         self.watch = objects.ModuleWatch()
         self.tasks: set[asyncio.Task] = set()
         self.running: dict[int, _Running] = {}
@@ -122,29 +124,45 @@ class Worker:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    def serve(self, sock: socket.socket) -> None:
-        """The reader thread: dispatch each message as it arrives; exit with the daemon."""
-        try:
-            for msg in streams.read_messages(sock):
-                kind = msg.kind
-                if kind == wire.CALL:
-                    self.start_call(msg)
-                elif kind == wire.CONTROL:
-                    self.loop.call_soon_threadsafe(self.spawn, self.handle_control(msg))
-                elif kind == wire.CANCEL:
-                    self.handle_cancel(msg)
-        except OSError:
-            pass
-        # The daemon went away: leave at once, even if user threads are still busy.
+    def serve(self, sock: socket.socket, threads: int) -> None:
+        """Start the call threads, which take turns reading the socket (``daemon/turns.py``)."""
+        parser, ready = streams.MessageParser(), deque()
+
+        def read() -> wire.Message | None:
+            while not ready:
+                try:
+                    n = sock.recv_into(parser.buffer())
+                except OSError:
+                    return None
+                if not n:
+                    return None
+                ready.extend(parser.feed(n))
+            return ready.popleft()
+
+        TakeTurns(read, self.route, self._daemon_gone, threads).start()
+
+    def _daemon_gone(self) -> None:
+        """The daemon went away: leave at once, even if user threads are still busy."""
         try:
             sys.stdout.flush()
         finally:
             os._exit(0)
 
+    def route(self, msg: wire.Message):
+        """A message just read: a sync call comes back as the job to run in this thread."""
+        kind = msg.kind
+        if kind == wire.CALL:
+            return self.start_call(msg)
+        if kind == wire.CONTROL:
+            self.loop.call_soon_threadsafe(self.spawn, self.handle_control(msg))
+        elif kind == wire.CANCEL:
+            self.handle_cancel(msg)
+        return None
+
     # -- calls ---------------------------------------------------------------------------------
 
-    def start_call(self, msg: wire.Message) -> None:
-        """Route a CALL: sync methods to the thread pool, async ones to the loop (reader thread)."""
+    def start_call(self, msg: wire.Message):
+        """Sync methods run as a job of the thread that read them; async ones go to the loop."""
         call_id = msg.call_id
         running = self.running[call_id] = _Running(call_id)
         try:
@@ -156,36 +174,41 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             self.running.pop(call_id, None)
             self.conn.send(wire.ERROR, _error_frames(exc), call_id)
-            return
+            return None
         if (flags.get("async") or flags.get("async_generator")) and meta.get("mode") != "json":
-            def start() -> None:
+            def job():
                 self.loop.call_soon_threadsafe(self._start_async, msg, meta, entry, flags, running)
         else:
-            def start() -> None:
-                self.pool.submit(self._sync_call, msg, meta, entry, running)
-        if entry.gate is None:
-            start()
-        else:  # max_concurrency: the call waits for its turn without holding a thread
-            entry.gate.run(start)
+            def job():
+                return self._sync_call(msg, meta, entry, running)
+        if entry.gate is None or entry.gate.enter(job):
+            return job
+        return None  # max_concurrency: it waits for its turn without holding a thread
 
-    def _finish(self, call_id: int, entry: Entry, kind: int, frames) -> None:
-        if entry.gate is not None:
-            entry.gate.release()
-        self.running.pop(call_id, None)
-        self.conn.send(kind, frames, call_id)
-
-    def _sync_call(self, msg: wire.Message, meta: dict, entry: Entry, running: _Running) -> None:
+    def _sync_call(self, msg: wire.Message, meta: dict, entry: Entry, running: _Running):
         if running.cancelled.is_set():  # cancelled while it waited for its turn
             kind, frames = wire.ERROR, _cancelled_frames(_call_name(meta))
         else:
             ctx = _CallContext(msg.call_id, bool(meta.get("stream_logs", True)), self.conn)
             kind, frames = self._run_sync(ctx, entry, meta, msg.frames[1:], running)
         del msg  # the arguments' buffers can go before the reply is written
-        self._finish(running.call_id, entry, kind, frames)
+        self.running.pop(running.call_id, None)
+        self.conn.send(kind, frames, running.call_id)
+        return entry.gate.leave() if entry.gate is not None else None  # the next call in line
+
+    def _leave_from_loop(self, entry: Entry) -> None:
+        """An async call left its gate: the next call in line starts from a thread (a sync one
+        must not run on the loop)."""
+        if entry.gate is not None:
+            job = entry.gate.leave()
+            if job is not None:
+                self.pool.submit(_run_chain, job)
 
     def _start_async(self, msg, meta, entry, flags, running: _Running) -> None:
         if running.cancelled.is_set():
-            self._finish(msg.call_id, entry, wire.ERROR, _cancelled_frames(_call_name(meta)))
+            self.running.pop(msg.call_id, None)
+            self.conn.send(wire.ERROR, _cancelled_frames(_call_name(meta)), msg.call_id)
+            self._leave_from_loop(entry)
             return
         running.task = self.spawn(self._async_call(msg, meta, entry, flags, running))
 
@@ -207,10 +230,9 @@ class Worker:
             kind, frames = wire.ERROR, _cancelled_frames(_call_name(meta))
         except BaseException as exc:  # noqa: BLE001
             kind, frames = wire.ERROR, _error_frames(exc)
-        if entry.gate is not None:
-            entry.gate.release()
         self.running.pop(call_id, None)
         await self.conn.asend(kind, frames, call_id)
+        self._leave_from_loop(entry)
 
     def _keep(self, name: str, result: Any) -> dict[str, str]:
         """Keep a result here under ``name`` (a RemoteRef); the caller gets only its name."""
@@ -394,6 +416,11 @@ class _CallCancelled(BaseException):
     """Raised inside a sync call's thread to stop it (BaseException: user code rarely catches it)."""
 
 
+def _run_chain(job) -> None:
+    while job is not None:
+        job = job()
+
+
 def _cancelled_frames(what: str):
     return wire.plain_error_frames(wire.CANCELLED, f"the call to {what} was cancelled", "CallCancelled")
 
@@ -440,7 +467,7 @@ def _serve(socket_path: str, threads: int) -> None:
     refs.register(worker.objects)
     conn.send(wire.HELLO, [wire.json_frame({"pid": os.getpid(), "python": sys.version.split()[0],
                                             "executable": sys.executable})])
-    threading.Thread(target=worker.serve, args=(sock,), name="tether-reader", daemon=True).start()
+    worker.serve(sock, threads)
     loop.run_forever()
 
 

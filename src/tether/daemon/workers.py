@@ -267,7 +267,11 @@ class WorkerProcess:
         call_id = next(self._ids)
         queue: asyncio.Queue = asyncio.Queue()
         self._pending[call_id] = queue
-        link.transport.writelines(wire.encode(kind, frames, call_id))
+        parts = wire.encode(kind, frames, call_id)
+        if sum(memoryview(p).nbytes for p in parts) <= 1 << 16:
+            link.transport.write(b"".join(parts))  # one system call (writelines makes one per part)
+        else:
+            link.transport.writelines(parts)
         return call_id, queue
 
     def cancel(self, call_id: int) -> bool:
