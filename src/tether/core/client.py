@@ -18,10 +18,11 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tether._version import __version__
-from tether.core import errors, http11, wire
+from tether.core import errors, http11, shm, wire
 
 _TRANSPORT_ERRORS = (OSError, ValueError)
 
@@ -45,6 +46,7 @@ class DaemonClient:
         self._local = threading.local()
         self._httpx = None
         self._httpx_lock = threading.Lock()
+        self.shm: Path | None = None  # the cluster's shared-memory folder, when this machine has it
 
     @property
     def url(self) -> str:
@@ -60,7 +62,6 @@ class DaemonClient:
         A remote generator comes back as a local generator that yields items as they are produced;
         its return value is ``StopIteration.value``. Ctrl-C cancels the remote call.
         """
-        frames = wire.dumps((tuple(args), kwargs or {}), "the arguments")
         call_id = call_id or new_call_id()
         context = {"service": name, "method": method, "call_id": call_id}
         headers = {wire.CALL_ID_HEADER: call_id}
@@ -68,21 +69,47 @@ class DaemonClient:
             headers[wire.KEEP_HEADER] = "1"
         if refs:
             headers[wire.REFS_HEADER] = ",".join(refs)
+        frames, flags, shared = self.call_frames(args, kwargs, headers)
         try:
-            msg = self.stream("POST", f"/{name}/{method}", wire.encode(wire.CALL, frames), stream_logs,
-                              headers=headers, allow_stream=True, **context)
+            msg = self.stream("POST", f"/{name}/{method}", wire.encode(wire.CALL, frames, 0, flags),
+                              stream_logs, headers=headers, allow_stream=True, **context)
         except KeyboardInterrupt:
             self.cancel(call_id, quiet=True)
             raise
+        finally:
+            shm.discard(self.shm, shared)  # what the worker did not take (it failed first)
         if msg.kind == wire.STREAM:
             return self._iterate(self._local.stream_owner, stream_logs, context)
-        return wire.loads(msg.frames, f"the result of {name}.{method}")
+        return self.value(msg, f"the result of {name}.{method}", context)
+
+    def call_frames(self, args: Sequence[Any], kwargs: dict | None,
+                    headers: dict[str, str]) -> tuple[list[wire.Buffer], int, list[str]]:
+        """The frames of a call's arguments: (frames, message flags, shared-memory files)."""
+        frames = wire.dumps((tuple(args), kwargs or {}), "the arguments")
+        if self.shm is None:
+            return frames, 0, []
+        headers[wire.SHM_HEADER] = "1"
+        try:
+            return shm.export_owned(frames, self.shm)
+        except OSError:  # /dev/shm is full or gone: the socket still works
+            return frames, 0, []
+
+    def value(self, msg: wire.Message, what: str, context: dict[str, Any]) -> Any:
+        """The value a RESULT message carries (big frames mapped from shared memory)."""
+        try:
+            frames = shm.resolve(msg.frames, msg.flags, self.shm)
+        except FileNotFoundError as exc:
+            raise errors.ResultExpiredError(
+                f"{what} was dropped from the cluster's shared memory before it could be read "
+                f"({exc}): the daemon keeps results within its retention bounds", **context) from None
+        return wire.loads(frames, what)
 
     def result(self, call_id: str, timeout: float | None = None, stream_logs: bool = True) -> Any:
         """The result of an earlier call by id (waits while it runs); raises what the call raised."""
         path = f"/_tether/calls/{call_id}" + (f"?timeout={timeout}" if timeout is not None else "")
-        msg = self.stream("GET", path, [], stream_logs, call_id=call_id)
-        return wire.loads(msg.frames, f"the result of call {call_id}")
+        headers = {wire.SHM_HEADER: "1"} if self.shm is not None else None
+        msg = self.stream("GET", path, [], stream_logs, headers=headers, call_id=call_id)
+        return self.value(msg, f"the result of call {call_id}", {"call_id": call_id})
 
     def cancel(self, call_id: str, force: bool = False, quiet: bool = False) -> dict[str, Any]:
         """Stop a running call; ``force=True`` also restarts its worker."""
@@ -187,7 +214,7 @@ class DaemonClient:
                     yield wire.loads(msg.frames, "a generator item")
                 elif msg.kind == wire.RESULT:
                     finished = resp.at_end()
-                    return wire.loads(msg.frames, "the generator's return value")
+                    return self.value(msg, "the generator's return value", context)
         except KeyboardInterrupt:
             self.cancel(context["call_id"], quiet=True)
             raise
@@ -315,6 +342,7 @@ class DaemonClient:
                 f"install tether=={health.get('tether')} here.",
                 cluster=self.cluster, daemon_version=health.get("tether"), client_version=__version__,
             )
+        self.shm = _shared_memory(health.get("shm"))
         return health
 
     def close(self) -> None:
@@ -322,6 +350,22 @@ class DaemonClient:
         if self._httpx is not None:
             self._httpx.close()
             self._httpx = None
+
+
+def _shared_memory(info: Any) -> Path | None:
+    """The daemon's shared-memory folder if this process sees the very same one (its probe file
+    holds what the daemon says): then caller, daemon and workers share a machine."""
+    if os.environ.get("TETHER_SHM", "1").lower() in ("0", "off", "false", "no"):
+        return None  # asked for the socket only
+    if not isinstance(info, dict) or not info.get("dir") or not info.get("probe"):
+        return None
+    folder = Path(info["dir"])
+    try:
+        if (folder / "probe").read_text() == info["probe"]:
+            return folder
+    except OSError:
+        pass
+    return None
 
 
 def new_call_id() -> str:

@@ -239,12 +239,7 @@ class Response:
         """The next wire message of the body, or None at its end."""
         if self.at_end():
             return None
-        kind, nframes, call_id = wire.parse_header(self.read(wire.HEADER_SIZE))
+        kind, flags, nframes, call_id = wire.parse_header(self.read(wire.HEADER_SIZE))
         lens = wire.parse_lengths(self.read(8 * nframes), nframes) if nframes else ()
         total = sum(lens)
-        payload = memoryview(self.read(total)) if total else memoryview(b"")
-        frames, offset = [], 0
-        for size in lens:
-            frames.append(payload[offset:offset + size])
-            offset += size
-        return wire.Message(kind, call_id, frames)
+        return wire.message(kind, call_id, lens, self.read(total) if total else b"", flags)

@@ -34,7 +34,7 @@ class MessageParser:
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
-        # a big payload being received in place: (kind, call_id, lens, payload, filled)
+        # a big payload being received in place: [kind, call_id, lens, payload, filled, flags]
         self._big: list | None = None
 
     def buffer(self) -> memoryview:
@@ -54,7 +54,7 @@ class MessageParser:
             if big[4] < len(big[3]):
                 return []
             self._big = None
-            return [_message(big[0], big[1], big[2], memoryview(big[3]))]
+            return [wire.message(big[0], big[1], big[2], big[3], big[5])]
         self._end += n
         return self._parse()
 
@@ -72,7 +72,7 @@ class MessageParser:
             start, avail = self._start, self._end - self._start
             if avail < header:
                 break
-            kind, nframes, call_id = wire.parse_header(view[start:start + header])
+            kind, flags, nframes, call_id = wire.parse_header(view[start:start + header])
             table = header + _LEN * nframes
             if avail < table:
                 self._reserve(table)
@@ -84,14 +84,14 @@ class MessageParser:
                 have = avail - table  # < total: the receive buffer is smaller than a big payload
                 payload[:have] = view[start + table:self._end]
                 self._start = self._end = 0
-                self._big = [kind, call_id, lens, payload, have]
+                self._big = [kind, call_id, lens, payload, have, flags]
                 break
             if avail < table + total:
                 self._reserve(table + total)
                 break
             body = bytes(view[start + table:start + table + total])
             self._start = start + table + total
-            out.append(_message(kind, call_id, lens, memoryview(body)))
+            out.append(wire.message(kind, call_id, lens, body, flags))
         if self._start == self._end:
             self._start = self._end = 0
         return out
@@ -116,14 +116,6 @@ class MessageParser:
         self._view.release()
         self._buf, self._view = new, memoryview(new)
         self._start, self._end = 0, used
-
-
-def _message(kind: int, call_id: int, lens: Sequence[int], payload: memoryview) -> wire.Message:
-    frames, offset = [], 0
-    for n in lens:
-        frames.append(payload[offset:offset + n])
-        offset += n
-    return wire.Message(kind, call_id, frames)
 
 
 def read_messages(sock: socket.socket, parser: MessageParser | None = None):

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     python = args.python or os.environ.get("TETHER_WORKER_PYTHON") or sys.executable
     store = Store(state_dir, python)
     info = {"cluster": args.cluster, "pid": os.getpid(), "token_path": str(token_path),
-            "state_dir": str(state_dir), "python": python, "started": time.time()}
+            "state_dir": str(state_dir), "python": python, "started": time.time(),
+            "shm": {"dir": str(store.shm), "probe": store.shm_probe} if store.shm else None}
     app = create_app(store, token, info)
     # A call that never returns must not keep a stopping daemon alive (see _stopping_server); the
     # grace period is a backstop for requests that wait on something else than a worker.

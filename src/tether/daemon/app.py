@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from tether._version import __version__
-from tether.core import wire
+from tether.core import shm, wire
 from tether.daemon.call_route import BadRequest, CallRoute, decode_message, parse_json_body
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
 from tether.daemon.responses import MessageResponse, MessagesResponse, send_error
@@ -40,7 +40,7 @@ def error_response(status: int, kind: str, message: str, **extra: Any) -> JSONRe
 def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     cluster = info.get("cluster", "?")
     tasks: set[asyncio.Task] = set()
-    calls = CallTable()
+    calls = CallTable(on_drop=lambda msg: shm.discard_listed(msg, store.shm))
 
     def spawn(coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -54,6 +54,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         for task in list(tasks):  # running commands and deploys end with the daemon
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        calls.clear()
         await store.shutdown()
 
     app = FastAPI(title="tether daemon", version=__version__, lifespan=lifespan,
@@ -132,14 +133,19 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         return MessagesResponse(out, on_abandon=lambda streaming: task.cancel())
 
     @app.get("/_tether/calls/{call_id}")
-    async def call_result(call_id: str, timeout: float | None = None):
+    async def call_result(call_id: str, request: Request, timeout: float | None = None):
         """The result of a call by id: waits while it runs (up to ``timeout`` seconds)."""
         record = _record(call_id)
         try:
             await asyncio.wait_for(record.done.wait(), timeout)
         except TimeoutError:
             raise HTTPError(408, "timeout", f"call {call_id} is still running") from None
-        return MessageResponse(record.result)
+        msg = record.result
+        if request.headers.get(wire.SHM_HEADER) == "1":
+            msg = shm.handout(msg, store.shm)
+        else:  # a caller without the shared memory gets the bytes
+            msg = shm.inline(msg, store.shm)
+        return MessageResponse(msg)
 
     @app.post("/_tether/calls/{call_id}/cancel")
     async def cancel_call(call_id: str, force: bool = False) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tether.core import wire
+from tether.core import shm, wire
 from tether.daemon import responses
 from tether.daemon.calls import CallRecord, CallTable
 from tether.daemon.store import Store, UnknownName
@@ -27,6 +27,7 @@ _STREAM_LOGS = wire.STREAM_LOGS_HEADER.encode()
 _CALL_ID = wire.CALL_ID_HEADER.encode()
 _KEEP = wire.KEEP_HEADER.encode()
 _REFS = wire.REFS_HEADER.encode()
+_SHM = wire.SHM_HEADER.encode()
 
 
 class BadRequest(Exception):
@@ -47,7 +48,7 @@ class CallRoute:
             await responses.send_error(send, 400, "bad_request", exc.message)
 
     async def _call(self, scope, receive, send, name: str, method: str) -> None:
-        ctype = length = stream_logs = call_id = keep = refs = None
+        ctype = length = stream_logs = call_id = keep = refs = shared = None
         for key, value in scope["headers"]:
             if key == b"content-type":
                 ctype = value
@@ -61,8 +62,13 @@ class CallRoute:
                 keep = value
             elif key == _REFS:
                 refs = value
+            elif key == _SHM:
+                shared = value
+        flags = 0
         if scope["method"] == "POST" and ctype is not None and ctype.startswith(_CTYPE):
-            frames = decode_message(await read_body(receive, length), wire.CALL).frames
+            msg = decode_message(await read_body(receive, length), wire.CALL)
+            frames, flags = msg.frames, msg.flags
+            del msg
             mode, logs = "pickle", stream_logs != b"0"
         else:
             frames = [wire.json_frame(await _json_args(scope, receive, length))]
@@ -74,10 +80,12 @@ class CallRoute:
         else:
             keep = None
         store = self.store
+        if shared == b"1" and store.shm is not None and mode == "pickle":
+            meta["shm"] = True  # the caller maps big results from shared memory
         try:
             if refs:
                 await store.bring_refs([r for r in refs.decode("latin-1").split(",") if r], name)
-            worker, ipc_id, queue = await store.call(name, [wire.json_frame(meta), *frames])
+            worker, ipc_id, queue = await store.call(name, [wire.json_frame(meta), *frames], flags)
         except UnknownName as exc:
             await responses.send_error(send, 404, "not_found", str(exc))
             return
@@ -88,7 +96,9 @@ class CallRoute:
         tracker = _CallTracker(self, self.calls.start(call_id, name, method, worker, ipc_id), queue)
         if keep:
             tracker.on_result = lambda: store.register_ref(keep, worker.spec.name)
-        await responses.respond(send, receive, queue, mode, on_end=tracker.end, on_abandon=tracker.abandon)
+        handout = (lambda msg: shm.handout(msg, store.shm)) if meta.get("shm") else None
+        await responses.respond(send, receive, queue, mode, on_end=tracker.end, on_abandon=tracker.abandon,
+                                prepare=handout)
 
 
 class _CallTracker:

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from tether.core import wire
+from tether.core import shm, wire
 
 
 class UnknownCall(LookupError):
@@ -49,7 +49,9 @@ class CallTable:
     call: this runs on every call)."""
 
     def __init__(self, max_count: int | None = None, max_age: float | None = None,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, on_drop=None) -> None:
+        """``on_drop(msg)`` runs when a kept result is forgotten (to free its shared memory)."""
+        self.on_drop = on_drop
         env = os.environ.get
         self.max_count = max_count or int(env("TETHER_RESULTS_MAX_COUNT", "1000"))
         self.max_age = max_age or float(env("TETHER_RESULTS_MAX_AGE", "600"))
@@ -63,7 +65,7 @@ class CallTable:
         record = CallRecord(call_id, name, method, worker, ipc_id)
         old = self.finished.pop(call_id, None)  # a caller reusing an id: the new call wins
         if old is not None:
-            self.bytes -= old.size
+            self._drop(old)
         self.running[call_id] = record
         return record
 
@@ -71,7 +73,7 @@ class CallTable:
         if record.done.is_set():
             return
         record.result = msg
-        record.size = sum(f.nbytes for f in msg.frames)
+        record.size = sum(f.nbytes for f in msg.frames) + shm.size_of(msg)
         record.finished = time.time()
         record.worker = None
         record.done.set()
@@ -100,7 +102,17 @@ class CallTable:
                     and now - record.finished <= self.max_age):
                 break  # oldest first: the rest are younger and within bounds
             del finished[call_id]
-            self.bytes -= record.size
+            self._drop(record)
             self.expired[call_id] = now
         while len(self.expired) > 100_000:
             self.expired.popitem(last=False)
+
+    def _drop(self, record: CallRecord) -> None:
+        self.bytes -= record.size
+        if self.on_drop is not None and record.result is not None:
+            self.on_drop(record.result)
+
+    def clear(self) -> None:
+        """Forget every kept result (the daemon is stopping)."""
+        while self.finished:
+            self._drop(self.finished.popitem(last=False)[1])

@@ -58,12 +58,14 @@ async def send_message(send, msg: wire.Message) -> None:
 
 async def respond(send, receive, queue: asyncio.Queue, mode: str,
                   on_end: Callable[[wire.Message], None] | None = None,
-                  on_abandon: Callable[[bool], None] | None = None) -> None:
+                  on_abandon: Callable[[bool], None] | None = None,
+                  prepare: Callable[[wire.Message], wire.Message] | None = None) -> None:
     """The HTTP response for the messages a call puts on ``queue``.
 
     The status is chosen after the first message arrives, so an unknown method is a real 404.
     ``on_end(msg)`` gets the terminal message; ``on_abandon(streaming)`` runs if the caller goes
-    away before it (``streaming``: a generator's items were being sent).
+    away before it (``streaming``: a generator's items were being sent); ``prepare(msg)`` turns
+    the terminal message into what is sent (shared memory handed to the caller).
     """
     first: wire.Message = await queue.get()
     if first.kind == wire.ERROR:
@@ -92,14 +94,16 @@ async def respond(send, receive, queue: asyncio.Queue, mode: str,
                          type=meta.get("type"), traceback=meta.get("traceback"))
         return
     if first.kind in wire.TERMINAL_KINDS:
+        out = prepare(first) if prepare is not None else first  # before on_end may drop it
         if on_end is not None:
             on_end(first)
-        await send_message(send, first)
+        await send_message(send, out)
         return
-    await _stream(send, receive, queue, first, on_end, on_abandon)
+    await _stream(send, receive, queue, first, on_end, on_abandon, prepare)
 
 
-async def _stream(send, receive, queue: asyncio.Queue, first: wire.Message, on_end, on_abandon) -> None:
+async def _stream(send, receive, queue: asyncio.Queue, first: wire.Message, on_end, on_abandon,
+                  prepare) -> None:
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
@@ -111,13 +115,15 @@ async def _stream(send, receive, queue: asyncio.Queue, first: wire.Message, on_e
     try:
         while True:
             streaming = streaming or msg.kind == wire.STREAM
-            await _send_chunks(send, msg.parts())
             if msg.kind in wire.TERMINAL_KINDS:
                 ended = True
+                out = prepare(msg) if prepare is not None else msg
                 if on_end is not None:
                     on_end(msg)
+                await _send_chunks(send, out.parts())
                 await send({"type": "http.response.body", "body": b""})
                 return
+            await _send_chunks(send, msg.parts())
             msg = await queue.get()
             if msg is _DISCONNECTED:
                 return

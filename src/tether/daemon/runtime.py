@@ -30,9 +30,10 @@ import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from tether.core import refs, streams, wire
+from tether.core import refs, shm, streams, wire
 from tether.daemon import objects
 from tether.daemon.objects import Entry, NotFound, Unserializable
 from tether.daemon.turns import TakeTurns
@@ -87,21 +88,21 @@ class _Connection:
         self.sock, self.loop = sock, loop
         self.lock = threading.Lock()
 
-    def send(self, kind: int, frames, call_id: int = 0) -> None:
-        parts = wire.encode(kind, frames, call_id)
+    def send(self, kind: int, frames, call_id: int = 0, flags: int = 0) -> None:
+        parts = wire.encode(kind, frames, call_id, flags)
         try:
             with self.lock:
                 streams.send_parts(self.sock, parts)
         except OSError:
             pass  # the daemon went away: the reader thread sees EOF and ends this process
 
-    async def asend(self, kind: int, frames, call_id: int = 0) -> None:
+    async def asend(self, kind: int, frames, call_id: int = 0, flags: int = 0) -> None:
         """``send`` from the event loop: a big message is written from a thread, so the loop
         keeps serving other calls while the daemon reads it."""
         if sum(memoryview(f).nbytes for f in frames) > wire.BIG_PAYLOAD:
-            await self.loop.run_in_executor(None, self.send, kind, frames, call_id)
+            await self.loop.run_in_executor(None, self.send, kind, frames, call_id, flags)
         else:
-            self.send(kind, frames, call_id)
+            self.send(kind, frames, call_id, flags)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +118,8 @@ class Worker:
         self.watch = objects.ModuleWatch()
         self.tasks: set[asyncio.Task] = set()
         self.running: dict[int, _Running] = {}
+        folder = os.environ.get("TETHER_SHM_DIR")
+        self.shm = Path(folder) if folder else None
 
     def spawn(self, coro) -> asyncio.Task:
         task = self.loop.create_task(coro)
@@ -190,11 +193,26 @@ class Worker:
             kind, frames = wire.ERROR, _cancelled_frames(_call_name(meta))
         else:
             ctx = _CallContext(msg.call_id, bool(meta.get("stream_logs", True)), self.conn)
-            kind, frames = self._run_sync(ctx, entry, meta, msg.frames[1:], running)
+            kind, frames = self._run_sync(ctx, entry, meta, msg, running)
         del msg  # the arguments' buffers can go before the reply is written
+        kind, frames, flags = self._reply(meta, kind, frames)
         self.running.pop(running.call_id, None)
-        self.conn.send(kind, frames, running.call_id)
+        self.conn.send(kind, frames, running.call_id, flags)
         return entry.gate.leave() if entry.gate is not None else None  # the next call in line
+
+    def _arguments(self, msg: wire.Message) -> list:
+        """The argument frames of a CALL, shared ones mapped from their files."""
+        return shm.resolve(msg.frames[1:], msg.flags, self.shm)
+
+    def _reply(self, meta: dict, kind: int, frames) -> tuple[int, list, int]:
+        """A result's big frames go to shared memory when the caller reads from it."""
+        if kind != wire.RESULT or not meta.get("shm") or self.shm is None:
+            return kind, frames, 0
+        try:
+            return (kind, *shm.export(frames, self.shm)[:2])
+        except OSError as exc:  # /dev/shm full: the caller still gets its result
+            print(f"[tether] shared memory unavailable ({exc}); sending the result inline", file=sys.__stderr__)
+            return kind, frames, 0
 
     def _leave_from_loop(self, entry: Entry) -> None:
         """An async call left its gate: the next call in line starts from a thread (a sync one
@@ -216,7 +234,7 @@ class Worker:
         call_id, method = msg.call_id, meta["method"]
         try:
             ctx = _CallContext(call_id, bool(meta.get("stream_logs", True)), self.conn)
-            args, kwargs = wire.loads(msg.frames[1:], "the arguments")
+            args, kwargs = wire.loads(self._arguments(msg), "the arguments")
             del msg
             target = objects.bound_target(entry, method)
             if flags.get("async_generator"):
@@ -230,8 +248,9 @@ class Worker:
             kind, frames = wire.ERROR, _cancelled_frames(_call_name(meta))
         except BaseException as exc:  # noqa: BLE001
             kind, frames = wire.ERROR, _error_frames(exc)
+        kind, frames, flags = self._reply(meta, kind, frames)
         self.running.pop(call_id, None)
-        await self.conn.asend(kind, frames, call_id)
+        await self.conn.asend(kind, frames, call_id, flags)
         self._leave_from_loop(entry)
 
     def _keep(self, name: str, result: Any) -> dict[str, str]:
@@ -273,7 +292,7 @@ class Worker:
             await agen.aclose()
             _current_call.reset(token)
 
-    def _run_sync(self, ctx: _CallContext, entry: Entry, meta: dict, payload: list[memoryview],
+    def _run_sync(self, ctx: _CallContext, entry: Entry, meta: dict, msg: wire.Message,
                   running: _Running):
         token = _current_call.set(ctx)
         with running.lock:
@@ -281,11 +300,12 @@ class Worker:
         try:
             json_mode = meta.get("mode") == "json"
             if json_mode:
+                payload = msg.frames[1:]
                 body = json.loads(bytes(payload[0])) if payload and payload[0].nbytes else {}
                 args, kwargs = body.get("args", []), body.get("kwargs", {})
             else:
-                args, kwargs = wire.loads(payload, "the arguments")
-            del payload
+                args, kwargs = wire.loads(self._arguments(msg), "the arguments")
+            del msg
             result = objects.invoke(entry, meta["method"], args, kwargs)
             del args, kwargs
             if inspect.iscoroutine(result):

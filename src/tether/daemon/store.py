@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.core import wire
+from tether.core import shm, wire
 from tether.daemon.envs import EnvBuilder
 from tether.daemon.workers import EnvSpec, WorkerProcess, runtime_path
 
@@ -55,6 +57,7 @@ class Store:
         self.runtime_dir = runtime_path(state_dir)
         self.objects: dict[str, ObjectRecord] = {}
         self.envs: dict[str, EnvState] = {}
+        self.shm, self.shm_probe = _prepare_shm(state_dir)
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -80,6 +83,7 @@ class Store:
         worker = WorkerProcess(
             spec=state.spec, python=python, runtime_dir=self.runtime_dir,
             log_path=self.state_dir / "logs" / f"worker-{state.spec.name}.log",
+            extra_env={"TETHER_SHM_DIR": str(self.shm)} if self.shm else {},
         )
         await worker.start()
         state.worker = worker
@@ -150,13 +154,13 @@ class Store:
             meta={**meta, "stream_logs": False}, payload=[bytes(p) for p in payload],
         )
 
-    async def call(self, name: str, frames: list) -> tuple[WorkerProcess, int, asyncio.Queue]:
+    async def call(self, name: str, frames: list, flags: int = 0) -> tuple[WorkerProcess, int, asyncio.Queue]:
         """Send a CALL to the worker holding ``name``: (worker, id on its connection, replies)."""
         rec = self.objects.get(name)
         if rec is None:
             raise UnknownName(self.missing(name))
         worker = await self.worker(rec.env)
-        ipc_id, queue = worker.request_with_id(wire.CALL, frames)
+        ipc_id, queue = worker.request_with_id(wire.CALL, frames, flags)
         return worker, ipc_id, queue
 
     def register_ref(self, name: str, env: str) -> None:
@@ -229,6 +233,25 @@ class Store:
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(s.worker.stop() for s in self.envs.values() if s.worker), return_exceptions=True)
+        if self.shm is not None:
+            shutil.rmtree(self.shm, ignore_errors=True)
+
+
+def _prepare_shm(state_dir: Path) -> tuple[Path | None, str]:
+    """The cluster's shared-memory folder, emptied (files of an earlier daemon are stale), and a
+    probe file by which a caller tells it shares this machine's /dev/shm."""
+    folder = shm.folder_for(state_dir)
+    if folder is None:
+        return None, ""
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.mkdir(mode=0o700)
+        probe = secrets.token_hex(16)
+        (folder / "probe").write_text(probe)
+    except OSError as exc:
+        log.warning("no shared memory for big arguments (%s): they go through the socket", exc)
+        return None, ""
+    return folder, probe
 
 
 def _error(exc: BaseException) -> wire.Message:

@@ -259,7 +259,7 @@ class WorkerProcess:
         """Send a message to the worker; replies for it arrive on the returned queue."""
         return self.request_with_id(kind, frames)[1]
 
-    def request_with_id(self, kind: int, frames) -> tuple[int, asyncio.Queue]:
+    def request_with_id(self, kind: int, frames, flags: int = 0) -> tuple[int, asyncio.Queue]:
         """Like ``request``; also returns the message's id on this connection (to cancel it)."""
         link = self._link
         if not self.alive or link is None or link.transport is None or link.transport.is_closing():
@@ -267,7 +267,7 @@ class WorkerProcess:
         call_id = next(self._ids)
         queue: asyncio.Queue = asyncio.Queue()
         self._pending[call_id] = queue
-        parts = wire.encode(kind, frames, call_id)
+        parts = wire.encode(kind, frames, call_id, flags)
         if sum(memoryview(p).nbytes for p in parts) <= 1 << 16:
             link.transport.write(b"".join(parts))  # one system call (writelines makes one per part)
         else:
