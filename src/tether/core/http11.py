@@ -86,14 +86,18 @@ class Connection:
     # -- buffered reading ----------------------------------------------------------------------
 
     def _read_head(self) -> bytes:
+        return self._read_until(b"\r\n\r\n", "the response headers are too long")
+
+    def _read_until(self, end: bytes, too_long: str) -> bytes:
+        """The bytes before the next ``end`` (consumed too)."""
         while True:
-            at = self._buf.find(b"\r\n\r\n", self._start, self._end)
+            at = self._buf.find(end, self._start, self._end)
             if at >= 0:
-                head = bytes(self._view[self._start:at])
-                self._start = at + 4
-                return head
+                data = bytes(self._view[self._start:at])
+                self._start = at + len(end)
+                return data
             if self._end - self._start > _MAX_HEAD:
-                raise ValueError("the response headers are too long")
+                raise ValueError(too_long)
             self._fill()
 
     def _fill(self) -> None:
@@ -110,15 +114,7 @@ class Connection:
         self._end += n
 
     def read_line(self) -> bytes:
-        while True:
-            at = self._buf.find(b"\r\n", self._start, self._end)
-            if at >= 0:
-                line = bytes(self._view[self._start:at])
-                self._start = at + 2
-                return line
-            if self._end - self._start > _MAX_HEAD:
-                raise ValueError("a line of the response is too long")
-            self._fill()
+        return self._read_until(b"\r\n", "a line of the response is too long")
 
     def read_into(self, view: memoryview) -> None:
         """Fill ``view`` exactly: from the buffer first, then straight from the socket."""
