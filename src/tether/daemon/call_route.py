@@ -97,18 +97,23 @@ class CallRoute:
         if keep:
             tracker.on_result = lambda: store.register_ref(keep, worker.spec.name)
         handout = (lambda msg: shm.handout(msg, store.shm)) if meta.get("shm") else None
-        await responses.respond(send, receive, queue, mode, on_end=tracker.end, on_abandon=tracker.abandon,
-                                prepare=handout)
+        try:
+            await responses.respond(send, receive, queue, mode, on_end=tracker.end,
+                                    on_abandon=tracker.abandon, prepare=handout)
+        finally:
+            if not tracker.record.done.is_set() and not tracker.draining:
+                tracker.abandon(False)  # the response failed: the call still ends in the table
 
 
 class _CallTracker:
     """Keeps a call's result in the call table, even when its caller went away mid-call."""
 
-    __slots__ = ("route", "record", "queue", "on_result")
+    __slots__ = ("route", "record", "queue", "on_result", "draining")
 
     def __init__(self, route: CallRoute, record: CallRecord, queue) -> None:
         self.route, self.record, self.queue = route, record, queue
         self.on_result = None  # a kept result (RemoteRef) is registered as an object
+        self.draining = False
 
     def end(self, msg: wire.Message) -> None:
         if msg.kind == wire.RESULT and self.on_result is not None:
@@ -120,6 +125,7 @@ class _CallTracker:
         # the remote one); any other call runs to its end and its result is kept for fetching.
         if streaming and self.record.worker is not None:
             self.record.worker.cancel(self.record.ipc_id)
+        self.draining = True
         self.route.spawn(self._drain())
 
     async def _drain(self) -> None:
