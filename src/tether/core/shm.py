@@ -24,24 +24,33 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import secrets
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tether.core import wire
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 MIN_SIZE = 512 * 1024  # smaller frames go through the socket: the file costs more than it saves
-_ROOT = Path("/dev/shm")
+_ROOT = "/dev/shm"
+# Worker processes import this module: no pathlib (~10 ms to import), names from os.urandom.
 
 
 def folder_for(state_dir: Path) -> Path | None:
     """The cluster's folder in ``/dev/shm``, or None where there is none (not Linux)."""
-    if not _ROOT.is_dir():
+    from pathlib import Path
+
+    if not os.path.isdir(_ROOT):
         return None
     import hashlib
 
     tag = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
-    return _ROOT / f"tether-{os.getuid()}-{tag}"
+    return Path(_ROOT) / f"tether-{os.getuid()}-{tag}"
+
+
+def _new_name(suffix: str) -> str:
+    return os.urandom(12).hex() + suffix
 
 
 def export(frames: Sequence[wire.Buffer], folder: Path) -> tuple[list[wire.Buffer], int, list[str]]:
@@ -52,8 +61,8 @@ def export(frames: Sequence[wire.Buffer], folder: Path) -> tuple[list[wire.Buffe
             view = memoryview(frame)
             if view.nbytes < MIN_SIZE:
                 continue
-            name = f"{secrets.token_hex(12)}.buf"
-            _write(folder / name, view)
+            name = _new_name(".buf")
+            _write(os.path.join(folder, name), view)
             names.append(name)
             shared.append([index, name, view.nbytes])
             out[index] = b""
@@ -72,7 +81,7 @@ def export_owned(frames: Sequence[wire.Buffer], folder: Path) -> tuple[list[wire
     return out, flags | wire.OWNED if flags else 0, names
 
 
-def _write(path: Path, view: memoryview) -> None:
+def _write(path: str, view: memoryview) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = view.cast("B")
@@ -103,13 +112,13 @@ def resolve(frames: Sequence[wire.Buffer], flags: int, folder: Path | None) -> l
     return out
 
 
-def _map(path: Path, size: int, owned: bool) -> mmap.mmap:
+def _map(path: str, size: int, owned: bool) -> mmap.mmap:
     fd = os.open(path, os.O_RDONLY)
     try:
         if owned:
             os.unlink(path)
         if os.fstat(fd).st_size != size:
-            raise ValueError(f"shared frame {path.name} has {os.fstat(fd).st_size} bytes, not {size}")
+            raise ValueError(f"shared frame {path} has {os.fstat(fd).st_size} bytes, not {size}")
         return mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
     finally:
         os.close(fd)
@@ -123,8 +132,8 @@ def handout(msg: wire.Message, folder: Path | None) -> wire.Message:
     shared, made = [], []
     try:
         for index, name, size in listed(msg.frames, msg.flags):
-            new = f"{secrets.token_hex(12)}.out"
-            os.link(_path_in(folder, name), folder / new)
+            new = _new_name(".out")
+            os.link(_path_in(folder, name), os.path.join(folder, new))
             made.append(new)
             shared.append([index, new, size])
     except BaseException:
@@ -134,10 +143,10 @@ def handout(msg: wire.Message, folder: Path | None) -> wire.Message:
     return wire.Message(msg.kind, msg.call_id, frames, msg.flags | wire.OWNED)
 
 
-def _path_in(folder: Path, name: str) -> Path:
+def _path_in(folder: Path | str, name: str) -> str:
     if "/" in name or name.startswith("."):
         raise ValueError(f"bad shared frame name {name!r}")
-    return folder / name
+    return os.path.join(folder, name)
 
 
 def inline(msg: wire.Message, folder: Path | None) -> wire.Message:
