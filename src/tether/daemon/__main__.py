@@ -2,6 +2,8 @@
 
 It binds its listening socket before anything else, then writes ``daemon.json`` (pid, host, port,
 versions) and ``daemon.pid`` into its state dir: a client that reads the file can connect at once.
+The default env's first worker is started before FastAPI is imported, so both boot at once
+(``TETHER_PRESTART=0`` turns that off).
 """
 
 from __future__ import annotations
@@ -39,6 +41,24 @@ def _stopping_server(config, store):
     return Server(config)
 
 
+def _prestart_default_worker(state_dir: Path, python: str):
+    """Start the default env's first worker now: it boots on the other core while this process
+    imports FastAPI and uvicorn (~0.5 s), and is usually the worker the first deploy wants."""
+    from tether.core import shm
+    from tether.daemon.workers import EnvSpec, WorkerProcess, runtime_path
+
+    folder = shm.folder_for(state_dir)
+    worker = WorkerProcess(spec=EnvSpec(), python=python, runtime_dir=runtime_path(state_dir),
+                           log_path=state_dir / "logs" / "worker-default.log",
+                           extra_env={"TETHER_SHM_DIR": str(folder)} if folder else {})
+    try:
+        worker.spawn()
+    except Exception as exc:  # noqa: BLE001 - the first deploy starts one and reports the error
+        logging.getLogger("tether.daemon").warning("could not prestart the default worker: %s", exc)
+        return None
+    return worker
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tether.daemon", description=__doc__)
     parser.add_argument("--state-dir", required=True, type=Path, help="token, pid, logs, envs")
@@ -51,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state_dir: Path = args.state_dir.expanduser().resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    python = args.python or os.environ.get("TETHER_WORKER_PYTHON") or sys.executable
+    prestarted = _prestart_default_worker(state_dir, python) if os.environ.get("TETHER_PRESTART", "1") != "0" else None
 
     import uvicorn
 
@@ -67,8 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     sock.listen(2048)
     host, port = sock.getsockname()[:2]
 
-    python = args.python or os.environ.get("TETHER_WORKER_PYTHON") or sys.executable
-    store = Store(state_dir, python)
+    store = Store(state_dir, python, prestarted=prestarted)
     info = {"cluster": args.cluster, "pid": os.getpid(), "token_path": str(token_path),
             "state_dir": str(state_dir), "python": python, "started": time.time(),
             "shm": {"dir": str(store.shm), "probe": store.shm_probe} if store.shm else None}

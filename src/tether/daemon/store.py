@@ -18,7 +18,7 @@ from typing import Any
 
 from tether.core import shm, wire
 from tether.daemon.envs import EnvBuilder
-from tether.daemon.workers import EnvSpec, WorkerProcess, runtime_path
+from tether.daemon.workers import EnvSpec, WorkerProcess, WorkerStartError, runtime_path
 
 log = logging.getLogger("tether.daemon")
 
@@ -55,8 +55,9 @@ class UnknownName(LookupError):
 
 
 class Store:
-    def __init__(self, state_dir: Path, default_python: str) -> None:
+    def __init__(self, state_dir: Path, default_python: str, prestarted: WorkerProcess | None = None) -> None:
         self.state_dir = state_dir
+        self.prestarted = prestarted  # the default env's first worker, spawned at daemon start
         self.builder = EnvBuilder(state_dir / "envs", default_python)
         self.runtime_dir = runtime_path(state_dir)
         self.objects: dict[str, ObjectRecord] = {}
@@ -96,6 +97,8 @@ class Store:
                      use_spare: bool = False) -> WorkerProcess:
         worker = await self._take_spare(state) if use_spare else None
         if worker is None:
+            worker = await self._take_prestarted(state)
+        if worker is None:
             worker = await self._new_worker(state.spec, progress)
         state.worker = worker
         for rec in [r for r in self.objects.values() if r.env == state.spec.name and r.name != skip]:
@@ -117,6 +120,21 @@ class Store:
             worker = await self._start(state, progress, skip, use_spare=True)
         if state.spare is None and (state.spare_task is None or state.spare_task.done()):
             state.spare_task = asyncio.ensure_future(self._make_spare(state))
+        return worker
+
+    async def _take_prestarted(self, state: EnvState) -> WorkerProcess | None:
+        worker = self.prestarted
+        if worker is None or state.spec.name != worker.spec.name:
+            return None
+        self.prestarted = None
+        if state.spec != worker.spec or state.spec.python not in (None, worker.python):
+            await worker.stop()  # the default env was asked for with env vars, reqs...
+            return None
+        try:
+            await worker.attach()
+        except WorkerStartError as exc:
+            log.warning("the prestarted worker did not start (%s); starting another", exc)
+            return None
         return worker
 
     async def _take_spare(self, state: EnvState) -> WorkerProcess | None:
@@ -280,6 +298,8 @@ class Store:
         }
 
     async def shutdown(self) -> None:
+        if self.prestarted is not None:
+            await self.prestarted.stop()
         await asyncio.gather(*(self._drop_spare(s) for s in self.envs.values()), return_exceptions=True)
         await asyncio.gather(*(s.worker.stop() for s in self.envs.values() if s.worker), return_exceptions=True)
         if self.shm is not None:

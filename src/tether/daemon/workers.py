@@ -16,7 +16,10 @@ import logging
 import os
 import shutil
 import signal
+import socket
+import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,14 +140,15 @@ class WorkerProcess:
     log_path: Path
     runtime_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
-    proc: asyncio.subprocess.Process | None = None
+    proc: subprocess.Popen | None = None
     pid: int | None = None
     returncode: int | None = None
     alive: bool = False
     stopping: bool = False  # stop() was asked for: calls it cuts short are told why
     _link: _WorkerLink | None = None
-    _connected: asyncio.Future | None = None
+    _listener: socket.socket | None = None
     _hello: asyncio.Future | None = None
+    _exit: asyncio.Future | None = None
     _pending: dict[int, asyncio.Queue] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _sock_dir: str | None = None
@@ -153,11 +157,17 @@ class WorkerProcess:
     died: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self, timeout: float = 60.0) -> None:
+        self.spawn()
+        await self.attach(timeout)
+
+    def spawn(self) -> None:
+        """Start the process, listening for it on a fresh socket. Needs no event loop: the daemon
+        starts its default worker this way before importing FastAPI, so both boot at once."""
         self._sock_dir = tempfile.mkdtemp(prefix="tether-w-")  # short path: sun_path is 108 bytes
         path = os.path.join(self._sock_dir, "w.sock")
-        loop = asyncio.get_running_loop()
-        self._connected, self._hello = loop.create_future(), loop.create_future()
-        self._server = await loop.create_unix_server(lambda: _WorkerLink(self), path)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        self._listener.listen(1)
         env = {**os.environ, **dict(self.spec.env_vars), **self.extra_env}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(self.runtime_dir), env.get("PYTHONPATH", "")) if p
@@ -166,10 +176,10 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(self.log_path, "ab") as logf:
-                self.proc = await asyncio.create_subprocess_exec(
-                    self.python, "-m", "tether.daemon.runtime", "--connect", path,
-                    env=env, cwd=self.spec.working_dir or None, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=logf, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                self.proc = subprocess.Popen(
+                    [self.python, "-m", "tether.daemon.runtime", "--connect", path],
+                    env=env, cwd=self.spec.working_dir or None, stdin=subprocess.DEVNULL,
+                    stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
                 )
         except OSError as exc:  # its message may not say which path is wrong: name both
             self._abandon()
@@ -178,12 +188,20 @@ class WorkerProcess:
                 f"{self.python!r} in working dir {self.spec.working_dir or os.getcwd()!r}: {exc}"
             ) from None
         self.pid = self.proc.pid
-        exited = asyncio.ensure_future(self.proc.wait())
-        done, _ = await asyncio.wait({self._hello, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+
+    async def attach(self, timeout: float = 60.0) -> None:
+        """Accept the spawned process's connection and wait for its HELLO."""
+        loop = asyncio.get_running_loop()
+        self._hello, self._exit = loop.create_future(), loop.create_future()
+        threading.Thread(target=self._wait_exit, args=(loop,), name=f"wait-worker-{self.pid}",
+                         daemon=True).start()
+        self._server = await loop.create_unix_server(lambda: _WorkerLink(self), sock=self._listener)
+        done, _ = await asyncio.wait({self._hello, self._exit}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
         if self._hello not in done:
-            if exited not in done:
+            if self._exit not in done:
                 self.proc.kill()
-            await self.proc.wait()
+            await asyncio.shield(self._exit)
             if self._link is not None and self._link.transport is not None:
                 self._link.transport.close()
             self._abandon()
@@ -192,9 +210,22 @@ class WorkerProcess:
                 f"the worker for env {self.spec.name!r} ({self.python}) did not start: "
                 f"{describe_exit(self.proc.returncode)['how']}. Last lines of {self.log_path}:\n{tail}"
             )
-        exited.cancel()
         self._server.close()
         log.info("worker for env %r started (pid %s)", self.spec.name, self.pid)
+
+    def _wait_exit(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A thread per worker waits for its exit (what asyncio's child watcher does too)."""
+        code = self.proc.wait()
+        try:
+            loop.call_soon_threadsafe(lambda: self._exit.done() or self._exit.set_result(code))
+        except RuntimeError:
+            pass  # the loop is closed: the daemon is gone
+
+    async def _exited(self, timeout: float | None = None) -> int:
+        """The exit code, once the process ended (TimeoutError after ``timeout``)."""
+        if self._exit is None:  # never attached
+            return self.proc.wait(timeout)
+        return await asyncio.wait_for(asyncio.shield(self._exit), timeout)
 
     # -- the link (callbacks of _WorkerLink, on the loop) --------------------------------------
 
@@ -225,10 +256,10 @@ class WorkerProcess:
         self.alive = False
         if self.proc is not None:
             try:
-                self.returncode = await asyncio.wait_for(self.proc.wait(), 5)
+                self.returncode = await self._exited(5)
             except TimeoutError:
                 self.proc.kill()
-                self.returncode = await self.proc.wait()
+                self.returncode = await self._exited()
         how = describe_exit(self.returncode)
         pending, self._pending = self._pending, {}
         for queue in pending.values():
@@ -304,11 +335,13 @@ class WorkerProcess:
             return
         if self._link is not None and self._link.transport is not None:
             self._link.transport.close()  # the worker exits when its connection closes
+        elif self._exit is None:
+            self.proc.kill()  # spawned, never attached: nothing else would stop it
         try:
-            await asyncio.wait_for(self.proc.wait(), timeout)
-        except TimeoutError:
+            await self._exited(timeout)
+        except (TimeoutError, subprocess.TimeoutExpired):
             self.proc.kill()
-            await self.proc.wait()
+            await self._exited()
         self._on_lost()  # usually done by the link already; idempotent
         await asyncio.gather(self._death, return_exceptions=True)
         self._cleanup_socket()
@@ -317,6 +350,8 @@ class WorkerProcess:
         """Forget a worker that never connected: stop listening for it, remove its socket."""
         if self._server is not None:
             self._server.close()
+        elif self._listener is not None:
+            self._listener.close()
         self._cleanup_socket()
 
     def _cleanup_socket(self) -> None:
