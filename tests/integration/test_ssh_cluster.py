@@ -152,19 +152,22 @@ def test_reattach_by_name_from_a_new_process(ssh_hosts, ssh_cluster, remote_pkg,
     assert uid == int(host.ssh("id -u").stdout)
 
 
-def test_two_nodes_bootstrap_and_answer_run_bash_all(ssh_hosts, ssh_cluster):
-    cluster = ssh_cluster(ssh_hosts)
+def test_two_fresh_nodes_bootstrap_and_answer_run_bash_all(test_hosts, ssh_cluster):
+    fresh = test_hosts.create(2)  # nothing installed on either: both bootstrap, in parallel
+    cluster = ssh_cluster(fresh)
     answers = cluster.run_bash(["hostname -I; whoami"], node="all")
-    assert [out.split() for [(code, out, _)] in answers] == [[h.ip, h.user] for h in ssh_hosts]
-    for host in ssh_hosts:
+    assert [out.split() for [(code, out, _)] in answers] == [[h.ip, h.user] for h in fresh]
+    for host in fresh:
         assert running_daemon(host, cluster.name) is not None
         assert _stamp(host)["tether"] == rh.__version__
-    [(_, out, _)] = cluster.run_bash("whoami", node=ssh_hosts[1].ip)
-    assert out.strip() == ssh_hosts[1].user
+    [(_, out, _)] = cluster.run_bash("whoami", node=fresh[1].ip)
+    assert out.strip() == fresh[1].user
+    [(_, out, _)] = cluster.run_bash("whoami", node=1)
+    assert out.strip() == fresh[1].user
     nodes = cluster.status()["nodes"]
-    assert [(n["ip"], n["up"]) for n in nodes] == [(h.ip, True) for h in ssh_hosts]
+    assert [(n["ip"], n["up"]) for n in nodes] == [(h.ip, True) for h in fresh]
     cluster.teardown()
-    assert all(running_daemon(h, cluster.name) is None for h in ssh_hosts)
+    assert all(running_daemon(h, cluster.name) is None for h in fresh)
 
 
 def test_teardown_stops_daemons_and_keeps_the_machine(ssh_hosts, ssh_cluster):
@@ -322,3 +325,43 @@ def test_env_node_idx_is_stored_and_refused_off_the_head(ssh_hosts, ssh_cluster,
     with pytest.raises(rh.ConfigError, match="has 2 node"):
         rh.function(_fn(pkg, "where")).to(cluster, env=rh.env(name="far", compute={"node_idx": 5}))
     assert rh.function(_fn(pkg, "where")).to(cluster, env=rh.env(name="head", compute={"node_idx": 0}))("x")
+
+
+def test_install_from_the_nodes_own_index(test_hosts, ssh_cluster, tmp_path):
+    """install_from='index': only tether's (and pip's) wheels are sent; the dependencies come from
+    the index the node's pip is configured with (here a mirror served on the test network)."""
+    from tether.core import wheelhouse
+
+    [host] = test_hosts.create(1)
+    node = wheelhouse.NodePython("/usr/bin/python3", (3, 11, 2), "x86_64", ("glibc", "2.36"))
+    wheels, _ = wheelhouse.collect(node, host.ip)
+    for wheel in wheels:
+        name = wheelhouse._canonical(wheel.name.split("-")[0])
+        (tmp_path / "simple" / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "simple" / name / wheel.name).write_bytes(wheel.read_bytes())
+    mirror = f"{test_hosts.subnet}.1"
+    port = rh_free_port(mirror)
+    log = tmp_path / "mirror.log"
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", mirror, str(port)],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    try:
+        host.ssh(f"mkdir -p ~/.config/pip && printf '[global]\\nindex-url = http://{mirror}:{port}/simple\\n"
+                 f"trusted-host = {mirror}\\n' > ~/.config/pip/pip.conf")
+        cluster = ssh_cluster(host, install_from="index")
+        [(code, out, _)] = cluster.run_bash("whoami")
+        assert (code, out.strip()) == (0, host.user)
+        shipped = host.ssh("ls ~/.tether/wheels").stdout.split()
+        assert sorted(w.split("-")[0] for w in shipped if w.endswith(".whl")) == ["pip", "tether"]
+        served = log.read_text()
+        assert "GET /simple/cloudpickle/" in served and "GET /simple/fastapi/" in served
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def rh_free_port(address: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]

@@ -28,7 +28,8 @@ from tether.core import ssh, wheelhouse
 from tether.core.errors import LaunchError, VersionMismatchError
 from tether.core.wheelhouse import MIN_PYTHON, NodePython
 
-_PY_INFO = ('import sys, platform, json; print(json.dumps({"exe": sys.executable, '
+_PY_INFO = ('import sys, os, platform, json; print(json.dumps({"exe": sys.executable, '
+            '"real": os.path.realpath(sys.executable), '
             '"version": list(sys.version_info[:3]), "machine": platform.machine(), '
             '"libc": list(platform.libc_ver()), "system": platform.system(), '
             '"impl": getattr(getattr(sys, "implementation", None), "name", "cpython")}))')
@@ -149,11 +150,12 @@ class Probe:
         pythons, seen = [], set()
         for raw in fields.get("python", []):
             try:
-                found = NodePython.from_probe(json.loads(raw))
+                data = json.loads(raw)
+                found = NodePython.from_probe(data)
             except (ValueError, KeyError, TypeError):
                 continue
-            if found.exe not in seen:
-                seen.add(found.exe)
+            if data.get("real", found.exe) not in seen:  # python3 and python: often one binary
+                seen.add(data.get("real", found.exe))
                 pythons.append(found)
         return cls(home=fields.get("home", [""])[0], stamp=one_json("stamp"), daemon=one_json("daemon"),
                    token=(fields.get("token") or [None])[0] or None, running=fields.get("running", []),
@@ -247,14 +249,19 @@ class Node:
         proc = ssh.run_script(self.target, INSTALL, [python.exe, install_from, json.dumps(new)],
                               what="install tether")
         if proc.returncode:
-            raise self._install_error(proc.returncode, proc.stderr, python)
+            raise self._install_error(proc.returncode, proc.stderr, python, install_from)
         return new
 
-    def _install_error(self, code: int, stderr: str, python: NodePython) -> LaunchError:
+    def _install_error(self, code: int, stderr: str, python: NodePython, install_from: str) -> LaunchError:
         tail = "\n".join(stderr.strip().splitlines()[-15:])
         if code == 3:
             return self._error(message=f"{python.exe} cannot create a venv (on Debian/Ubuntu: apt-get "
                                f"install python3-venv):\n{tail}")
+        if install_from == "index":
+            return self._error(message="pip could not install tether's dependencies from the node's "
+                               "own package index (install_from='index'): check its pip configuration "
+                               "and network, or leave install_from out to send every wheel from this "
+                               f"machine:\n{tail}")
         low = stderr.lower()
         if "no matching distribution" in low or "is not a supported wheel" in low or "could not find a version" in low:
             return self._error(message=f"the wheels sent from this machine do not install on its "

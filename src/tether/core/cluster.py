@@ -171,9 +171,9 @@ class Cluster(Resource):
 
     def node_client(self, node: Any = None) -> DaemonClient:
         """The client of one node's daemon (``node``: index or address; None is the head)."""
-        (index,) = self.launcher.select(self, node) if node != "all" else [None]
-        if index is None:
+        if node == "all":
             raise ConfigError("node_client() takes one node, not 'all'")
+        (index,) = self.launcher.select(self, node)
         if index == 0:
             return self.client
         client = self._node_clients.get(index)

@@ -19,6 +19,7 @@ the node and says what to do (``install_from="index"``, or a matching Python on 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import functools
 import hashlib
@@ -31,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,10 +406,36 @@ def _download(missing: list[tuple[str, str | None]], node: NodePython, folder: P
     return [w for w in found if w is not None]
 
 
+_house_lock = threading.Lock()
+
+
 def make_house(node: NodePython, label: str, deps: bool = True) -> Path:
-    """A folder with exactly the wheels for ``node`` (links into the cache) + requirements.txt."""
-    wheels, lines = collect(node, label, deps)
+    """A folder with exactly the wheels for ``node`` (links into the cache) + requirements.txt.
+
+    Nodes are bootstrapped in parallel threads, and other processes may share the cache: one
+    builder at a time (a thread lock, then a file lock on the cache)."""
+    with _house_lock, _cache_lock():
+        return _make_house(node, label, deps)
+
+
+@contextlib.contextmanager
+def _cache_lock():
+    import fcntl
+
+    fd = os.open(wheels_dir() / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _make_house(node: NodePython, label: str, deps: bool) -> Path:
     house = wheels_dir() / "houses" / f"{node.key}-{__version__}-{source_hash()}-{'all' if deps else 'own'}"
+    if (house / "requirements.txt").exists() and all(p.exists() for p in house.iterdir()):
+        return house  # complete, and its name fixes its contents: never replaced under a reader
+    wheels, lines = collect(node, label, deps)
     tmp = Path(tempfile.mkdtemp(prefix=".house-", dir=wheels_dir()))
     for wheel in wheels:
         (tmp / wheel.name).symlink_to(wheel)
