@@ -7,6 +7,7 @@ is a failure there.
 
 from __future__ import annotations
 
+import atexit
 import os
 import uuid
 
@@ -27,6 +28,7 @@ def test_hosts():
             pytest.fail(f"CI must run the SSH tests, but: {reason}")
         pytest.skip(reason)
     factory = hosts.HostFactory()
+    atexit.register(factory.close)  # a backstop: close() is idempotent
     yield factory
     factory.close()
 

@@ -55,6 +55,11 @@ def missing_requirements() -> str | None:
     if missing:
         return (f"test hosts need {', '.join(missing)}: apt-get install -y openssh-server rsync "
                 "iproute2 (.ci/run does this in CI)")
+    probe = f"tether-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode:
+        return f"cannot make network namespaces here ({made.stderr.strip()})"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     try:
         out = subprocess.run([HOST_PYTHON, "-c", "import sys, venv; print(*sys.version_info[:2])"],
                              capture_output=True, text=True, timeout=30, check=True).stdout.split()

@@ -182,12 +182,22 @@ def test_teardown_stops_daemons_and_keeps_the_machine(ssh_hosts, ssh_cluster):
     assert running_daemon(host, cluster.name) is not None
 
 
-def test_password_login(ssh_hosts, ssh_cluster):
+def test_password_login(ssh_hosts, ssh_cluster, tether_home):
     host = ssh_hosts[0]
     cluster = ssh_cluster(host, creds={"ssh_user": host.user, "password": PASSWORD})
     [(code, out, _)] = cluster.run_bash("whoami")
     assert (code, out.strip()) == (0, host.user)
-    assert "password" not in json.dumps(cluster.config())  # never saved with the config
+    cluster.save()
+    assert PASSWORD not in (tether_home / "resources" / f"{cluster.name}.json").read_text()
+    kept = tether_home / "clusters" / cluster.name / "ssh_password"
+    assert kept.read_text() == PASSWORD and kept.stat().st_mode & 0o077 == 0
+    # another process, whose tunnel must be opened anew: the kept password logs it in
+    tunnels = json.loads((tether_home / "clusters" / cluster.name / "tunnels.json").read_text())
+    os.kill(tunnels[host.ip]["pid"], 15)
+    program = f"import tether as rh; print(rh.cluster(name={cluster.name!r}).run_bash('whoami', stream_logs=False))"
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TETHER_HOME": str(tether_home)})
+    assert proc.returncode == 0 and host.user in proc.stdout, proc.stderr
 
 
 def test_passphrase_key_through_ssh_agent(ssh_hosts, ssh_cluster, test_hosts, tmp_path, monkeypatch):
@@ -263,6 +273,16 @@ def test_autostop_stops_an_idle_daemon(ssh_hosts, ssh_cluster, remote_pkg):
     wait_until(lambda: not cluster.is_up(), timeout=30, what="the tunnel to end with its daemon")
     cluster.up_if_not()  # up again: a fresh daemon, no reinstall
     assert running_daemon(host, cluster.name) is not None
+
+
+def test_autostop_set_on_a_running_cluster(ssh_hosts, ssh_cluster):
+    host = ssh_hosts[0]
+    cluster = ssh_cluster(host).up_if_not()
+    pid = running_daemon(host, cluster.name)
+    assert cluster.status()["autostop_mins"] == -1
+    cluster.autostop_mins = 0.02  # rewritten on the node; the daemon re-reads it
+    wait_until(lambda: running_daemon(host, cluster.name) is None, timeout=60, what="the new autostop")
+    assert pid is not None
 
 
 def test_version_mismatch_then_restart_server(ssh_hosts, ssh_cluster):

@@ -130,62 +130,69 @@ class SshLauncher(Launcher):
             endpoint = self._endpoint(cluster)
             if endpoint is not None:
                 return endpoint
-            records = self._bring_up(cluster, state)
-            return self._open(cluster, 0, records[0])
+            with Progress(f"bringing up cluster {cluster.name!r}") as progress:
+                records, started = self._bring_up(cluster, state, progress)
+                progress.update("opening an SSH tunnel to the head's daemon")
+                try:
+                    endpoint = self._open(cluster, 0, records[0])
+                except BaseException:
+                    _stop_all(started)  # leave nothing half-started
+                    raise
+                progress.step(f"cluster {cluster.name!r} is up: {len(records)} node(s), head daemon "
+                              f"reached through 127.0.0.1:{endpoint.port}")
+            return endpoint
 
-    def _bring_up(self, cluster: Cluster, state: Path) -> list[dict[str, Any]]:
+    def _bring_up(self, cluster: Cluster, state: Path, progress: Progress) -> tuple[list[dict[str, Any]], list[Node]]:
+        """Every node probed, installed where needed, its daemon started: (records, started now)."""
         password = (cluster.spec.get("ssh_creds") or {}).get("password")
         if password is not None:
             _write_private(state / "ssh_password", password)
         nodes = self.nodes(cluster)
         install_from = cluster.spec.get("install_from", "local")
-        with Progress(f"bringing up cluster {cluster.name!r}") as progress:
 
-            def look(node: Node):
-                # Every node is checked before anything is installed or started on any of them.
-                progress.update(f"{node.target.label}: connecting")
-                probe = node.probe()
-                node.check_daemon(probe)
-                needs = probe.daemon is None and not _current(probe)
-                return probe, node.choose_python(probe) if needs else None
+        def look(node: Node):
+            # Every node is checked before anything is installed or started on any of them.
+            progress.update(f"{node.target.label}: connecting")
+            probe = node.probe()
+            node.check_daemon(probe)
+            needs = probe.daemon is None and not _current(probe)
+            return probe, node.choose_python(probe) if needs else None
 
-            looks = _each(nodes, look)
-            probes = [probe for probe, _ in looks]
+        looks = _each(nodes, look)
+        probes = [probe for probe, _ in looks]
 
-            def install(node: Node) -> None:
-                python = looks[node.index][1]
-                if python is None:
-                    return
-                begin = time.monotonic()
-                progress.update(f"{node.target.label}: installing tether into ~/.tether/venv")
-                node.install(probes[node.index], python, install_from)
-                progress.step(f"{node.target.label}: installed tether {__version__} with {python.describe}",
-                              time.monotonic() - begin)
+        def install(node: Node) -> None:
+            python = looks[node.index][1]
+            if python is None:
+                return
+            begin = time.monotonic()
+            progress.update(f"{node.target.label}: installing tether into ~/.tether/venv")
+            node.install(probes[node.index], python, install_from)
+            progress.step(f"{node.target.label}: installed tether {__version__} with {python.describe}",
+                          time.monotonic() - begin)
 
-            _each(nodes, install)
-            started: list[Node] = []
+        _each(nodes, install)
+        started: list[Node] = []
 
-            def start(node: Node) -> dict[str, Any]:
-                probe = probes[node.index]
-                if probe.daemon is not None and probe.token:
-                    return {**probe.daemon, "token": probe.token, "home": probe.home}
-                begin = time.monotonic()
-                record = node.start(cluster.spec.get("autostop_mins"))
-                started.append(node)
-                progress.step(f"{node.target.label}: daemon started on the node's port {record['port']}",
-                              time.monotonic() - begin)
-                return {**record, "home": probe.home}
+        def start(node: Node) -> dict[str, Any]:
+            probe = probes[node.index]
+            if probe.daemon is not None and probe.token:
+                return {**probe.daemon, "token": probe.token, "home": probe.home}
+            begin = time.monotonic()
+            record = node.start(cluster.spec.get("autostop_mins"))
+            started.append(node)
+            progress.step(f"{node.target.label}: daemon started on the node's port {record['port']}",
+                          time.monotonic() - begin)
+            return {**record, "home": probe.home}
 
-            try:
-                records = _each(nodes, start)
-                _write_private(state / "nodes.json", json.dumps(
-                    {"nodes": [{**r, "ip": n.ip, "label": n.target.label} for n, r in zip(nodes, records, strict=True)]}))
-            except BaseException:
-                for node in started:  # leave nothing half-started
-                    with contextlib.suppress(TetherError):
-                        node.stop()
-                raise
-        return records
+        try:
+            records = _each(nodes, start)
+            _write_private(state / "nodes.json", json.dumps(
+                {"nodes": [{**r, "ip": n.ip, "label": n.target.label} for n, r in zip(nodes, records, strict=True)]}))
+        except BaseException:
+            _stop_all(started)  # leave nothing half-started
+            raise
+        return records, started
 
     def _open(self, cluster: Cluster, index: int, record: dict[str, Any]) -> Endpoint:
         """A live tunnel to node ``index``'s daemon (reused when one runs), as an Endpoint."""
@@ -380,6 +387,12 @@ class SshTunnel:
 
     def __repr__(self) -> str:
         return f"<SshTunnel 127.0.0.1:{self.local_port} -> {self.host}:{self.remote_port}>"
+
+
+def _stop_all(nodes: list[Node]) -> None:
+    for node in nodes:
+        with contextlib.suppress(TetherError):
+            node.stop()
 
 
 def _current(probe) -> bool:
