@@ -7,7 +7,8 @@ Unix user with its own home and an ``authorized_keys`` holding a key generated f
 A daemon started there listens on the namespace's own loopback, so the caller reaches it only
 through an SSH tunnel, exactly as on a real remote machine.
 
-The hosts share this machine's filesystem, so a host's Python is the machine's ``/usr/bin/python3``
+The hosts share this machine's filesystem (except ``/tmp`` and ``/dev/shm``: each host's sshd
+runs in its own mount namespace with fresh ones), so a host's Python is the machine's ``/usr/bin/python3``
 (the pyenv interpreters live under ``/root``, which a test user cannot enter). A host made with
 ``python=PREFIX`` gets another interpreter instead: ``PREFIX`` is bind-mounted (in the mount
 namespace of that host's sshd only) under the slot's folder and put first on the user's PATH.
@@ -31,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,7 +208,9 @@ class HostFactory:
 
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(state / "host_key"))
         setenv = ""
-        prelude = []
+        # Its own /tmp and /dev/shm: a "remote" node shares no scratch files (sockets, shared
+        # memory segments) with the caller or the other hosts.
+        prelude = ["mount -t tmpfs -o mode=1777 tmpfs /tmp", "mount -t tmpfs -o mode=1777 tmpfs /dev/shm"]
         if python:
             mountpoint = state / "python"
             mountpoint.mkdir(mode=0o755)
@@ -313,9 +317,10 @@ def cleanup_slot(slot: int) -> None:
     for user, uid in _slot_users(prefix):
         for pid in _pids_of(uid):
             _kill(pid)
-        _run("userdel", "--force", "--remove", user, check=False)
-    for home in glob.glob(f"/home/{prefix}u*"):
-        shutil.rmtree(home, ignore_errors=True)
+        _run("userdel", "--force", user, check=False)  # one at a time: it locks /etc/passwd
+    homes = glob.glob(f"/home/{prefix}u*")  # each holds a venv: thousands of files, removed in parallel
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda home: shutil.rmtree(home, ignore_errors=True), homes))
     slot_dir = STATE_ROOT / f"slot{slot}"
     for mount in _mounts_under(slot_dir):  # bind mounts live in the hosts' own mount namespaces,
         _run("umount", "-l", mount, check=False)  # but one could leak into ours: never rm through it

@@ -27,6 +27,9 @@ def where(tag):
     return {{"module": __file__, "tether": os.path.realpath(tether.__file__),
              "python": sys.executable, "uid": os.getuid(), "value": {value!r}}}
 
+def size(data):
+    return len(data), os.path.exists("/tmp/tether-caller-marker")
+
 def slow(seconds, marker=None):
     import time
     if marker:
@@ -75,6 +78,18 @@ def test_single_node_deploy_call_and_logs(ssh_hosts, ssh_cluster, remote_pkg, ca
         ["pyproject.toml", f"{pkg}/__init__.py", f"{pkg}/helpers.py", f"{pkg}/mod.py"])
     [(code, out, _)] = cluster.run_bash(["hostname -I; whoami"])
     assert code == 0 and out.split() == [host.ip, host.user]
+
+
+def test_big_arguments_and_scratch_files_stay_apart(ssh_hosts, ssh_cluster, remote_pkg):
+    """A 3 MB argument crosses the tunnel; the node sees its own /tmp, not the caller's."""
+    open("/tmp/tether-caller-marker", "w").close()
+    try:
+        cluster = ssh_cluster(ssh_hosts[0])
+        pkg, _ = remote_pkg
+        size = rh.function(_fn(pkg, "size")).to(cluster)
+        assert size(b"x" * 3_000_000) == (3_000_000, False)
+    finally:
+        os.unlink("/tmp/tether-caller-marker")
 
 
 def test_redeploy_sends_only_the_changed_file(ssh_hosts, ssh_cluster, remote_pkg):
