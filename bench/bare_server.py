@@ -42,7 +42,7 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", proxy_headers=False,
                             timeout_keep_alive=3600, server_header=False, date_header=False)
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -117,6 +117,14 @@ def measure_peer(peer: Peer, settings, results: dict[str, Any], wrk: tuple[str |
         record(results, figure, key,
                lambda n=nbytes, r=reps: echo_round_trip(echo, n, r, s.echo_max_s, peer.echo_mode), log)
 
+    echo = peer.echo_socket()
+    if echo is None:
+        skip(results, "echo_100mb_socket_ms", key, "no HTTP endpoint")
+    else:
+        log(f"{key}: 100 MB numpy argument round trip through the socket, {s.echo_100mb_reps} times")
+        record(results, "echo_100mb_socket_ms", key, lambda: echo_round_trip(
+            echo, 100 * MB, s.echo_100mb_reps, s.echo_max_s, getattr(peer, "socket_mode", peer.echo_mode)), log)
+
     for figure, measure_it in peer.extra_figures(s):
         log(f"{key}: {figure}")
         record(results, figure, key, measure_it, log)

@@ -61,6 +61,7 @@ FIGURES = (
     Figure("echo_1mb_ms", "1 MB numpy argument round trip (ms)", "{:.2f}", "lower"),
     Figure("echo_100mb_ms", "100 MB numpy argument round trip (ms)", "{:,.0f}", "lower",
            Target("<= 2 x Ray (shared memory)", "<=", 2.0, "ray")),
+    Figure("echo_100mb_socket_ms", "100 MB round trip through the socket (ms)", "{:,.0f}", "lower"),
     Figure("to_s", ".to() of a function on a running cluster (s)", "{:.3f}", "lower",
            Target("<= 0.3 s", "<=", 0.3)),
     Figure("redeploy_s", "redeploy after an edit, to first new result (s)", "{:.3f}", "lower",

@@ -57,6 +57,11 @@ class Peer:
         """A call that sends a numpy array and returns the array it gets back."""
         return None
 
+    def echo_socket(self) -> Callable[[Any], Any] | None:
+        """``echo`` with the array through a socket (what a remote cluster does), if the peer
+        has such a path and ``echo`` does not already take it."""
+        return None
+
     def wrk_target(self) -> WrkTarget | None:
         return None
 

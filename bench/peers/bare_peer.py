@@ -116,6 +116,9 @@ class BarePeer(Peer):
     def echo(self) -> Callable[[Any], Any]:
         return BareClient(self.port).echo
 
+    def echo_socket(self) -> Callable[[Any], Any]:
+        return self.echo()  # its only path
+
     def wrk_target(self) -> WrkTarget:
         return WrkTarget(f"http://127.0.0.1:{self.port}/noop/call")
 

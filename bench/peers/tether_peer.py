@@ -25,7 +25,9 @@ PENDING = "threads (async API pending)"
 class TetherPeer(Peer):
     key = "tether"
     title = "tether"
-    echo_mode = "pickle protocol 5, the array as an out-of-band buffer over HTTP, both ways"
+    echo_mode = ("pickle protocol 5, the array's buffer through shared memory (/dev/shm) both ways: "
+                 "written once by the sender, mapped by the receiver; the daemon never touches it")
+    socket_mode = "TETHER_SHM=0: pickle protocol 5, the array as an out-of-band frame over HTTP, both ways"
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
@@ -77,6 +79,18 @@ class TetherPeer(Peer):
 
     def echo(self) -> Callable[[Any], Any]:
         return self.echo_fn
+
+    def echo_socket(self) -> Callable[[Any], Any]:
+        client = self.cluster.client
+
+        def call(array):  # the same stub, its client told to leave shared memory out
+            saved, client.shm = client.shm, None
+            try:
+                return self.echo_fn(array)
+            finally:
+                client.shm = saved
+
+        return call
 
     def wrk_target(self) -> WrkTarget:
         client = self.cluster.client

@@ -55,8 +55,8 @@ def missing_requirements() -> str | None:
     if not os.access(SSHD, os.X_OK):
         missing.append(SSHD)
     if missing:
-        return (f"test hosts need {', '.join(missing)}: apt-get install -y openssh-server rsync "
-                "iproute2 (.ci/run does this in CI)")
+        return (f"test hosts need {', '.join(missing)}, not found on PATH (apt-get install -y "
+                "openssh-server rsync iproute2; .ci/run installs them in CI)")
     probe = f"tether-probe-{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode:

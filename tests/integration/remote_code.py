@@ -428,3 +428,21 @@ def zeros(n: int):
     import numpy as np
 
     return np.zeros(n, dtype=np.uint8)
+
+
+def buffer_owner(array) -> str:
+    """The type of the object that owns an array's memory (mmap: it came through shared memory)."""
+    base = array
+    while True:
+        if getattr(base, "base", None) is not None:
+            base = base.base
+        elif isinstance(base, memoryview) and base.obj is not None:
+            base = base.obj
+        else:
+            return type(base).__name__
+
+
+def fill(n: int, value: int):
+    import numpy as np
+
+    return np.full(n, value, dtype=np.uint8)

@@ -219,6 +219,29 @@ def test_cancel_a_sync_call_frees_its_thread(session_cluster, tmp_path):
     assert sleepy(0.01) == "slept"  # the worker serves on
 
 
+def test_a_worker_with_every_thread_busy_still_reads_cancels(session_cluster, tmp_path):
+    """The worker's threads take turns reading: with all of them busy, calls wait in order and a
+    cancel still gets through (to a running call and to a waiting one)."""
+    env = rh.env(name=f"two-threads-{uuid.uuid4().hex[:6]}", env_vars={"TETHER_WORKER_THREADS": "2"})
+    sleepy = rh.function(rc.sleepy).to(session_cluster, env=env)
+    add = rh.function(rc.add).to(session_cluster, env=env, name=f"add-{env.name}")
+    marker = str(tmp_path / "interrupted")
+    running = sleepy.submit(60, marker=marker)  # one thread runs it, the other keeps reading
+    time.sleep(0.5)
+    waiting = sleepy.submit(60)
+    after = add.submit(2, 3)
+    time.sleep(0.5)
+    assert not after.done()  # queued behind the running call: no thread is free
+    assert waiting.cancel() is True
+    assert running.cancel() is True
+    with pytest.raises(rh.CallCancelledError):
+        running.result(30)
+    with pytest.raises(rh.CallCancelledError):
+        waiting.result(30)
+    assert after.result(30) == 5
+    assert os.path.exists(marker)
+
+
 def test_force_cancel_restarts_the_worker(session_cluster):
     env = rh.env(name=f"force-{uuid.uuid4().hex[:6]}")
     sleepy = rh.function(rc.sleepy).to(session_cluster, env=env)

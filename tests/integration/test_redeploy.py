@@ -153,3 +153,28 @@ def test_import_time_prints_stream_on_deploy_unless_silenced(deployed, env, sess
     version = fn.to(session_cluster, env=env, stream_logs=False)
     assert version() == "v2"
     assert "imported again" not in capfd.readouterr().out
+
+
+def test_the_restart_after_an_edit_takes_a_started_spare_worker(deployed, env, session_cluster):
+    """An env whose code was edited keeps a started worker aside: the next edit's restart uses it
+    (no interpreter start on the redeploy's path) and another spare is made."""
+    from process_helpers import wait_until
+
+    module, write = deployed
+    pid = rh.function(_fn(module, "pid")).to(session_cluster, env=env)
+    pid()
+    write("v2")
+    pid = rh.function(_fn(module, "pid")).to(session_cluster, env=env)
+    after_first_edit = pid()
+
+    def spare() -> int | None:
+        return session_cluster.status()["envs"][env.name]["spare_pid"]
+
+    wait_until(lambda: spare() is not None, 30, "a spare worker")
+    waiting = spare()
+    assert waiting != after_first_edit
+    write("v3")
+    version = rh.function(_fn(module, "version")).to(session_cluster, env=env)
+    assert version() == "v3"
+    assert pid() == waiting  # the spare became the env's worker, with the new code
+    wait_until(lambda: spare() not in (None, waiting), 30, "the next spare worker")

@@ -9,8 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench` package
 
 from bench import figures, report, settings  # noqa: E402
@@ -109,7 +107,6 @@ def test_json_round_trips(tmp_path):
 
 
 def test_chart(tmp_path):
-    pytest.importorskip("matplotlib")  # a bench dependency: `make test` may not have it
     path = tmp_path / "latest.png"
     report.chart(synthetic(), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
 import pickle
 
 import numpy as np
@@ -52,45 +50,6 @@ def test_message_parts_reencode_identically():
 def test_message_json():
     msg = wire.decode(wire.encode_bytes(wire.CONTROL, [wire.json_frame({"op": "deploy", "n": [1]})]))
     assert msg.json(0) == {"op": "deploy", "n": [1]}
-
-
-# -- reading from streams -------------------------------------------------------------------
-
-
-def _stream_of(*messages: bytes):
-    buf = io.BytesIO(b"".join(messages))
-
-    def read_exact(n: int) -> bytes:
-        return buf.read(n)
-
-    return read_exact
-
-
-def test_read_message_sync_reads_consecutive_messages():
-    first = wire.encode_bytes(wire.LOG, [b"err", b"line"], call_id=1)
-    second = wire.encode_bytes(wire.RESULT, [b"value", b""], call_id=1)
-    read = _stream_of(first, second)
-    a, b = wire.read_message_sync(read), wire.read_message_sync(read)
-    assert (a.kind, [bytes(f) for f in a.frames]) == (wire.LOG, [b"err", b"line"])
-    assert (b.kind, [bytes(f) for f in b.frames]) == (wire.RESULT, [b"value", b""])
-    assert wire.read_message_sync(read) is None  # a clean EOF
-
-
-def test_read_message_async():
-    async def run():
-        reader = asyncio.StreamReader()
-        reader.feed_data(wire.encode_bytes(wire.CALL, [b"m", b"p" * 100_000], call_id=7))
-        reader.feed_data(wire.encode_bytes(wire.CANCEL, [], call_id=8))
-        reader.feed_eof()
-        one = await wire.read_message(reader)
-        two = await wire.read_message(reader)
-        with pytest.raises(asyncio.IncompleteReadError):
-            await wire.read_message(reader)
-        return one, two
-
-    one, two = asyncio.run(run())
-    assert (one.kind, one.call_id, [bytes(f) for f in one.frames]) == (wire.CALL, 7, [b"m", b"p" * 100_000])
-    assert (two.kind, two.call_id, two.frames) == (wire.CANCEL, 8, [])
 
 
 # -- bad input -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tether.core import errors, wire
+from tether.core import errors, shm, wire
 
 if TYPE_CHECKING:
     from tether.core.client import DaemonClient
@@ -129,10 +129,10 @@ class _Response:
 async def _read_message(resp: _Response) -> wire.Message | None:
     if await resp.at_end():
         return None
-    kind, nframes, call_id = wire.parse_header(await resp.read_exact(wire.HEADER_SIZE))
+    kind, flags, nframes, call_id = wire.parse_header(await resp.read_exact(wire.HEADER_SIZE))
     lens = wire.parse_lengths(await resp.read_exact(8 * nframes), nframes) if nframes else ()
-    frames = [memoryview(await resp.read_exact(n)) for n in lens]
-    return wire.Message(kind, call_id, frames)
+    total = sum(lens)
+    return wire.message(kind, call_id, lens, await resp.read_exact(total) if total else b"", flags)
 
 
 async def _request(client: DaemonClient, pool: _Pool, path: str, parts: Sequence[wire.Buffer],
@@ -157,18 +157,18 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
                 stream_logs: bool, call_id: str) -> Any:
     from tether.core.client import _print_log
 
-    frames = wire.dumps((tuple(args), kwargs or {}), "the arguments")
     context = {"cluster": client.cluster, "service": name, "method": method, "call_id": call_id}
     headers = {wire.CALL_ID_HEADER: call_id}
     if not stream_logs:
         headers[wire.STREAM_LOGS_HEADER] = "0"
+    frames, flags, shared = client.call_frames(args, kwargs, headers)
     pool = _pool(client)
     writer = None
     reusable = False
     remote_error = None
     try:
         reader, writer, resp = await _request(client, pool, f"/{name}/{method}",
-                                              wire.encode(wire.CALL, frames), headers)
+                                              wire.encode(wire.CALL, frames, 0, flags), headers)
         if resp.status != 200:
             body = await resp.read_rest()
             reusable = True
@@ -186,7 +186,7 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
                 return _aiterate(client, pool, reader, owned, resp, stream_logs, context)
             elif msg.kind == wire.RESULT:
                 reusable = await resp.at_end()
-                return wire.loads(msg.frames, f"the result of {name}.{method}")
+                return client.value(msg, f"the result of {name}.{method}", context)
             elif msg.kind == wire.ERROR:
                 reusable = await resp.at_end()
                 remote_error = msg
@@ -201,6 +201,7 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
             f"lost the connection to cluster {client.cluster!r} ({client.url}) during the call: {exc}",
             **context) from exc
     finally:
+        shm.discard(client.shm, shared)
         if writer is not None:
             if reusable:
                 pool.put(reader, writer)

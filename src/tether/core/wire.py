@@ -2,7 +2,12 @@
 
 Everything that crosses a process boundary on the call path is a *message*::
 
-    kind:u8  pad:3  nframes:u32  call_id:u64  len_1:u64 ... len_n:u64  frame_1 ... frame_n
+    kind:u8  flags:u8  pad:2  nframes:u32  call_id:u64  len_1:u64 ... len_n:u64  frame_1 ... frame_n
+
+``flags`` bit 0 (``SHARED``): some frames live in shared memory, not in the message; the last
+frame is a JSON list saying which (see ``tether.core.shm``); bit 1 (``OWNED``): the reader
+removes those files once it has mapped them. Only used where the caller, the daemon and the
+worker share a machine.
 
 The same framing is used for HTTP bodies (caller <-> daemon) and the local socket (daemon <->
 worker), so the daemon forwards a worker's reply to the caller without re-encoding it. Pickled
@@ -24,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # Bumped when a message layout or a meaning changes incompatibly; exchanged on /health.
-PROTOCOL_VERSION = 1
+# 2: the flags byte (frames in shared memory).
+PROTOCOL_VERSION = 2
 
 CONTENT_TYPE = "application/x-tether"
 TOKEN_HEADER = "authorization"
@@ -32,6 +38,7 @@ VERSION_HEADER = "x-tether-version"
 CALL_ID_HEADER = "x-tether-call-id"
 STREAM_LOGS_HEADER = "x-tether-stream-logs"
 KEEP_HEADER = "x-tether-keep"  # keep the result on the cluster (a RemoteRef)
+SHM_HEADER = "x-tether-shm"  # the caller reads big results from shared memory
 REFS_HEADER = "x-tether-refs"  # names of the RemoteRefs among the arguments, comma-separated
 
 # Message kinds.
@@ -47,7 +54,11 @@ ITEM = 9  # frames: [pickle, *buffers] (one generator item)
 
 TERMINAL_KINDS = frozenset({RESULT, ERROR})
 
-_HEADER = struct.Struct("<B3xIQ")
+# Message flags.
+SHARED = 1  # the last frame lists frames held in shared memory
+OWNED = 2  # ... and the reader removes their files once mapped
+
+_HEADER = struct.Struct("<BB2xIQ")
 HEADER_SIZE = _HEADER.size
 _LEN = struct.Struct("<Q")
 MAX_FRAMES = 1 << 20
@@ -60,31 +71,33 @@ class Message:
     kind: int
     call_id: int
     frames: list[memoryview]
+    flags: int = 0
 
     def json(self, index: int = 0) -> Any:
         return json.loads(bytes(self.frames[index]))
 
     def parts(self) -> list[Buffer]:
         """The message re-encoded as buffers ready for ``writelines`` (no copy of the frames)."""
-        return encode(self.kind, self.frames, self.call_id)
+        return encode(self.kind, self.frames, self.call_id, self.flags)
 
 
-def encode(kind: int, frames: Sequence[Buffer], call_id: int = 0) -> list[Buffer]:
+def encode(kind: int, frames: Sequence[Buffer], call_id: int = 0, flags: int = 0) -> list[Buffer]:
     """Encode a message as a list of buffers: one small header, then the frames untouched."""
     lens = [memoryview(f).nbytes for f in frames]
-    head = _HEADER.pack(kind, len(frames), call_id) + struct.pack(f"<{len(lens)}Q", *lens)
+    head = _HEADER.pack(kind, flags, len(frames), call_id) + struct.pack(f"<{len(lens)}Q", *lens)
     return [head, *frames]
 
 
-def encode_bytes(kind: int, frames: Sequence[Buffer], call_id: int = 0) -> bytes:
-    return b"".join(bytes(p) if isinstance(p, memoryview) else p for p in encode(kind, frames, call_id))
+def encode_bytes(kind: int, frames: Sequence[Buffer], call_id: int = 0, flags: int = 0) -> bytes:
+    return b"".join(bytes(p) if isinstance(p, memoryview) else p for p in encode(kind, frames, call_id, flags))
 
 
-def parse_header(head: Buffer) -> tuple[int, int, int]:
-    kind, nframes, call_id = _HEADER.unpack(head)
+def parse_header(head: Buffer) -> tuple[int, int, int, int]:
+    """(kind, flags, nframes, call_id) of a message header."""
+    kind, flags, nframes, call_id = _HEADER.unpack(head)
     if nframes > MAX_FRAMES:
         raise ValueError(f"message announces {nframes} frames (at most {MAX_FRAMES})")
-    return kind, nframes, call_id
+    return kind, flags, nframes, call_id
 
 
 def parse_lengths(raw: Buffer, nframes: int) -> tuple[int, ...]:
@@ -96,7 +109,7 @@ def decode(data: Buffer) -> Message:
     view = memoryview(data)
     if view.nbytes < HEADER_SIZE:
         raise ValueError("body too short for a tether message")
-    kind, nframes, call_id = parse_header(view[:HEADER_SIZE])
+    kind, flags, nframes, call_id = parse_header(view[:HEADER_SIZE])
     offset = HEADER_SIZE + 8 * nframes
     if view.nbytes < offset:
         raise ValueError("body too short for its frame table")
@@ -109,52 +122,20 @@ def decode(data: Buffer) -> Message:
         offset += n
     if offset != view.nbytes:
         raise ValueError("trailing bytes after the last frame")
-    return Message(kind, call_id, frames)
+    return Message(kind, call_id, frames, flags)
 
 
-async def read_message(reader) -> Message:
-    """Read one message from an ``asyncio.StreamReader``; raises ``IncompleteReadError`` at EOF."""
-    kind, nframes, call_id = parse_header(await reader.readexactly(HEADER_SIZE))
-    lens = parse_lengths(await reader.readexactly(8 * nframes), nframes) if nframes else ()
-    total = sum(lens)
-    if total > BIG_PAYLOAD:
-        payload = memoryview(await _read_into(reader, total))
-    else:
-        payload = memoryview(await reader.readexactly(total)) if total else memoryview(b"")
-    frames, offset = [], 0
-    for n in lens:
-        frames.append(payload[offset : offset + n])
-        offset += n
-    return Message(kind, call_id, frames)
-
-
+# Payloads above this are received straight into the one buffer they will live in.
 BIG_PAYLOAD = 1 << 20
 
 
-async def _read_into(reader, total: int) -> bytearray:
-    """Fill one preallocated buffer: a big payload is held once, never joined from pieces."""
-    buf = bytearray(total)
-    view, pos = memoryview(buf), 0
-    while pos < total:
-        chunk = await reader.read(min(total - pos, 1 << 20))
-        if not chunk:
-            import asyncio
-
-            raise asyncio.IncompleteReadError(bytes(view[:pos]), total)
-        view[pos : pos + len(chunk)] = chunk
-        pos += len(chunk)
-    return buf
-
-
-def read_message_sync(read_exact) -> Message | None:
-    """Read one message through ``read_exact(n) -> bytes`` (returns b"" at a clean EOF)."""
-    head = read_exact(HEADER_SIZE)
-    if not head:
-        return None
-    kind, nframes, call_id = parse_header(head)
-    lens = parse_lengths(read_exact(8 * nframes), nframes) if nframes else ()
-    frames = [memoryview(read_exact(n)) if n else memoryview(b"") for n in lens]
-    return Message(kind, call_id, frames)
+def message(kind: int, call_id: int, lens: Sequence[int], payload: Buffer, flags: int = 0) -> Message:
+    """A message whose frames (of sizes ``lens``) are views of one received ``payload``."""
+    view, frames, offset = memoryview(payload), [], 0
+    for n in lens:
+        frames.append(view[offset:offset + n])
+        offset += n
+    return Message(kind, call_id, frames, flags)
 
 
 # ---------------------------------------------------------------------------------------------

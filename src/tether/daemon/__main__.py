@@ -74,11 +74,12 @@ def main(argv: list[str] | None = None) -> None:
     store = Store(state_dir, python)
     info = {"cluster": args.cluster, "pid": os.getpid(), "token_path": str(token_path),
             "state_dir": str(state_dir), "python": python, "started": time.time(),
-            "autostop_mins": args.autostop_mins}
+            "autostop_mins": args.autostop_mins,
+            "shm": {"dir": str(store.shm), "probe": store.shm_probe} if store.shm else None}
     tracker = IdleTracker(create_app(store, token, info))
     # A call that never returns must not keep a stopping daemon alive (see _stopping_server); the
     # grace period is a backstop for requests that wait on something else than a worker.
-    config = uvicorn.Config(tracker, log_level="warning", access_log=False, lifespan="on",
+    config = uvicorn.Config(tracker, log_level="warning", access_log=False, lifespan="on", proxy_headers=False,
                             timeout_keep_alive=3600, server_header=False, date_header=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     server = _stopping_server(config, store)

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from tether.core import wire
+from tether.core import shm, wire
 
 
 class UnknownCall(LookupError):
@@ -45,35 +45,47 @@ class CallRecord:
 
 
 class CallTable:
+    """Calls in flight, and the results of finished ones, oldest first (eviction is O(1) per
+    call: this runs on every call)."""
+
     def __init__(self, max_count: int | None = None, max_age: float | None = None,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, on_drop=None) -> None:
+        """``on_drop(msg)`` runs when a kept result is forgotten (to free its shared memory)."""
+        self.on_drop = on_drop
         env = os.environ.get
         self.max_count = max_count or int(env("TETHER_RESULTS_MAX_COUNT", "1000"))
         self.max_age = max_age or float(env("TETHER_RESULTS_MAX_AGE", "600"))
         self.max_bytes = max_bytes or int(env("TETHER_RESULTS_MAX_BYTES", str(1 << 30)))
-        self.records: OrderedDict[str, CallRecord] = OrderedDict()
+        self.running: dict[str, CallRecord] = {}
+        self.finished: OrderedDict[str, CallRecord] = OrderedDict()
         self.expired: OrderedDict[str, float] = OrderedDict()
         self.bytes = 0
 
     def start(self, call_id: str, name: str, method: str, worker: Any, ipc_id: int) -> CallRecord:
         record = CallRecord(call_id, name, method, worker, ipc_id)
-        self.records[call_id] = record
+        old = self.finished.pop(call_id, None)  # a caller reusing an id: the new call wins
+        if old is not None:
+            self._drop(old)
+        self.running[call_id] = record
         return record
 
     def finish(self, record: CallRecord, msg: wire.Message) -> None:
         if record.done.is_set():
             return
         record.result = msg
-        record.size = sum(f.nbytes for f in msg.frames)
+        record.size = sum(f.nbytes for f in msg.frames) + shm.size_of(msg)
         record.finished = time.time()
         record.worker = None
-        self.bytes += record.size
         record.done.set()
-        self._evict()
+        if self.running.get(record.id) is record:
+            del self.running[record.id]
+            self.finished[record.id] = record
+            self.bytes += record.size
+        self._evict(record.finished)
 
     def get(self, call_id: str) -> CallRecord:
-        self._evict()
-        record = self.records.get(call_id)
+        self._evict(time.time())
+        record = self.running.get(call_id) or self.finished.get(call_id)
         if record is not None:
             return record
         if call_id in self.expired:
@@ -82,18 +94,25 @@ class CallTable:
                 f"{self.max_count} results for {self.max_age:.0f} s (at most {self.max_bytes} bytes)")
         raise UnknownCall(f"no call with id {call_id!r} on this daemon")
 
-    def _evict(self) -> None:
-        now = time.time()
-        for call_id in list(self.records):
-            record = self.records[call_id]
-            if not record.done.is_set():
-                continue
-            over = (len(self.records) > self.max_count or self.bytes > self.max_bytes
-                    or now - (record.finished or now) > self.max_age)
-            if not over:
+    def _evict(self, now: float) -> None:
+        finished = self.finished
+        while finished:
+            call_id, record = next(iter(finished.items()))
+            if (len(finished) <= self.max_count and self.bytes <= self.max_bytes
+                    and now - record.finished <= self.max_age):
                 break  # oldest first: the rest are younger and within bounds
-            del self.records[call_id]
-            self.bytes -= record.size
+            del finished[call_id]
+            self._drop(record)
             self.expired[call_id] = now
         while len(self.expired) > 100_000:
             self.expired.popitem(last=False)
+
+    def _drop(self, record: CallRecord) -> None:
+        self.bytes -= record.size
+        if self.on_drop is not None and record.result is not None:
+            self.on_drop(record.result)
+
+    def clear(self) -> None:
+        """Forget every kept result (the daemon is stopping)."""
+        while self.finished:
+            self._drop(self.finished.popitem(last=False)[1])

@@ -2,213 +2,55 @@
 
 A worker is started by the daemon with the env's interpreter, env vars and working directory. It
 connects back to the daemon over a local socket and then serves messages (see ``tether.core.wire``):
-CALL runs a method, CONTROL deploys, inspects or deletes objects. Sync methods run in a thread pool
-so that many callers can use one object at once; ``async def`` methods run on the worker's loop.
-Whatever a call prints (stdout, stderr, logging) is sent back tagged with that call's id, so the
-caller sees it live.
+CALL runs a method, CONTROL deploys, inspects or deletes objects, CANCEL stops a call.
 
-Only the standard library, cloudpickle and ``tether.core.wire`` are imported here: the daemon's
-dependencies (FastAPI, uvicorn, pydantic) never enter a worker. When the daemon goes away the worker
-exits.
+Threads, and why: the call threads take turns reading the socket (``daemon/turns.py``); the one
+that reads a sync call runs it and sends the reply itself (one lock keeps messages whole on the
+socket), so a sync call crosses no thread boundary and never waits for an event loop. ``async
+def`` methods run on an asyncio loop started by the first of them (``daemon/async_calls.py``);
+control operations (deploy, delete...) run in a thread each. Whatever a call prints (stdout, stderr, logging) is sent back tagged with that call's
+id, so the caller sees it live.
+
+Only the standard library, cloudpickle and ``tether.core`` wire modules are imported here: the
+daemon's dependencies (FastAPI, uvicorn, pydantic) never enter a worker. When the daemon goes away
+the worker exits.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextvars
-import ctypes
-import importlib
-import importlib.util
 import inspect
-import io
 import json
 import os
+import socket
 import sys
-import sysconfig
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from typing import Any
 
-from tether.core import refs, wire
-
-_current_call: contextvars.ContextVar[_CallContext | None] = contextvars.ContextVar(
-    "tether_call", default=None
-)
-
-
-class _CallContext:
-    __slots__ = ("call_id", "stream_logs", "conn")
-
-    def __init__(self, call_id: int, stream_logs: bool, conn: _Connection) -> None:
-        self.call_id, self.stream_logs, self.conn = call_id, stream_logs, conn
-
-
-class _CallStream(io.TextIOBase):
-    """sys.stdout/sys.stderr replacement: a write inside a call goes to that call's caller too."""
-
-    def __init__(self, stream_name: bytes, fallback: io.TextIOBase) -> None:
-        self._name, self._fallback = stream_name, fallback
-
-    def write(self, text: str) -> int:
-        call = _current_call.get()
-        if call is not None and call.stream_logs and text:
-            call.conn.send_threadsafe(wire.LOG, [self._name, text.encode("utf-8", "replace")], call.call_id)
-        self._fallback.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self._fallback.flush()
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return self._fallback.fileno()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
+from tether.core import refs, shm, streams, wire
+from tether.daemon import objects
+from tether.daemon.call_context import CallContext, CallStream, current_call
+from tether.daemon.objects import Entry, NotFound, Unserializable
+from tether.daemon.replies import call_name, cancelled_frames, error_frames
+from tether.daemon.turns import TakeTurns
 
 
 class _Connection:
-    """The worker's end of the socket to the daemon; sends may come from any thread."""
+    """The worker's end of the socket to the daemon. Any thread may send; a blocking send is
+    also the back-pressure a fast generator needs."""
 
-    def __init__(self, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop) -> None:
-        self.writer, self.loop = writer, loop
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
 
-    def send(self, kind: int, frames, call_id: int = 0) -> None:
-        self.writer.writelines(wire.encode(kind, frames, call_id))
-
-    def send_threadsafe(self, kind: int, frames, call_id: int = 0) -> None:
-        if threading.get_ident() == self.loop_thread:
-            self.send(kind, frames, call_id)
-        else:
-            self.loop.call_soon_threadsafe(self.send, kind, frames, call_id)
-
-    loop_thread: int = 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Objects
-
-
-class _Entry:
-    __slots__ = ("kind", "obj", "gate")
-
-    def __init__(self, kind: str, obj: Any, max_concurrency: int | None = None) -> None:
-        self.kind, self.obj = kind, obj
-        # max_concurrency=N: at most N calls run at once, the others wait in arrival order
-        self.gate = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-
-
-def _flags(fn: Any) -> dict[str, bool]:
-    fn = inspect.unwrap(fn) if callable(fn) else fn
-    if isinstance(fn, (staticmethod, classmethod)):
-        fn = fn.__func__
-    return {
-        "async": inspect.iscoroutinefunction(fn),
-        "generator": inspect.isgeneratorfunction(fn),
-        "async_generator": inspect.isasyncgenfunction(fn),
-    }
-
-
-def interface(kind: str, obj: Any) -> dict[str, Any]:
-    """What the caller's stub needs to know: methods (with async/generator flags) and properties."""
-    if kind == "function":
-        return {"kind": kind, "type": _qualname(obj), "methods": {"call": _flags(obj)}, "properties": []}
-    if kind == "value":
-        return {"kind": kind, "type": _qualname(type(obj)), "methods": {}, "properties": []}
-    cls = obj if isinstance(obj, type) else type(obj)
-    methods, properties = {}, []
-    for name in dir(cls):
-        if name.startswith("_") and name != "__call__":
-            continue
+    def send(self, kind: int, frames, call_id: int = 0, flags: int = 0) -> None:
+        parts = wire.encode(kind, frames, call_id, flags)
         try:
-            attr = inspect.getattr_static(cls, name)
-        except AttributeError:
-            continue
-        if isinstance(attr, property) or hasattr(attr, "__set__") or hasattr(attr, "__get__") and not callable(attr):
-            properties.append(name)
-        elif callable(attr) or isinstance(attr, (staticmethod, classmethod)):
-            methods[name] = _flags(attr)
-    return {"kind": kind, "type": _qualname(cls), "methods": methods, "properties": properties}
-
-
-def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
-
-
-def _import_target(meta: dict[str, Any], payload: list[memoryview]) -> Any:
-    """The function or class a deploy names: by import path, or unpickled when serialized."""
-    if meta.get("serialized"):
-        return wire.loads(payload[: meta["payload_frames"]], "the serialized code")
-    for entry in reversed(meta.get("path_entries") or []):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-    module = importlib.import_module(meta["module"])
-    target: Any = module
-    for part in meta["qualname"].split("."):
-        target = getattr(target, part)
-    return target
-
-
-class _ModuleWatch:
-    """Remembers the user modules a worker imported, to tell when their source was edited."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, tuple[int, int]] = {}
-        self.known = 0  # len(sys.modules) at the last record(): a cheap "anything new?" test
-        paths = sysconfig.get_paths()
-        dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, paths.get("purelib", ""), paths.get("platlib", ""),
-                paths.get("stdlib", ""), os.path.dirname(os.path.dirname(wire.__file__))}
-        self.ignored = tuple(os.path.realpath(d) + os.sep for d in dirs if d)
-
-    def record_new(self) -> None:
-        """Record modules a call imported; O(1) when it imported none."""
-        if len(sys.modules) != self.known:
-            self.record()
-
-    def record(self) -> None:
-        self.known = len(sys.modules)
-        for mod in list(sys.modules.values()):
-            path = getattr(mod, "__file__", None)
-            if not path or path in self.seen:
-                continue
-            real = os.path.realpath(path)
-            if real.startswith(self.ignored) or "site-packages" in real:
-                continue
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            self.seen[path] = (st.st_mtime_ns, st.st_size)
-
-    def stale(self) -> list[str]:
-        changed = []
-        for path, stamp in self.seen.items():
-            try:
-                st = os.stat(path)
-            except OSError:
-                changed.append(path)
-                continue
-            if (st.st_mtime_ns, st.st_size) != stamp:
-                changed.append(path)
-        for path in changed:  # its .pyc is stamped to the second: an edit within it would be hidden
-            _drop_bytecode(path)
-        return changed
-
-
-def _drop_bytecode(path: str) -> None:
-    if not path.endswith(".py"):
-        return
-    try:
-        os.unlink(importlib.util.cache_from_source(path))
-    except (OSError, NotImplementedError, ValueError):
-        pass
+            with self.lock:
+                streams.send_parts(self.sock, parts)
+        except OSError:
+            pass  # the daemon went away: the reader thread sees EOF and ends this process
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,66 +58,126 @@ def _drop_bytecode(path: str) -> None:
 
 
 class Worker:
-    def __init__(self, conn: _Connection, threads: int) -> None:
+    def __init__(self, conn: _Connection) -> None:
         self.conn = conn
-        self.objects: dict[str, _Entry] = {}
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tether-call")
-        self.watch = _ModuleWatch()
-        self.tasks: set[asyncio.Task] = set()
+        self.objects: dict[str, Entry] = {}
+        self.watch = objects.ModuleWatch()
         self.running: dict[int, _Running] = {}
+        self.shm = os.environ.get("TETHER_SHM_DIR") or None  # the cluster's shared-memory folder
+        self._aio = None
+        self._aio_lock = threading.Lock()
 
-    def spawn(self, coro) -> None:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    @property
+    def aio(self):
+        """The asyncio side, started by the first call that needs it."""
+        if self._aio is None:
+            with self._aio_lock:
+                if self._aio is None:
+                    from tether.daemon.async_calls import AsyncCalls
+
+                    self._aio = AsyncCalls(self)
+        return self._aio
+
+    def run_later(self, job) -> None:
+        """Run a job (and what it hands back) in a thread of its own."""
+        if job is not None:
+            threading.Thread(target=_run_chain, args=(job,), daemon=True).start()
+
+    def serve(self, sock: socket.socket, threads: int) -> None:
+        """Start the call threads, which take turns reading the socket (``daemon/turns.py``)."""
+        parser, ready = streams.MessageParser(), deque()
+
+        def read() -> wire.Message | None:
+            while not ready:
+                try:
+                    n = sock.recv_into(parser.buffer())
+                except OSError:
+                    return None
+                if not n:
+                    return None
+                ready.extend(parser.feed(n))
+            return ready.popleft()
+
+        TakeTurns(read, self.route, self._daemon_gone, threads).start()
+
+    def _daemon_gone(self) -> None:
+        """The daemon went away: leave at once, even if user threads are still busy."""
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
+
+    def route(self, msg: wire.Message):
+        """A message just read: a sync call comes back as the job to run in this thread."""
+        kind = msg.kind
+        if kind == wire.CALL:
+            return self.start_call(msg)
+        if kind == wire.CONTROL:
+            threading.Thread(target=self.handle_control, args=(msg,), name="tether-control", daemon=True).start()
+        elif kind == wire.CANCEL:
+            self.handle_cancel(msg)
+        return None
 
     # -- calls ---------------------------------------------------------------------------------
 
-    async def handle_call(self, msg: wire.Message) -> None:
+    def start_call(self, msg: wire.Message):
+        """Sync methods run as a job of the thread that read them; async ones go to the loop."""
         call_id = msg.call_id
-        running = self.running[call_id] = _Running()
+        running = self.running[call_id] = _Running(call_id)
         try:
             meta = msg.json(0)
-            ctx = _CallContext(call_id, bool(meta.get("stream_logs", True)), self.conn)
             entry = self.objects.get(meta["object"])
             if entry is None:
-                raise _NotFound(f"no object named {meta['object']!r} in this worker")
-            if entry.gate is not None:  # max_concurrency: calls queue here, on the loop
-                await entry.gate.acquire()
-            try:
-                method = meta["method"]
-                static = _static_attr(entry, method)
-                flags = _flags(static) if static is not None else {}
-                if (flags.get("async") or flags.get("async_generator")) and meta.get("mode") != "json":
-                    args, kwargs = wire.loads(msg.frames[1:], "the arguments")
-                    running.task = asyncio.current_task()
-                    if flags.get("async_generator"):
-                        kind, frames = await self._stream_async(ctx, static_target(entry, method), args, kwargs, running)
-                    else:
-                        result = await self._run_async(ctx, static_target(entry, method), args, kwargs)
-                        if meta.get("keep"):
-                            result = self._keep(meta["keep"], result)
-                        kind, frames = wire.RESULT, wire.dumps(result, f"the result of {method}")
-                else:
-                    loop = asyncio.get_running_loop()
-                    kind, frames = await loop.run_in_executor(
-                        self.pool, self._run_sync, ctx, entry, meta, msg.frames[1:], running)
-            finally:
-                if entry.gate is not None:
-                    entry.gate.release()
-        except asyncio.CancelledError:
-            kind, frames = wire.ERROR, _cancelled_frames(_call_name(meta))
+                raise NotFound(f"no object named {meta['object']!r} in this worker")
+            flags = entry.flags(meta["method"])
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-            kind, frames = wire.ERROR, _error_frames(exc)
-        finally:
             self.running.pop(call_id, None)
-        self.conn.send(kind, frames, call_id)
-        await self.conn.writer.drain()
+            self.conn.send(wire.ERROR, error_frames(exc), call_id)
+            return None
+        if (flags.get("async") or flags.get("async_generator")) and meta.get("mode") != "json":
+            def job():
+                self.aio.start(msg, meta, entry, flags, running)
+        else:
+            def job():
+                return self._sync_call(msg, meta, entry, running)
+        if entry.gate is None or entry.gate.enter(job):
+            return job
+        return None  # max_concurrency: it waits for its turn without holding a thread
 
-    def _keep(self, name: str, result: Any) -> dict[str, str]:
+    def _sync_call(self, msg: wire.Message, meta: dict, entry: Entry, running: _Running):
+        if running.cancelled.is_set():  # cancelled while it waited for its turn
+            kind, frames = wire.ERROR, cancelled_frames(call_name(meta))
+        else:
+            ctx = CallContext(msg.call_id, bool(meta.get("stream_logs", True)), self.conn)
+            kind, frames = self._run_sync(ctx, entry, meta, msg, running)
+        del msg  # the arguments' buffers can go before the reply is written
+        return self.finish(running.call_id, meta, entry, kind, frames)
+
+    def finish(self, call_id: int, meta: dict, entry: Entry, kind: int, frames):
+        """Send a call's reply; returns the next call its gate lets through (a job), if any."""
+        kind, frames, flags = self._reply(meta, kind, frames)
+        self.running.pop(call_id, None)
+        self.conn.send(kind, frames, call_id, flags)
+        return entry.gate.leave() if entry.gate is not None else None
+
+    def arguments(self, msg: wire.Message) -> list:
+        """The argument frames of a CALL, shared ones mapped from their files."""
+        return shm.resolve(msg.frames[1:], msg.flags, self.shm)
+
+    def _reply(self, meta: dict, kind: int, frames) -> tuple[int, list, int]:
+        """A result's big frames go to shared memory when the caller reads from it."""
+        if kind != wire.RESULT or not meta.get("shm") or self.shm is None:
+            return kind, frames, 0
+        try:
+            return (kind, *shm.export(frames, self.shm)[:2])
+        except OSError as exc:  # /dev/shm full: the caller still gets its result
+            print(f"[tether] shared memory unavailable ({exc}); sending the result inline", file=sys.__stderr__)
+            return kind, frames, 0
+
+    def keep(self, name: str, result: Any) -> dict[str, str]:
         """Keep a result here under ``name`` (a RemoteRef); the caller gets only its name."""
-        self.objects[name] = _Entry("value", result)
-        return {"ref": name, "type": _qualname(type(result))}
+        self.objects[name] = Entry("value", result)
+        return {"ref": name, "type": objects.qualname(type(result))}
 
     def handle_cancel(self, msg: wire.Message) -> None:
         """Stop a call: cancel its task (async), or raise CallCancelled in its thread (sync)."""
@@ -283,51 +185,34 @@ class Worker:
         if running is None:
             return
         running.cancelled.set()
-        if running.task is not None:
-            running.task.cancel()
+        task = running.task
+        if task is not None:
+            self.aio.cancel(task)
             return
         with running.lock:
             if running.thread is not None:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(running.thread), ctypes.py_object(_CallCancelled))
+                _raise_in_thread(running.thread, _CallCancelled)
 
-    async def _run_async(self, ctx: _CallContext, fn, args, kwargs) -> Any:
-        token = _current_call.set(ctx)
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            _current_call.reset(token)
-
-    async def _stream_async(self, ctx: _CallContext, fn, args, kwargs, running: _Running):
-        token = _current_call.set(ctx)
-        agen = fn(*args, **kwargs)
-        try:
-            self.conn.send(wire.STREAM, [], ctx.call_id)
-            async for item in agen:
-                self.conn.send(wire.ITEM, wire.dumps(item, "a generator item"), ctx.call_id)
-                await self.conn.writer.drain()
-            return wire.RESULT, wire.dumps(None)
-        finally:
-            await agen.aclose()
-            _current_call.reset(token)
-
-    def _run_sync(self, ctx: _CallContext, entry: _Entry, meta: dict, payload: list[memoryview],
+    def _run_sync(self, ctx: CallContext, entry: Entry, meta: dict, msg: wire.Message,
                   running: _Running):
-        token = _current_call.set(ctx)
+        token = current_call.set(ctx)
         with running.lock:
             running.thread = threading.get_ident()
         try:
             json_mode = meta.get("mode") == "json"
             if json_mode:
+                payload = msg.frames[1:]
                 body = json.loads(bytes(payload[0])) if payload and payload[0].nbytes else {}
                 args, kwargs = body.get("args", []), body.get("kwargs", {})
             else:
-                args, kwargs = wire.loads(payload, "the arguments")
-            result = _invoke(entry, meta["method"], args, kwargs)
+                args, kwargs = wire.loads(self.arguments(msg), "the arguments")
+            del msg
+            result = objects.invoke(entry, meta["method"], args, kwargs)
+            del args, kwargs
             if inspect.iscoroutine(result):
-                result = asyncio.run_coroutine_threadsafe(result, self.conn.loop).result()
+                result = self.aio.run(result)
             if meta.get("keep"):
-                result = self._keep(meta["keep"], result)
+                result = self.keep(meta["keep"], result)
             if inspect.isgenerator(result):
                 if json_mode:
                     result = list(result)
@@ -337,26 +222,27 @@ class Worker:
                 try:
                     return wire.RESULT, [wire.json_frame(result)]
                 except (TypeError, ValueError) as exc:
-                    raise _Serialization(
+                    raise Unserializable(
                         f"the result of {meta['method']} (type {type(result).__name__}) is not JSON "
                         f"serializable ({exc}); call it from the Python client, or return JSON values"
                     ) from None
             return wire.RESULT, wire.dumps(result, f"the result of {meta['method']}")
         except _CallCancelled:
-            return wire.ERROR, _cancelled_frames(_call_name(meta))
+            return wire.ERROR, cancelled_frames(call_name(meta))
         except BaseException as exc:  # noqa: BLE001
-            return wire.ERROR, _error_frames(exc)
+            return wire.ERROR, error_frames(exc)
         finally:
             with running.lock:
                 running.thread = None
-                # a cancel that arrived after the call ended must not hit this thread's next call
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+            if running.cancelled.is_set():
+                # a cancel that arrived as the call ended must not hit this thread's next call
+                _raise_in_thread(threading.get_ident(), None)
             self.watch.record_new()
-            _current_call.reset(token)
+            current_call.reset(token)
 
-    def _stream_sync(self, ctx: _CallContext, gen, running: _Running):
+    def _stream_sync(self, ctx: CallContext, gen, running: _Running):
         """Send a generator's items as they come; its return value ends the stream."""
-        self.conn.send_threadsafe(wire.STREAM, [], ctx.call_id)
+        self.conn.send(wire.STREAM, [], ctx.call_id)
         try:
             while True:
                 if running.cancelled.is_set():
@@ -365,35 +251,33 @@ class Worker:
                     item = next(gen)
                 except StopIteration as stop:
                     return wire.RESULT, wire.dumps(stop.value, "the generator's return value")
-                self.conn.send_threadsafe(wire.ITEM, wire.dumps(item, "a generator item"), ctx.call_id)
+                self.conn.send(wire.ITEM, wire.dumps(item, "a generator item"), ctx.call_id)
         finally:
             gen.close()
 
     # -- control -------------------------------------------------------------------------------
 
-    async def handle_control(self, msg: wire.Message) -> None:
+    def handle_control(self, msg: wire.Message) -> None:
+        """A control message, in a thread of its own (they are rare; a deploy may take long)."""
         try:
             meta = msg.json(0)
             op = meta["op"]
             if op in ("deploy", "inspect"):
-                ctx = _CallContext(msg.call_id, bool(meta.get("stream_logs", True)), self.conn)
-                loop = asyncio.get_running_loop()
-                reply = await loop.run_in_executor(self.pool, self._deploy, ctx, meta, msg.frames[1:])
+                ctx = CallContext(msg.call_id, bool(meta.get("stream_logs", True)), self.conn)
+                reply = self._deploy(ctx, meta, msg.frames[1:])
             elif op == "delete":
                 self.objects.pop(meta["name"], None)
                 reply = {"deleted": meta["name"]}
             elif op == "export":  # a kept result, pickled, for a worker of another env
                 entry = self.objects.get(meta["name"])
                 if entry is None:
-                    raise _NotFound(f"no object named {meta['name']!r} in this worker")
-                frames = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, wire.dumps, entry.obj, f"the remote result {meta['name']!r}")
+                    raise NotFound(f"no object named {meta['name']!r} in this worker")
+                frames = wire.dumps(entry.obj, f"the remote result {meta['name']!r}")
                 self.conn.send(wire.RESULT, frames, msg.call_id)
-                await self.conn.writer.drain()
                 return
             elif op == "import":
                 value = wire.loads(msg.frames[1:], f"the remote result {meta['name']!r}")
-                self.objects[meta["name"]] = _Entry("value", value)
+                self.objects[meta["name"]] = Entry("value", value)
                 reply = {"imported": meta["name"]}
             elif op == "stale":
                 reply = {"stale": self.watch.stale()}
@@ -403,18 +287,17 @@ class Worker:
                 raise ValueError(f"unknown control op {op!r}")
             kind, frames = wire.RESULT, [wire.json_frame(reply)]
         except BaseException as exc:  # noqa: BLE001
-            kind, frames = wire.ERROR, _error_frames(exc)
+            kind, frames = wire.ERROR, error_frames(exc)
         self.conn.send(kind, frames, msg.call_id)
-        await self.conn.writer.drain()
 
-    def _deploy(self, ctx: _CallContext, meta: dict, payload: list[memoryview]) -> dict:
-        token = _current_call.set(ctx)
+    def _deploy(self, ctx: CallContext, meta: dict, payload: list[memoryview]) -> dict:
+        token = current_call.set(ctx)
         try:
             kind = meta["kind"]
             if kind == "value":
                 obj = wire.loads(payload, f"the value {meta['name']!r}")
             else:
-                target = _import_target(meta, payload)
+                target = objects.import_target(meta, payload)
                 if kind == "instance":
                     if not isinstance(target, type):
                         raise TypeError(f"{meta.get('qualname')} is not a class")
@@ -430,139 +313,53 @@ class Worker:
                     raise ValueError(f"unknown object kind {kind!r}")
             self.watch.record()
             if meta["op"] == "deploy":
-                self.objects[meta["name"]] = _Entry(kind, obj, meta.get("max_concurrency"))
-            return interface(kind, obj)
+                self.objects[meta["name"]] = Entry(kind, obj, meta.get("max_concurrency"))
+            return objects.interface(kind, obj)
         finally:
             sys.stdout.flush()
-            _current_call.reset(token)
+            current_call.reset(token)
 
 
 class _Running:
     """A call in progress, so that CANCEL can find and stop it."""
 
-    __slots__ = ("cancelled", "lock", "thread", "task")
+    __slots__ = ("call_id", "cancelled", "lock", "thread", "task")
 
-    def __init__(self) -> None:
+    def __init__(self, call_id: int) -> None:
+        self.call_id = call_id
         self.cancelled = threading.Event()
         self.lock = threading.Lock()
         self.thread: int | None = None
-        self.task: asyncio.Task | None = None
+        self.task = None  # an asyncio.Task, for an async call
 
 
 class _CallCancelled(BaseException):
     """Raised inside a sync call's thread to stop it (BaseException: user code rarely catches it)."""
 
 
-def _cancelled_frames(what: str):
-    return wire.plain_error_frames(wire.CANCELLED, f"the call to {what} was cancelled", "CallCancelled")
+def _run_chain(job) -> None:
+    while job is not None:
+        job = job()
 
 
-def _call_name(meta: Any) -> str:
-    if not isinstance(meta, dict):
-        return "?"
-    method = meta.get("method", "?")
-    return meta.get("object", "?") if method in ("call", "__call__") else f"{meta.get('object')}.{method}"
+def _raise_in_thread(thread_id: int, exc_type) -> None:
+    """Ask a thread to raise ``exc_type`` at its next bytecode (None: take back a pending ask)."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type is not None else None)
 
 
-class _NotFound(AttributeError):
-    pass
-
-
-class _Serialization(TypeError):
-    pass
-
-
-def _static_attr(entry: _Entry, method: str) -> Any:
-    if entry.kind == "function":
-        return entry.obj if method in ("call", "__call__") else None
-    if entry.kind != "instance":
-        return None
-    try:
-        return inspect.getattr_static(entry.obj, method)
-    except AttributeError:
-        return None
-
-
-def static_target(entry: _Entry, method: str) -> Any:
-    """The callable an async call runs: the function itself, or the bound method."""
-    return entry.obj if entry.kind == "function" else getattr(entry.obj, method)
-
-
-def _invoke(entry: _Entry, method: str, args: list, kwargs: dict) -> Any:
-    obj = entry.obj
-    if entry.kind == "function":
-        if method not in ("call", "__call__"):
-            raise _NotFound(f"a function has only the method 'call' (asked for {method!r})")
-        return obj(*args, **kwargs)
-    if entry.kind == "value":
-        if method == "__value__":
-            return obj
-        raise _NotFound(f"a stored value has no method {method!r}; fetch it with cluster.get()")
-    if method == "__setattr__":
-        setattr(obj, *args)
-        return None
-    try:
-        attr = getattr(obj, method)
-    except AttributeError:
-        if method in dir(obj):
-            raise  # a property that itself raised AttributeError: the user's error
-        public = sorted(n for n in dir(obj) if not n.startswith("_"))
-        raise _NotFound(f"{type(obj).__name__} has no attribute {method!r}; it has: {', '.join(public)}") from None
-    if callable(attr):
-        return attr(*args, **kwargs)
-    if args or kwargs:
-        raise TypeError(f"{type(obj).__name__}.{method} is a {type(attr).__name__}, not a method")
-    return attr
-
-
-def _error_frames(exc: BaseException):
-    if isinstance(exc, _NotFound):
-        return wire.plain_error_frames(wire.NOT_FOUND, str(exc), "AttributeError")
-    if isinstance(exc, _Serialization):
-        return wire.plain_error_frames(wire.SERIALIZATION, str(exc), "TypeError")
-    from tether.core.errors import SerializationError
-
-    if isinstance(exc, SerializationError):
-        return wire.plain_error_frames(wire.SERIALIZATION, str(exc), "SerializationError")
-    return wire.error_frames(_user_frames(exc))
-
-
-def _is_runtime_frame(frame) -> bool:
-    # this module runs as __main__ in a worker (python -m), so its frames are not named "tether.*"
-    return frame.f_globals is globals() or frame.f_globals.get("__name__", "").startswith("tether.")
-
-
-def _user_frames(exc: BaseException) -> BaseException:
-    """Drop the runtime's own frames from the top of the traceback: the caller sees its code."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None and _is_runtime_frame(tb.tb_frame):
-        tb = tb.tb_next
-    return exc.with_traceback(tb)
-
-
-async def _serve(socket_path: str, threads: int) -> None:
-    loop = asyncio.get_running_loop()
-    reader, writer = await asyncio.open_unix_connection(socket_path, limit=1 << 20)
-    conn = _Connection(writer, loop)
-    conn.loop_thread = threading.get_ident()
-    worker = Worker(conn, threads)
+def _serve(socket_path: str, threads: int) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(socket_path)
+    conn = _Connection(sock)
+    worker = Worker(conn)
     refs.register(worker.objects)
     conn.send(wire.HELLO, [wire.json_frame({"pid": os.getpid(), "python": sys.version.split()[0],
                                             "executable": sys.executable})])
-    while True:
-        try:
-            msg = await wire.read_message(reader)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            break
-        if msg.kind == wire.CALL:
-            worker.spawn(worker.handle_call(msg))
-        elif msg.kind == wire.CONTROL:
-            worker.spawn(worker.handle_control(msg))
-        elif msg.kind == wire.CANCEL:
-            worker.handle_cancel(msg)
-    # The daemon went away: leave at once, even if user threads are still busy.
-    sys.stdout.flush()
-    os._exit(0)
+    worker.serve(sock, threads)
+    threading.Event().wait()  # the call threads serve; the process ends with the connection
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -570,12 +367,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connect", required=True, help="the daemon's socket for this worker")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TETHER_WORKER_THREADS", "64")))
     args = parser.parse_args(argv)
-    sys.stdout = _CallStream(b"out", sys.stdout)  # type: ignore[assignment]
-    sys.stderr = _CallStream(b"err", sys.stderr)  # type: ignore[assignment]
+    sys.stdout = CallStream(b"out", sys.stdout)  # type: ignore[assignment]
+    sys.stderr = CallStream(b"err", sys.stderr)  # type: ignore[assignment]
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    asyncio.run(_serve(args.connect, args.threads))
+    _serve(args.connect, args.threads)
 
 
 if __name__ == "__main__":

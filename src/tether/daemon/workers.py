@@ -23,6 +23,7 @@ from typing import Any
 
 from tether.core import paths, wire
 from tether.core.errors import LaunchError
+from tether.core.streams import MessageParser
 
 log = logging.getLogger("tether.daemon")
 
@@ -97,6 +98,36 @@ def describe_exit(returncode: int | None) -> dict[str, Any]:
     return {"exitcode": returncode, "signal": None, "how": f"exited with code {returncode}"}
 
 
+class _WorkerLink(asyncio.BufferedProtocol):
+    """The daemon's end of one worker's socket: messages are parsed as bytes arrive (a big
+    payload is received in place) and handed to the worker's calls."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self.parser = MessageParser()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        if not self.worker._attach(self):
+            transport.close()  # only the first connection is the worker's
+            return
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.parser.buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        for msg in self.parser.feed(nbytes):
+            self.worker._on_message(msg)
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.transport is not None:
+            self.worker._on_lost()
+
+
 @dataclass
 class WorkerProcess:
     """A running worker: its process, its socket connection and the calls in flight on it."""
@@ -111,26 +142,22 @@ class WorkerProcess:
     returncode: int | None = None
     alive: bool = False
     stopping: bool = False  # stop() was asked for: calls it cuts short are told why
-    _writer: asyncio.StreamWriter | None = None
+    _link: _WorkerLink | None = None
+    _connected: asyncio.Future | None = None
+    _hello: asyncio.Future | None = None
     _pending: dict[int, asyncio.Queue] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _sock_dir: str | None = None
     _server: asyncio.AbstractServer | None = None
-    _reader_task: asyncio.Task | None = None
+    _death: asyncio.Task | None = None
     died: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self, timeout: float = 60.0) -> None:
         self._sock_dir = tempfile.mkdtemp(prefix="tether-w-")  # short path: sun_path is 108 bytes
         path = os.path.join(self._sock_dir, "w.sock")
-        connected: asyncio.Future = asyncio.get_running_loop().create_future()
-
-        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if not connected.done():
-                connected.set_result((reader, writer))
-            else:
-                writer.close()
-
-        self._server = await asyncio.start_unix_server(on_connect, path, limit=1 << 20)
+        loop = asyncio.get_running_loop()
+        self._connected, self._hello = loop.create_future(), loop.create_future()
+        self._server = await loop.create_unix_server(lambda: _WorkerLink(self), path)
         env = {**os.environ, **dict(self.spec.env_vars), **self.extra_env}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(self.runtime_dir), env.get("PYTHONPATH", "")) if p
@@ -152,41 +179,47 @@ class WorkerProcess:
             ) from None
         self.pid = self.proc.pid
         exited = asyncio.ensure_future(self.proc.wait())
-        done, _ = await asyncio.wait({connected, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if connected not in done:
-            connected.cancel()
+        done, _ = await asyncio.wait({self._hello, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._hello not in done:
             if exited not in done:
                 self.proc.kill()
             await self.proc.wait()
+            if self._link is not None and self._link.transport is not None:
+                self._link.transport.close()
             self._abandon()
             tail = paths.tail(self.log_path)
             raise WorkerStartError(
                 f"the worker for env {self.spec.name!r} ({self.python}) did not start: "
                 f"{describe_exit(self.proc.returncode)['how']}. Last lines of {self.log_path}:\n{tail}"
             )
-        reader, self._writer = connected.result()
-        hello = await asyncio.wait_for(wire.read_message(reader), timeout)
-        if hello.kind != wire.HELLO:
-            raise RuntimeError("worker sent no HELLO")
-        self.alive = True
+        exited.cancel()
         self._server.close()
-        self._reader_task = asyncio.ensure_future(self._read_loop(reader))
         log.info("worker for env %r started (pid %s)", self.spec.name, self.pid)
 
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                msg = await wire.read_message(reader)
-                queue = self._pending.get(msg.call_id)
-                if queue is None:
-                    continue
-                if msg.kind in wire.TERMINAL_KINDS:
-                    del self._pending[msg.call_id]
-                queue.put_nowait(msg)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
-        finally:
-            await self._on_death()
+    # -- the link (callbacks of _WorkerLink, on the loop) --------------------------------------
+
+    def _attach(self, link: _WorkerLink) -> bool:
+        if self._link is not None:
+            return False
+        self._link = link
+        return True
+
+    def _on_message(self, msg: wire.Message) -> None:
+        if not self.alive:
+            if msg.kind == wire.HELLO and self._hello is not None and not self._hello.done():
+                self.alive = True
+                self._hello.set_result(msg)
+            return
+        queue = self._pending.get(msg.call_id)
+        if queue is None:
+            return
+        if msg.kind in wire.TERMINAL_KINDS:
+            del self._pending[msg.call_id]
+        queue.put_nowait(msg)
+
+    def _on_lost(self) -> None:
+        if self._death is None:
+            self._death = asyncio.ensure_future(self._on_death())
 
     async def _on_death(self) -> None:
         self.alive = False
@@ -220,25 +253,33 @@ class WorkerProcess:
         if self.returncode not in (0, None):
             log.warning("worker for env %r (pid %s) %s", self.spec.name, self.pid, how["how"])
 
+    # -- requests ------------------------------------------------------------------------------
+
     def request(self, kind: int, frames) -> asyncio.Queue:
         """Send a message to the worker; replies for it arrive on the returned queue."""
         return self.request_with_id(kind, frames)[1]
 
-    def request_with_id(self, kind: int, frames) -> tuple[int, asyncio.Queue]:
+    def request_with_id(self, kind: int, frames, flags: int = 0) -> tuple[int, asyncio.Queue]:
         """Like ``request``; also returns the message's id on this connection (to cancel it)."""
-        if not self.alive or self._writer is None:
+        link = self._link
+        if not self.alive or link is None or link.transport is None or link.transport.is_closing():
             raise RuntimeError("worker is not running")
         call_id = next(self._ids)
         queue: asyncio.Queue = asyncio.Queue()
         self._pending[call_id] = queue
-        self._writer.writelines(wire.encode(kind, frames, call_id))
+        parts = wire.encode(kind, frames, call_id, flags)
+        if sum(memoryview(p).nbytes for p in parts) <= 1 << 16:
+            link.transport.write(b"".join(parts))  # one system call (writelines makes one per part)
+        else:
+            link.transport.writelines(parts)
         return call_id, queue
 
     def cancel(self, call_id: int) -> bool:
         """Ask the worker to stop a call; False if it already finished."""
-        if call_id not in self._pending or not self.alive or self._writer is None:
+        link = self._link
+        if call_id not in self._pending or not self.alive or link is None or link.transport is None:
             return False
-        self._writer.writelines(wire.encode(wire.CANCEL, [], call_id))
+        link.transport.writelines(wire.encode(wire.CANCEL, [], call_id))
         return True
 
     async def control(self, meta: dict[str, Any], *payload, timeout: float | None = None) -> Any:
@@ -256,24 +297,20 @@ class WorkerProcess:
             if msg.kind == wire.ERROR:
                 raise wire.exception_from_error(msg)
 
-    async def drain(self) -> None:
-        if self._writer is not None:
-            await self._writer.drain()
-
     async def stop(self, timeout: float = 5.0) -> None:
         self.stopping = True
         if self.proc is None or self.proc.returncode is not None:
             self._cleanup_socket()
             return
-        if self._writer is not None:
-            self._writer.close()  # the worker exits when its connection closes
+        if self._link is not None and self._link.transport is not None:
+            self._link.transport.close()  # the worker exits when its connection closes
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
-        if self._reader_task is not None:
-            await asyncio.gather(self._reader_task, return_exceptions=True)
+        self._on_lost()  # usually done by the link already; idempotent
+        await asyncio.gather(self._death, return_exceptions=True)
         self._cleanup_socket()
 
     def _abandon(self) -> None:
