@@ -1,7 +1,12 @@
 """Cluster: a handle on compute (a name, a launcher, a spec) and the daemon that serves it.
 
 ``tether.cluster("local")`` / ``tether.here`` is the embedded default: a daemon on this machine,
-started on demand. Other launchers (ssh, sky, kubernetes) plug in through ``tether.core.plugins``.
+started on demand. ``tether.cluster(name="rack", ips=[...], ssh_creds={...})`` is the ``ssh``
+launcher (your own machines). Other launchers (sky, kubernetes) plug in through
+``tether.core.plugins``.
+
+Methods that act on machines take ``node=``: None (the head), a node index, an address, or
+``"all"``.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether.core.client import DaemonClient
-from tether.core.errors import ConfigError, NotFoundError
+from tether.core.errors import ConfigError, LaunchError, NotFoundError
 from tether.core.images import Env, resolve_env
+from tether.core.packaging import ImportSpec
 from tether.core.resources import Resource
 
 DEFAULT_CLUSTER = "local"
@@ -25,39 +31,69 @@ class Cluster(Resource):
 
     RESOURCE_TYPE = "cluster"
 
-    def __init__(self, name: str = DEFAULT_CLUSTER, launcher: str = "local", **spec: Any) -> None:
+    def __init__(self, name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: Any) -> None:
         if not name or not all(_NAME_RE.match(part) for part in name.split("/")):
             raise ConfigError(
                 f"bad cluster name {name!r}: use letters, digits, '_', '-', '.' (starting with a letter "
                 "or digit), and '/' between folder parts")
         self.name = name
-        self.launcher_name = launcher
+        self.launcher_name = launcher or _infer_launcher(spec)
         self.spec = spec
         self._client: DaemonClient | None = None
+        self._node_clients: dict[int, DaemonClient] = {}
         self._lock = threading.Lock()
         self._last_up_seconds: float | None = None
+        self._launcher = None
+        #: what the last code sync of a deploy sent, one ``SyncResult`` per node (remote launchers)
+        self.last_sync: list[Any] = []
         self.launcher.validate(spec)
 
     # -- definition --------------------------------------------------------------------------------
 
     @property
     def launcher(self):
+        if self._launcher is not None:
+            return self._launcher
         from tether.core.plugins import launchers
 
         found = launchers()
         try:
-            return found[self.launcher_name]()
+            self._launcher = found[self.launcher_name]()
+            return self._launcher
         except KeyError:
             raise ConfigError(
                 f"no launcher named {self.launcher_name!r} (installed: {', '.join(sorted(found))}); "
                 "launchers register through the 'tether' entry-point group") from None
 
     def config(self) -> dict[str, Any]:
-        return {"type": self.RESOURCE_TYPE, "name": self.name, "launcher": self.launcher_name, "spec": self.spec}
+        return {"type": self.RESOURCE_TYPE, "name": self.name, "launcher": self.launcher_name,
+                "spec": self.launcher.config_spec(self.spec)}
+
+    @property
+    def ips(self) -> list[str]:
+        """The cluster's machines, head first."""
+        return self.launcher.node_names(self)
+
+    @property
+    def head_ip(self) -> str:
+        return self.ips[0]
+
+    @property
+    def autostop_mins(self) -> float | None:
+        """Minutes idle before the daemons stop themselves (-1 or None: never)."""
+        return self.spec.get("autostop_mins")
+
+    @autostop_mins.setter
+    def autostop_mins(self, minutes: float | None) -> None:
+        self.launcher.require("set_autostop")
+        self.spec["autostop_mins"] = minutes
+        self.launcher.validate(self.spec)
+        if self.is_up():
+            self.launcher.set_autostop(self, minutes)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Cluster:
-        return cls(name=config["name"], launcher=config.get("launcher", "local"), **(config.get("spec") or {}))
+        return cls(name=config["name"], launcher=config.get("launcher"), **(config.get("spec") or {}))
 
     def __repr__(self) -> str:
         return f"<Cluster {self.name!r} launcher={self.launcher_name}>"
@@ -83,8 +119,7 @@ class Cluster(Resource):
                     client.host, client.port, client.token):
                 with self._lock:
                     if self._client is client:
-                        client.close()
-                        self._client = None
+                        self._close_clients()
         self.client  # noqa: B018 - connecting brings it up
         return self
 
@@ -92,12 +127,20 @@ class Cluster(Resource):
         return self.launcher.endpoint(self) is not None
 
     def teardown(self) -> None:
-        """Stop the cluster's daemon and its workers (objects held in memory are gone)."""
+        """Stop the cluster's daemons and their workers (objects held in memory are gone).
+
+        Machines that the cluster did not create (the ``local`` one, your own over SSH) stay.
+        """
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            self._close_clients()
             self.launcher.down(self)
+
+    def _close_clients(self) -> None:
+        for client in [self._client, *self._node_clients.values()]:
+            if client is not None:
+                client.close()
+        self._client = None
+        self._node_clients.clear()
 
     def restart_server(self) -> Cluster:
         """Restart the daemon (with this process's tether version); objects must be redeployed."""
@@ -119,8 +162,81 @@ class Cluster(Resource):
             return self._client
 
     def status(self) -> dict[str, Any]:
-        """The daemon's view: versions, envs and their worker processes, objects."""
-        return self.client.request_json("GET", "/_tether/status")
+        """The head daemon's view: versions, envs and their worker processes, objects; with
+        several machines also ``nodes``: each one's address and daemon."""
+        status = self.client.request_json("GET", "/_tether/status")
+        if hasattr(self.launcher, "node_status"):
+            status["nodes"] = self.launcher.node_status(self)
+        return status
+
+    def node_client(self, node: Any = None) -> DaemonClient:
+        """The client of one node's daemon (``node``: index or address; None is the head)."""
+        if node == "all":
+            raise ConfigError("node_client() takes one node, not 'all'")
+        (index,) = self.launcher.select(self, node)
+        if index == 0:
+            return self.client
+        client = self._node_clients.get(index)
+        if client is None:
+            endpoint = self.launcher.node_endpoint(self, index)
+            client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name)
+            client.check_version()
+            self._node_clients[index] = client
+        return client
+
+    # -- code -----------------------------------------------------------------------------------------
+
+    def prepare_deploy(self, spec: ImportSpec | None, env: Env) -> ImportSpec | None:
+        """Before a deploy by import path: check where the env goes, sync the code there, and
+        return the import spec as the cluster sees it (paths on the node)."""
+        node_idx = (env.compute or {}).get("node_idx", 0)
+        if node_idx:
+            names = self.ips
+            if node_idx >= len(names):
+                raise ConfigError(f"env {env.env_name!r} asks for node_idx={node_idx}, and cluster "
+                                  f"{self.name!r} has {len(names)} node(s)", cluster=self.name)
+            raise ConfigError(f"env {env.env_name!r} asks for node_idx={node_idx}: placing an env on "
+                              "a node other than the head is not supported yet (every env runs on "
+                              "the head, node 0)", cluster=self.name)
+        self.client  # noqa: B018 - the cluster must be up to know where the code goes
+        if spec is None:
+            return None
+        return self.launcher.sync_code(self, spec)
+
+    # -- machines -------------------------------------------------------------------------------------
+
+    def rsync(self, source: str, dest: str, up: bool = True, node: Any = None, contents: bool = False,
+              filter_options: str | None = None) -> None:
+        """Copy files to (``up=True``) or from a node with rsync over SSH.
+
+        A relative remote path is relative to the node user's home. ``contents=True`` copies what
+        is inside ``source`` rather than the folder itself. ``node="all"`` copies up to every node.
+        """
+        self.launcher.require("rsync")
+        self.launcher.rsync(self, source, dest, up=up, node=node, contents=contents,
+                            filter_options=filter_options)
+
+    def ssh(self, node: Any = None, command: str | None = None) -> int:
+        """An interactive shell on a node (the ssh binary, attached to this terminal)."""
+        self.launcher.require("ssh")
+        return self.launcher.ssh(self, node=node, command=command)
+
+    def ssh_tunnel(self, local_port: int, remote_port: int, node: Any = None):
+        """Forward ``127.0.0.1:local_port`` here to ``remote_port`` on a node's loopback; returns a
+        tunnel with ``.close()`` (also a context manager). ``local_port=0`` picks a free one."""
+        self.launcher.require("ssh_tunnel")
+        return self.launcher.ssh_tunnel(self, local_port, remote_port, node=node)
+
+    def install_packages(self, reqs: Sequence[str], node: Any = None) -> None:
+        """pip install ``reqs`` into the cluster's default env (the daemon's interpreter)."""
+        reqs = [reqs] if isinstance(reqs, str) else list(reqs)
+        code = ("import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-m', 'pip', "
+                f"'install', '--disable-pip-version-check', *{reqs!r}]))")
+        for index in self.launcher.select(self, node):
+            (code_, out, err), = self.node_client(index).run([code], "python", stream_logs=True)
+            if code_:
+                raise LaunchError(f"pip install {' '.join(reqs)} failed on node {index} of "
+                                  f"{self.name!r}:\n{(err or out)[-2000:]}", cluster=self.name)
 
     # -- objects -------------------------------------------------------------------------------------
 
@@ -179,23 +295,36 @@ class Cluster(Resource):
 
     def run_bash(self, commands: str | Sequence[str], stream_logs: bool = True,
                  stop_on_error: bool = False, cwd: str | None = None,
-                 env_vars: dict[str, str] | None = None) -> list[tuple[int, str, str]]:
-        """Run shell commands on the cluster; returns ``[(exit_code, stdout, stderr), ...]``."""
+                 env_vars: dict[str, str] | None = None, node: Any = None) -> list:
+        """Run shell commands on a node (default: the head), through its daemon.
+
+        Returns ``[(exit_code, stdout, stderr), ...]``; with ``node="all"``, one such list per
+        node, in node order.
+        """
         if isinstance(commands, str):
             commands = [commands]
-        result = self.client.run(list(commands), "bash", stream_logs=stream_logs, cwd=cwd,
-                                 env_vars=env_vars or {}, stop_on_error=stop_on_error)
-        return [tuple(r) for r in result]
+
+        def on(index: int) -> list[tuple[int, str, str]]:
+            result = self.node_client(index).run(list(commands), "bash", stream_logs=stream_logs, cwd=cwd,
+                                                 env_vars=env_vars or {}, stop_on_error=stop_on_error)
+            return [tuple(r) for r in result]
+
+        if node == "all":
+            return [on(i) for i in self.launcher.select(self, "all")]
+        (index,) = self.launcher.select(self, node)
+        return on(index)
 
     run = run_bash  # Runhouse's older name
 
     def run_python(self, commands: str | Sequence[str], stream_logs: bool = True,
-                   cwd: str | None = None, env_vars: dict[str, str] | None = None) -> list[tuple[int, str, str]]:
+                   cwd: str | None = None, env_vars: dict[str, str] | None = None,
+                   node: Any = None) -> list[tuple[int, str, str]]:
         """Run Python statements (joined into one program) with the default env's interpreter."""
         if isinstance(commands, str):
             commands = [commands]
-        result = self.client.run(["\n".join(commands)], "python", stream_logs=stream_logs, cwd=cwd,
-                                 env_vars=env_vars or {})
+        (index,) = self.launcher.select(self, node)
+        result = self.node_client(index).run(["\n".join(commands)], "python", stream_logs=stream_logs,
+                                             cwd=cwd, env_vars=env_vars or {})
         return [tuple(r) for r in result]
 
 
@@ -229,12 +358,17 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
                     f"tether.cluster(name={name!r}, launcher='local'), and .save() it to reuse it by name.",
                     cluster=name)
         else:
-            found = Cluster(name, launcher or "local", **spec)
+            found = Cluster(name, launcher, **spec)
             cached = _clusters.get(name)
             if cached is not None and cached.config() == found.config():
                 return cached
         _clusters[name] = found
         return found
+
+
+def _infer_launcher(spec: dict[str, Any]) -> str:
+    """Runhouse's forms: ``ips=[...]`` means your own machines over SSH."""
+    return "ssh" if spec.get("ips") else "local"
 
 
 def here() -> Cluster:

@@ -9,9 +9,11 @@ sockets, pickle) are translated at one boundary with ``raise ... from exc`` so c
     ├── ConfigError                 bad spec, bad name, unknown launcher, nothing saved under a name
     │   └── NotFoundError           a saved resource, or an object/method on a daemon, does not exist
     │       └── ResultExpiredError  a call's result was dropped (retention by count and age)
-    ├── LaunchError                 a cluster or its daemon could not be started
-    ├── ConnectionError             the daemon cannot be reached, or the connection dropped mid-call
-    │   ├── AuthenticationError     the daemon refused the token (HTTP 401)
+    ├── LaunchError                 a cluster or its daemon could not be started (no usable python3
+    │                               on a node, no wheels that fit it, the daemon did not start)
+    ├── ConnectionError             the daemon or a node cannot be reached (SSH: unreachable, port
+    │   │                           closed, host key not trusted), or the connection dropped mid-call
+    │   ├── AuthenticationError     the daemon refused the token (HTTP 401), or an SSH login failed
     │   └── VersionMismatchError    the client and the daemon speak different versions
     ├── SerializationError          an argument or a result cannot be pickled / unpickled
     ├── CallCancelledError          the call was cancelled (Ctrl-C, handle.cancel(), task cancel)
@@ -19,8 +21,8 @@ sockets, pickle) are translated at one boundary with ``raise ... from exc`` so c
         ├── WorkerDiedError         the worker process died mid-call (segfault, os._exit, SIGKILL)
         └── OutOfMemoryError        the worker ran out of memory
 
-Errors carry structured fields (``cluster``, ``service``, ``call_id``...) so that orchestrator
-providers can act on them without parsing messages.
+Errors carry structured fields (``cluster``, ``node`` (the machine's address), ``service``,
+``call_id``...) so that orchestrator providers can act on them without parsing messages.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class ConnectionError(TetherError, builtins.ConnectionError):
 
 
 class AuthenticationError(ConnectionError):
-    """The daemon refused the bearer token."""
+    """The daemon refused the bearer token, or a machine refused the SSH login (``node``)."""
 
 
 class VersionMismatchError(ConnectionError):

@@ -65,8 +65,9 @@ class Function(Resource, RemoteCallable):
                 raise ConfigError(f"function {name!r} was loaded from a config; it cannot be re-serialized")
             payload = wire.dumps(self._fn, f"function {name!r}")
             meta.update(serialized=True, payload_frames=len(payload), qualname=name)
-        else:
-            meta.update(self.spec.wire())
+        spec = cluster.prepare_deploy(None if self.serialize else self.spec, env_obj)
+        if spec is not None:
+            meta.update(spec.wire())
         logs = self.stream_logs if stream_logs is None else stream_logs
         start = time.monotonic()
         interface = cluster.client.deploy(meta, payload, stream_logs=logs)

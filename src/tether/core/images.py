@@ -25,6 +25,9 @@ class Env(Resource):
         name: the env's name; objects deployed with the same name share one worker.
         working_dir: the worker's working directory on the cluster.
         python: the base interpreter on the cluster (default: the daemon's default).
+        compute: where the env's worker runs, e.g. ``{"node_idx": 1}`` (the second machine of a
+            multi-node cluster). Stored with the env; placing a worker off the head is not
+            supported yet, so a non-zero ``node_idx`` is refused at deploy time.
     """
 
     RESOURCE_TYPE = "env"
@@ -34,10 +37,17 @@ class Env(Resource):
     name: str | None = None
     working_dir: str | None = None
     python: str | None = None
+    compute: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reqs = list(self.reqs or [])
         self.env_vars = {str(k): str(v) for k, v in (self.env_vars or {}).items()}
+        self.compute = dict(self.compute or {})
+        node_idx = self.compute.get("node_idx", 0)
+        if not isinstance(node_idx, int) or isinstance(node_idx, bool) or node_idx < 0:
+            from tether.core.errors import ConfigError
+
+            raise ConfigError(f"compute['node_idx'] is a node index (0 is the head), not {node_idx!r}")
 
     @property
     def env_name(self) -> str:
@@ -48,24 +58,30 @@ class Env(Resource):
                 "working_dir": self.working_dir, "python": self.python}
 
     def config(self) -> dict[str, Any]:
-        return {"type": self.RESOURCE_TYPE, **self.wire_spec(), "name": self.name}
+        config = {"type": self.RESOURCE_TYPE, **self.wire_spec(), "name": self.name}
+        if self.compute:
+            config["compute"] = dict(self.compute)
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Env:
         return cls(reqs=config.get("reqs") or [], env_vars=config.get("env_vars") or {},
                    name=config.get("name"), working_dir=config.get("working_dir"),
-                   python=config.get("python"))
+                   python=config.get("python"), compute=config.get("compute") or {})
 
 
 def env(reqs: list[str] | None = None, env_vars: dict[str, str] | None = None, name: str | None = None,
-        working_dir: str | None = None, python: str | None = None) -> Env:
+        working_dir: str | None = None, python: str | None = None,
+        compute: dict[str, Any] | None = None) -> Env:
     """Make an env, or load a saved one when only ``name`` is given and it was saved."""
-    if name and reqs is None and env_vars is None and working_dir is None and python is None:
+    if (name and reqs is None and env_vars is None and working_dir is None and python is None
+            and compute is None):
         from tether.core.registry import local
 
         if local.exists(name):
             return Env.from_config(local.load(name))
-    return Env(reqs=reqs or [], env_vars=env_vars or {}, name=name, working_dir=working_dir, python=python)
+    return Env(reqs=reqs or [], env_vars=env_vars or {}, name=name, working_dir=working_dir,
+               python=python, compute=compute or {})
 
 
 def resolve_env(value: Env | str | list[str] | None) -> Env:

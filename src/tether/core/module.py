@@ -43,12 +43,13 @@ class Module(Resource):
             raise ConfigError("max_concurrency must be at least 1")
         cluster = resolve_cluster(system)
         env_obj = resolve_env(env)
-        meta, payload = self._deploy_meta(env_obj)
+        spec = cluster.prepare_deploy(None if self.serialize else self.spec, env_obj)
+        meta, payload = self._deploy_meta(env_obj, spec)
         interface = cluster.client.deploy({**meta, "op": "inspect", "kind": "class"}, payload,
                                           stream_logs=stream_logs)
-        return RemoteClass(self, cluster, env_obj, interface, stream_logs, max_concurrency)
+        return RemoteClass(self, cluster, env_obj, interface, stream_logs, max_concurrency, spec)
 
-    def _deploy_meta(self, env: Env) -> tuple[dict[str, Any], list]:
+    def _deploy_meta(self, env: Env, spec: ImportSpec | None = None) -> tuple[dict[str, Any], list]:
         meta: dict[str, Any] = {"env": env.wire_spec()}
         if self.serialize:
             from tether.core import wire
@@ -58,7 +59,7 @@ class Module(Resource):
             payload = wire.dumps(self.cls, f"class {self.name!r}")
             meta.update(serialized=True, payload_frames=len(payload), qualname=self.name)
             return meta, payload
-        return {**meta, **self.spec.wire(), "payload_frames": 0}, []
+        return {**meta, **(spec or self.spec).wire(), "payload_frames": 0}, []
 
     def config(self) -> dict[str, Any]:
         return {"type": self.RESOURCE_TYPE, "name": self.name, "serialize": self.serialize,
@@ -75,17 +76,19 @@ class RemoteClass:
     """Calling it constructs an instance on the cluster: ``RemoteCls(*args, name="trainer")``."""
 
     def __init__(self, module: Module, cluster: Cluster, env: Env, interface: dict[str, Any],
-                 stream_logs: bool = True, max_concurrency: int | None = None) -> None:
+                 stream_logs: bool = True, max_concurrency: int | None = None,
+                 spec: ImportSpec | None = None) -> None:
         self.module, self.cluster, self.env = module, cluster, env
         self.interface, self.stream_logs = interface, stream_logs
         self.max_concurrency = max_concurrency
+        self.spec = spec  # the import spec as the cluster sees it (paths on the node)
 
     def __call__(self, *args: Any, name: str | None = None, **kwargs: Any):
         from tether.core import wire
         from tether.core.stubs import RemoteInstance
 
         name = name or f"{self.module.name}-{uuid.uuid4().hex[:8]}"
-        meta, payload = self.module._deploy_meta(self.env)
+        meta, payload = self.module._deploy_meta(self.env, self.spec)
         payload = [*payload, *wire.dumps((args, kwargs), f"the arguments of {self.module.name}()")]
         meta.update(op="deploy", kind="instance", name=name)
         if self.max_concurrency:

@@ -19,7 +19,7 @@ PROJECT = "tether"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-BUILTIN_PLUGINS = ("tether.core.launchers.local",)
+BUILTIN_PLUGINS = ("tether.core.launchers.local", "tether.core.launchers.ssh")
 
 
 class TetherSpec:

@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     parser.add_argument("--python", default=None, help="interpreter of the default env's workers")
+    parser.add_argument("--autostop-mins", type=float, default=-1,
+                        help="stop after this many minutes without requests (fractions allowed; -1: never)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     from tether.core import wire
     from tether.core.paths import ensure_token
     from tether.daemon.app import create_app
+    from tether.daemon.autostop import Autostop, IdleTracker, write_setting
     from tether.daemon.store import Store
 
     token, token_path = ensure_token(state_dir), state_dir / "token"
@@ -92,14 +95,17 @@ def main(argv: list[str] | None = None) -> None:
     store = Store(state_dir, python, prestarted=prestarted)
     info = {"cluster": args.cluster, "pid": os.getpid(), "token_path": str(token_path),
             "state_dir": str(state_dir), "python": python, "started": time.time(),
+            "autostop_mins": args.autostop_mins,
             "shm": {"dir": str(store.shm), "probe": store.shm_probe} if store.shm else None}
-    app = create_app(store, token, info)
+    tracker = IdleTracker(create_app(store, token, info))
     # A call that never returns must not keep a stopping daemon alive (see _stopping_server); the
     # grace period is a backstop for requests that wait on something else than a worker.
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False,
+    config = uvicorn.Config(tracker, log_level="warning", access_log=False, lifespan="on", proxy_headers=False,
                             timeout_keep_alive=3600, server_header=False, date_header=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     server = _stopping_server(config, store)
+    write_setting(state_dir, args.autostop_mins)
+    Autostop(tracker, state_dir, lambda: setattr(server, "should_exit", True), info).start()
 
     record = {"pid": os.getpid(), "host": host, "port": port, "tether": __version__,
               "protocol": wire.PROTOCOL_VERSION, "started": info["started"]}

@@ -15,6 +15,7 @@ from tether.core.errors import ConfigError, LaunchError, TetherError
 
 if TYPE_CHECKING:
     from tether.core.cluster import Cluster
+    from tether.core.packaging import ImportSpec
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,49 @@ class Launcher:
         return self._endpoint(cluster)
 
     def require(self, feature: str) -> None:
-        if feature in self.unsupported:
-            raise ConfigError(f"the {self.name!r} launcher cannot {feature}: {self.unsupported[feature]}")
+        if feature in self.unsupported or not hasattr(self, feature):
+            why = self.unsupported.get(feature, "it does not implement it")
+            raise ConfigError(f"the {self.name!r} launcher cannot {feature}: {why}")
+
+    def config_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The spec as saved in a config (a launcher drops secrets here)."""
+        return dict(spec)
+
+    # -- nodes ------------------------------------------------------------------------------------
+
+    def node_names(self, cluster: Cluster) -> list[str]:
+        """The cluster's machines, head first (addresses, or names the launcher gives them)."""
+        return ["localhost"]
+
+    def select(self, cluster: Cluster, node: Any = None) -> list[int]:
+        """Node indices for a ``node=`` argument: None (the head), an index, a name, or "all"."""
+        names = self.node_names(cluster)
+        if node is None:
+            return [0]
+        if node == "all":
+            return list(range(len(names)))
+        if isinstance(node, int) and not isinstance(node, bool) and 0 <= node < len(names):
+            return [node]
+        if isinstance(node, str) and node in names:
+            return [names.index(node)]
+        raise ConfigError(f"no node {node!r} in cluster {cluster.name!r}: its nodes are "
+                          f"{', '.join(f'{i} ({n})' for i, n in enumerate(names))}, or 'all'",
+                          cluster=cluster.name)
+
+    def node_endpoint(self, cluster: Cluster, index: int) -> Endpoint:
+        """The endpoint of node ``index``'s daemon, bringing the cluster up if needed."""
+        if index != 0:
+            raise ConfigError(f"the {self.name!r} launcher has one node", cluster=cluster.name)
+        return self.up(cluster)
+
+    def sync_code(self, cluster: Cluster, spec: ImportSpec) -> ImportSpec:
+        """Make the code of ``spec`` importable on the cluster; the spec as the cluster sees it.
+
+        Called by ``.to()`` before each deploy by import path. A launcher whose nodes share this
+        machine's files (``local``) returns ``spec`` unchanged; remote ones sync the project root
+        and rewrite the path entries.
+        """
+        return spec
 
     # -- for subclasses ---------------------------------------------------------------------------
 

@@ -31,9 +31,11 @@ START_TIMEOUT = 60.0
 
 class LocalLauncher(Launcher):
     name = "local"
-    spec_keys = frozenset({"python", "port"})
+    spec_keys = frozenset({"python", "port", "autostop_mins"})
     unsupported = {
-        "autostop": "a local daemon runs until teardown() (no idle shutdown on this machine)",
+        "rsync": "the local cluster is this machine: its files are already here",
+        "ssh": "the local cluster is this machine: open a shell here",
+        "ssh_tunnel": "the local cluster is this machine: its daemon is on loopback already",
     }
 
     def _up(self, cluster: Cluster) -> Endpoint:
@@ -51,6 +53,8 @@ class LocalLauncher(Launcher):
         python = cluster.spec.get("python") or sys.executable
         cmd = [python, "-m", "tether.daemon", "--state-dir", str(state), "--cluster", cluster.name,
                "--python", python, "--port", str(cluster.spec.get("port", 0))]
+        if cluster.spec.get("autostop_mins") is not None:
+            cmd += ["--autostop-mins", str(float(cluster.spec["autostop_mins"]))]
         with open(state / "daemon.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, cwd=str(state))
@@ -97,6 +101,13 @@ class LocalLauncher(Launcher):
             os.kill(pid, signal.SIGKILL)
         for name in ("daemon.json", "daemon.pid"):
             (state / name).unlink(missing_ok=True)
+
+    def set_autostop(self, cluster: Cluster, minutes: float | None) -> None:
+        from tether.daemon.autostop import write_setting
+
+        state = cluster_dir(cluster.name)
+        if (state / "daemon.json").exists():
+            write_setting(state, minutes)
 
     def status(self, cluster: Cluster) -> dict[str, Any]:
         state = cluster_dir(cluster.name)
