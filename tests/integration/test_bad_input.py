@@ -113,6 +113,8 @@ ROUTES = [
     ("POST", "/_tether/run"),
     ("GET", "/_tether/calls/{add}"),
     ("POST", "/_tether/calls/{add}/cancel"),
+    ("GET", "/_tether/nodes"),
+    ("POST", "/_tether/nodes"),
     ("GET", "/{add}"),
     ("POST", "/{add}"),
     ("GET", "/{add}/call"),

@@ -270,10 +270,13 @@ class Node:
         return self._error(message=f"installing tether into ~/.tether/venv failed:\n{tail}")
 
     def start(self, autostop_mins: float | None) -> dict[str, Any]:
-        """Start (or find) the cluster's daemon; returns its record with the token."""
+        """Start (or find) the cluster's daemon; returns its record with the token. A node other
+        than the head also listens on its address, for the head to forward calls to it."""
         cmd = [".tether/venv/bin/python", "-m", "tether.daemon.node", "up", "--cluster", self.cluster]
         if autostop_mins is not None:
             cmd += ["--autostop-mins", str(float(autostop_mins))]
+        if self.index:
+            cmd += ["--cluster-host", self.ip]
         proc = ssh.run(self.target, shlex.join(cmd), what="start the daemon")
         try:
             record = json.loads(proc.stdout.strip().splitlines()[-1])

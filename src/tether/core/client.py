@@ -300,6 +300,8 @@ class DaemonClient:
             return errors.ConfigError(message, **context)
         if status == 410:
             return errors.ResultExpiredError(message, **context)
+        if status == 502:  # the head could not reach the node holding the object
+            return errors.ConnectionError(message, **context)
         return errors.TetherError(f"HTTP {status} from cluster {self.cluster!r}: {message}", **context)
 
     # -- the control plane ------------------------------------------------------------------

@@ -50,7 +50,7 @@ def _pool(client: DaemonClient) -> _Pool:
     return pool
 
 
-class _Response:
+class Response:
     """Status, headers, and a body read exactly, through Content-Length or chunked framing."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
@@ -126,7 +126,7 @@ class _Response:
         return self.eof
 
 
-async def _read_message(resp: _Response) -> wire.Message | None:
+async def read_message(resp: Response) -> wire.Message | None:
     if await resp.at_end():
         return None
     kind, flags, nframes, call_id = wire.parse_header(await resp.read_exact(wire.HEADER_SIZE))
@@ -148,7 +148,7 @@ async def _request(client: DaemonClient, pool: _Pool, path: str, parts: Sequence
         raise client._unreachable(exc) from exc
     writer.writelines([("\r\n".join(head) + "\r\n\r\n").encode(), *parts])
     await writer.drain()
-    resp = _Response(reader)
+    resp = Response(reader)
     await resp.start()
     return reader, writer, resp
 
@@ -174,7 +174,7 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
             reusable = True
             raise client._http_error(resp.status, body, service=name, method=method, call_id=call_id)
         while True:
-            msg = await _read_message(resp)
+            msg = await read_message(resp)
             if msg is None:
                 raise errors.ConnectionError(
                     f"the connection to cluster {client.cluster!r} closed before the call finished", **context)
@@ -211,14 +211,14 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
     raise wire.exception_from_error(remote_error, **context)
 
 
-async def _aiterate(client: DaemonClient, pool: _Pool, reader, writer, resp: _Response,
+async def _aiterate(client: DaemonClient, pool: _Pool, reader, writer, resp: Response,
                     stream_logs: bool, context: dict[str, Any]):
     from tether.core.client import _print_log
 
     finished = False
     try:
         while True:
-            msg = await _read_message(resp)
+            msg = await read_message(resp)
             if msg is None:
                 raise errors.ConnectionError(
                     f"the connection to cluster {client.cluster!r} closed mid-stream", **context)

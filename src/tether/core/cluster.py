@@ -194,10 +194,7 @@ class Cluster(Resource):
             names = self.ips
             if node_idx >= len(names):
                 raise ConfigError(f"env {env.env_name!r} asks for node_idx={node_idx}, and cluster "
-                                  f"{self.name!r} has {len(names)} node(s)", cluster=self.name)
-            raise ConfigError(f"env {env.env_name!r} asks for node_idx={node_idx}: placing an env on "
-                              "a node other than the head is not supported yet (every env runs on "
-                              "the head, node 0)", cluster=self.name)
+                                  f"{self.name!r} has {len(names)} node(s) (0 is the head)", cluster=self.name)
         self.client  # noqa: B018 - the cluster must be up to know where the code goes
         if spec is None:
             return None

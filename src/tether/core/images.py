@@ -54,8 +54,12 @@ class Env(Resource):
         return self.name or DEFAULT_ENV
 
     def wire_spec(self) -> dict[str, Any]:
-        return {"name": self.env_name, "reqs": self.reqs, "env_vars": self.env_vars,
+        spec = {"name": self.env_name, "reqs": self.reqs, "env_vars": self.env_vars,
                 "working_dir": self.working_dir, "python": self.python}
+        node_idx = (self.compute or {}).get("node_idx", 0)
+        if node_idx:
+            spec["node_idx"] = node_idx  # the head forwards the deploy to that node
+        return spec
 
     def config(self) -> dict[str, Any]:
         config = {"type": self.RESOURCE_TYPE, **self.wire_spec(), "name": self.name}

@@ -207,6 +207,7 @@ NOT_FOUND = "not_found"
 BAD_REQUEST = "bad_request"
 CANCELLED = "cancelled"
 EXPIRED = "expired"
+NODE_LOST = "node_lost"  # the head could not reach the node that holds the object
 
 
 def error_frames(exc: BaseException, kind: str = EXCEPTION, **extra: Any) -> list[Buffer]:
@@ -255,6 +256,8 @@ def exception_from_error(msg: Message, **context: Any) -> BaseException:
         return errors.CallCancelledError(message, **fields)
     if kind == EXPIRED:
         return errors.ResultExpiredError(message, **fields)
+    if kind == NODE_LOST:
+        return errors.ConnectionError(message, **fields)
     pickled = bytes(msg.frames[1]) if len(msg.frames) > 1 else b""
     if pickled:
         import pickle

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     parser.add_argument("--python", default=None, help="interpreter of the default env's workers")
+    parser.add_argument("--cluster-host", default=None,
+                        help="also listen on this address (a non-head node of a multi-node cluster, "
+                             "for its head to reach it)")
     parser.add_argument("--autostop-mins", type=float, default=-1,
                         help="stop after this many minutes without requests (fractions allowed; -1: never)")
     args = parser.parse_args(argv)
@@ -91,6 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     sock.bind((args.host, args.port))
     sock.listen(2048)
     host, port = sock.getsockname()[:2]
+    sockets = [sock]
+    if args.cluster_host:
+        extra = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        extra.bind((args.cluster_host, 0))
+        extra.listen(2048)
+        sockets.append(extra)
 
     store = Store(state_dir, python, prestarted=prestarted)
     info = {"cluster": args.cluster, "pid": os.getpid(), "token_path": str(token_path),
@@ -109,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
 
     record = {"pid": os.getpid(), "host": host, "port": port, "tether": __version__,
               "protocol": wire.PROTOCOL_VERSION, "started": info["started"]}
+    if len(sockets) > 1:
+        record["cluster_address"] = list(sockets[1].getsockname()[:2])
     # uvicorn re-raises SIGTERM after its graceful shutdown, under the handler it found: with the
     # default one the process would die before removing daemon.json below.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -118,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         os.replace(tmp, state_dir / "daemon.json")
         (state_dir / "daemon.pid").write_text(str(os.getpid()))
         logging.getLogger("tether.daemon").info("tether %s daemon for %r on %s:%s", __version__, args.cluster, host, port)
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
     finally:
         for name in ("daemon.json", "daemon.pid"):
             path = state_dir / name

@@ -19,8 +19,10 @@ from fastapi.responses import JSONResponse, Response
 
 from tether._version import __version__
 from tether.core import shm, wire
-from tether.daemon.call_route import BadRequest, CallRoute, decode_message, parse_json_body
+from tether.daemon import remote
+from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
+from tether.daemon.requests import BadRequest, decode_message, parse_json_body
 from tether.daemon.responses import MessageResponse, MessagesResponse, send_error
 from tether.daemon.shell import run_commands
 from tether.daemon.store import Store, UnknownName
@@ -151,6 +153,8 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     async def cancel_call(call_id: str, force: bool = False) -> dict[str, Any]:
         """Stop a running call; ``force`` restarts its worker (objects are re-created)."""
         record = _record(call_id)
+        if record.node and not record.done.is_set():  # forwarded: the node holds the call
+            return await remote.cancel(store, record.node, call_id, force)
         if record.done.is_set() or record.worker is None:
             return {"id": call_id, "cancelled": False, "reason": "the call had finished"}
         worker = record.worker
@@ -158,6 +162,23 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         if force:
             await store.restart_env(worker.spec.name)
         return {"id": call_id, "cancelled": sent or force, "forced": force}
+
+    @app.post("/_tether/nodes")
+    async def set_nodes(request: Request) -> dict[str, Any]:
+        """The cluster's other nodes (index, host, port, token), sent by the launcher once they
+        are up: objects placed on them are deployed and called through this daemon."""
+        body = parse_json_body(await request.body())
+        nodes = body.get("nodes") if isinstance(body, dict) else None
+        if not isinstance(nodes, list) or not all(
+                isinstance(n, dict) and {"index", "host", "port", "token"} <= set(n) for n in nodes):
+            raise HTTPError(400, "bad_request", "nodes must be a list of {index, host, port, token}")
+        ping = body.get("ping_seconds")
+        store.nodes.set(nodes, float(ping) if isinstance(ping, (int, float)) and ping > 0 else None)
+        return {"nodes": store.nodes.info()}
+
+    @app.get("/_tether/nodes")
+    async def get_nodes() -> dict[str, Any]:
+        return {"nodes": store.nodes.info()}
 
     def _record(call_id: str) -> CallRecord:
         try:

@@ -28,11 +28,13 @@ class ExpiredCall(LookupError):
 
 class CallRecord:
     __slots__ = ("id", "name", "method", "worker", "ipc_id", "started", "finished", "result", "done",
-                 "streaming", "size")
+                 "streaming", "size", "node", "upstream")
 
-    def __init__(self, call_id: str, name: str, method: str, worker: Any, ipc_id: int) -> None:
+    def __init__(self, call_id: str, name: str, method: str, worker: Any, ipc_id: int,
+                 node: int = 0, upstream: Any = None) -> None:
         self.id, self.name, self.method = call_id, name, method
         self.worker, self.ipc_id = worker, ipc_id
+        self.node, self.upstream = node, upstream  # a call forwarded to another node
         self.started, self.finished = time.time(), None
         self.result: wire.Message | None = None
         self.done = asyncio.Event()
@@ -61,8 +63,9 @@ class CallTable:
         self.expired: OrderedDict[str, float] = OrderedDict()
         self.bytes = 0
 
-    def start(self, call_id: str, name: str, method: str, worker: Any, ipc_id: int) -> CallRecord:
-        record = CallRecord(call_id, name, method, worker, ipc_id)
+    def start(self, call_id: str, name: str, method: str, worker: Any, ipc_id: int,
+              node: int = 0, upstream: Any = None) -> CallRecord:
+        record = CallRecord(call_id, name, method, worker, ipc_id, node, upstream)
         old = self.finished.pop(call_id, None)  # a caller reusing an id: the new call wins
         if old is not None:
             self._drop(old)
@@ -75,7 +78,7 @@ class CallTable:
         record.result = msg
         record.size = sum(f.nbytes for f in msg.frames) + shm.size_of(msg)
         record.finished = time.time()
-        record.worker = None
+        record.worker = record.upstream = None
         record.done.set()
         if self.running.get(record.id) is record:
             del self.running[record.id]
@@ -116,3 +119,36 @@ class CallTable:
         """Forget every kept result (the daemon is stopping)."""
         while self.finished:
             self._drop(self.finished.popitem(last=False)[1])
+
+
+class CallTracker:
+    """Keeps a call's result in the call table, even when its caller went away mid-call."""
+
+    __slots__ = ("route", "record", "queue", "on_result", "draining")
+
+    def __init__(self, route: Any, record: CallRecord, queue) -> None:
+        self.route, self.record, self.queue = route, record, queue
+        self.on_result = None  # a kept result (RemoteRef) is registered as an object
+        self.draining = False
+
+    def end(self, msg: wire.Message) -> None:
+        if msg.kind == wire.RESULT and self.on_result is not None:
+            self.on_result()
+        self.route.calls.finish(self.record, msg)
+
+    def abandon(self, streaming: bool) -> None:
+        # A generator whose reader went away is stopped (closing the local iterator early stops
+        # the remote one); any other call runs to its end and its result is kept for fetching.
+        if streaming and self.record.upstream is not None:
+            self.record.upstream.close()  # the node sees its caller go and stops the generator
+        elif streaming and self.record.worker is not None:
+            self.record.worker.cancel(self.record.ipc_id)
+        self.draining = True
+        self.route.spawn(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            msg = await self.queue.get()
+            if isinstance(msg, wire.Message) and msg.kind in wire.TERMINAL_KINDS:  # not DISCONNECTED
+                self.end(msg)
+                return

@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the cluster's daemon unless it runs; print its record")
     up.add_argument("--cluster", required=True)
     up.add_argument("--autostop-mins", type=float, default=None)
+    up.add_argument("--cluster-host", default=None, help="also listen here, for the cluster's head")
     args = parser.parse_args(argv)
 
     from tether.core.cluster import Cluster
@@ -28,9 +29,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         spec = {} if args.autostop_mins is None else {"autostop_mins": args.autostop_mins}
+        if args.cluster_host:
+            spec["cluster_host"] = args.cluster_host
         cluster = Cluster(args.cluster, launcher="local", **spec)
         endpoint = cluster.launcher.up(cluster)
         record = json.loads((cluster_dir(args.cluster) / "daemon.json").read_text())
+        address = record.get("cluster_address")
+        if args.cluster_host and (not address or address[0] != args.cluster_host):
+            cluster.launcher.down(cluster)  # it runs, but the head could not reach it
+            endpoint = cluster.launcher.up(cluster)
+            record = json.loads((cluster_dir(args.cluster) / "daemon.json").read_text())
     except (TetherError, OSError, ValueError) as exc:
         print(json.dumps({"error": str(exc)}))
         return 1

@@ -113,6 +113,7 @@ def import_target(meta: dict[str, Any], payload: list[memoryview]) -> Any:
     if meta.get("serialized"):
         return wire.loads(payload[: meta["payload_frames"]], "the serialized code")
     for entry in reversed(meta.get("path_entries") or []):
+        entry = os.path.expanduser(entry)  # synced code: "~/.tether/code/..." on every node
         if entry not in sys.path:
             sys.path.insert(0, entry)
     module = importlib.import_module(meta["module"])

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from tether.core import shm, wire
+from tether.daemon import remote
 from tether.daemon.envs import EnvBuilder
+from tether.daemon.nodes import Nodes
 from tether.daemon.workers import EnvSpec, WorkerProcess, WorkerStartError, runtime_path
 
 log = logging.getLogger("tether.daemon")
@@ -32,11 +34,12 @@ class ObjectRecord:
     meta: dict[str, Any]
     payload: list[bytes]
     created: float = field(default_factory=time.time)
+    node: int = 0  # where it lives: 0 is this daemon; else another node (``daemon/remote.py``)
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "env": self.env, "kind": self.kind,
                 "type": self.interface.get("type"), "created": self.created,
-                "interface": self.interface}
+                "interface": self.interface, "node": self.node}
 
 
 @dataclass
@@ -54,6 +57,10 @@ class UnknownName(LookupError):
     pass
 
 
+class CrossNodeRef(ValueError):
+    """A RemoteRef passed to a call on another node (the caller gets a 400)."""
+
+
 class Store:
     def __init__(self, state_dir: Path, default_python: str, prestarted: WorkerProcess | None = None) -> None:
         self.state_dir = state_dir
@@ -63,6 +70,8 @@ class Store:
         self.objects: dict[str, ObjectRecord] = {}
         self.envs: dict[str, EnvState] = {}
         self.shm, self.shm_probe = _prepare_shm(state_dir)
+        self.nodes = Nodes()  # the cluster's other nodes, when this daemon is a multi-node head
+        self.log = log
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -101,7 +110,8 @@ class Store:
         if worker is None:
             worker = await self._new_worker(state.spec, progress)
         state.worker = worker
-        for rec in [r for r in self.objects.values() if r.env == state.spec.name and r.name != skip]:
+        for rec in [r for r in self.objects.values()
+                    if r.env == state.spec.name and not r.node and r.name != skip]:
             if rec.meta.get("ref"):  # a kept result lived only in the old process
                 del self.objects[rec.name]
                 continue
@@ -188,6 +198,10 @@ class Store:
         async def progress(text: str) -> None:
             out.put_nowait(wire.Message(wire.LOG, 0, [memoryview(b"err"), memoryview(text.encode())]))
 
+        node = remote.node_of(meta)
+        if node:
+            await remote.deploy(self, node, meta, payload, out)
+            return
         try:
             spec = EnvSpec.from_config(meta.get("env"))
             state = await self._use_spec(spec)
@@ -202,20 +216,21 @@ class Store:
             while True:
                 msg = await queue.get()
                 if msg.kind == wire.RESULT and meta["op"] == "deploy":
-                    await self._commit(name, spec.name, meta, payload, msg.json(0))
+                    await self.commit(name, spec.name, meta, payload, msg.json(0))
                 out.put_nowait(msg)
                 if msg.kind in wire.TERMINAL_KINDS:
                     return
         except Exception as exc:  # noqa: BLE001
             out.put_nowait(_error(exc))
 
-    async def _commit(self, name: str, env: str, meta, payload, interface) -> None:
+    async def commit(self, name: str, env: str, meta, payload, interface, node: int = 0) -> None:
+        """Record a deployed object (here, or on ``node``); one by that name elsewhere goes."""
         old = self.objects.get(name)
-        if old is not None and old.env != env:
-            await self._forget_in_worker(old)
+        if old is not None and (old.env, old.node) != (env, node):
+            await self._forget(old)
         self.objects[name] = ObjectRecord(
             name=name, env=env, kind=meta["kind"], interface=interface,
-            meta={**meta, "stream_logs": False}, payload=[bytes(p) for p in payload],
+            meta={**meta, "stream_logs": False}, payload=[bytes(p) for p in payload], node=node,
         )
 
     async def call(self, name: str, frames: list, flags: int = 0) -> tuple[WorkerProcess, int, asyncio.Queue]:
@@ -227,12 +242,12 @@ class Store:
         ipc_id, queue = worker.request_with_id(wire.CALL, frames, flags)
         return worker, ipc_id, queue
 
-    def register_ref(self, name: str, env: str) -> None:
+    def register_ref(self, name: str, env: str, node: int = 0) -> None:
         """A call's result kept in its worker (``fn.remote()``): callable and fetchable by name."""
         self.objects[name] = ObjectRecord(
             name=name, env=env, kind="value", interface={"kind": "value", "type": "ref", "methods": {},
                                                          "properties": []},
-            meta={"ref": True}, payload=[])
+            meta={"ref": True}, payload=[], node=node)
 
     async def bring_refs(self, refs: list[str], target: str) -> None:
         """Copy kept results that live in another env into the worker of ``target``, worker to
@@ -242,8 +257,12 @@ class Store:
             return  # the call itself answers 404
         for name in refs:
             ref = self.objects.get(name)
-            if ref is None or not ref.meta.get("ref") or ref.env == rec.env:
+            if ref is None or not ref.meta.get("ref") or (ref.env, ref.node) == (rec.env, rec.node):
                 continue  # unknown refs fail in the worker with a clear message
+            if ref.node or rec.node:
+                raise CrossNodeRef(
+                    f"the remote result {name!r} lives on node {ref.node} and the call goes to node "
+                    f"{rec.node}: results do not move between nodes yet; fetch() it and pass the value")
             source = await self.worker(ref.env)
             frames = await source.control_frames({"op": "export", "name": name})
             dest = await self.worker(rec.env)
@@ -261,17 +280,27 @@ class Store:
     async def delete(self, name: str) -> dict[str, Any]:
         if name in self.objects:
             rec = self.objects.pop(name)
-            await self._forget_in_worker(rec)
+            await self._forget(rec)
             return {"deleted": name, "kind": "object"}
-        if name in self.envs:
-            state = self.envs.pop(name)
+        remote_envs = {o.node for o in self.objects.values() if o.env == name and o.node}
+        if name in self.envs or remote_envs:
             for obj in [o for o in self.objects.values() if o.env == name]:
                 del self.objects[obj.name]
-            await self._drop_spare(state)
-            if state.worker is not None:
-                await state.worker.stop()
+            for node in sorted(remote_envs):
+                await remote.delete(self, node, name)
+            state = self.envs.pop(name, None)
+            if state is not None:
+                await self._drop_spare(state)
+                if state.worker is not None:
+                    await state.worker.stop()
             return {"deleted": name, "kind": "env"}
         raise UnknownName(self.missing(name))
+
+    async def _forget(self, rec: ObjectRecord) -> None:
+        if rec.node:
+            await remote.forget(self, rec)
+        else:
+            await self._forget_in_worker(rec)
 
     async def _forget_in_worker(self, rec: ObjectRecord) -> None:
         state = self.envs.get(rec.env)
@@ -290,14 +319,16 @@ class Store:
 
     def status(self) -> dict[str, Any]:
         return {
-            "objects": {name: {"env": r.env, "kind": r.kind, "type": r.interface.get("type")}
+            "objects": {name: {"env": r.env, "kind": r.kind, "type": r.interface.get("type"), "node": r.node}
                         for name, r in self.objects.items()},
+            "nodes": self.nodes.info(),
             "envs": {name: {"spec": s.spec.config(), "worker": s.worker.info() if s.worker else None,
                             "spare_pid": s.spare.pid if s.spare else None}
                      for name, s in self.envs.items()},
         }
 
     async def shutdown(self) -> None:
+        self.nodes.close()
         if self.prestarted is not None:
             await self.prestarted.stop()
         await asyncio.gather(*(self._drop_spare(s) for s in self.envs.values()), return_exceptions=True)

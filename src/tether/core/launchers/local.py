@@ -32,6 +32,7 @@ START_TIMEOUT = 60.0
 class LocalLauncher(Launcher):
     name = "local"
     spec_keys = frozenset({"python", "port", "autostop_mins"})
+    spec_keys |= {"cluster_host"}  # the address a multi-node head reaches this daemon on (ssh nodes)
     unsupported = {
         "rsync": "the local cluster is this machine: its files are already here",
         "ssh": "the local cluster is this machine: open a shell here",
@@ -55,6 +56,8 @@ class LocalLauncher(Launcher):
                "--python", python, "--port", str(cluster.spec.get("port", 0))]
         if cluster.spec.get("autostop_mins") is not None:
             cmd += ["--autostop-mins", str(float(cluster.spec["autostop_mins"]))]
+        if cluster.spec.get("cluster_host"):
+            cmd += ["--cluster-host", str(cluster.spec["cluster_host"])]
         with open(state / "daemon.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, cwd=str(state))

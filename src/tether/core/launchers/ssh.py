@@ -135,6 +135,7 @@ class SshLauncher(Launcher):
                 progress.update("opening an SSH tunnel to the head's daemon")
                 try:
                     endpoint = self._open(cluster, 0, records[0])
+                    self._register(cluster, endpoint, records)
                 except BaseException:
                     _stop_all(started)  # leave nothing half-started
                     raise
@@ -176,7 +177,8 @@ class SshLauncher(Launcher):
 
         def start(node: Node) -> dict[str, Any]:
             probe = probes[node.index]
-            if probe.daemon is not None and probe.token:
+            reachable = node.index == 0 or (probe.daemon or {}).get("cluster_address")
+            if probe.daemon is not None and probe.token and reachable:
                 return {**probe.daemon, "token": probe.token, "home": probe.home}
             begin = time.monotonic()
             record = node.start(cluster.spec.get("autostop_mins"))
@@ -251,13 +253,42 @@ class SshLauncher(Launcher):
             node = self.nodes(cluster)[index]
             probe = node.probe()  # its daemon may have stopped since (autostop) while the head ran
             node.check_daemon(probe)
-            if probe.daemon is not None and probe.token:
+            if probe.daemon is not None and probe.token and probe.daemon.get("cluster_address"):
                 record = {**probe.daemon, "token": probe.token, "home": probe.home}
             else:
                 record = {**node.start(cluster.spec.get("autostop_mins")), "home": probe.home}
+            changed = records[index].get("pid") != record.get("pid")
             records[index] = {**record, "ip": node.ip, "label": node.target.label}
             _write_private(state / "nodes.json", json.dumps({"nodes": records}))
+            if changed:  # the head must forward to the node's new daemon
+                head = self._node_endpoint(cluster, 0)
+                if head is not None:
+                    self._register(cluster, head, records)
         return self._open(cluster, index, record)
+
+    def _register(self, cluster: Cluster, head: Endpoint, records: list[dict[str, Any]]) -> None:
+        """Tell the head daemon where the other nodes' daemons listen, and their tokens: objects
+        placed on a node are deployed and called through the head."""
+        if len(records) < 2:
+            return
+        from tether.core.client import DaemonClient
+
+        nodes = []
+        for index, record in enumerate(records[1:], start=1):
+            address = record.get("cluster_address")
+            if not address:
+                raise LaunchError(f"node {index} of {cluster.name!r} ({record.get('ip')}) runs a daemon "
+                                  "that does not listen for the head; cluster.restart_server() restarts "
+                                  "it", cluster=cluster.name, node=record.get("ip"))
+            nodes.append({"index": index, "host": address[0], "port": address[1], "token": record["token"],
+                          "label": record.get("label") or record.get("ip")})
+        minutes = cluster.spec.get("autostop_mins")
+        ping = max(1.0, float(minutes) * 20) if isinstance(minutes, (int, float)) and minutes > 0 else None
+        client = DaemonClient(head.host, head.port, head.token, cluster=cluster.name)
+        try:
+            client.request_json("POST", "/_tether/nodes", body={"nodes": nodes, "ping_seconds": ping})
+        finally:
+            client.close()
 
     def _records(self, cluster: Cluster) -> list[dict[str, Any]]:
         nodes = (_read(cluster_dir(cluster.name) / "nodes.json") or {}).get("nodes")
@@ -314,7 +345,8 @@ class SshLauncher(Launcher):
                 count = max(len(r.files) + len(r.deleted) for r in sent)
                 progress.step(f"synced {root} to {len(sent)} node(s): {count} file(s) changed",
                               time.monotonic() - begin)
-        return codesync.remap(spec, root, records[0]["home"], cluster.name)
+        # "~": each node's worker expands it to its own user's home (nodes may have other users)
+        return codesync.remap(spec, root, "~", cluster.name)
 
     def rsync(self, cluster: Cluster, source: str, dest: str, up: bool = True, node: Any = None,
               contents: bool = False, filter_options: str | None = None) -> None:
