@@ -18,6 +18,7 @@ from typing import Any
 
 from tether.core import shm, wire
 from tether.daemon.envs import EnvBuilder
+from tether.daemon.limits import Limits
 from tether.daemon.workers import EnvSpec, WorkerProcess, runtime_path
 
 log = logging.getLogger("tether.daemon")
@@ -58,6 +59,7 @@ class Store:
         self.objects: dict[str, ObjectRecord] = {}
         self.envs: dict[str, EnvState] = {}
         self.shm, self.shm_probe = _prepare_shm(state_dir)
+        self.limits = Limits.for_daemon(state_dir.name, state_dir)  # memory=, cpus= of the cluster
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -84,6 +86,7 @@ class Store:
             spec=state.spec, python=python, runtime_dir=self.runtime_dir,
             log_path=self.state_dir / "logs" / f"worker-{state.spec.name}.log",
             extra_env={"TETHER_SHM_DIR": str(self.shm)} if self.shm else {},
+            limits=self.limits,
         )
         await worker.start()
         state.worker = worker
@@ -229,12 +232,14 @@ class Store:
                         for name, r in self.objects.items()},
             "envs": {name: {"spec": s.spec.config(), "worker": s.worker.info() if s.worker else None}
                      for name, s in self.envs.items()},
+            "limits": self.limits.info(),
         }
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(s.worker.stop() for s in self.envs.values() if s.worker), return_exceptions=True)
         if self.shm is not None:
             shutil.rmtree(self.shm, ignore_errors=True)
+        self.limits.close()
 
 
 def _prepare_shm(state_dir: Path) -> tuple[Path | None, str]:
