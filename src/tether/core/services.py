@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -156,17 +156,24 @@ class Service(Resource):
         return moved.save()
 
     def call(self, method: str | None = None, args: Sequence[Any] = (),
-             kwargs: dict[str, Any] | None = None) -> Any:
-        """Call ``method`` of the instance, or the function (``method`` None or ``"call"``)."""
-        stub = self.stub()
-        if self.kind == "function" and method in (None, "", "call"):
-            fn: Callable[..., Any] = stub
-        elif not method:
+             kwargs: dict[str, Any] | None = None, call_id: str | None = None) -> Any:
+        """Call ``method`` of the instance, or the function (``method`` None or ``"call"``).
+
+        ``call_id`` names the call, so that another thread can cancel it (``cancel``)."""
+        import tether
+
+        if self.kind == "instance" and method in (None, "", "call"):
             raise ConfigError(f"service {self.name!r} is an instance of {self.target}: name the "
                               "method to call", service=self.name)
-        else:
-            fn = getattr(stub, method)
-        return fn(*args, **(kwargs or {}))
+        self.stub()  # made again first if its cluster lost it
+        client = tether.cluster(self.cluster).client
+        return client.call(self.name, method or "call", args, dict(kwargs or {}), call_id=call_id)
+
+    def cancel(self, call_id: str) -> bool:
+        """Stop a call started with ``call_id`` (an orchestrator killing its task)."""
+        import tether
+
+        return tether.cluster(self.cluster).cancel(call_id)
 
     # -- arguments -------------------------------------------------------------------------------
 

@@ -95,38 +95,76 @@ def deploy(target: Any, name: str, cluster: str, *, args: Sequence[Any] = (),
 
 def call(service: str, method: str | None = None, args: Sequence[Any] = (),
          kwargs: dict[str, Any] | None = None, *, ladder: Ladder | Sequence[Any] | None = None,
-         attempt: int = 1, logger: Logger | None = None) -> Any:
+         attempt: int = 1, logger: Logger | None = None, call_id: str | None = None) -> Any:
     """Call ``service`` (its ``method``, or the function) on the rung of ``attempt``.
+
+    ``call_id`` names the call so that ``cancel(service, call_id)`` can stop it from elsewhere.
 
     Raises:
         tether.OutOfMemoryError: the call ran out of memory; ``exhausted`` says whether a bigger
             rung is left, ``next_rung`` is it, ``rungs_tried`` lists the rungs so far.
         Exception: any other failure, as the remote code raised it.
     """
-    from tether.core import upscale
-
     ladder = as_ladder(ladder)
-    if attempt < 1:
-        raise ConfigError(f"attempts count from 1, not {attempt}")
     svc = Service.load(service)
     if ladder is not None:
-        svc = climb(svc, ladder, attempt, logger)
+        moved = climb(svc.cluster, ladder, attempt, logger, what=f"service {service!r}")
+        if moved != svc.cluster:
+            svc = svc.moved_to(moved)
     what = f"{service}.{method}" if method and method != "call" else service
-    try:
-        with _remote_logs(logger):
-            return svc.call(method, args, kwargs)
-    except Exception as exc:
-        context = {"cluster": svc.cluster, "service": service, "method": method, "attempt": attempt}
-        if upscale.classify(exc, context) != "oom":
-            raise
-        raise _oom(exc, svc, what, ladder, attempt) from exc
+    with _oom_guard(what, svc.cluster, svc.name, ladder, attempt), _remote_logs(logger):
+        return svc.call(method, args, kwargs, call_id=call_id)
 
 
-def current_spec(svc: Service) -> dict[str, Any]:
-    """The service's cluster as a compute spec: its name and its launcher's spec."""
+def run_function(fn: Any, cluster: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+                 *, ladder: Ladder | Sequence[Any] | None = None, attempt: int = 1,
+                 logger: Logger | None = None, name: str | None = None) -> Any:
+    """Run a function (sent by value: it may live in a DAG file) on ``cluster`` at the rung of
+    ``attempt``, and return its result. Failures as in ``call``."""
     import tether
 
-    return {**tether.cluster(svc.cluster).spec, "cluster": svc.cluster}
+    ladder = as_ladder(ladder)
+    if ladder is not None:
+        cluster = climb(cluster, ladder, attempt, logger, what=f"function {fn.__name__!r}")
+    name = name or f"task-{fn.__name__}"
+    with _oom_guard(fn.__name__, cluster, name, ladder, attempt), _remote_logs(logger):
+        remote = tether.function(fn, name=name, serialize=True).to(tether.cluster(cluster))
+        return remote(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _oom_guard(what: str, cluster: str, service: str, ladder: Ladder | None, attempt: int):
+    """Re-raise an out-of-memory failure (as the hook classifies it) as a tether.OutOfMemoryError
+    that says what comes next; anything else passes as it is."""
+    from tether.core import upscale
+
+    if attempt < 1:
+        raise ConfigError(f"attempts count from 1, not {attempt}")
+    try:
+        yield
+    except Exception as exc:
+        context = {"cluster": cluster, "service": service, "attempt": attempt}
+        if upscale.classify(exc, context) != "oom":
+            raise
+        raise _oom(exc, cluster, service, what, ladder, attempt) from exc
+
+
+def cancel(service: str, call_id: str) -> bool:
+    """Stop the call ``call_id`` of ``service`` (e.g. from an orchestrator's ``on_kill``)."""
+    return Service.load(service).cancel(call_id)
+
+
+def new_call_id() -> str:
+    from tether.core.client import new_call_id as make
+
+    return make()
+
+
+def current_spec(cluster: str) -> dict[str, Any]:
+    """A cluster as a compute spec: its name and its launcher's spec."""
+    import tether
+
+    return {**tether.cluster(cluster).spec, "cluster": cluster}
 
 
 def rung_for(ladder: Ladder, attempt: int, current: dict[str, Any]) -> dict[str, Any]:
@@ -157,26 +195,28 @@ def covers(current: dict[str, Any], rung: dict[str, Any]) -> bool:
     return True
 
 
-def climb(svc: Service, ladder: Ladder, attempt: int, logger: Logger | None = None) -> Service:
-    """Put ``svc`` on the rung of ``attempt``: resize its cluster, or move it to the rung's cluster."""
+def climb(cluster: str, ladder: Ladder, attempt: int, logger: Logger | None = None,
+          what: str = "the step") -> str:
+    """Put the work of ``attempt`` on its rung: resize ``cluster``, or pick the rung's cluster.
+    Returns the name of the cluster to run on."""
     import tether
 
-    current = current_spec(svc)
+    current = current_spec(cluster)
     rung = rung_for(ladder, attempt, current)
     if covers(current, rung):
-        return svc
+        return cluster
     position = f"rung {(ladder.index(rung) or 0) + 1} of {len(ladder)}"
     if "cluster" in rung:
-        _say(logger, f"attempt {attempt}: service {svc.name!r} moves from cluster {svc.cluster!r} to "
-                     f"cluster {rung['cluster']!r} ({position})")
+        _say(logger, f"attempt {attempt}: {what} moves from cluster {cluster!r} to cluster "
+                     f"{rung['cluster']!r} ({position})")
         tether.cluster(rung["cluster"]).up_if_not()
-        return svc.moved_to(rung["cluster"])
-    cluster = tether.cluster(svc.cluster)
-    _say(logger, f"attempt {attempt}: cluster {svc.cluster!r} goes from "
-                 f"{compute.describe(cluster.spec) if cluster.spec else 'its default size'} to "
+        return rung["cluster"]
+    handle = tether.cluster(cluster)
+    _say(logger, f"attempt {attempt}: cluster {cluster!r} goes from "
+                 f"{compute.describe(handle.spec) if handle.spec else 'its default size'} to "
                  f"{compute.describe(rung)} ({position}); its services are made again there")
-    resize(cluster, rung)
-    return svc
+    resize(handle, rung)
+    return cluster
 
 
 def resize(cluster, rung: dict[str, Any]):
@@ -192,14 +232,15 @@ def resize(cluster, rung: dict[str, Any]):
     return resized
 
 
-def _oom(exc: BaseException, svc: Service, what: str, ladder: Ladder | None, attempt: int) -> OutOfMemoryError:
+def _oom(exc: BaseException, cluster: str, service: str, what: str, ladder: Ladder | None,
+         attempt: int) -> OutOfMemoryError:
     from tether.core import upscale
 
     base = upscale.out_of_memory(exc)
     why = getattr(base, "oom_reason", None) or base.message
-    here = current_spec(svc)
-    fields: dict[str, Any] = {"cluster": svc.cluster, "service": svc.name, "attempt": attempt, "rung": here}
-    on = f"cluster {svc.cluster!r} ({upscale.describe_oom(base)})"
+    here = current_spec(cluster)
+    fields: dict[str, Any] = {"cluster": cluster, "service": service, "attempt": attempt, "rung": here}
+    on = f"cluster {cluster!r} ({upscale.describe_oom(base)})"
     if ladder is None:
         return upscale.out_of_memory(
             exc, f"{what} ran out of memory on {on}: {why}. No ladder says what to try next.",
