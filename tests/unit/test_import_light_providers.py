@@ -17,6 +17,7 @@ PROVIDER_MODULES = [
     "tether.providers.airflow.hooks.tether",
     "tether.providers.airflow.decorators.tether",
     "tether.providers.prefect",
+    "tether.providers.dagster",
 ]
 # tether modules a provider may import when imported: its own, and the light core ones
 ALLOWED = ("tether", "tether._version", "tether.providers", "tether.core", "tether.core.errors")
