@@ -71,3 +71,25 @@ def run_dag(airflow_home):
             path.unlink()  # the next dag.test() parses the whole folder: keep it small
 
     return run
+
+
+@pytest.fixture
+def run_dag_files(airflow_home):
+    """Copy files (a DAG file and the modules it uses) into the dags folder, load the folder into a
+    DagBag as Airflow does, and test the DAG ``dag_id`` of it."""
+
+    def run(dag_id: str, *files: Path) -> DagRun:
+        from airflow.dag_processing.dagbag import DagBag
+
+        copied = []
+        try:
+            for file in files:
+                copied.append(Path(shutil.copy(file, DAGS / file.name)))
+            bag = DagBag(dag_folder=DAGS)
+            assert not bag.import_errors, bag.import_errors
+            return DagRun(bag.dags[dag_id].test())
+        finally:
+            for path in copied:
+                path.unlink()
+
+    return run

@@ -5,7 +5,7 @@
 import uuid
 
 import dagster as dg
-import memory_code  # noqa: F401 - deployed by path
+import memory_code
 import pytest
 
 import tether as rh
@@ -90,3 +90,23 @@ def test_an_exhausted_ladder_and_a_wrong_name_fail_saying_so(tag):
               if e.event_type_value == "STEP_FAILURE"}
     assert "every rung of the ladder: tried memory=256Mi cpus=1 (attempt 1), memory=1Gi cpus=1 (attempt 2)" in errors["too_big"]
     assert f"no service named 'no-such-service-{tag}'" in errors["ghost"]
+
+
+def test_a_service_is_reattached_while_its_definition_holds_and_deployed_afresh_after(tag):
+    cluster = TetherClusterResource(cluster_name=f"dg-{tag}", launcher="local", memory="512Mi")
+
+    def run(model_tag: str, fit: bool) -> str:
+        @dg.asset
+        def scored(context: dg.AssetExecutionContext, model: TetherServiceResource) -> str:
+            if fit:
+                call(context, model, "fit", mib=1)
+            return call(context, model, "score")
+
+        model = TetherServiceResource(service_name=f"model-{tag}", cluster=cluster,
+                                      target=memory_code.Model, init_kwargs={"tag": model_tag})
+        assert model.target == "memory_code:Model"  # a class given in Python: its import path
+        return dg.materialize([scored], resources={"model": model}).output_for_node("scored")
+
+    assert run("a", fit=True) == "a:1"
+    assert run("a", fit=False) == "a:1"  # reattached: the same live instance, fitted in run 1
+    assert run("b", fit=True) == "b:1"  # other arguments: deployed afresh

@@ -33,16 +33,8 @@ def tag():
         pass
 
 
-def _runs(state) -> list:
-    """The task runs of a finished flow run, from the Prefect API."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-
-
-def test_an_oom_on_the_small_rung_is_retried_on_the_next_and_teardown_follows(prefect_harness, tag):
+def test_an_oom_on_the_small_rung_is_retried_on_the_next_and_teardown_follows(
+        prefect_harness, tag, task_runs, run_logs):
     @flow
     def climb():
         cluster = TetherCluster(cluster_name=f"pf-{tag}", ladder=LADDER)
@@ -59,25 +51,15 @@ def test_an_oom_on_the_small_rung_is_retried_on_the_next_and_teardown_follows(pr
     state = climb(return_state=True)
     assert state.is_completed()
     assert state.result() == (400, "p:400")
-    fit = [r for r in _runs(state) if r.name.startswith("tether-call") and r.run_count > 1]
+    fit = [r for r in task_runs(state) if r.name.startswith("tether-call") and r.run_count > 1]
     assert len(fit) == 1 and fit[0].run_count == 2  # run 1: OOM on 256Mi, run 2 on 1Gi
     assert not rh.cluster(f"pf-{tag}").is_up()
-    logged = _logs(state)
+    logged = run_logs(state)
     assert logged.count("fitting on 400 MiB") == 2  # the remote output, in the run logger, each run
     assert any("goes from memory=256Mi cpus=1 to memory=1Gi cpus=1" in line for line in logged)
 
 
-def _logs(state) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(
-            flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-    return [log.message for log in logs]
-
-
-def test_other_failures_are_not_retried(prefect_harness, tag):
+def test_other_failures_are_not_retried(prefect_harness, tag, task_runs):
     @flow
     def failing():
         bring_up_cluster(TetherCluster(cluster_name=f"pf-{tag}", ladder=LADDER))
@@ -89,7 +71,7 @@ def test_other_failures_are_not_retried(prefect_harness, tag):
     assert state.is_failed()
     with pytest.raises(ValueError, match="bad batch"):
         state.result()
-    calls = [r for r in _runs(state) if r.name.startswith("tether-call")]
+    calls = [r for r in task_runs(state) if r.name.startswith("tether-call")]
     assert [r.run_count for r in calls] == [1]
 
 

@@ -25,7 +25,7 @@ def call(context: Any, service: TetherServiceResource | str, method: str | None 
         return steps.call(name, method, args, kwargs, ladder=ladder, attempt=attempt, logger=context.log)
     except OutOfMemoryError as exc:
         if not exc.fields.get("exhausted", True) and ladder:
-            context.log.warning(f"out of memory on try {attempt}: retrying on {exc.fields.get('next_rung')}")
+            context.log.warning(f"try {attempt}: {exc}")  # says why, and the rung of the retry
             raise RetryRequested(max_retries=len(ladder) - 1, seconds_to_wait=0) from exc
         if cluster is not None:
             cluster.mark_failed()

@@ -6,13 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from dagster import ConfigurableResource, InitResourceContext
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 TEARDOWN_POLICIES = ("always", "on_failure", "never")
 
 
 class TetherClusterResource(ConfigurableResource):
-    """A named tether cluster, brought up (or reattached by name) when a run starts using it."""
+    """A named tether cluster, brought up (or reattached by name) when a run starts using it.
+
+    Dagster sets resources up (and tears them down) once per process that runs steps: once per run
+    with ``in_process_executor``, once per step with the multiprocess executor. Steps that share a
+    live instance (train, then evaluate) belong in a job with ``in_process_executor``.
+    """
 
     cluster_name: str = Field(description="The cluster's name; steps and later runs find it by it.")
     launcher: str | None = Field(default=None, description="Its launcher when defined here (local, ssh...).")
@@ -62,9 +67,20 @@ class TetherServiceResource(ConfigurableResource):
 
     service_name: str = Field(description="The service's name on the cluster.")
     cluster: TetherClusterResource = Field(description="The cluster it is deployed on (set up first).")
-    target: str = Field(description="Import path of the function or class: 'package.module:Name'.")
+    target: str = Field(description="Import path of the function or class: 'package.module:Name' "
+                                    "(or the function or class itself, in Python).")
     init_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the class.")
     redeploy: bool = Field(default=False, description="Deploy afresh even if the cluster has it already.")
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _import_path(cls, value: Any) -> Any:
+        """A class or function given in Python is kept as its import path (what the config holds)."""
+        if isinstance(value, str) or value is None:
+            return value
+        from tether.core.services import target_of
+
+        return target_of(value)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from tether.core import steps
@@ -75,7 +91,9 @@ class TetherServiceResource(ConfigurableResource):
             existing = Service.load(self.service_name)
         except NotFoundError:
             existing = None
-        if existing is not None and not self.redeploy and existing.target == self.target:
+        same = (existing is not None and existing.target == self.target
+                and existing.cluster == self.cluster.name and existing.kwargs == self.init_kwargs)
+        if same and not self.redeploy:
             return  # reattach: calls find it by name (made again there if the cluster lost it)
         steps.deploy(self.target, self.service_name, self.cluster.name, kwargs=self.init_kwargs,
                      logger=context.log)
