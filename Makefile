@@ -24,7 +24,9 @@ PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --quiet -c $(CON
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # The extras whose pins constraints.txt holds (`make constraints`).
-PINNED_EXTRAS := dev,bench
+PINNED_EXTRAS := dev,bench,airflow,prefect,dagster
+# What `make test` installs: the test tools and the orchestrators the provider tests run.
+TEST_EXTRAS := dev,airflow,prefect,dagster
 
 KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(KEY)
@@ -47,14 +49,14 @@ $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "$(CONSTRAINTS) pins packages for Python >= 3.11; run with PYTHON=python3.11 (or newer)")'
 	@if ! $(PY) -c '' 2>/dev/null; then \
 	    rm -rf $(VENV); echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); fi
-	@echo "installing tether[dev] into $(VENV) at the versions pinned in $(CONSTRAINTS)"
+	@echo "installing tether[$(TEST_EXTRAS)] into $(VENV) at the versions pinned in $(CONSTRAINTS)"
 	@rm -f $(VENV)/.installed-*
 	$(PIP_INSTALL) --upgrade pip setuptools wheel
-	$(PIP_INSTALL) --no-build-isolation --editable '.[dev]'
+	$(PIP_INSTALL) --no-build-isolation --editable '.[$(TEST_EXTRAS)]'
 	@touch $@
 
 $(BENCH_STAMP): $(STAMP)
-	$(PIP_INSTALL) --no-build-isolation --editable '.[dev,bench]'
+	$(PIP_INSTALL) --no-build-isolation --editable '.[$(TEST_EXTRAS),bench]'
 	@touch $@
 
 # The quickstart uses the default local cluster ($TETHER_HOME, default ~/.tether). A daemon left

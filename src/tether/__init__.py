@@ -49,6 +49,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RemoteError": ("tether.core.errors", "RemoteError"),
     "WorkerDiedError": ("tether.core.errors", "WorkerDiedError"),
     "OutOfMemoryError": ("tether.core.errors", "OutOfMemoryError"),
+    "Ladder": ("tether.core.ladder", "Ladder"),
 }
 
 __all__ = ["__version__", "here", *_EXPORTS]
@@ -91,6 +92,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from tether.core.function import Function, function
     from tether.core.images import Env, env
+    from tether.core.ladder import Ladder
     from tether.core.module import Module, module
     from tether.core.resources import Resource, exists, load
 

@@ -377,6 +377,11 @@ def new_call_id() -> str:
 
 
 def _print_log(msg: wire.Message) -> None:
+    from tether.core import logsink
+
+    text = bytes(msg.frames[1]).decode("utf-8", "replace")
+    if logsink.deliver("err" if msg.frames[0] == b"err" else "out", text):
+        return  # a pipeline step's logger takes it (tether.core.logsink)
     stream = sys.stderr if msg.frames[0] == b"err" else sys.stdout
-    stream.write(bytes(msg.frames[1]).decode("utf-8", "replace"))
+    stream.write(text)
     stream.flush()

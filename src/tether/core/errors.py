@@ -46,7 +46,10 @@ class TetherError(Exception):
 
 
 def _rebuild(cls: type[TetherError], message: str, fields: dict[str, Any]) -> TetherError:
-    err = cls.__new__(cls)
+    try:
+        err = cls.__new__(cls)
+    except TypeError:  # OutOfMemoryError: MemoryError's __new__ refuses a class with two bases
+        err = BaseException.__new__(cls)
     TetherError.__init__(err, message, **fields)
     return err
 

@@ -21,6 +21,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 BUILTIN_PLUGINS = ("tether.core.launchers.local", "tether.core.launchers.ssh")
 
+# Failure classification and the ladder's policy (retry-on-OOM), answering after any third party.
+BUILTIN_PLUGINS = (*BUILTIN_PLUGINS, "tether.core.upscale")
+
 
 class TetherSpec:
     """The hooks. Each one says who calls it and what it must return."""

@@ -81,4 +81,5 @@ def _import_resource_types() -> None:
     import tether.core.function  # noqa: F401
     import tether.core.images  # noqa: F401
     import tether.core.module  # noqa: F401
+    import tether.core.services  # noqa: F401 - services deployed by pipeline steps
     import tether.core.stubs  # noqa: F401 - saved remote instances

@@ -245,7 +245,9 @@ def exception_from_error(msg: Message, **context: Any) -> BaseException:
     fields = {k: v for k, v in meta.items() if k not in ("kind", "type", "message", "traceback")}
     fields.update(context)
     if kind == WORKER_DIED:
-        return errors.WorkerDiedError(message, remote_type=meta.get("type", ""), **fields)
+        # "oom": the daemon saw it killed for lack of memory (with limit and peak when known)
+        cls = errors.OutOfMemoryError if meta.get("oom") else errors.WorkerDiedError
+        return cls(message, remote_type=meta.get("type", ""), **fields)
     if kind == SERIALIZATION:
         return errors.SerializationError(message, **fields)
     if kind == NOT_FOUND:

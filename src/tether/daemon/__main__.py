@@ -41,7 +41,7 @@ def _stopping_server(config, store):
     return Server(config)
 
 
-def _prestart_default_worker(state_dir: Path, python: str):
+def _prestart_default_worker(state_dir: Path, python: str, limits):
     """Start the default env's first worker now: it boots on the other core while this process
     imports FastAPI and uvicorn (~0.5 s), and is usually the worker the first deploy wants."""
     from tether.core import shm
@@ -50,7 +50,7 @@ def _prestart_default_worker(state_dir: Path, python: str):
     folder = shm.folder_for(state_dir)
     worker = WorkerProcess(spec=EnvSpec(), python=python, runtime_dir=runtime_path(state_dir),
                            log_path=state_dir / "logs" / "worker-default.log",
-                           extra_env={"TETHER_SHM_DIR": str(folder)} if folder else {})
+                           extra_env={"TETHER_SHM_DIR": str(folder)} if folder else {}, limits=limits)
     try:
         worker.spawn()
     except Exception as exc:  # noqa: BLE001 - the first deploy starts one and reports the error
@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     state_dir: Path = args.state_dir.expanduser().resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     python = args.python or os.environ.get("TETHER_WORKER_PYTHON") or sys.executable
-    prestarted = _prestart_default_worker(state_dir, python) if os.environ.get("TETHER_PRESTART", "1") != "0" else None
+    from tether.daemon.limits import Limits
+
+    limits = Limits.for_daemon(state_dir.name, state_dir)  # memory=, cpus=: workers run in them
+    prestarted = (_prestart_default_worker(state_dir, python, limits)
+                  if os.environ.get("TETHER_PRESTART", "1") != "0" else None)
 
     import uvicorn
 
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         extra.listen(2048)
         sockets.append(extra)
 
-    store = Store(state_dir, python, prestarted=prestarted)
+    store = Store(state_dir, python, prestarted=prestarted, limits=limits)
     info = {"cluster": args.cluster, "pid": os.getpid(), "token_path": str(token_path),
             "state_dir": str(state_dir), "python": python, "started": time.time(),
             "autostop_mins": args.autostop_mins,

@@ -19,6 +19,7 @@ from typing import Any
 from tether.core import shm, wire
 from tether.daemon import remote
 from tether.daemon.envs import EnvBuilder
+from tether.daemon.limits import Limits
 from tether.daemon.nodes import Nodes
 from tether.daemon.workers import EnvSpec, WorkerProcess, WorkerStartError, runtime_path
 
@@ -62,7 +63,8 @@ class CrossNodeRef(ValueError):
 
 
 class Store:
-    def __init__(self, state_dir: Path, default_python: str, prestarted: WorkerProcess | None = None) -> None:
+    def __init__(self, state_dir: Path, default_python: str, prestarted: WorkerProcess | None = None,
+                 limits: Limits | None = None) -> None:
         self.state_dir = state_dir
         self.prestarted = prestarted  # the default env's first worker, spawned at daemon start
         self.builder = EnvBuilder(state_dir / "envs", default_python)
@@ -72,6 +74,8 @@ class Store:
         self.shm, self.shm_probe = _prepare_shm(state_dir)
         self.nodes = Nodes()  # the cluster's other nodes, when this daemon is a multi-node head
         self.log = log
+        # memory=, cpus= of the cluster (made by the daemon's main, shared with its first worker)
+        self.limits = limits if limits is not None else Limits.for_daemon(state_dir.name, state_dir)
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -98,6 +102,7 @@ class Store:
             spec=spec, python=python, runtime_dir=self.runtime_dir,
             log_path=self.state_dir / "logs" / f"worker-{spec.name}.log",
             extra_env={"TETHER_SHM_DIR": str(self.shm)} if self.shm else {},
+            limits=self.limits,
         )
         await worker.start()
         return worker
@@ -325,6 +330,7 @@ class Store:
             "envs": {name: {"spec": s.spec.config(), "worker": s.worker.info() if s.worker else None,
                             "spare_pid": s.spare.pid if s.spare else None}
                      for name, s in self.envs.items()},
+            "limits": self.limits.info(),
         }
 
     async def shutdown(self) -> None:
@@ -335,6 +341,7 @@ class Store:
         await asyncio.gather(*(s.worker.stop() for s in self.envs.values() if s.worker), return_exceptions=True)
         if self.shm is not None:
             shutil.rmtree(self.shm, ignore_errors=True)
+        self.limits.close()
 
 
 def _prepare_shm(state_dir: Path) -> tuple[Path | None, str]:

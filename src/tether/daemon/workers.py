@@ -27,6 +27,7 @@ from typing import Any
 from tether.core import paths, wire
 from tether.core.errors import LaunchError
 from tether.core.streams import MessageParser
+from tether.daemon.limits import oom_message
 
 log = logging.getLogger("tether.daemon")
 
@@ -140,6 +141,8 @@ class WorkerProcess:
     log_path: Path
     runtime_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    limits: Any = None  # the cluster's tether.daemon.limits.Limits (memory, cpus), or None
+    _slot: Any = None  # this worker's place in them: its cgroup, and the report of its death
     proc: subprocess.Popen | None = None
     pid: int | None = None
     returncode: int | None = None
@@ -174,10 +177,12 @@ class WorkerProcess:
         )
         env["PYTHONUNBUFFERED"] = "1"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._slot = self.limits.slot(self.spec.name) if self.limits is not None else None
         try:
             with open(self.log_path, "ab") as logf:
                 self.proc = subprocess.Popen(
-                    [self.python, "-m", "tether.daemon.runtime", "--connect", path],
+                    [*(self._slot.prefix if self._slot else ()),
+                     self.python, "-m", "tether.daemon.runtime", "--connect", path],
                     env=env, cwd=self.spec.working_dir or None, stdin=subprocess.DEVNULL,
                     stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
                 )
@@ -188,6 +193,8 @@ class WorkerProcess:
                 f"{self.python!r} in working dir {self.spec.working_dir or os.getcwd()!r}: {exc}"
             ) from None
         self.pid = self.proc.pid
+        if self._slot is not None:
+            self._slot.started(self.pid)
 
     async def attach(self, timeout: float = 60.0) -> None:
         """Accept the spawned process's connection and wait for its HELLO."""
@@ -261,6 +268,7 @@ class WorkerProcess:
                 self.proc.kill()
                 self.returncode = await self._exited()
         how = describe_exit(self.returncode)
+        oom = self._slot.report(self.returncode) if self._slot is not None else None
         pending, self._pending = self._pending, {}
         for queue in pending.values():
             message = (
@@ -268,6 +276,8 @@ class WorkerProcess:
                 f"the call. The daemon keeps serving; the next call starts a fresh worker. "
                 f"Worker log: {self.log_path}"
             )
+            if oom and not self.stopping:  # killed for lack of memory: say so, with limit and peak
+                message = oom_message(self.spec.name, self.pid, oom, self.log_path)
             if self.stopping:
                 message = (
                     f"the worker process of env {self.spec.name!r} (pid {self.pid}) was stopped during "
@@ -275,13 +285,17 @@ class WorkerProcess:
                     f"Worker log: {self.log_path}"
                 )
             frames = wire.plain_error_frames(
-                wire.WORKER_DIED, message, "WorkerDied", exitcode=how["exitcode"],
-                signal=how["signal"], env=self.spec.name, pid=self.pid,
+                wire.WORKER_DIED, message, "OOMKilled" if oom else "WorkerDied", exitcode=how["exitcode"],
+                signal=how["signal"], env=self.spec.name, pid=self.pid, **(oom or {}),
             )
             queue.put_nowait(wire.Message(wire.ERROR, 0, [memoryview(f) for f in frames]))
         self.died.set()
         self._cleanup_socket()
-        if self.returncode not in (0, None):
+        self._release_slot()
+        if oom:
+            log.warning("worker for env %r (pid %s) ran out of memory: %s (limit %s, peak %s)",
+                        self.spec.name, self.pid, oom["oom_reason"], oom["limit"], oom["peak"])
+        elif self.returncode not in (0, None):
             log.warning("worker for env %r (pid %s) %s", self.spec.name, self.pid, how["how"])
 
     # -- requests ------------------------------------------------------------------------------
@@ -353,6 +367,12 @@ class WorkerProcess:
         elif self._listener is not None:
             self._listener.close()
         self._cleanup_socket()
+        self._release_slot()
+
+    def _release_slot(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.release()
 
     def _cleanup_socket(self) -> None:
         if self._sock_dir:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.core.errors import LaunchError
+from tether.core.launchers import local_limits
 from tether.core.launchers.base import Endpoint, Launcher
 from tether.core.paths import cluster_dir, ensure_token, tail
 from tether.core.plugins import hookimpl
@@ -39,11 +40,21 @@ class LocalLauncher(Launcher):
         "ssh_tunnel": "the local cluster is this machine: its daemon is on loopback already",
     }
 
+    # memory= and cpus=: the machine size the daemon's workers get (local_limits.py)
+    spec_keys = spec_keys | local_limits.SPEC_KEYS
+
+    def validate(self, spec: dict[str, Any]) -> None:
+        super().validate(spec)
+        local_limits.validate(spec)
+
     def _up(self, cluster: Cluster) -> Endpoint:
         state = cluster_dir(cluster.name)
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         with _locked(state / "launch.lock"):
             endpoint = self._endpoint(cluster)
+            if endpoint is not None and not local_limits.matches(state, cluster.spec):
+                self._down(cluster)  # another machine size is another machine
+                endpoint = None
             if endpoint is not None:
                 return endpoint
             return self._start(cluster, state)
@@ -51,6 +62,7 @@ class LocalLauncher(Launcher):
     def _start(self, cluster: Cluster, state: Path) -> Endpoint:
         token = ensure_token(state)
         (state / "daemon.json").unlink(missing_ok=True)
+        local_limits.write(state, cluster.spec)
         python = cluster.spec.get("python") or sys.executable
         cmd = [python, "-m", "tether.daemon", "--state-dir", str(state), "--cluster", cluster.name,
                "--python", python, "--port", str(cluster.spec.get("port", 0))]

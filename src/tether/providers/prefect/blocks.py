@@ -1,0 +1,84 @@
+"""Prefect blocks: a named tether cluster, and a named service on one (saved, loaded by name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+
+class TetherCluster(Block):
+    """A named tether cluster: defined here (launcher, spec, or a ladder's first rung) or reused.
+
+    Example:
+        ```python
+        from tether.providers.prefect import TetherCluster
+
+        cluster = TetherCluster(cluster_name="train", ladder=[{"memory": "256Mi"}, {"memory": "1Gi"}])
+        cluster.up()        # "train", up on 256 MiB
+        cluster.teardown()
+        ```
+    """
+
+    _block_type_name = "Tether Cluster"
+    _description = "A named tether cluster: remote compute that steps reuse by name."
+    _documentation_url = "https://pypi.org/project/tether/"  # type: ignore[assignment]
+
+    cluster_name: str = Field(description="The cluster's name; later steps find it by this name.")
+    launcher: str | None = Field(default=None, description="Its launcher when defined here (local, ssh...).")
+    spec: dict[str, Any] = Field(default_factory=dict,
+                                 description="Its spec when defined here, e.g. {'memory': '2Gi'}.")
+    ladder: list[dict[str, Any]] | None = Field(
+        default=None, description="Compute to climb to on out-of-memory, smallest first; without a "
+                                  "spec the cluster starts on the first rung.")
+
+    def up(self, logger: Any = None) -> str:
+        """Bring the cluster up (or reuse it); returns its name."""
+        from tether.core import steps
+
+        return steps.bring_up(self.cluster_name, launcher=self.launcher, spec=self.spec or None,
+                              ladder=self.ladder, logger=logger).name
+
+    def teardown(self, logger: Any = None) -> None:
+        from tether.core import steps
+
+        steps.teardown(self.cluster_name, logger=logger)
+
+
+class TetherService(Block):
+    """A function or class deployed on a tether cluster under a name.
+
+    Example:
+        ```python
+        from tether.providers.prefect import TetherService
+
+        service = TetherService(service_name="trainer", cluster_name="train",
+                                target="my_project.train:Trainer", init_kwargs={"lr": 0.1})
+        service.deploy()
+        service.call("fit", epochs=3)
+        ```
+    """
+
+    _block_type_name = "Tether Service"
+    _description = "A function or class instance living on a tether cluster under a name."
+    _documentation_url = "https://pypi.org/project/tether/"  # type: ignore[assignment]
+
+    service_name: str = Field(description="The service's name on the cluster.")
+    cluster_name: str = Field(description="The cluster it is deployed on.")
+    target: str = Field(description="Import path of the function or class: 'package.module:Name'.")
+    init_args: list[Any] = Field(default_factory=list, description="Positional arguments of the class.")
+    init_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the class.")
+
+    def deploy(self, logger: Any = None) -> str:
+        """Deploy it (a class is constructed there); returns the service name."""
+        from tether.core import steps
+
+        return steps.deploy(self.target, self.service_name, self.cluster_name, args=self.init_args,
+                            kwargs=self.init_kwargs, logger=logger).name
+
+    def call(self, method: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        """Call a method of the instance (or the function, with ``method=None``)."""
+        from tether.core import steps
+
+        return steps.call(self.service_name, method, args, kwargs)

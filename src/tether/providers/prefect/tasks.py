@@ -1,0 +1,66 @@
+"""Prefect tasks for tether's four pipeline actions, and the retry condition for out-of-memory.
+
+``call_service`` retries only an out-of-memory failure, and only while its ladder has a rung
+left (``retry_on_oom``); the rung of each run comes from the task run's ``run_count``. Its
+``retries`` is a cap (a ladder of up to 10 rungs); ``call_service.with_options(retries=...)``
+raises it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from tether.providers.prefect.blocks import TetherCluster, TetherService
+
+MAX_RUNGS = 10
+
+
+def retry_on_oom(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry an out-of-memory failure while a bigger rung is left."""
+    from tether.core.errors import OutOfMemoryError
+
+    error = state.data
+    return isinstance(error, OutOfMemoryError) and not error.fields.get("exhausted", True)
+
+
+def _run_count() -> int:
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return max(1, context.task_run.run_count) if context and context.task_run else 1
+
+
+@task(name="tether-bring-up")
+def bring_up_cluster(cluster: TetherCluster | str) -> str:
+    """Bring a cluster up (a block, or the name of a saved cluster); returns its name."""
+    block = cluster if isinstance(cluster, TetherCluster) else TetherCluster(cluster_name=cluster)
+    return block.up(logger=get_run_logger())
+
+
+@task(name="tether-deploy")
+def deploy_service(service: TetherService) -> str:
+    """Deploy a service from its block; returns its name."""
+    return service.deploy(logger=get_run_logger())
+
+
+@task(name="tether-call", retries=MAX_RUNGS - 1, retry_condition_fn=retry_on_oom)
+def call_service(service: TetherService | str, method: str | None = None, args: list[Any] | None = None,
+                 kwargs: dict[str, Any] | None = None, ladder: list[Any] | None = None) -> Any:
+    """Call a named service's method (or the function); an OOM retries on the next rung."""
+    from tether.core import steps
+
+    name = service.service_name if isinstance(service, TetherService) else service
+    return steps.call(name, method, args or [], kwargs or {}, ladder=ladder, attempt=_run_count(),
+                      logger=get_run_logger())
+
+
+@task(name="tether-teardown")
+def teardown_cluster(cluster: TetherCluster | str) -> None:
+    """Tear a cluster down (a block, or a cluster's name)."""
+    name = cluster.cluster_name if isinstance(cluster, TetherCluster) else cluster
+    from tether.core import steps
+
+    steps.teardown(name, logger=get_run_logger())

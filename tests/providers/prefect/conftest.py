@@ -1,0 +1,49 @@
+"""One Prefect test harness (a temporary server on SQLite) for the session, and what a finished flow
+run left there: its task runs and its log lines."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# No telemetry from the harness's server (it also logs "database is locked" errors on SQLite).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def task_runs():
+    """``task_runs(state)``: the task runs of the finished flow run ``state``, from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    def read(state) -> list:
+        runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        with get_client(sync_client=True) as client:
+            return client.read_task_runs(flow_run_filter=runs)
+
+    return read
+
+
+@pytest.fixture
+def run_logs():
+    """``run_logs(state)``: the log messages of the finished flow run ``state``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    def read(state) -> list[str]:
+        APILogWorker.drain_all(timeout=60)  # logs go to the API in the background: send them all
+        logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        with get_client(sync_client=True) as client:
+            return [log.message for log in client.read_logs(log_filter=logs)]
+
+    return read
