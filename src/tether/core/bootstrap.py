@@ -95,6 +95,14 @@ printf '%s\n' "$stamp" > "$T/venv/.tether-stamp"
 echo installed
 """
 
+INSTALL_PACKAGES = r"""
+set -e
+dir="$1"; shift
+export PIP_CONFIG_FILE=/dev/null
+"$HOME/.tether/venv/bin/python" -m pip install --isolated --no-index --find-links "$dir" \
+    --disable-pip-version-check --no-input --no-cache-dir --quiet "$@" </dev/null
+"""
+
 STOP = r"""
 st="$HOME/.tether/clusters/$1"
 [ -f "$st/daemon.json" ] || { echo "not running"; exit 0; }
@@ -251,6 +259,21 @@ class Node:
         if proc.returncode:
             raise self._install_error(proc.returncode, proc.stderr, python, install_from)
         return new
+
+    def install_packages(self, reqs: list[str]) -> None:
+        """pip install ``reqs`` into the node's ``~/.tether/venv`` from wheels fetched here and
+        sent over SSH (the node needs no package index)."""
+        probe = self.probe()
+        exe = (probe.stamp or {}).get("python")
+        python = next((p for p in probe.pythons if p.exe == exe), None) or self.choose_python(probe)
+        house = wheelhouse.packages_house(reqs, python, f"{self.ip} (node {self.index})")
+        dest = f".tether/wheels/packages/{house.name}"
+        ssh.run_rsync(self.target, ["-rLt", f"--rsync-path=mkdir -p {dest} && rsync", f"{house}/",
+                                    f"{self.ip}:{dest}/"], what="ship the packages' wheels")
+        proc = ssh.run_script(self.target, INSTALL_PACKAGES, [dest, *reqs], what="install packages")
+        if proc.returncode:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise self._error(message=f"pip install {' '.join(reqs)} from the wheels sent there failed:\n{tail}")
 
     def _install_error(self, code: int, stderr: str, python: NodePython, install_from: str) -> LaunchError:
         tail = "\n".join(stderr.strip().splitlines()[-15:])

@@ -224,9 +224,20 @@ class Cluster(Resource):
         self.launcher.require("ssh_tunnel")
         return self.launcher.ssh_tunnel(self, local_port, remote_port, node=node)
 
-    def install_packages(self, reqs: Sequence[str], node: Any = None) -> None:
-        """pip install ``reqs`` into the cluster's default env (the daemon's interpreter)."""
+    def install_packages(self, reqs: Sequence[str], node: Any = None, from_local: bool = False) -> None:
+        """pip install ``reqs`` into the cluster's default env (the daemon's interpreter).
+
+        Args:
+            node: an index or address, "all", or None (the head).
+            from_local: fetch the wheels (and their dependencies') on this machine and send them:
+                for nodes without a package index (on-prem boxes, the test hosts).
+        """
         reqs = [reqs] if isinstance(reqs, str) else list(reqs)
+        if from_local:
+            self.launcher.require("install_local_packages")
+            self.up_if_not()
+            self.launcher.install_local_packages(self, reqs, self.launcher.select(self, node))
+            return
         code = ("import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-m', 'pip', "
                 f"'install', '--disable-pip-version-check', *{reqs!r}]))")
         for index in self.launcher.select(self, node):

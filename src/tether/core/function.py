@@ -91,6 +91,24 @@ class Function(Resource, RemoteCallable):
 
     call = __call__
 
+    def distribute(self, kind: str, num_nodes: int | None = None, procs_per_node: int = 1,
+                   port: int | None = None, ray_start_args: list[str] | None = None):
+        """Run this deployed function with a distributed engine across the cluster's nodes.
+
+        Args:
+            kind: "pytorch" (a worker per rank, torch.distributed's env vars set; a call runs on
+                every rank and returns each rank's result) or "ray" (Ray started on every node;
+                the function runs on the head with Ray connected).
+            num_nodes: how many of the cluster's nodes (default: all).
+            procs_per_node: ranks per node (pytorch).
+            port: MASTER_PORT (pytorch, default a free port on the head) or Ray's port (6379).
+            ray_start_args: more ``ray start`` options, e.g. ``["--num-cpus=2"]``.
+        """
+        from tether.core.distribute import DistributedFunction
+
+        return DistributedFunction(self, kind, num_nodes=num_nodes, procs_per_node=procs_per_node,
+                                   port=port, ray_start_args=ray_start_args)
+
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run the original function in this process."""
         if self._fn is None:

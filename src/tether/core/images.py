@@ -26,8 +26,8 @@ class Env(Resource):
         working_dir: the worker's working directory on the cluster.
         python: the base interpreter on the cluster (default: the daemon's default).
         compute: where the env's worker runs, e.g. ``{"node_idx": 1}`` (the second machine of a
-            multi-node cluster). Stored with the env; placing a worker off the head is not
-            supported yet, so a non-zero ``node_idx`` is refused at deploy time.
+            multi-node cluster; 0, the default, is the head). The caller still talks to the head
+            only: it deploys to, and forwards calls to, that node.
     """
 
     RESOURCE_TYPE = "env"

@@ -445,3 +445,29 @@ def _make_house(node: NodePython, label: str, deps: bool) -> Path:
     house.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, house)
     return house
+
+
+def packages_house(reqs: list[str], node: NodePython, label: str) -> Path:
+    """A folder of wheels for ``reqs`` and their dependencies that fit ``node``, fetched on this
+    machine (its package index and pip settings: e.g. wheels on a local disk), for a node that has
+    no index of its own (``cluster.install_packages(..., from_local=True)``)."""
+    key = hashlib.sha256(json.dumps([sorted(reqs), node.key]).encode()).hexdigest()[:16]
+    folder = wheels_dir() / "packages" / key
+    if (folder / ".complete").exists():
+        return folder
+    with _house_lock, _cache_lock():
+        if (folder / ".complete").exists():
+            return folder
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check",
+               "--quiet", "--dest", str(folder), "--python-version", node.minor,
+               "--implementation", "cp" if node.implementation == "cpython" else "py"]
+        for plat in node.platforms():
+            cmd += ["--platform", plat]
+        proc = subprocess.run([*cmd, *reqs], capture_output=True, text=True)
+        if proc.returncode:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+            raise LaunchError(f"could not fetch wheels of {' '.join(reqs)} for node {label} "
+                              f"({node.describe}) on this machine:\n{tail}", node=label)
+        (folder / ".complete").write_text("\n".join(reqs) + "\n")
+    return folder

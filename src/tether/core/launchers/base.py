@@ -91,6 +91,10 @@ class Launcher:
                           f"{', '.join(f'{i} ({n})' for i, n in enumerate(names))}, or 'all'",
                           cluster=cluster.name)
 
+    def node_address(self, cluster: Cluster, index: int) -> str:
+        """The address other nodes reach node ``index`` on (torch.distributed's MASTER_ADDR...)."""
+        return "127.0.0.1"
+
     def node_endpoint(self, cluster: Cluster, index: int) -> Endpoint:
         """The endpoint of node ``index``'s daemon, bringing the cluster up if needed."""
         if index != 0:

@@ -38,6 +38,8 @@ class LocalLauncher(Launcher):
         "rsync": "the local cluster is this machine: its files are already here",
         "ssh": "the local cluster is this machine: open a shell here",
         "ssh_tunnel": "the local cluster is this machine: its daemon is on loopback already",
+        "install_local_packages": "the local cluster is this machine: install_packages() without "
+                                  "from_local uses this machine's own package index",
     }
 
     # memory= and cpus=: the machine size the daemon's workers get (local_limits.py)

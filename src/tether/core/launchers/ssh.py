@@ -122,6 +122,9 @@ class SshLauncher(Launcher):
     def node_names(self, cluster: Cluster) -> list[str]:
         return [n.ip for n in self.nodes(cluster)]
 
+    def node_address(self, cluster: Cluster, index: int) -> str:
+        return parse_address(cluster.spec["ips"][index], None, 22)[0]
+
     # -- up -----------------------------------------------------------------------------------------
 
     def _up(self, cluster: Cluster) -> Endpoint:
@@ -347,6 +350,18 @@ class SshLauncher(Launcher):
                               time.monotonic() - begin)
         # "~": each node's worker expands it to its own user's home (nodes may have other users)
         return codesync.remap(spec, root, "~", cluster.name)
+
+    def install_local_packages(self, cluster: Cluster, reqs: list[str], indices: list[int]) -> None:
+        """``install_packages(..., from_local=True)``: wheels fetched here, installed there."""
+        nodes = self.nodes(cluster)
+        with Progress(f"installing {' '.join(reqs)}") as progress:
+            def one(index: int) -> None:
+                begin = time.monotonic()
+                progress.update(f"{nodes[index].target.label}: installing {' '.join(reqs)}")
+                nodes[index].install_packages(reqs)
+                progress.step(f"{nodes[index].target.label}: installed {' '.join(reqs)}", time.monotonic() - begin)
+
+            _each([nodes[i] for i in indices], lambda n: one(n.index))
 
     def rsync(self, cluster: Cluster, source: str, dest: str, up: bool = True, node: Any = None,
               contents: bool = False, filter_options: str | None = None) -> None:
