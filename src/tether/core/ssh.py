@@ -20,7 +20,6 @@ ssh's own failures (exit code 255 and its stderr) become tether errors here and 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import hashlib
 import os
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tether.core.errors import AuthenticationError, ConfigError, ConnectionError, TetherError
-from tether.core.paths import tether_home
+from tether.core.paths import locked, pid_alive, tether_home
 
 CONNECT_TIMEOUT = 10
 ALIVE_INTERVAL = 5
@@ -205,7 +204,7 @@ def ensure_master(target: SshTarget) -> None:
         return
     with _master_locks_guard:
         lock = _master_locks.setdefault(str(path), threading.Lock())
-    with lock, _file_lock(path.with_suffix(".lock")):
+    with lock, locked(path.with_suffix(".lock")):
         if _master_alive(target, path):
             return
         path.unlink(missing_ok=True)  # a socket left by a master that died
@@ -231,17 +230,6 @@ def close_master(target: SshTarget) -> None:
     if path.exists():
         subprocess.run([binary("ssh"), *target.options(), "-O", "exit", target.host],
                        capture_output=True, stdin=subprocess.DEVNULL, timeout=30, env=target.env())
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -356,22 +344,6 @@ def wait_for_tunnel(target: SshTarget, proc: subprocess.Popen | int, local_port:
                 raise ConnectionError(f"the SSH tunnel to {target.label} did not open in time",
                                       cluster=target.cluster, node=target.host) from None
             time.sleep(0.02)
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # our own exited child is a zombie until reaped: not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def is_tunnel(pid: int | None, local_port: int) -> bool:

@@ -19,7 +19,6 @@ the node and says what to do (``install_from="index"``, or a matching Python on 
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import functools
 import hashlib
@@ -40,7 +39,7 @@ from typing import Any
 
 from tether._version import __version__
 from tether.core.errors import LaunchError
-from tether.core.paths import tether_home
+from tether.core.paths import locked, tether_home
 
 MIN_PYTHON = (3, 11)  # tether's requires-python
 _SKIP_IN_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
@@ -418,17 +417,8 @@ def make_house(node: NodePython, label: str, deps: bool = True) -> Path:
         return _make_house(node, label, deps)
 
 
-@contextlib.contextmanager
 def _cache_lock():
-    import fcntl
-
-    fd = os.open(wheels_dir() / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    return locked(wheels_dir() / ".lock")
 
 
 def _make_house(node: NodePython, label: str, deps: bool) -> Path:

@@ -8,7 +8,6 @@ calls from several processes start one daemon.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tether.core.errors import LaunchError
 from tether.core.launchers import local_limits
 from tether.core.launchers.base import Endpoint, Launcher
-from tether.core.paths import cluster_dir, ensure_token, tail
+from tether.core.paths import cluster_dir, ensure_token, locked, pid_alive, tail
 from tether.core.plugins import hookimpl
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ class LocalLauncher(Launcher):
     def _up(self, cluster: Cluster) -> Endpoint:
         state = cluster_dir(cluster.name)
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with _locked(state / "launch.lock"):
+        with locked(state / "launch.lock"):
             endpoint = self._endpoint(cluster)
             if endpoint is not None and not local_limits.matches(state, cluster.spec):
                 self._down(cluster)  # another machine size is another machine
@@ -112,9 +111,9 @@ class LocalLauncher(Launcher):
             return
         os.kill(pid, signal.SIGTERM)  # the daemon stops its workers on the way out
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.02)
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
         for name in ("daemon.json", "daemon.pid"):
             (state / name).unlink(missing_ok=True)
@@ -139,25 +138,9 @@ def _read_record(state: Path) -> dict[str, Any] | None:
         return None
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own exited child) is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _is_daemon(pid: Any, state: Path) -> bool:
     """Alive, and really this cluster's daemon: a stale daemon.json may name a reused pid."""
-    if not _alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -166,18 +149,6 @@ def _is_daemon(pid: Any, state: Path) -> bool:
         return True  # no /proc (not Linux): trust the pid
     return b"tether.daemon" in argv and str(state).encode() in argv
 
-
-class _locked:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: Any) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
 
 
 @hookimpl

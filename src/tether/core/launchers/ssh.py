@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import threading
 import time
@@ -35,7 +34,7 @@ from tether.core.bootstrap import Node
 from tether.core.errors import ConfigError, ConnectionError, LaunchError, TetherError
 from tether.core.launchers.base import Endpoint, Launcher
 from tether.core.packaging import ImportSpec
-from tether.core.paths import cluster_dir
+from tether.core.paths import cluster_dir, locked, write_private
 from tether.core.plugins import hookimpl
 from tether.core.progress import Progress
 
@@ -129,7 +128,7 @@ class SshLauncher(Launcher):
 
     def _up(self, cluster: Cluster) -> Endpoint:
         state = _state(cluster)
-        with _locked(state / "launch.lock"):
+        with locked(state / "launch.lock"):
             endpoint = self._endpoint(cluster)
             if endpoint is not None:
                 return endpoint
@@ -150,7 +149,7 @@ class SshLauncher(Launcher):
         """Every node probed, installed where needed, its daemon started: (records, started now)."""
         password = (cluster.spec.get("ssh_creds") or {}).get("password")
         if password is not None:
-            _write_private(state / "ssh_password", password)
+            write_private(state / "ssh_password", password)
         nodes = self.nodes(cluster)
         install_from = cluster.spec.get("install_from", "local")
 
@@ -192,7 +191,7 @@ class SshLauncher(Launcher):
 
         try:
             records = _each(nodes, start)
-            _write_private(state / "nodes.json", json.dumps(
+            write_private(state / "nodes.json", json.dumps(
                 {"nodes": [{**r, "ip": n.ip, "label": n.target.label} for n, r in zip(nodes, records, strict=True)]}))
         except BaseException:
             _stop_all(started)  # leave nothing half-started
@@ -203,7 +202,7 @@ class SshLauncher(Launcher):
         """A live tunnel to node ``index``'s daemon (reused when one runs), as an Endpoint."""
         node = self.nodes(cluster)[index]
         state = _state(cluster)
-        with _tunnel_lock, _locked(state / "tunnels.lock"):
+        with _tunnel_lock, locked(state / "tunnels.lock"):
             tunnels = _read(state / "tunnels.json") or {}
             known = tunnels.get(node.ip) or {}
             if known.get("daemon_pid") == record["pid"] and ssh.is_tunnel(known.get("pid"), known.get("local_port", 0)):
@@ -225,7 +224,7 @@ class SshLauncher(Launcher):
                         raise
             tunnels[node.ip] = {"pid": proc.pid, "local_port": port, "daemon_pid": record["pid"],
                                 "remote_port": record["port"]}
-            _write_private(state / "tunnels.json", json.dumps(tunnels))
+            write_private(state / "tunnels.json", json.dumps(tunnels))
         return Endpoint("127.0.0.1", port, record["token"])
 
     def _endpoint(self, cluster: Cluster) -> Endpoint | None:
@@ -251,7 +250,7 @@ class SshLauncher(Launcher):
             return endpoint
         self.up(cluster)
         state = _state(cluster)
-        with _locked(state / "launch.lock"):
+        with locked(state / "launch.lock"):
             records = self._records(cluster)
             node = self.nodes(cluster)[index]
             probe = node.probe()  # its daemon may have stopped since (autostop) while the head ran
@@ -262,7 +261,7 @@ class SshLauncher(Launcher):
                 record = {**node.start(cluster.spec.get("autostop_mins")), "home": probe.home}
             changed = records[index].get("pid") != record.get("pid")
             records[index] = {**record, "ip": node.ip, "label": node.target.label}
-            _write_private(state / "nodes.json", json.dumps({"nodes": records}))
+            write_private(state / "nodes.json", json.dumps({"nodes": records}))
             if changed:  # the head must forward to the node's new daemon
                 head = self._node_endpoint(cluster, 0)
                 if head is not None:
@@ -475,27 +474,6 @@ def _read(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 @hookimpl
