@@ -6,10 +6,8 @@ here and sent over SSH (``install_packages(..., from_local=True)``).
 
 from __future__ import annotations
 
-import importlib
-import uuid
-
 import pytest
+from placed_code import cluster_of, importable
 
 import tether as rh
 
@@ -69,23 +67,14 @@ def ray_spread(tasks):
 
 @pytest.fixture(scope="module")
 def dist_module(tmp_path_factory):
-    import sys
-
-    root = tmp_path_factory.mktemp("dist")
-    (root / "pyproject.toml").write_text("[project]\nname = 'dist'\n")
-    name = f"dist_{uuid.uuid4().hex[:8]}"
-    (root / f"{name}.py").write_text(CODE)
-    sys.path.insert(0, str(root))
-    yield importlib.import_module(name)
-    sys.path.remove(str(root))
-    sys.modules.pop(name, None)
+    with importable(tmp_path_factory.mktemp("dist"), "dist", CODE) as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
 def rack(test_hosts):
     hosts = test_hosts.create(2)
-    cluster = rh.cluster(name=f"dist-{uuid.uuid4().hex[:6]}", ips=[f"{h.user}@{h.ip}" for h in hosts],
-                         ssh_creds=hosts[0].ssh_creds())
+    cluster = cluster_of(hosts, "dist")
     cluster.install_packages([TORCH, RAY], node="all", from_local=True)
     yield cluster, hosts
     cluster.teardown()

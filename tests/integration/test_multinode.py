@@ -6,11 +6,10 @@ The two hosts have different users, so where a call ran is plain from what it re
 
 from __future__ import annotations
 
-import importlib
 import threading
-import uuid
 
 import pytest
+from placed_code import cluster_of, importable
 from process_helpers import wait_until
 
 import tether as rh
@@ -65,24 +64,14 @@ def total(xs):
 @pytest.fixture(scope="module")
 def placed_module(tmp_path_factory):
     """A project with CODE in it, importable here (the code travels by rsync to every node)."""
-    import sys
-
-    root = tmp_path_factory.mktemp("multinode")
-    (root / "pyproject.toml").write_text("[project]\nname = 'multinode'\n")
-    name = f"placed_{uuid.uuid4().hex[:8]}"
-    (root / f"{name}.py").write_text(CODE)
-    sys.path.insert(0, str(root))
-    yield importlib.import_module(name)
-    sys.path.remove(str(root))
-    sys.modules.pop(name, None)
+    with importable(tmp_path_factory.mktemp("multinode"), "placed", CODE) as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
 def pair(ssh_hosts):
     """A cluster of the two session hosts (head: ssh_hosts[0]), up for the whole module."""
-    hosts = ssh_hosts
-    cluster = rh.cluster(name=f"pair-{uuid.uuid4().hex[:6]}", ips=[f"{h.user}@{h.ip}" for h in hosts],
-                         ssh_creds=hosts[0].ssh_creds())
+    cluster = cluster_of(ssh_hosts, "pair")
     cluster.up_if_not()
     yield cluster
     cluster.teardown()
@@ -103,6 +92,8 @@ def test_calls_go_to_the_node_that_holds_the_object(pair, ssh_hosts, placed_modu
     assert got["file"].startswith(got["home"] + "/.tether/code/")  # synced into node 1's own home
     assert "node says from node 1" in capfd.readouterr().out  # its output streams back through the head
     assert near("x")["uid"] == _uid(ssh_hosts[0])
+    with pytest.raises(rh.NotFoundError, match="nope"):  # the node's 404, with its own message
+        pair.client.call("where-far", "nope")
     objects = pair.status()["objects"]
     assert (objects["where-far"]["node"], objects["where-near"]["node"]) == (1, 0)
     assert {"where-far", "where-near"} <= set(pair.keys())
@@ -165,8 +156,7 @@ def test_cancel_and_delete_on_node_1(pair, ssh_hosts, placed_module):
 
 def test_a_node_whose_link_is_cut_gives_a_clear_error_and_the_head_serves_on(test_hosts, placed_module):
     hosts = test_hosts.create(2)
-    cluster = rh.cluster(name=f"cut-{uuid.uuid4().hex[:6]}", ips=[f"{h.user}@{h.ip}" for h in hosts],
-                         ssh_creds=hosts[0].ssh_creds())
+    cluster = cluster_of(hosts, "cut")
     try:
         slow = rh.function(placed_module.slow).to(cluster, env=ON_NODE_1, name="slow")
         near = rh.function(placed_module.where).to(cluster, name="near")

@@ -383,15 +383,20 @@ def _repack(dist: md.Distribution, folder: Path) -> Path | None:
     return target
 
 
+def _pip_download(node: NodePython, folder: Path) -> list[str]:
+    """``pip download`` of wheels that fit ``node`` (its Python version and platforms), into ``folder``."""
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check",
+           "--quiet", "--dest", str(folder), "--python-version", node.minor,
+           "--implementation", "cp" if node.implementation == "cpython" else "py"]
+    for plat in node.platforms():
+        cmd += ["--platform", plat]
+    return cmd
+
+
 def _download(missing: list[tuple[str, str | None]], node: NodePython, folder: Path, label: str) -> list[Path]:
     """``pip download`` the wheels that fit ``node`` (its Python version and platform)."""
     specs = [f"{n}=={v}" if v else n for n, v in missing]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--quiet", "--dest", str(folder),
-           "--python-version", node.minor, "--implementation", "cp" if node.implementation == "cpython" else "py"]
-    for plat in node.platforms():
-        cmd += ["--platform", plat]
-    proc = subprocess.run([*cmd, *specs], capture_output=True, text=True)
+    proc = subprocess.run([*_pip_download(node, folder), "--no-deps", *specs], capture_output=True, text=True)
     found = [_cached(n, v, node, folder) for n, v in missing]
     if proc.returncode or not all(found):
         lacking = [s for s, w in zip(specs, found, strict=True) if w is None]
@@ -449,12 +454,7 @@ def packages_house(reqs: list[str], node: NodePython, label: str) -> Path:
         if (folder / ".complete").exists():
             return folder
         folder.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check",
-               "--quiet", "--dest", str(folder), "--python-version", node.minor,
-               "--implementation", "cp" if node.implementation == "cpython" else "py"]
-        for plat in node.platforms():
-            cmd += ["--platform", plat]
-        proc = subprocess.run([*cmd, *reqs], capture_output=True, text=True)
+        proc = subprocess.run([*_pip_download(node, folder), *reqs], capture_output=True, text=True)
         if proc.returncode:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
             raise LaunchError(f"could not fetch wheels of {' '.join(reqs)} for node {label} "

@@ -84,8 +84,14 @@ async def forward(route: CallRoute, scope, receive, send, rec: ObjectRecord, met
         await responses.send_error(send, 502, "node_unreachable", str(exc))
         return
     if status != 200:
-        route.calls.finish(record, remote.error_from_status(status, b"{}"))
-        await _pass_through(send, upstream)
+        try:
+            data = await upstream.body()
+        except NodeError as exc:
+            route.calls.finish(record, remote.lost(exc))
+            await responses.send_error(send, 502, "node_unreachable", str(exc))
+            return
+        route.calls.finish(record, remote.error_from_status(status, data))  # the node's own message
+        await _send_json(send, status, data)
         return
     tracker = CallTracker(route, record, queue)
     if asked.get(wire.KEEP_HEADER.encode()) == b"1":
@@ -120,6 +126,10 @@ async def _pass_through(send, upstream: Upstream) -> None:
     except NodeError as exc:
         await responses.send_error(send, 502, "node_unreachable", str(exc))
         return
-    await send({"type": "http.response.start", "status": upstream.status,
+    await _send_json(send, upstream.status, data)
+
+
+async def _send_json(send, status: int, data: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", responses.JSON_TYPE), (b"content-length", b"%d" % len(data))]})
     await send({"type": "http.response.body", "body": data})
