@@ -458,3 +458,36 @@ def test_remote_os_error_is_its_own_type_not_a_lost_connection(session_cluster, 
         fn(path)
     assert not isinstance(info.value, rh.ConnectionError)
     assert_still_serving(session_cluster, names)
+
+
+# -- nodes of a multi-node cluster ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'{"nodes": 3}', b'{"nodes": [{"index": 1, "host": "10.0.0.9"}]}'],
+    ids=["not-json", "not-a-list", "missing-port-and-token"],
+)
+def test_a_malformed_node_table_is_400_and_the_daemon_serves_on(session_cluster, names, http, body):
+    resp = http.post("/_tether/nodes", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "bad_request"
+    assert http.get("/_tether/nodes").json() == {"nodes": []}
+    assert_still_serving(session_cluster, names)
+
+
+def test_an_object_on_an_unknown_node_is_a_connection_error_naming_it(session_cluster, names):
+    """The head was never told about node 1 (a deploy asked for it without the launcher's table)."""
+    meta = {"op": "deploy", "kind": "function", "name": unique("far"), "module": "remote_code",
+            "qualname": "add", "env": {"name": "far", "node_idx": 1}}
+    with pytest.raises(rh.ConnectionError, match="knows no node 1"):
+        session_cluster.client.deploy(meta)
+    assert_still_serving(session_cluster, names)
+
+
+def test_a_local_cluster_has_one_node(session_cluster, names):
+    with pytest.raises(rh.ConfigError, match="has 1 node"):
+        rh.function(remote_code.add).to(session_cluster, env=rh.env(name="far", compute={"node_idx": 1}))
+    with pytest.raises(rh.ConfigError, match="cannot install_local_packages"):
+        session_cluster.install_packages(["six"], from_local=True)
+    assert_still_serving(session_cluster, names)
