@@ -4,7 +4,7 @@
 #   make test    the whole test suite            (PYTEST_ARGS="-k name" to pick tests)
 #   make bench   tether next to a Ray actor and a bare FastAPI endpoint -> bench/results/
 #                (BENCH_ARGS=--quick: a ~1 min smoke run; installs wrk with apt-get if root)
-#   make lint    ruff
+#   make lint    ruff, and the layer rules (lint-imports: contracts in pyproject.toml)
 #   make clean   remove .venv, caches and bench results (stops a local daemon run from this .venv)
 #
 # Every package is installed at the exact version pinned in constraints.txt (`make constraints`
@@ -66,7 +66,9 @@ demo: $(STAMP)
 	@$(PY) -c "$$DAEMON_CHECK" stale
 	$(PY) examples/quickstart.py
 
+# The layer rules first (a second): a test run that breaks them fails before any test runs.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 # Ray, aiohttp and matplotlib come with the bench extra; wrk (Debian's package) is installed by
@@ -76,6 +78,7 @@ bench: $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	@if $(PY) -c '' 2>/dev/null; then $(PY) -c "$$DAEMON_CHECK" ours; fi
@@ -106,7 +109,7 @@ import json, os, sys
 from pathlib import Path
 import tether
 from tether._version import __version__
-from tether.core.paths import cluster_dir
+from tether.state import cluster_dir
 
 mode, state = sys.argv[1], cluster_dir("local")
 try:

@@ -24,6 +24,7 @@ from tether._version import __version__
 _EXPORTS: dict[str, tuple[str, str]] = {
     "function": ("tether.core.function", "function"),
     "Function": ("tether.core.function", "Function"),
+    "RemoteFunction": ("tether.core.stubs", "RemoteFunction"),
     "module": ("tether.core.module", "module"),
     "Module": ("tether.core.module", "Module"),
     "cluster": ("tether.core.cluster", "cluster"),
@@ -36,30 +37,28 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "CallHandle": ("tether.core.invoke", "CallHandle"),
     "exists": ("tether.core.resources", "exists"),
     "Resource": ("tether.core.resources", "Resource"),
-    "TetherError": ("tether.core.errors", "TetherError"),
-    "ConfigError": ("tether.core.errors", "ConfigError"),
-    "NotFoundError": ("tether.core.errors", "NotFoundError"),
-    "LaunchError": ("tether.core.errors", "LaunchError"),
-    "ConnectionError": ("tether.core.errors", "ConnectionError"),
-    "AuthenticationError": ("tether.core.errors", "AuthenticationError"),
-    "VersionMismatchError": ("tether.core.errors", "VersionMismatchError"),
-    "SerializationError": ("tether.core.errors", "SerializationError"),
-    "CallCancelledError": ("tether.core.errors", "CallCancelledError"),
-    "ResultExpiredError": ("tether.core.errors", "ResultExpiredError"),
-    "RemoteError": ("tether.core.errors", "RemoteError"),
-    "WorkerDiedError": ("tether.core.errors", "WorkerDiedError"),
-    "OutOfMemoryError": ("tether.core.errors", "OutOfMemoryError"),
-    "Ladder": ("tether.core.ladder", "Ladder"),
+    "TetherError": ("tether.errors", "TetherError"),
+    "ConfigError": ("tether.errors", "ConfigError"),
+    "NotFoundError": ("tether.errors", "NotFoundError"),
+    "LaunchError": ("tether.errors", "LaunchError"),
+    "ConnectionError": ("tether.errors", "ConnectionError"),
+    "AuthenticationError": ("tether.errors", "AuthenticationError"),
+    "VersionMismatchError": ("tether.errors", "VersionMismatchError"),
+    "SerializationError": ("tether.errors", "SerializationError"),
+    "CallCancelledError": ("tether.errors", "CallCancelledError"),
+    "ResultExpiredError": ("tether.errors", "ResultExpiredError"),
+    "RemoteError": ("tether.errors", "RemoteError"),
+    "WorkerDiedError": ("tether.errors", "WorkerDiedError"),
+    "OutOfMemoryError": ("tether.errors", "OutOfMemoryError"),
+    "Ladder": ("tether.steps.ladder", "Ladder"),
 }
 
 __all__ = ["__version__", "here", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "here":
-        from tether.core.cluster import here
-
-        return here()
+    if name == "here":  # not cached: a fresh lookup each time, like tether.cluster("local")
+        return importlib.import_module("tether.core.cluster").here()
     try:
         module, attr = _EXPORTS[name]
     except KeyError:
@@ -75,7 +74,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.core.cluster import Cluster, cluster
-    from tether.core.errors import (
+    from tether.core.function import Function, function
+    from tether.core.images import Env, env
+    from tether.core.module import Module, module
+    from tether.core.resources import Resource, exists, load
+    from tether.core.stubs import RemoteFunction
+    from tether.errors import (
         AuthenticationError,
         CallCancelledError,
         ConfigError,
@@ -90,10 +94,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         VersionMismatchError,
         WorkerDiedError,
     )
-    from tether.core.function import Function, function
-    from tether.core.images import Env, env
-    from tether.core.ladder import Ladder
-    from tether.core.module import Module, module
-    from tether.core.resources import Resource, exists, load
+    from tether.steps.ladder import Ladder
 
     here: Cluster

@@ -46,9 +46,9 @@ def test_import_tether_imports_no_tether_submodule_but_version(after_import):
     "code",
     [
         "import tether as rh; rh.function; rh.module; rh.cluster; rh.env; rh.load; rh.RemoteError",
-        ("import tether.core.function, tether.core.module, tether.core.cluster, tether.core.client, "
-         "tether.core.stubs, tether.core.wire, tether.core.plugins, tether.core.launchers.local, "
-         "tether.core.launchers.ssh"),
+        ("import tether.core.function, tether.core.module, tether.core.cluster, tether.client.daemon_client, "
+         "tether.core.stubs, tether.protocol.wire, tether.plugins, tether.launchers.local, "
+         "tether.launchers.ssh.launcher"),
     ],
     ids=["public-api", "core-modules"],
 )

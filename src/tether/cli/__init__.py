@@ -44,7 +44,7 @@ app.command(context_settings={"allow_interspersed_args": False})(run.run)
 
 def main() -> NoReturn:
     """The ``tether`` console script."""
-    from tether.core.errors import TetherError
+    from tether.errors import TetherError
 
     try:
         app()

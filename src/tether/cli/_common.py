@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from tether.core.client import DaemonClient
+    from tether.client.daemon_client import DaemonClient
     from tether.core.cluster import Cluster
 
 EXIT_ERROR = 1
@@ -65,7 +65,7 @@ def _check_name(name: str) -> None:
 def _cluster(name: str) -> "Cluster":
     """The saved cluster ``name``, the local default, or a local cluster of that name."""
     from tether.core.cluster import cluster
-    from tether.core.errors import NotFoundError
+    from tether.errors import NotFoundError
 
     _check_name(name)
     try:
@@ -77,8 +77,8 @@ def _cluster(name: str) -> "Cluster":
 def _is_known(name: str) -> bool:
     """Saved, the local default, or started from this machine before (it has a state dir)."""
     from tether.core.cluster import DEFAULT_CLUSTER
-    from tether.core.paths import cluster_dir
     from tether.core.registry import local
+    from tether.state import cluster_dir
 
     return name == DEFAULT_CLUSTER or local.exists(name) or cluster_dir(name).is_dir()
 
@@ -86,7 +86,7 @@ def _is_known(name: str) -> bool:
 def _record(cluster: "Cluster") -> dict[str, Any]:
     """What the launcher knows without starting anything: up, and for a local daemon its pid etc."""
     if cluster.launcher_name == "local":
-        from tether.core.launchers.local import LocalLauncher
+        from tether.launchers.local import LocalLauncher
 
         return LocalLauncher().status(cluster)
     return {"up": cluster.launcher.endpoint(cluster) is not None}
@@ -94,7 +94,7 @@ def _record(cluster: "Cluster") -> dict[str, Any]:
 
 def _running_client(cluster: "Cluster") -> "DaemonClient | None":
     """A client of the cluster's daemon if it is running, else None. Never starts a daemon."""
-    from tether.core.client import DaemonClient
+    from tether.client.daemon_client import DaemonClient
 
     endpoint = cluster.launcher.endpoint(cluster)
     if endpoint is None:
@@ -111,7 +111,7 @@ def _not_running(name: str) -> CLIError:
 
 
 def _state_dir(name: str) -> Path:
-    from tether.core.paths import cluster_dir
+    from tether.state import cluster_dir
 
     return cluster_dir(name)
 

@@ -153,7 +153,7 @@ def daemon_status(cluster: ClusterOpt = "local") -> None:
     tether daemon status --cluster dev || tether daemon start --cluster dev
     ```
     """
-    from tether.core.errors import TetherError
+    from tether.errors import TetherError
 
     handle = _cluster(cluster)
     record = _record(handle)

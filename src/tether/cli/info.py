@@ -67,8 +67,8 @@ def list_resources() -> None:
     tether ls
     ```
     """
-    from tether.core.paths import resources_dir
     from tether.core.registry import local
+    from tether.state import resources_dir
 
     names = local.names()
     if not names:
@@ -166,8 +166,8 @@ def version(cluster: ClusterOpt = "local") -> None:
     tether version --cluster dev
     ```
     """
-    from tether.core import wire
-    from tether.core.errors import TetherError
+    from tether.errors import TetherError
+    from tether.protocol import wire
 
     out.print(f"client: tether {__version__} (protocol {wire.PROTOCOL_VERSION})")
     handle = _cluster(cluster)

@@ -1,1 +1,3 @@
-"""The caller's side of tether: resources, stubs, the client, launchers and the plugin system."""
+"""The user API: resources and their configs, functions, modules, clusters, envs, and the stubs
+that call what was deployed. Built on ``tether.client`` (the transport) and found by the launchers
+and steps above it; it never imports them (launchers are found through ``tether.plugins``)."""

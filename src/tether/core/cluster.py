@@ -3,7 +3,7 @@
 ``tether.cluster("local")`` / ``tether.here`` is the embedded default: a daemon on this machine,
 started on demand. ``tether.cluster(name="rack", ips=[...], ssh_creds={...})`` is the ``ssh``
 launcher (your own machines). Other launchers (sky, kubernetes) plug in through
-``tether.core.plugins``.
+``tether.plugins``.
 
 Methods that act on machines take ``node=``: None (the head), a node index, an address, or
 ``"all"``.
@@ -14,13 +14,20 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tether.core.client import DaemonClient
-from tether.core.errors import ConfigError, LaunchError, NotFoundError
+from tether.client.daemon_client import DaemonClient
 from tether.core.images import Env, resolve_env
-from tether.core.packaging import ImportSpec
+from tether.core.registry import local
 from tether.core.resources import Resource
+from tether.core.stubs import stub_for
+from tether.errors import ConfigError, LaunchError, NotFoundError
+from tether.plugins import launchers
+from tether.protocol import wire
+
+if TYPE_CHECKING:
+    from tether.core.packaging import ImportSpec
+    from tether.launchers.base import Launcher
 
 DEFAULT_CLUSTER = "local"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -51,11 +58,10 @@ class Cluster(Resource):
     # -- definition --------------------------------------------------------------------------------
 
     @property
-    def launcher(self):
+    def launcher(self) -> Launcher:
+        """The launcher plugin named by ``launcher=`` (found through ``tether.plugins``)."""
         if self._launcher is not None:
             return self._launcher
-        from tether.core.plugins import launchers
-
         found = launchers()
         try:
             self._launcher = found[self.launcher_name]()
@@ -93,7 +99,9 @@ class Cluster(Resource):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Cluster:
-        return cls(name=config["name"], launcher=config.get("launcher"), **(config.get("spec") or {}))
+        """The cluster a config describes, shared with this process's other handles of that name
+        (one connection per cluster and process)."""
+        return cluster(config["name"], config.get("launcher") or "local", **(config.get("spec") or {}))
 
     def __repr__(self) -> str:
         return f"<Cluster {self.name!r} launcher={self.launcher_name}>"
@@ -254,8 +262,6 @@ class Cluster(Resource):
 
     def put(self, key: str, obj: Any, env: Env | str | None = None) -> None:
         """Store a Python value on the cluster under ``key`` (it lives in the env's worker)."""
-        from tether.core import wire
-
         spec = resolve_env(env).wire_spec()
         meta = {"op": "deploy", "kind": "value", "name": key, "env": spec}
         self.client.deploy(meta, wire.dumps(obj, f"the value for {key!r}"))
@@ -268,8 +274,6 @@ class Cluster(Resource):
             default: returned when nothing is named ``key``.
             remote: return a stub even for a stored value.
         """
-        from tether.core.stubs import stub_for
-
         info = self._info(key)
         if info is None:
             return default
@@ -347,8 +351,6 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
     cluster saved with ``.save()``. ``tether.cluster(name="small", launcher="local", ...)`` defines one.
     Handles are cached per name in this process, so they share one connection.
     """
-    from tether.core.registry import local
-
     with _clusters_lock:
         if launcher is None and not spec:
             if name in _clusters:
@@ -357,7 +359,7 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
                 config = local.load(name)
                 if config.get("type") != "cluster":
                     raise ConfigError(f"{name!r} is saved as a {config.get('type')}, not a cluster")
-                found = Cluster.from_config(config)
+                found = Cluster(config["name"], config.get("launcher"), **(config.get("spec") or {}))
             elif name == DEFAULT_CLUSTER:
                 found = Cluster(DEFAULT_CLUSTER, "local")
             else:

@@ -29,12 +29,13 @@ import json
 from concurrent.futures import FIRST_EXCEPTION, wait
 from typing import TYPE_CHECKING, Any
 
-from tether.core.errors import ConfigError, LaunchError, TetherError
 from tether.core.images import Env
+from tether.errors import ConfigError, LaunchError, TetherError
 
 if TYPE_CHECKING:
     from tether.core.cluster import Cluster
     from tether.core.function import Function
+    from tether.core.stubs import RemoteFunction
 
 KINDS = ("pytorch", "ray")
 RAY_PORT = 6379
@@ -45,12 +46,10 @@ _FREE_PORT = ("import socket; s = socket.socket(); s.bind(('', 0)); print(s.gets
 class DistributedFunction:
     """A deployed function run by a distributed engine across the cluster's nodes."""
 
-    def __init__(self, fn: Function, kind: str, num_nodes: int | None = None, procs_per_node: int = 1,
+    def __init__(self, fn: RemoteFunction, kind: str, num_nodes: int | None = None, procs_per_node: int = 1,
                  port: int | None = None, ray_start_args: list[str] | None = None) -> None:
         if kind not in KINDS:
             raise ConfigError(f"distribute() takes {' or '.join(map(repr, KINDS))}, not {kind!r}")
-        if fn.system is None:
-            raise ConfigError(f"function {fn.name!r} is not deployed: call .to(cluster) before .distribute()")
         if not isinstance(procs_per_node, int) or procs_per_node < 1:
             raise ConfigError("procs_per_node must be a positive number of processes")
         self.fn, self.kind, self.cluster = fn, kind, fn.system
@@ -62,8 +61,8 @@ class DistributedFunction:
         self.procs_per_node = procs_per_node
         self.port = port
         self.ray_start_args = list(ray_start_args or [])
-        self._ranks: list[Function] | None = None
-        self._ray: Function | None = None
+        self._ranks: list[RemoteFunction] | None = None
+        self._ray: RemoteFunction | None = None
 
     @property
     def world_size(self) -> int:
@@ -80,7 +79,7 @@ class DistributedFunction:
 
     # -- pytorch -------------------------------------------------------------------------------
 
-    def ranks(self) -> list[Function]:
+    def ranks(self) -> list[RemoteFunction]:
         """The per-rank services (deployed on first use)."""
         if self._ranks is None:
             cluster = self.cluster
@@ -132,7 +131,7 @@ class DistributedFunction:
 
     # -- ray -------------------------------------------------------------------------------------
 
-    def _ray_function(self) -> Function:
+    def _ray_function(self) -> RemoteFunction:
         if self._ray is None:
             cluster = self.cluster
             head = cluster.launcher.node_address(cluster, 0)
@@ -163,10 +162,8 @@ class DistributedFunction:
             self._ranks = None
 
     def _copy(self) -> Function:
-        from tether.core.function import Function
-
-        fn = self.fn
-        return Function(fn._fn, fn.name, serialize=fn.serialize, spec=fn.spec)  # noqa: SLF001
+        """The definition the function was deployed from: each rank is deployed from it."""
+        return self.fn._definition("distribute()")  # noqa: SLF001 - our own handle
 
 
 def _python(cluster: Cluster, node: int, code: str, check: bool = True) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether.core.registry import local
 from tether.core.resources import Resource
+from tether.errors import ConfigError
 
 DEFAULT_ENV = "default"
 
@@ -45,8 +47,6 @@ class Env(Resource):
         self.compute = dict(self.compute or {})
         node_idx = self.compute.get("node_idx", 0)
         if not isinstance(node_idx, int) or isinstance(node_idx, bool) or node_idx < 0:
-            from tether.core.errors import ConfigError
-
             raise ConfigError(f"compute['node_idx'] is a node index (0 is the head), not {node_idx!r}")
 
     @property
@@ -80,8 +80,6 @@ def env(reqs: list[str] | None = None, env_vars: dict[str, str] | None = None, n
     """Make an env, or load a saved one when only ``name`` is given and it was saved."""
     if (name and reqs is None and env_vars is None and working_dir is None and python is None
             and compute is None):
-        from tether.core.registry import local
-
         if local.exists(name):
             return Env.from_config(local.load(name))
     return Env(reqs=reqs or [], env_vars=env_vars or {}, name=name, working_dir=working_dir,
@@ -98,6 +96,4 @@ def resolve_env(value: Env | str | list[str] | None) -> Env:
         return env(name=value)
     if isinstance(value, (list, tuple)):
         return Env(reqs=list(value))
-    from tether.core.errors import ConfigError
-
     raise ConfigError(f"env= takes a tether.env(...), an env name or a list of requirements, not {type(value).__name__}")

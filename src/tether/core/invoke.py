@@ -13,19 +13,31 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from tether.client.daemon_client import new_call_id
+from tether.plugins import emit, implemented
+from tether.protocol import refs
+
 if TYPE_CHECKING:
+    from tether.client.daemon_client import DaemonClient
     from tether.core.cluster import Cluster
 
-_NO_FLAGS: dict[str, bool] = {}
 DEFAULT_MAP_CONCURRENCY = 16
+ON_CALL = "tether_on_call"
 
 
 class RemoteCallable:
-    """Mixin: subclasses provide ``_target()`` -> (cluster, object name, method, flags, stream_logs)."""
+    """The calling forms every handle has (a remote function, a remote instance's method).
+
+    A subclass implements ``_target()``, returning ``(cluster, object name, method, flags,
+    stream_logs)``: ``flags`` is the method's entry of the interface the daemon described at deploy
+    (``async``, ``generator``, ``async_generator``), which decides whether ``fn(x)`` is awaitable.
+    Every call fires the ``tether_on_call`` hook when a plugin implements it.
+    """
 
     __slots__ = ()
 
@@ -42,10 +54,11 @@ class RemoteCallable:
             run_async = bool(flags.get("async") or flags.get("async_generator"))
         client = cluster.client
         if run_async:
+            call = _acall(client, name, method, args, kwargs, stream_logs)
             if flags.get("generator") or flags.get("async_generator"):
-                return _async_items(client.acall(name, method, args, kwargs, stream_logs))
-            return client.acall(name, method, args, kwargs, stream_logs)
-        return client.call(name, method, args, kwargs, stream_logs=stream_logs, refs=refs_in(args, kwargs))
+                return _async_items(call)
+            return call
+        return _call(client, name, method, args, kwargs, stream_logs)
 
     def aio(self, *args: Any, **kwargs: Any) -> Any:
         """The async form: an awaitable (or an async iterator for a generator)."""
@@ -85,7 +98,7 @@ class RemoteCallable:
         workers = max(1, min(concurrency or DEFAULT_MAP_CONCURRENCY, len(items)))
 
         def one(args: tuple) -> Any:
-            return client.call(name, method, args, kwargs, stream_logs=stream_logs, refs=refs_in(args, kwargs))
+            return _call(client, name, method, args, kwargs, stream_logs)
 
         results: list[Any] = [None] * len(items)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tether-map") as pool:
@@ -101,6 +114,43 @@ class RemoteCallable:
                         raise
                     results[index] = exc
         return results
+
+
+def _call(client: DaemonClient, name: str, method: str, args: tuple, kwargs: dict, stream_logs: bool,
+          call_id: str | None = None) -> Any:
+    if not implemented(ON_CALL):  # the common case: no timing, no event
+        return client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=call_id,
+                           refs=refs_in(args, kwargs))
+    start, error = time.monotonic(), None
+    try:
+        return client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=call_id,
+                           refs=refs_in(args, kwargs))
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _on_call(client, name, method, start, error)
+
+
+async def _acall(client: DaemonClient, name: str, method: str, args: tuple, kwargs: dict,
+                 stream_logs: bool) -> Any:
+    if not implemented(ON_CALL):
+        return await client.acall(name, method, args, kwargs, stream_logs)
+    start, error = time.monotonic(), None
+    try:
+        return await client.acall(name, method, args, kwargs, stream_logs)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _on_call(client, name, method, start, error)
+
+
+def _on_call(client: DaemonClient, name: str, method: str, start: float, error: BaseException | None) -> None:
+    """``tether_on_call``: after the call returned (a generator: once it started streaming)."""
+    emit(ON_CALL, {"cluster": client.cluster, "name": name, "method": method,
+                   "seconds": time.monotonic() - start,
+                   "error": None if error is None else f"{type(error).__name__}: {error}"})
 
 
 def refs_in(args: tuple, kwargs: dict) -> list[str]:
@@ -134,8 +184,6 @@ class CallHandle:
 
     def __init__(self, cluster: Cluster, name: str, method: str, args: tuple, kwargs: dict,
                  stream_logs: bool) -> None:
-        from tether.core.client import new_call_id
-
         self.cluster, self.name, self.method = cluster, name, method
         self.call_id = new_call_id()
         self._future: Future = Future()
@@ -143,7 +191,7 @@ class CallHandle:
 
         def run() -> None:
             try:
-                value = client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=self.call_id)
+                value = _call(client, name, method, args, kwargs, stream_logs, call_id=self.call_id)
             except BaseException as exc:  # noqa: BLE001 - handed to result()
                 self._future.set_exception(exc)
             else:
@@ -189,8 +237,6 @@ class RemoteRef:
         self.cluster.delete(self.name)
 
     def __reduce__(self):
-        from tether.core import refs
-
         return (refs.resolve, (self.name,))
 
     def __repr__(self) -> str:
@@ -198,8 +244,6 @@ class RemoteRef:
 
 
 def _remote(cluster: Cluster, name: str, method: str, args: tuple, kwargs: dict, stream_logs: bool) -> RemoteRef:
-    from tether.core.client import new_call_id
-
     call_id = new_call_id()
     info = cluster.client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=call_id,
                                keep=True, refs=refs_in(args, kwargs))

@@ -8,14 +8,18 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 from tether.core.cluster import Cluster, resolve_cluster
-from tether.core.errors import ConfigError
 from tether.core.images import Env, resolve_env
 from tether.core.packaging import ImportSpec, import_spec
-from tether.core.resources import Resource
+from tether.core.resources import Resource, load
+from tether.core.stubs import RemoteInstance
+from tether.errors import ConfigError
+from tether.plugins import emit
+from tether.protocol import wire
 
 
 class Module(Resource):
@@ -52,8 +56,6 @@ class Module(Resource):
     def _deploy_meta(self, env: Env, spec: ImportSpec | None = None) -> tuple[dict[str, Any], list]:
         meta: dict[str, Any] = {"env": env.wire_spec()}
         if self.serialize:
-            from tether.core import wire
-
             if self.cls is None:
                 raise ConfigError(f"module {self.name!r} has no local class to serialize")
             payload = wire.dumps(self.cls, f"class {self.name!r}")
@@ -83,17 +85,17 @@ class RemoteClass:
         self.max_concurrency = max_concurrency
         self.spec = spec  # the import spec as the cluster sees it (paths on the node)
 
-    def __call__(self, *args: Any, name: str | None = None, **kwargs: Any):
-        from tether.core import wire
-        from tether.core.stubs import RemoteInstance
-
+    def __call__(self, *args: Any, name: str | None = None, **kwargs: Any) -> RemoteInstance:
         name = name or f"{self.module.name}-{uuid.uuid4().hex[:8]}"
         meta, payload = self.module._deploy_meta(self.env, self.spec)
         payload = [*payload, *wire.dumps((args, kwargs), f"the arguments of {self.module.name}()")]
         meta.update(op="deploy", kind="instance", name=name)
         if self.max_concurrency:
             meta["max_concurrency"] = int(self.max_concurrency)
+        start = time.monotonic()
         interface = self.cluster.client.deploy(meta, payload, stream_logs=self.stream_logs)
+        emit("tether_on_deploy", {"cluster": self.cluster.name, "name": name, "kind": "instance",
+                                  "env": self.env.env_name, "seconds": time.monotonic() - start})
         return RemoteInstance(self.cluster, name, interface, self.stream_logs)
 
     def __repr__(self) -> str:
@@ -111,8 +113,6 @@ def module(cls: type | None = None, name: str | None = None, *, serialize: bool 
     if cls is None:
         if not name:
             raise ConfigError("tether.module() needs a class, or name= of a saved module")
-        from tether.core.resources import load
-
         return load(name)  # type: ignore[return-value]
     if not isinstance(cls, type):
         raise ConfigError(f"tether.module() takes a class, not {type(cls).__name__}; for functions use tether.function()")

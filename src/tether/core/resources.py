@@ -1,25 +1,43 @@
 """The Resource base: a name, a compact JSON ``config()``, ``from_config()``, ``save()``.
 
-Every resource (cluster, function, module instance, env) round-trips through its config, so a name
-saved in one process is loaded in another (an orchestrator's next step) with ``tether.load(name)``.
+Every resource (cluster, function, module, remote instance, env, a pipeline's service record)
+round-trips through its config, so a name saved in one process is loaded in another (an
+orchestrator's next step) with ``tether.load(name)``.
+
+A config names its type (``"type": "cluster"``); :data:`TYPES` says which class turns that type
+back into a resource, by import path, so that loading one type imports only its own module. A
+new resource type (a plugin's, or a later layer's) adds itself with :func:`register_type`.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, ClassVar
 
-from tether.core.errors import ConfigError
+from tether.core.registry import local
+from tether.errors import ConfigError
+
+#: resource type -> "module:Class" whose ``from_config`` makes it again
+TYPES: dict[str, str] = {
+    "cluster": "tether.core.cluster:Cluster",
+    "env": "tether.core.images:Env",
+    "function": "tether.core.function:Function",
+    "module": "tether.core.module:Module",
+    "instance": "tether.core.stubs:RemoteInstance",
+    "service": "tether.steps.services:Service",  # saved by pipeline steps
+}
 
 
 class Resource:
+    """Something with a name that can be saved and loaded by that name.
+
+    Subclasses set ``RESOURCE_TYPE`` (a key of :data:`TYPES`), return a JSON-able dict from
+    ``config()`` that always holds ``type`` and ``name``, and implement ``from_config``.
+    """
+
     RESOURCE_TYPE: ClassVar[str] = "resource"
-    _types: ClassVar[dict[str, type[Resource]]] = {}
 
     name: str | None
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        Resource._types[cls.RESOURCE_TYPE] = cls
 
     def config(self) -> dict[str, Any]:
         """A JSON-able dict that ``from_config`` turns back into an equal resource."""
@@ -31,8 +49,6 @@ class Resource:
 
     def save(self, name: str | None = None) -> Resource:
         """Save the config under ``name`` (default: the resource's name) in the local registry."""
-        from tether.core.registry import local
-
         if name:
             self.name = name
         local.save(self.config())
@@ -46,40 +62,34 @@ class Resource:
 
     def delete_configs(self) -> None:
         """Remove the saved config of this resource from the local registry."""
-        from tether.core.registry import local
-
         if self.name:
             local.delete(self.name)
 
 
-def load(name: str) -> Resource:
-    """Load any saved resource by name (a cluster, a function, a module instance, an env)."""
-    from tether.core.registry import local
+def register_type(resource_type: str, target: str) -> None:
+    """Make configs of ``resource_type`` load through ``target`` (``"package.module:Class"``)."""
+    TYPES[resource_type] = target
 
-    return from_config(local.load(name))
+
+def resource_class(resource_type: str | None, name: str | None = None) -> type[Resource]:
+    try:
+        module, _, qualname = TYPES[str(resource_type)].partition(":")
+    except KeyError:
+        raise ConfigError(f"unknown resource type {resource_type!r} in config {name!r} (known: "
+                          f"{', '.join(sorted(TYPES))})") from None
+    return getattr(importlib.import_module(module), qualname)
 
 
 def from_config(config: dict[str, Any]) -> Resource:
-    _import_resource_types()
-    kind = config.get("type")
-    try:
-        cls = Resource._types[kind]
-    except KeyError:
-        raise ConfigError(f"unknown resource type {kind!r} in config {config.get('name')!r}") from None
-    return cls.from_config(config)
+    """The resource a config describes (its class found by ``config["type"]``)."""
+    return resource_class(config.get("type"), config.get("name")).from_config(config)
+
+
+def load(name: str) -> Resource:
+    """Load any saved resource by name (a cluster, a function, a module instance, an env)."""
+    return from_config(local.load(name))
 
 
 def exists(name: str) -> bool:
     """Whether a resource is saved under ``name`` in the local registry."""
-    from tether.core.registry import local
-
     return local.exists(name)
-
-
-def _import_resource_types() -> None:
-    import tether.core.cluster  # noqa: F401
-    import tether.core.function  # noqa: F401
-    import tether.core.images  # noqa: F401
-    import tether.core.module  # noqa: F401
-    import tether.core.services  # noqa: F401 - services deployed by pipeline steps
-    import tether.core.stubs  # noqa: F401 - saved remote instances

@@ -1,4 +1,6 @@
-"""Client-side proxies of remote objects: an instance's methods and attributes, a stored value.
+"""Handles on what lives on a cluster: a deployed function, an instance's methods and attributes,
+a stored value. The definitions they come from (``Function``, ``Module``) are in ``function.py`` and
+``module.py``; a handle holds a cluster and a name, and calls through the cluster's client.
 
 Attribute rules of a ``RemoteInstance``: the remote class's own methods always win (a user method
 named ``save`` is the user's); then the stub's own API (``save``, ``config``, ``name``); anything
@@ -9,12 +11,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tether.core.errors import NotFoundError
+from tether.core import resources
+from tether.core.images import Env
 from tether.core.invoke import RemoteCallable
+from tether.core.registry import local
 from tether.core.resources import Resource
+from tether.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
     from tether.core.cluster import Cluster
+    from tether.core.distribute import DistributedFunction
+    from tether.core.function import Function
 
 _OWN = frozenset({"_t_cluster", "_t_name", "_t_interface", "_t_stream_logs", "_t_methods"})
 
@@ -106,8 +113,6 @@ class RemoteInstance(Resource):
                 "stream_logs": self._t_stream_logs}
 
     def save(self, name: str | None = None) -> RemoteInstance:  # type: ignore[override]
-        from tether.core.registry import local
-
         config = self.config()
         if name:
             config["alias"], config["name"] = self._t_name, name
@@ -116,9 +121,7 @@ class RemoteInstance(Resource):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RemoteInstance:
-        from tether.core.function import cluster_from_config
-
-        return cls(cluster_from_config(config["system"]), config.get("alias") or config["name"],
+        return cls(resources.from_config(config["system"]), config.get("alias") or config["name"],
                    None, config.get("stream_logs", True))
 
 
@@ -135,13 +138,87 @@ class RemoteValue:
         return f"<RemoteValue {self.name!r} on {self.cluster.name!r}>"
 
 
-def stub_for(cluster: Cluster, info: dict[str, Any]) -> Any:
-    """The right proxy for an object the daemon describes (``/_tether/objects/{name}``)."""
-    from tether.core.function import Function
+class RemoteFunction(Resource, RemoteCallable):
+    """A function deployed on a cluster: call it like the local one (``fn(x)``, ``fn.aio(x)``,
+    ``fn.map(xs)``, ``fn.submit(x)``, ``fn.remote(x)``), from this or any other process.
 
+    Made by ``Function.to()``, by ``cluster.get(name)``, or loaded by name once saved. It keeps the
+    definition it was deployed from, when this process has it, for ``local()``, ``distribute()``
+    and ``to()`` another cluster.
+    """
+
+    RESOURCE_TYPE = "function"
+
+    def __init__(self, cluster: Cluster, name: str, interface: dict[str, Any] | None = None,
+                 stream_logs: bool = True, definition: Function | None = None,
+                 env: Env | None = None) -> None:
+        self.system, self.name, self.interface = cluster, name, interface
+        self.stream_logs, self.definition, self.env = stream_logs, definition, env
+
+    def _target(self):
+        flags = ((self.interface or {}).get("methods") or {}).get("call") or {}
+        return self.system, self.name, "call", flags, self.stream_logs
+
+    call = RemoteCallable.__call__
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the original function in this process."""
+        return self._definition("local()").local(*args, **kwargs)
+
+    def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
+           name: str | None = None, **options: Any) -> RemoteFunction:
+        """Deploy the same function elsewhere (another cluster, env or name)."""
+        return self._definition("to()").to(system, env=env if env is not None else self.env,
+                                           name=name or self.name, **options)
+
+    def distribute(self, kind: str, num_nodes: int | None = None, procs_per_node: int = 1,
+                   port: int | None = None, ray_start_args: list[str] | None = None) -> DistributedFunction:
+        """Run this function with a distributed engine across the cluster's nodes.
+
+        Args:
+            kind: "pytorch" (a worker per rank, torch.distributed's env vars set; a call runs on
+                every rank and returns each rank's result) or "ray" (Ray started on every node;
+                the function runs on the head with Ray connected).
+            num_nodes: how many of the cluster's nodes (default: all).
+            procs_per_node: ranks per node (pytorch).
+            port: MASTER_PORT (pytorch, default a free port on the head) or Ray's port (6379).
+            ray_start_args: more ``ray start`` options, e.g. ``["--num-cpus=2"]``.
+        """
+        from tether.core.distribute import DistributedFunction
+
+        return DistributedFunction(self, kind, num_nodes=num_nodes, procs_per_node=procs_per_node,
+                                   port=port, ray_start_args=ray_start_args)
+
+    def _definition(self, what: str) -> Function:
+        if self.definition is None:
+            raise ConfigError(f"function {self.name!r} was loaded by name, without its code: {what} "
+                              "needs tether.function(fn) in this process", service=self.name)
+        return self.definition
+
+    def __repr__(self) -> str:
+        return f"<RemoteFunction {self.name!r} on {self.system.name!r}>"
+
+    def config(self) -> dict[str, Any]:
+        definition = self.definition.config() if self.definition is not None else {}
+        return {**definition, "type": self.RESOURCE_TYPE, "name": self.name,
+                "system": self.system.config(), "env": self.env.config() if self.env else None,
+                "stream_logs": self.stream_logs, "interface": self.interface}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RemoteFunction:
+        definition = None
+        if config.get("import"):
+            definition = resources.resource_class("function").from_config({**config, "system": None})
+        return cls(resources.from_config(config["system"]), config["name"], config.get("interface"),
+                   config.get("stream_logs", True), definition,
+                   Env.from_config(config["env"]) if config.get("env") else None)
+
+
+def stub_for(cluster: Cluster, info: dict[str, Any]) -> Any:
+    """The right handle for an object the daemon describes (``/_tether/objects/{name}``)."""
     kind = info["kind"]
     if kind == "function":
-        return Function(None, info["name"], system=cluster, interface=info.get("interface"))
+        return RemoteFunction(cluster, info["name"], info.get("interface"))
     if kind == "value":
         return RemoteValue(cluster, info["name"])
     return RemoteInstance(cluster, info["name"], info.get("interface"))

@@ -9,7 +9,6 @@ The default env's first worker is started before FastAPI is imported, so both bo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -44,8 +43,8 @@ def _stopping_server(config, store):
 def _prestart_default_worker(state_dir: Path, python: str, limits):
     """Start the default env's first worker now: it boots on the other core while this process
     imports FastAPI and uvicorn (~0.5 s), and is usually the worker the first deploy wants."""
-    from tether.core import shm
     from tether.daemon.workers import EnvSpec, WorkerProcess, runtime_path
+    from tether.protocol import shm
 
     folder = shm.folder_for(state_dir)
     worker = WorkerProcess(spec=EnvSpec(), python=python, runtime_dir=runtime_path(state_dir),
@@ -85,14 +84,14 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
+    from tether import state
     from tether._version import __version__
-    from tether.core import wire
-    from tether.core.paths import ensure_token
     from tether.daemon.app import create_app
-    from tether.daemon.autostop import Autostop, IdleTracker, write_setting
+    from tether.daemon.autostop import Autostop, IdleTracker
     from tether.daemon.store import Store
+    from tether.protocol import wire
 
-    token, token_path = ensure_token(state_dir), state_dir / "token"
+    token, token_path = state.ensure_token(state_dir), state_dir / state.TOKEN
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                             timeout_keep_alive=3600, server_header=False, date_header=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     server = _stopping_server(config, store)
-    write_setting(state_dir, args.autostop_mins)
+    state.write_autostop(state_dir, args.autostop_mins)
     Autostop(tracker, state_dir, lambda: setattr(server, "should_exit", True), info).start()
 
     record = {"pid": os.getpid(), "host": host, "port": port, "tether": __version__,
@@ -129,24 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     # default one the process would die before removing daemon.json below.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        tmp = state_dir / f".daemon.json.{os.getpid()}"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, state_dir / "daemon.json")
-        (state_dir / "daemon.pid").write_text(str(os.getpid()))
+        state.write_daemon_record(state_dir, record)
         logging.getLogger("tether.daemon").info("tether %s daemon for %r on %s:%s", __version__, args.cluster, host, port)
         server.run(sockets=sockets)
     finally:
-        for name in ("daemon.json", "daemon.pid"):
-            path = state_dir / name
-            try:
-                if name == "daemon.pid" and path.read_text().strip() != str(os.getpid()):
-                    continue
-                if name == "daemon.json" and json.loads(path.read_text()).get("pid") != os.getpid():
-                    continue
-                path.unlink()
-            except (OSError, ValueError):
-                pass
-
+        state.remove_daemon_record(state_dir, pid=os.getpid())
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from tether._version import __version__
-from tether.core import shm, wire
 from tether.daemon import remote
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
@@ -26,6 +25,7 @@ from tether.daemon.requests import BadRequest, decode_message, parse_json_body
 from tether.daemon.responses import MessageResponse, MessagesResponse, send_error
 from tether.daemon.shell import run_commands
 from tether.daemon.store import Store, UnknownName
+from tether.protocol import shm, wire
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 

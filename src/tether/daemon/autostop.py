@@ -5,25 +5,24 @@ daemon's ASGI app from outside (nothing in the routes knows about it): two count
 A watcher thread compares the idle time with the setting and asks the server to exit, which is
 the ordinary graceful shutdown (workers stopped, ``daemon.json`` removed).
 
-The setting lives in ``<state dir>/autostop.json`` (``{"minutes": 10}``), written at start from
-``--autostop-mins`` and re-read when it changes, so a caller can change it on a running daemon
-(``cluster.autostop_mins = 30``) by rewriting that file. Fractional minutes are fine (tests use
+The setting lives in ``<state dir>/autostop.json`` (``tether.state.write_autostop``), written at
+start from ``--autostop-mins`` and re-read when it changes, so a caller can change it on a running
+daemon (``cluster.autostop_mins = 30``) by rewriting that file. Fractional minutes are fine (tests use
 a few seconds).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tether import state
+
 log = logging.getLogger("tether.daemon")
-SETTING_FILE = "autostop.json"
 
 
 class IdleTracker:
@@ -49,28 +48,13 @@ class IdleTracker:
         return 0.0 if self.in_flight else time.monotonic() - self.last_activity
 
 
-def write_setting(state_dir: Path, minutes: float | None) -> None:
-    path = state_dir / SETTING_FILE
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"minutes": -1 if minutes is None else minutes}))
-    os.replace(tmp, path)
-
-
-def read_setting(state_dir: Path) -> float:
-    try:
-        minutes = float(json.loads((state_dir / SETTING_FILE).read_text()).get("minutes", -1))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return -1.0
-    return minutes
-
-
 class Autostop:
     """Watches an ``IdleTracker`` and calls ``stop()`` once idle for the configured time."""
 
     def __init__(self, tracker: IdleTracker, state_dir: Path, stop: Callable[[], None],
                  info: dict[str, Any] | None = None) -> None:
         self.tracker, self.state_dir, self.stop, self.info = tracker, state_dir, stop, info
-        self.minutes = read_setting(state_dir)
+        self.minutes = state.read_autostop(state_dir)
         self._mtime: int | None = None
         self._thread = threading.Thread(target=self._watch, name="tether-autostop", daemon=True)
 
@@ -79,12 +63,12 @@ class Autostop:
 
     def _refresh(self) -> None:
         try:
-            mtime = (self.state_dir / SETTING_FILE).stat().st_mtime_ns
+            mtime = (self.state_dir / state.AUTOSTOP).stat().st_mtime_ns
         except OSError:
             return
         if mtime != self._mtime:
             self._mtime = mtime
-            minutes = read_setting(self.state_dir)
+            minutes = state.read_autostop(self.state_dir)
             if minutes != self.minutes:
                 log.info("autostop set to %s minutes", minutes)
             self.minutes = minutes

@@ -15,11 +15,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tether.core import shm, wire
 from tether.daemon import proxy, responses
 from tether.daemon.calls import CallTable, CallTracker
 from tether.daemon.requests import BadRequest, decode_message, json_args, read_body
 from tether.daemon.store import CrossNodeRef, Store, UnknownName
+from tether.protocol import shm, wire
 
 _CTYPE = wire.CONTENT_TYPE.encode()
 _STREAM_LOGS = wire.STREAM_LOGS_HEADER.encode()

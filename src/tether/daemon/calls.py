@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from tether.core import shm, wire
+from tether.protocol import shm, wire
 
 
 class UnknownCall(LookupError):

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tether.core.errors import LaunchError
+from tether.errors import LaunchError
 
 Progress = Callable[[str], Awaitable[None]]
 

@@ -1,6 +1,6 @@
 """A cluster's machine size, enforced on its workers; and why a worker that was killed died.
 
-The local launcher records ``memory=``/``cpus=`` in the state dir (``limits.json``). The daemon
+The local launcher records ``memory=``/``cpus=`` in the state dir (``tether.state.write_limits``). The daemon
 enforces them the strongest way this machine allows, and says which in ``/_tether/status``:
 
 1. cgroups (v2 or v1: ``tether.daemon.cgroups``): the kernel kills a worker over the limit;
@@ -27,10 +27,10 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tether.core.compute import format_bytes
-from tether.core.launchers import local_limits
+from tether.compute import format_bytes
 from tether.daemon import cgroups
 from tether.daemon.watchdog import Watchdog
+from tether.state import read_limits
 
 log = logging.getLogger("tether.daemon")
 
@@ -75,7 +75,7 @@ class Limits:
 
     @classmethod
     def for_daemon(cls, cluster: str, state_dir: Path) -> Limits:
-        recorded = local_limits.read(state_dir)
+        recorded = read_limits(state_dir)
         return cls(cluster, state_dir, recorded["memory"], recorded["cpus"],
                    os.environ.get(MODE_ENV, "auto") or "auto")
 

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tether.core import wire
-from tether.core.client_async import Response, read_message
+from tether.protocol import wire
+from tether.protocol.http_body import Response, read_message
 
 log = logging.getLogger("tether.daemon")
 

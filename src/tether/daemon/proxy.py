@@ -13,11 +13,11 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING
 
-from tether.core import shm, wire
 from tether.daemon import remote, responses
 from tether.daemon.calls import CallTracker
 from tether.daemon.nodes import NodeError, UnknownNode
 from tether.daemon.requests import decode_message, read_body
+from tether.protocol import shm, wire
 
 if TYPE_CHECKING:
     from tether.daemon.call_route import CallRoute

@@ -12,8 +12,8 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from tether.core import wire
 from tether.daemon.nodes import NodeError, UnknownNode
+from tether.protocol import wire
 
 if TYPE_CHECKING:
     from tether.daemon.store import ObjectRecord, Store

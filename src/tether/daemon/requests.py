@@ -7,7 +7,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tether.core import wire
+from tether.protocol import wire
 
 
 class BadRequest(Exception):

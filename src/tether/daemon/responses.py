@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from tether.core import wire
+from tether.protocol import wire
 
 CONTENT_TYPE = wire.CONTENT_TYPE.encode()
 JSON_TYPE = b"application/json"

@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 
-from tether.core import wire
+from tether.protocol import wire
 
 
 async def run_commands(commands: list[str], kind: str, python: str, cwd: str | None,

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.core import shm, wire
 from tether.daemon import remote
 from tether.daemon.envs import EnvBuilder
 from tether.daemon.limits import Limits
 from tether.daemon.nodes import Nodes
 from tether.daemon.workers import EnvSpec, WorkerProcess, WorkerStartError, runtime_path
+from tether.protocol import shm, wire
 
 log = logging.getLogger("tether.daemon")
 

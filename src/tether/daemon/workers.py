@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.core import paths, wire
-from tether.core.errors import LaunchError
-from tether.core.streams import MessageParser
+from tether import state
 from tether.daemon.limits import oom_message
+from tether.errors import LaunchError
+from tether.protocol import wire
+from tether.protocol.streams import MessageParser
 
 log = logging.getLogger("tether.daemon")
 
-_RUNTIME_DEPS = ("tether", "cloudpickle")
+_TETHER_PACKAGE = Path(__file__).parents[1]  # src/tether: the worker imports tether.worker
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,9 @@ def runtime_path(state_dir: Path) -> Path:
     """
     import cloudpickle
 
-    import tether
-
     target = state_dir / "runtime"
     target.mkdir(parents=True, exist_ok=True)
-    for mod in (tether, cloudpickle):
-        src = Path(mod.__file__).parent
+    for src in (_TETHER_PACKAGE, Path(cloudpickle.__file__).parent):
         link = target / src.name
         if link.is_symlink() and os.readlink(link) == str(src):
             continue
@@ -182,7 +180,7 @@ class WorkerProcess:
             with open(self.log_path, "ab") as logf:
                 self.proc = subprocess.Popen(
                     [*(self._slot.prefix if self._slot else ()),
-                     self.python, "-m", "tether.daemon.runtime", "--connect", path],
+                     self.python, "-m", "tether.worker.runtime", "--connect", path],
                     env=env, cwd=self.spec.working_dir or None, stdin=subprocess.DEVNULL,
                     stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
                 )
@@ -212,7 +210,7 @@ class WorkerProcess:
             if self._link is not None and self._link.transport is not None:
                 self._link.transport.close()
             self._abandon()
-            tail = paths.tail(self.log_path)
+            tail = state.tail(self.log_path)
             raise WorkerStartError(
                 f"the worker for env {self.spec.name!r} ({self.python}) did not start: "
                 f"{describe_exit(self.proc.returncode)['how']}. Last lines of {self.log_path}:\n{tail}"

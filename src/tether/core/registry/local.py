@@ -1,18 +1,17 @@
 """The local registry: one JSON config per resource name under ``$TETHER_HOME/resources/``.
 
-Names may contain ``/`` to form folders (``team/embedder``). Writes are atomic (write + rename), so
-a reader in another process never sees half a config.
+Names may contain ``/`` to form folders (``team/embedder``). Writes are atomic and private
+(``tether.state.write_private``), so a reader in another process never sees half a config.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from tether.core.errors import ConfigError, NotFoundError
-from tether.core.paths import resources_dir
+from tether.errors import ConfigError, NotFoundError
+from tether.state import resources_dir, write_private
 
 
 def _path(name: str) -> Path:
@@ -29,9 +28,7 @@ def save(config: dict[str, Any]) -> Path:
         raise ConfigError("a resource needs a name to be saved: pass name=... or call .save(name=...)")
     path = _path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_private(path, json.dumps(config, indent=2, sort_keys=True))
     return path
 
 

@@ -16,13 +16,13 @@ def call(context: Any, service: TetherServiceResource | str, method: str | None 
 
     ``cluster``: the ``TetherClusterResource``, told about failures (``teardown="on_failure"``).
     """
-    from tether.core import steps
-    from tether.core.errors import OutOfMemoryError
+    from tether.errors import OutOfMemoryError
+    from tether.steps import actions
 
     name = service.service_name if isinstance(service, TetherServiceResource) else service
     attempt = getattr(context, "retry_number", 0) + 1
     try:
-        return steps.call(name, method, args, kwargs, ladder=ladder, attempt=attempt, logger=context.log)
+        return actions.call(name, method, args, kwargs, ladder=ladder, attempt=attempt, logger=context.log)
     except OutOfMemoryError as exc:
         if not exc.fields.get("exhausted", True) and ladder:
             context.log.warning(f"try {attempt}: {exc}")  # says why, and the rung of the retry

@@ -35,7 +35,7 @@ class TetherClusterResource(ConfigurableResource):
     _failed: bool = PrivateAttr(default=False)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        from tether.core import steps
+        from tether.steps import actions
 
         if self.teardown not in TEARDOWN_POLICIES:
             from dagster import Failure
@@ -43,14 +43,14 @@ class TetherClusterResource(ConfigurableResource):
             raise Failure(f"teardown={self.teardown!r}: use one of {', '.join(TEARDOWN_POLICIES)}",
                           allow_retries=False)
         spec = {k: v for k, v in (("memory", self.memory), ("cpus", self.cpus)) if v is not None}
-        self._name = steps.bring_up(self.cluster_name, launcher=self.launcher, spec=spec or None,
+        self._name = actions.bring_up(self.cluster_name, launcher=self.launcher, spec=spec or None,
                                     ladder=self.ladder, logger=context.log).name
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self.teardown == "always" or (self.teardown == "on_failure" and self._failed):
-            from tether.core import steps
+            from tether.steps import actions
 
-            steps.teardown(self._name or self.cluster_name, logger=context.log)
+            actions.teardown(self._name or self.cluster_name, logger=context.log)
 
     @property
     def name(self) -> str:
@@ -78,14 +78,14 @@ class TetherServiceResource(ConfigurableResource):
         """A class or function given in Python is kept as its import path (what the config holds)."""
         if isinstance(value, str) or value is None:
             return value
-        from tether.core.services import target_of
+        from tether.steps.services import target_of
 
         return target_of(value)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        from tether.core import steps
-        from tether.core.errors import NotFoundError
-        from tether.core.services import Service
+        from tether.errors import NotFoundError
+        from tether.steps import actions
+        from tether.steps.services import Service
 
         try:
             existing = Service.load(self.service_name)
@@ -95,5 +95,5 @@ class TetherServiceResource(ConfigurableResource):
                 and existing.cluster == self.cluster.name and existing.kwargs == self.init_kwargs)
         if same and not self.redeploy:
             return  # reattach: calls find it by name (made again there if the cluster lost it)
-        steps.deploy(self.target, self.service_name, self.cluster.name, kwargs=self.init_kwargs,
+        actions.deploy(self.target, self.service_name, self.cluster.name, kwargs=self.init_kwargs,
                      logger=context.log)

@@ -35,15 +35,15 @@ class TetherCluster(Block):
 
     def up(self, logger: Any = None) -> str:
         """Bring the cluster up (or reuse it); returns its name."""
-        from tether.core import steps
+        from tether.steps import actions
 
-        return steps.bring_up(self.cluster_name, launcher=self.launcher, spec=self.spec or None,
+        return actions.bring_up(self.cluster_name, launcher=self.launcher, spec=self.spec or None,
                               ladder=self.ladder, logger=logger).name
 
     def teardown(self, logger: Any = None) -> None:
-        from tether.core import steps
+        from tether.steps import actions
 
-        steps.teardown(self.cluster_name, logger=logger)
+        actions.teardown(self.cluster_name, logger=logger)
 
 
 class TetherService(Block):
@@ -72,13 +72,13 @@ class TetherService(Block):
 
     def deploy(self, logger: Any = None) -> str:
         """Deploy it (a class is constructed there); returns the service name."""
-        from tether.core import steps
+        from tether.steps import actions
 
-        return steps.deploy(self.target, self.service_name, self.cluster_name, args=self.init_args,
+        return actions.deploy(self.target, self.service_name, self.cluster_name, args=self.init_args,
                             kwargs=self.init_kwargs, logger=logger).name
 
     def call(self, method: str | None = None, *args: Any, **kwargs: Any) -> Any:
         """Call a method of the instance (or the function, with ``method=None``)."""
-        from tether.core import steps
+        from tether.steps import actions
 
-        return steps.call(self.service_name, method, args, kwargs)
+        return actions.call(self.service_name, method, args, kwargs)

@@ -20,7 +20,7 @@ MAX_RUNGS = 10
 
 def retry_on_oom(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect ``retry_condition_fn``: retry an out-of-memory failure while a bigger rung is left."""
-    from tether.core.errors import OutOfMemoryError
+    from tether.errors import OutOfMemoryError
 
     error = state.data
     return isinstance(error, OutOfMemoryError) and not error.fields.get("exhausted", True)
@@ -50,10 +50,10 @@ def deploy_service(service: TetherService) -> str:
 def call_service(service: TetherService | str, method: str | None = None, args: list[Any] | None = None,
                  kwargs: dict[str, Any] | None = None, ladder: list[Any] | None = None) -> Any:
     """Call a named service's method (or the function); an OOM retries on the next rung."""
-    from tether.core import steps
+    from tether.steps import actions
 
     name = service.service_name if isinstance(service, TetherService) else service
-    return steps.call(name, method, args or [], kwargs or {}, ladder=ladder, attempt=_run_count(),
+    return actions.call(name, method, args or [], kwargs or {}, ladder=ladder, attempt=_run_count(),
                       logger=get_run_logger())
 
 
@@ -61,6 +61,6 @@ def call_service(service: TetherService | str, method: str | None = None, args: 
 def teardown_cluster(cluster: TetherCluster | str) -> None:
     """Tear a cluster down (a block, or a cluster's name)."""
     name = cluster.cluster_name if isinstance(cluster, TetherCluster) else cluster
-    from tether.core import steps
+    from tether.steps import actions
 
-    steps.teardown(name, logger=get_run_logger())
+    actions.teardown(name, logger=get_run_logger())

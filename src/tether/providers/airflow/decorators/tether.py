@@ -37,13 +37,13 @@ class _TetherDecoratedOperator(DecoratedOperator):
         return TetherHook(tether_conn_id=self.tether_conn_id)
 
     def execute(self, context: Any) -> Any:
-        from tether.core import steps
+        from tether.steps import actions
 
         attempt = context["ti"].try_number
 
         def run() -> Any:
             with self.hook.activated():
-                return steps.run_function(self.python_callable, self.cluster, self.op_args,
+                return actions.run_function(self.python_callable, self.cluster, self.op_args,
                                           self.op_kwargs, ladder=self.ladder, attempt=attempt,
                                           logger=self.log,
                                           name=f"task-{self.dag_id}-{self.task_id}".replace("_", "-"))

@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from tether.core.errors import ConfigError
+from tether.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def ladder_retries(kwargs: dict[str, Any], ladder: Any) -> None:
 def run_step(task: BaseOperator, context: Any, action):
     """Run ``action()`` and turn its failure into Airflow's: an OOM with a rung left is a plain
     failure (Airflow retries it on the next try), anything else is an ``AirflowFailException``."""
-    from tether.core.errors import OutOfMemoryError
+    from tether.errors import OutOfMemoryError
 
     try:
         return action()
@@ -91,12 +91,12 @@ class TetherClusterOperator(_TetherOperator):
         self.ladder = _rungs(ladder)
 
     def execute(self, context: Any) -> str:
-        from tether.core import steps
+        from tether.steps import actions
 
         def up() -> str:
             with self.hook.activated() as settings:
                 launcher = self.launcher or (settings.launcher if self.spec else None)
-                return steps.bring_up(self.cluster_name, launcher=launcher, spec=self.spec,
+                return actions.bring_up(self.cluster_name, launcher=launcher, spec=self.spec,
                                       ladder=self.ladder, logger=self.log).name
 
         return run_step(self, context, up)
@@ -121,18 +121,18 @@ class TetherDeployOperator(_TetherOperator):
                  init_args: Sequence[Any] | None = None, init_kwargs: dict[str, Any] | None = None,
                  env: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from tether.core.services import target_of
+        from tether.steps.services import target_of
 
         self.target = target_of(target)
         self.service_name, self.cluster_name = service_name, cluster_name
         self.init_args, self.init_kwargs, self.env = list(init_args or []), dict(init_kwargs or {}), env
 
     def execute(self, context: Any) -> str:
-        from tether.core import steps
+        from tether.steps import actions
 
         def deploy() -> str:
             with self.hook.activated():
-                return steps.deploy(self.target, self.service_name, self.cluster_name,
+                return actions.deploy(self.target, self.service_name, self.cluster_name,
                                     args=self.init_args, kwargs=self.init_kwargs, env=self.env,
                                     logger=self.log).name
 
@@ -165,14 +165,14 @@ class TetherCallOperator(_TetherOperator):
         self._call_id: str | None = None
 
     def execute(self, context: Any) -> Any:
-        from tether.core import steps
+        from tether.steps import actions
 
         attempt = context["ti"].try_number
-        self._call_id = steps.new_call_id()
+        self._call_id = actions.new_call_id()
 
         def call() -> Any:
             with self.hook.activated():
-                return steps.call(self.service_name, self.method, self.op_args, self.op_kwargs,
+                return actions.call(self.service_name, self.method, self.op_args, self.op_kwargs,
                                   ladder=self.ladder, attempt=attempt, logger=self.log,
                                   call_id=self._call_id)
 
@@ -182,11 +182,11 @@ class TetherCallOperator(_TetherOperator):
         """The task is being killed: stop its remote call too."""
         if self._call_id is None:
             return
-        from tether.core import steps
+        from tether.steps import actions
 
         try:
             with self.hook.activated():
-                steps.cancel(self.service_name, self._call_id)
+                actions.cancel(self.service_name, self._call_id)
         except Exception as exc:  # noqa: BLE001 - killing goes on regardless
             self.log.warning("could not cancel remote call %s: %s", self._call_id, exc)
 
@@ -206,14 +206,14 @@ class TetherTeardownOperator(_TetherOperator):
         self.cluster_name = cluster_name
 
     def execute(self, context: Any) -> list[str]:
-        from tether.core import steps
+        from tether.steps import actions
 
         names = [self.cluster_name] if isinstance(self.cluster_name, str) else list(self.cluster_name)
 
         def down() -> list[str]:
             with self.hook.activated():
                 for name in names:
-                    steps.teardown(name, logger=self.log)
+                    actions.teardown(name, logger=self.log)
             return names
 
         return run_step(self, context, down)
@@ -223,6 +223,6 @@ def _rungs(ladder: Any) -> list[dict[str, Any]] | None:
     """A ladder as its JSON rungs (what Airflow can serialize with the DAG)."""
     if ladder is None:
         return None
-    from tether.core.ladder import as_ladder
+    from tether.steps.ladder import as_ladder
 
     return as_ladder(ladder).config()

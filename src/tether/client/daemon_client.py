@@ -1,0 +1,342 @@
+"""The HTTP client of one daemon.
+
+Two transports, each where it fits (see DESIGN.md, "Libraries and where they belong"):
+
+* the call path (calls, deploys, ``run_bash``) uses one keep-alive connection per thread of our
+  own minimal HTTP/1.1 client (``core/http11.py``, TCP_NODELAY): httpx cost ~4x and http.client
+  ~2x its CPU per call here, and it writes out-of-band buffers straight to the socket and reads a
+  streamed response message by message;
+* small JSON control requests (health, keys, delete, status) go the same way, with a timeout.
+  They used httpx; its import alone cost 0.1-0.3 s of a cold start here.
+
+Foreign errors (sockets, the HTTP layer) are translated to tether's here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from tether import errors
+from tether.client import http11
+from tether.client.replies import TRANSPORT_ERRORS, Reply, http_error, unreachable
+from tether.protocol import shm, wire
+
+
+class DaemonClient:
+    """Talks to one daemon at ``host:port`` with a bearer token."""
+
+    def __init__(self, host: str, port: int, token: str, cluster: str = "local") -> None:
+        self.host, self.port, self.token, self.cluster = host, port, token, cluster
+        self._auth = f"Bearer {token}"
+        # the headers every request carries, encoded once
+        self._fixed_headers = (f"Host: {host}:{port}\r\nAuthorization: {self._auth}\r\n"
+                               f"{wire.VERSION_HEADER}: {wire.PROTOCOL_VERSION}\r\n").encode("latin-1")
+        self._local = threading.local()
+        self.shm: Path | None = None  # the cluster's shared-memory folder, when this machine has it
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def reply(self, context: dict[str, Any], stream_logs: bool = True) -> Reply:
+        """How the messages of one response are read (``tether.client.replies``)."""
+        return Reply(self.cluster, self.url, context, stream_logs)
+
+    # -- the call path ---------------------------------------------------------------------------
+
+    def call(self, name: str, method: str, args: Sequence[Any] = (), kwargs: dict | None = None,
+             stream_logs: bool = True, call_id: str | None = None, keep: bool = False,
+             refs: Sequence[str] = ()) -> Any:
+        """Call ``method`` of the remote object ``name``; logs stream to this process's stdout.
+
+        A remote generator comes back as a local generator that yields items as they are produced;
+        its return value is ``StopIteration.value``. Ctrl-C cancels the remote call.
+        """
+        call_id = call_id or new_call_id()
+        reply = self.reply({"service": name, "method": method, "call_id": call_id}, stream_logs)
+        headers = {wire.CALL_ID_HEADER: call_id}
+        if keep:
+            headers[wire.KEEP_HEADER] = "1"
+        if refs:
+            headers[wire.REFS_HEADER] = ",".join(refs)
+        frames, flags, shared = self.call_frames(args, kwargs, headers)
+        try:
+            msg = self.stream("POST", f"/{name}/{method}", wire.encode(wire.CALL, frames, 0, flags),
+                              reply, headers=headers, allow_stream=True)
+        except KeyboardInterrupt:
+            self.cancel(call_id, quiet=True)
+            raise
+        finally:
+            shm.discard(self.shm, shared)  # what the worker did not take (it failed first)
+        if msg.kind == wire.STREAM:
+            return self._iterate(self._local.stream_owner, reply)
+        return self.value(msg, f"the result of {name}.{method}", reply.context)
+
+    def call_frames(self, args: Sequence[Any], kwargs: dict | None,
+                    headers: dict[str, str]) -> tuple[list[wire.Buffer], int, list[str]]:
+        """The frames of a call's arguments: (frames, message flags, shared-memory files)."""
+        frames = wire.dumps((tuple(args), kwargs or {}), "the arguments")
+        if self.shm is None:
+            return frames, 0, []
+        headers[wire.SHM_HEADER] = "1"
+        try:
+            return shm.export_owned(frames, self.shm)
+        except OSError:  # /dev/shm is full or gone: the socket still works
+            return frames, 0, []
+
+    def value(self, msg: wire.Message, what: str, context: dict[str, Any]) -> Any:
+        """The value a RESULT message carries (big frames mapped from shared memory)."""
+        try:
+            frames = shm.resolve(msg.frames, msg.flags, self.shm)
+        except FileNotFoundError as exc:
+            raise errors.ResultExpiredError(
+                f"{what} was dropped from the cluster's shared memory before it could be read "
+                f"({exc}): the daemon keeps results within its retention bounds", **context) from None
+        return wire.loads(frames, what)
+
+    def result(self, call_id: str, timeout: float | None = None, stream_logs: bool = True) -> Any:
+        """The result of an earlier call by id (waits while it runs); raises what the call raised."""
+        path = f"/_tether/calls/{call_id}" + (f"?timeout={timeout}" if timeout is not None else "")
+        headers = {wire.SHM_HEADER: "1"} if self.shm is not None else None
+        reply = self.reply({"call_id": call_id}, stream_logs)
+        msg = self.stream("GET", path, [], reply, headers=headers)
+        return self.value(msg, f"the result of call {call_id}", reply.context)
+
+    def cancel(self, call_id: str, force: bool = False, quiet: bool = False) -> dict[str, Any]:
+        """Stop a running call; ``force=True`` also restarts its worker."""
+        try:
+            return self.request_json("POST", f"/_tether/calls/{call_id}/cancel",
+                                     params={"force": "true" if force else "false"})
+        except errors.TetherError:
+            if quiet:  # best effort while the caller is already being interrupted
+                return {"id": call_id, "cancelled": False}
+            raise
+
+    def deploy(self, meta: dict[str, Any], payload: Sequence[wire.Buffer] = (), stream_logs: bool = True) -> dict:
+        parts = wire.encode(wire.CONTROL, [wire.json_frame(meta), *payload])
+        reply = self.reply({"service": meta.get("name")}, stream_logs)
+        return self.stream("POST", "/_tether/deploy", parts, reply).json(0)
+
+    def run(self, commands: list[str], kind: str = "bash", stream_logs: bool = True, **options: Any) -> list:
+        body = json.dumps({"commands": commands, "kind": kind, **options}).encode()
+        reply = self.reply({}, stream_logs)
+        return self.stream("POST", "/_tether/run", [body], reply, content_type="application/json").json(0)
+
+    def stream(self, verb: str, path: str, parts: Sequence[wire.Buffer], reply: Reply | None = None,
+               content_type: str = wire.CONTENT_TYPE, headers: dict[str, str] | None = None,
+               allow_stream: bool = False) -> wire.Message:
+        """Send one request, print its LOG messages as they arrive, return the RESULT message.
+
+        With ``allow_stream``, a STREAM message (a remote generator) is returned too, and the
+        connection and response move to ``self._local.stream_owner`` for ``_iterate`` to read.
+        """
+        reply = reply or self.reply({})
+        conn = self._conn()
+        resp = self._send(conn, verb, path, parts, reply.stream_logs, content_type, headers)
+        try:
+            if resp.status != 200:
+                raise reply.http_error(resp.status, self._read_error(resp))
+            msg = self._next(resp, reply)
+            if msg.kind == wire.RESULT:
+                self._finish(resp)  # consume the end of the stream so the connection is reusable
+                return msg
+            if msg.kind == wire.STREAM and allow_stream:
+                self._local.conn = None  # the generator owns this connection now
+                self._local.stream_owner = (conn, resp)
+                return msg
+            raise errors.ConnectionError(f"unexpected message kind {msg.kind} from cluster {self.cluster!r}",
+                                         **reply.context)
+        except BaseException:
+            if getattr(self._local, "conn", None) is conn and not resp.ended:
+                self._drop()  # an unread stream cannot be reused
+            raise
+
+    @staticmethod
+    def _next(resp: http11.Response, reply: Reply) -> wire.Message:
+        """The next message the caller acts on (LOGs printed, an ERROR raised on the way)."""
+        while True:
+            with reply.transport():
+                msg = resp.read_message()
+                if msg is not None and msg.kind == wire.ERROR:
+                    resp.at_end()  # the connection stays reusable
+            msg = reply.take(msg)
+            if msg is not None:
+                return msg
+
+    def _finish(self, resp: http11.Response) -> None:
+        try:
+            if resp.at_end():
+                return
+            resp.read_rest()
+        except TRANSPORT_ERRORS:
+            self._drop()
+
+    def _read_error(self, resp: http11.Response) -> bytes:
+        try:
+            return resp.read_rest()
+        except TRANSPORT_ERRORS:
+            self._drop()
+            return b""
+
+    def _iterate(self, owner, reply: Reply):
+        """Yield a remote generator's items; closing this early closes the connection, which
+        makes the daemon stop the remote generator."""
+        conn, resp = owner
+        finished = False
+        try:
+            while True:
+                msg = self._next(resp, reply)
+                if msg.kind == wire.ITEM:
+                    yield wire.loads(msg.frames, "a generator item")
+                elif msg.kind == wire.RESULT:
+                    finished = resp.at_end()
+                    return self.value(msg, "the generator's return value", reply.context)
+        except KeyboardInterrupt:
+            self.cancel(reply.context["call_id"], quiet=True)
+            raise
+        finally:
+            if finished and getattr(self._local, "conn", None) is None:
+                self._local.conn = conn
+            else:
+                conn.close()
+
+    async def acall(self, name: str, method: str, args: Sequence[Any] = (), kwargs: dict | None = None,
+                    stream_logs: bool = True, call_id: str | None = None) -> Any:
+        """The async form of ``call``: many can be in flight from one event loop.
+
+        A remote generator comes back as an async iterator. Cancelling the awaiting task cancels
+        the remote call.
+        """
+        from tether.client.aio import acall
+
+        return await acall(self, name, method, args, kwargs, stream_logs, call_id or new_call_id())
+
+    def _send(self, conn: http11.Connection, verb: str, path: str, parts: Sequence[wire.Buffer],
+              stream_logs: bool, content_type: str, headers: dict[str, str] | None) -> http11.Response:
+        # A user's call is never retried (it may not be idempotent): a keep-alive connection that
+        # the daemon closed is detected *before* sending instead, the way urllib3 does.
+        length = sum(memoryview(p).nbytes for p in parts)
+        head = [f"{verb} {path} HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n"]
+        if not stream_logs:
+            head.append(f"{wire.STREAM_LOGS_HEADER}: 0\r\n")
+        for key, value in (headers or {}).items():
+            head.append(f"{key}: {value}\r\n")
+        try:
+            conn.send(b"".join([s.encode("latin-1") for s in head]) + self._fixed_headers + b"\r\n", parts)
+        except OSError as exc:
+            self._drop()
+            raise self._unreachable(exc) from exc
+        try:
+            return conn.response()
+        except TRANSPORT_ERRORS as exc:
+            self._drop()
+            raise errors.ConnectionError(
+                f"lost the connection to cluster {self.cluster!r} ({self.url}) after sending the "
+                f"request, before any answer: {exc}. The call may or may not have run.",
+                cluster=self.cluster) from exc
+
+    def _conn(self) -> http11.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.dropped():
+            conn.close()
+            conn = None
+        if conn is None:
+            try:
+                conn = http11.Connection(self.host, self.port)
+            except OSError as exc:
+                raise self._unreachable(exc) from exc
+            self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _unreachable(self, exc: BaseException) -> errors.ConnectionError:
+        return unreachable(self.cluster, self.url, exc)
+
+    # -- the control plane ------------------------------------------------------------------
+
+    def request_json(self, verb: str, path: str, params: dict[str, str] | None = None,
+                     body: Any = None, timeout: float = 30.0) -> Any:
+        """A small JSON request (health, keys, status, delete, cancel) on this thread's
+        connection, with a timeout: unlike a call, none of these may take long."""
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        data = json.dumps(body).encode() if body is not None else b""
+        head = f"{verb} {path} HTTP/1.1\r\nContent-Length: {len(data)}\r\n"
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        conn = self._conn()
+        try:
+            conn.sock.settimeout(timeout)
+            conn.send(head.encode("latin-1") + self._fixed_headers + b"\r\n", [data])
+            resp = conn.response()
+            content = resp.read_rest()
+            conn.sock.settimeout(None)
+        except TRANSPORT_ERRORS as exc:
+            self._drop()
+            raise self._unreachable(exc) from exc
+        if resp.status != 200:
+            raise http_error(self.cluster, resp.status, content)
+        try:
+            return json.loads(content)
+        except ValueError as exc:
+            raise errors.ConnectionError(f"the daemon of cluster {self.cluster!r} answered {path} with "
+                                         f"malformed JSON: {content[:200]!r}", cluster=self.cluster) from exc
+
+    def health(self) -> dict[str, Any]:
+        return self.request_json("GET", "/health")
+
+    def check_version(self) -> dict[str, Any]:
+        """Fail early, with the fix, when the daemon speaks another protocol.
+
+        Only the protocol has to match (``wire.PROTOCOL_VERSION``, bumped on any incompatible
+        change): a daemon of another tether release that speaks this protocol serves this client.
+        """
+        health = self.health()
+        if health.get("protocol") != wire.PROTOCOL_VERSION:
+            from tether._version import __version__
+
+            raise errors.VersionMismatchError(
+                f"cluster {self.cluster!r} runs tether {health.get('tether')}, which speaks protocol "
+                f"{health.get('protocol')}, and this process runs tether {__version__} (protocol "
+                f"{wire.PROTOCOL_VERSION}). Restart its daemon with this version: "
+                f"`tether daemon restart --cluster {self.cluster}` or cluster.restart_server(); or "
+                f"install tether=={health.get('tether')} here.",
+                cluster=self.cluster, daemon_version=health.get("tether"), client_version=__version__,
+                daemon_protocol=health.get("protocol"), client_protocol=wire.PROTOCOL_VERSION,
+            )
+        self.shm = _shared_memory(health.get("shm"))
+        return health
+
+    def close(self) -> None:
+        self._drop()
+
+
+def _shared_memory(info: Any) -> Path | None:
+    """The daemon's shared-memory folder if this process sees the very same one (its probe file
+    holds what the daemon says): then caller, daemon and workers share a machine."""
+    if os.environ.get("TETHER_SHM", "1").lower() in ("0", "off", "false", "no"):
+        return None  # asked for the socket only
+    if not isinstance(info, dict) or not info.get("dir") or not info.get("probe"):
+        return None
+    folder = Path(info["dir"])
+    try:
+        if (folder / "probe").read_text() == info["probe"]:
+            return folder
+    except OSError:
+        pass
+    return None
+
+
+def new_call_id() -> str:
+    return os.urandom(12).hex()

@@ -1,0 +1,135 @@
+"""What a daemon's response streams back, read the same way by the sync and the async client, and
+the one place where the transport's errors become tether's.
+
+A call's response is a stream of wire messages: LOG lines while the call runs, then a RESULT or an
+ERROR; a remote generator answers STREAM, then ITEM messages, then a RESULT (its return value).
+``Reply.take`` knows every kind: it prints a LOG (or hands it to a step's logger), raises an ERROR
+as the remote exception, and returns what the caller acts on. The client's four readers (a call,
+a generator, and their async forms) only say where the next message comes from.
+
+``Reply.transport()`` wraps each read: a socket error, a malformed response or a connection
+closed mid-message becomes ``tether.ConnectionError`` naming the cluster, the call and what to
+check, raised ``from`` the original (as httpx's ``map_httpcore_exceptions`` does). A remote
+exception is raised outside it, so that a remote ``OSError`` is never taken for a lost connection.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from tether import errors
+from tether.client import logsink
+from tether.protocol import wire
+
+#: what a transport raises: sockets (OSError and its ConnectionError/TimeoutError), a malformed
+#: response (ValueError), a body that ended early (asyncio.IncompleteReadError is an EOFError)
+TRANSPORT_ERRORS = (OSError, ValueError, EOFError)
+
+
+class Reply:
+    """One request's response, message by message. ``context`` (service, method, call_id) goes
+    into every error raised."""
+
+    __slots__ = ("cluster", "url", "context", "stream_logs", "_transport")
+
+    def __init__(self, cluster: str, url: str, context: dict[str, Any], stream_logs: bool = True) -> None:
+        self.cluster, self.url, self.stream_logs = cluster, url, stream_logs
+        self.context = {"cluster": cluster, **context}
+        self._transport = _Transport(self)
+
+    def take(self, msg: wire.Message | None) -> wire.Message | None:
+        """None for a LOG (printed here); raises for an ERROR or the end of the body; else the
+        message (RESULT, STREAM or ITEM) for the caller to act on."""
+        if msg is None:
+            raise errors.ConnectionError(
+                f"the connection to cluster {self.cluster!r} closed before the call finished", **self.context)
+        kind = msg.kind
+        if kind == wire.LOG:
+            if self.stream_logs:  # also silences routes that stream regardless (run, deploy)
+                print_log(msg)  # outside transport(): our own stdout gone (`| head`) is not the network
+            return None
+        if kind == wire.ERROR:
+            raise wire.exception_from_error(msg, **self.context)
+        if kind in (wire.RESULT, wire.STREAM, wire.ITEM):
+            return msg
+        raise errors.ConnectionError(f"unexpected message kind {kind} from cluster {self.cluster!r}",
+                                     **self.context)
+
+    def transport(self) -> _Transport:
+        """``with reply.transport(): msg = read()``: the transport's errors become tether's."""
+        return self._transport
+
+    def http_error(self, status: int, body: bytes) -> errors.TetherError:
+        """The error for a non-200 answer to this request."""
+        return http_error(self.cluster, status, body, **self.context)
+
+    def lost(self, exc: BaseException, when: str = "during the call") -> errors.ConnectionError:
+        return errors.ConnectionError(
+            f"lost the connection to cluster {self.cluster!r} ({self.url}) {when}: {exc}", **self.context)
+
+
+class _Transport:
+    """A context manager (a class: it wraps every read on the call path, and a generator-based one
+    costs more)."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, errors.TetherError):  # ours are OSErrors too: kept
+            return False
+        if isinstance(exc, TRANSPORT_ERRORS):
+            raise self.reply.lost(exc) from exc
+        return False
+
+
+def http_error(cluster: str, status: int, body: bytes, /, **context: Any) -> errors.TetherError:
+    """The error for a non-200 answer (its JSON body says which and why)."""
+    try:
+        data = json.loads(body)
+        message, kind = data.get("message", ""), data.get("error", "")
+    except (ValueError, AttributeError):
+        data, message, kind = {}, body.decode(errors="replace")[:500], ""
+    context.setdefault("cluster", cluster)
+    if status == 401:
+        return errors.AuthenticationError(message, **context)
+    if status == 409 and kind == "version_mismatch":
+        from tether._version import __version__
+
+        return errors.VersionMismatchError(
+            message, daemon_version=data.get("daemon_version"), client_version=__version__,
+            daemon_protocol=data.get("daemon_protocol"), client_protocol=wire.PROTOCOL_VERSION, **context)
+    if status == 404:
+        return errors.NotFoundError(message, **context)
+    if status == 400:
+        return errors.ConfigError(message, **context)
+    if status == 410:
+        return errors.ResultExpiredError(message, **context)
+    if status == 502:  # the head could not reach the node holding the object
+        return errors.ConnectionError(message, **context)
+    return errors.TetherError(f"HTTP {status} from cluster {cluster!r}: {message}", **context)
+
+
+def unreachable(cluster: str, url: str, exc: BaseException) -> errors.ConnectionError:
+    return errors.ConnectionError(
+        f"cannot reach the daemon of cluster {cluster!r} at {url}: {exc}. Is it up? "
+        f"(`tether daemon status --cluster {cluster}`)", cluster=cluster)
+
+
+def print_log(msg: wire.Message) -> None:
+    """A LOG message to this process's stdout/stderr, or to the step's logger that takes it
+    (``tether.client.logsink``)."""
+    text = bytes(msg.frames[1]).decode("utf-8", "replace")
+    stream_name = "err" if msg.frames[0] == b"err" else "out"
+    if logsink.deliver(stream_name, text):
+        return
+    stream = sys.stderr if stream_name == "err" else sys.stdout
+    stream.write(text)
+    stream.flush()

@@ -1,1 +1,0 @@
-"""Launchers bring compute up and down; one launcher per module, all behind ``base.Launcher``."""

@@ -1,0 +1,154 @@
+"""The ``local`` launcher: the embedded default, a daemon on this machine reached over loopback.
+
+The daemon is started on demand, detached (own session), with its state in
+``$TETHER_HOME/clusters/<name>/`` (see ``tether.state``): the token, the daemon's record, its log,
+worker logs and env venvs. A file lock makes concurrent ``up()`` calls from several processes start
+one daemon.
+
+A local cluster can emulate a machine size: ``tether.cluster(name="small", memory="512Mi",
+cpus=1)``. The limits are recorded in the state dir before the daemon starts; the daemon
+(``tether.daemon.limits``) puts its worker processes in a cgroup with that memory limit and CPU
+quota (or watches their memory when it cannot), so that a "small" local cluster really runs out of
+memory. The daemon itself stays outside: it survives its workers' OOM kills. A cluster whose size
+changed while its daemon runs is restarted on the next ``up()`` (a new machine size is a new
+machine; objects are made again on their next deploy).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tether import compute, state
+from tether.errors import LaunchError
+from tether.launchers.base import Endpoint, Launcher
+from tether.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from tether.core.cluster import Cluster
+
+START_TIMEOUT = 60.0
+#: spec keys that size the machine the workers get
+SIZE_KEYS = frozenset({"memory", "cpus"})
+
+
+def limits_of(spec: dict[str, Any]) -> dict[str, Any]:
+    """``{"memory": bytes or None, "cpus": float or None}``; a ConfigError for a bad value."""
+    memory, cpus = spec.get("memory"), spec.get("cpus")
+    return {"memory": compute.parse_memory(memory) if memory is not None else None,
+            "cpus": compute.parse_cpus(cpus) if cpus is not None else None}
+
+
+class LocalLauncher(Launcher):
+    """This machine. ``python`` (the default env's interpreter), ``port``, ``autostop_mins``,
+    ``memory``/``cpus`` (the size the workers get) and ``cluster_host`` (also listen on this
+    address: a node of an SSH cluster that its head reaches)."""
+
+    name = "local"
+    spec_keys = frozenset({"python", "port", "autostop_mins", "cluster_host"}) | SIZE_KEYS
+    unsupported = {
+        "rsync": "the local cluster is this machine: its files are already here",
+        "ssh": "the local cluster is this machine: open a shell here",
+        "ssh_tunnel": "the local cluster is this machine: its daemon is on loopback already",
+        "install_local_packages": "the local cluster is this machine: install_packages() without "
+                                  "from_local uses this machine's own package index",
+    }
+
+    def validate(self, spec: dict[str, Any]) -> None:
+        super().validate(spec)
+        limits_of(spec)
+
+    def _up(self, cluster: Cluster) -> Endpoint:
+        folder = state.cluster_dir(cluster.name)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with state.locked(folder / "launch.lock"):
+            endpoint = self._endpoint(cluster)
+            if endpoint is not None and state.read_limits(folder) != limits_of(cluster.spec):
+                self._down(cluster)  # another machine size is another machine
+                endpoint = None
+            if endpoint is not None:
+                return endpoint
+            return self._start(cluster, folder)
+
+    def _start(self, cluster: Cluster, folder: Path) -> Endpoint:
+        token = state.ensure_token(folder)
+        state.remove_daemon_record(folder)
+        state.write_limits(folder, **limits_of(cluster.spec))
+        python = cluster.spec.get("python") or sys.executable
+        cmd = [python, "-m", "tether.daemon", "--state-dir", str(folder), "--cluster", cluster.name,
+               "--python", python, "--port", str(cluster.spec.get("port", 0))]
+        if cluster.spec.get("autostop_mins") is not None:
+            cmd += ["--autostop-mins", str(float(cluster.spec["autostop_mins"]))]
+        if cluster.spec.get("cluster_host"):
+            cmd += ["--cluster-host", str(cluster.spec["cluster_host"])]
+        log_path = folder / "daemon.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=str(folder))
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            record = state.read_daemon_record(folder)
+            if record and record.get("pid") == proc.pid:
+                return Endpoint(record["host"], record["port"], token)
+            if proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.kill()
+        raise LaunchError(
+            f"the local daemon for cluster {cluster.name!r} did not start "
+            f"({'exit code ' + str(proc.returncode) if proc.returncode is not None else 'timed out'}). "
+            f"Last lines of {log_path}:\n{state.tail(log_path)}",
+            cluster=cluster.name)
+
+    def _endpoint(self, cluster: Cluster) -> Endpoint | None:
+        folder = state.cluster_dir(cluster.name)
+        record = state.read_daemon_record(folder)
+        if not record or not _is_daemon(record.get("pid"), folder):
+            return None
+        token = state.read_token(folder)
+        return Endpoint(record["host"], record["port"], token) if token else None
+
+    def _down(self, cluster: Cluster) -> None:
+        folder = state.cluster_dir(cluster.name)
+        pid = (state.read_daemon_record(folder) or {}).get("pid")
+        if _is_daemon(pid, folder):  # never signal a process that merely reused the pid
+            os.kill(pid, signal.SIGTERM)  # the daemon stops its workers on the way out
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and state.pid_alive(pid):
+                time.sleep(0.02)
+            if state.pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        state.remove_daemon_record(folder)
+
+    def set_autostop(self, cluster: Cluster, minutes: float | None) -> None:
+        folder = state.cluster_dir(cluster.name)
+        if state.read_daemon_record(folder) is not None:
+            state.write_autostop(folder, minutes)
+
+    def status(self, cluster: Cluster) -> dict[str, Any]:
+        folder = state.cluster_dir(cluster.name)
+        record = state.read_daemon_record(folder) or {}
+        return {"up": _is_daemon(record.get("pid"), folder), "state_dir": str(folder), **record}
+
+
+def _is_daemon(pid: Any, folder: Path) -> bool:
+    """Alive, and really this cluster's daemon: a stale daemon.json may name a reused pid."""
+    if not state.pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return True  # no /proc (not Linux): trust the pid
+    return b"tether.daemon" in argv and str(folder).encode() in argv
+
+
+@hookimpl
+def tether_launchers() -> list[type[Launcher]]:
+    return [LocalLauncher]

@@ -1,0 +1,463 @@
+"""The wheels a node needs to run this process's exact tether: collected here, shipped over SSH.
+
+On-prem machines (and the test hosts) often have no package index, so the node installs with
+``pip install --no-index`` from what the caller sends:
+
+* tether's own wheel: built from the source tree when tether runs from one (editable install),
+  cached by version + a hash of the sources; else repacked from the installed distribution;
+* its runtime dependencies at the **versions installed here** (cloudpickle must match on both
+  sides), walked from tether's metadata with the markers evaluated for the node's Python;
+* pip itself (the node's venv is made ``--without-pip``: Debian's python3 lacks ensurepip).
+
+Each wheel comes from the first place that has one fitting the node's tags: the cache
+(``$TETHER_HOME/wheels/``), this environment's installed distribution repacked as a wheel (no
+network at all when the node's Python minor and platform match ours), or ``pip download
+--only-binary=:all:`` for the node's Python version and platform. When none fits, the error names
+the node and says what to do (``install_from="index"``, or a matching Python on the node).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import functools
+import hashlib
+import importlib.metadata as md
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tether._version import __version__
+from tether.errors import LaunchError
+from tether.state import locked, tether_home
+
+MIN_PYTHON = (3, 11)  # tether's requires-python
+_SKIP_IN_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+
+
+@dataclass(frozen=True)
+class NodePython:
+    """The interpreter found on a node: what its wheels must fit."""
+
+    exe: str
+    version: tuple[int, int, int]
+    machine: str
+    libc: tuple[str, str] = ("", "")
+    implementation: str = "cpython"
+    system: str = "Linux"
+
+    @classmethod
+    def from_probe(cls, data: dict[str, Any]) -> NodePython:
+        return cls(exe=data["exe"], version=tuple(data["version"][:3]), machine=data["machine"],
+                   libc=tuple(data.get("libc") or ("", "")), implementation=data.get("impl", "cpython"),
+                   system=data.get("system", "Linux"))
+
+    @classmethod
+    def here(cls) -> NodePython:
+        import platform
+
+        return cls(sys.executable, tuple(sys.version_info[:3]), platform.machine(),
+                   tuple(platform.libc_ver()), sys.implementation.name, platform.system())
+
+    @property
+    def minor(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+    @property
+    def describe(self) -> str:
+        libc = f", {self.libc[0]} {self.libc[1]}" if self.libc[0] else ""
+        return f"Python {'.'.join(map(str, self.version))} ({self.implementation}, {self.system} {self.machine}{libc})"
+
+    @property
+    def key(self) -> str:
+        return f"cp{self.version[0]}{self.version[1]}-{self.system.lower()}-{self.machine}-{''.join(self.libc)}"
+
+    def platforms(self) -> list[str]:
+        arch = self.machine
+        plats: list[str] = []
+        if self.system == "Linux" and self.libc[0] == "glibc":
+            major, minor = (int(x) for x in self.libc[1].split(".")[:2])
+            plats += [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 4, -1)]
+            plats += [f"manylinux{alias}_{arch}" for alias, since in (("2014", 17), ("2010", 12), ("1", 5))
+                      if minor >= since]
+        if self.system == "Linux":
+            plats.append(f"linux_{arch}")
+        return plats
+
+    @functools.cached_property
+    def tags(self) -> frozenset:
+        from packaging import tags
+
+        py = self.version[:2]
+        plats = self.platforms()
+        found = list(tags.compatible_tags(py, f"cp{py[0]}{py[1]}", plats))
+        if self.implementation == "cpython":
+            found = list(tags.cpython_tags(py, platforms=plats)) + found
+        return frozenset(found)
+
+    def marker_env(self) -> dict[str, str]:
+        from packaging.markers import default_environment
+
+        env = default_environment()
+        env.update(python_version=self.minor, python_full_version=".".join(map(str, self.version)),
+                   platform_machine=self.machine, implementation_name=self.implementation,
+                   platform_system=self.system, sys_platform=self.system.lower(), os_name="posix")
+        return env
+
+
+# -- tether's own code -------------------------------------------------------------------------------
+
+
+def _package_dir() -> Path:
+    import tether
+
+    return Path(tether.__file__).resolve().parent
+
+
+def source_tree() -> Path | None:
+    """The source checkout this process imports tether from (editable install), or None."""
+    pkg = _package_dir()
+    root = pkg.parent.parent if pkg.parent.name == "src" else pkg.parent
+    try:
+        pyproject = (root / "pyproject.toml").read_text()
+    except OSError:
+        return None
+    return root if re.search(r'^name\s*=\s*"tether"', pyproject, re.M) else None
+
+
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """A hash of the tether code this process runs: equal hashes mean the same code on a node."""
+    digest = hashlib.sha256(__version__.encode())
+    root = source_tree()
+    pkg = _package_dir()
+    files = sorted(p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    if root is not None:
+        files.append(root / "pyproject.toml")
+    for path in files:
+        digest.update(os.path.relpath(path, pkg.parent).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def tether_wheel() -> Path:
+    """tether's wheel for exactly this code (built once per version + source hash)."""
+    cache = wheels_dir() / "tether" / f"{__version__}-{source_hash()}"
+    found = sorted(cache.glob("tether-*.whl"))
+    if found:
+        return found[0]
+    root = source_tree()
+    if root is None:  # an installed tether: its files are the wheel's files
+        dist = md.distribution("tether")
+        wheel = _repack(dist, cache)
+        if wheel is None:
+            raise LaunchError("cannot make a wheel of the installed tether (it has no RECORD)")
+        return wheel
+    with tempfile.TemporaryDirectory(prefix="tether-build-") as tmp:
+        # A copy, so the build leaves no build/ or egg-info in the checkout and races nothing.
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (root / name).exists():
+                shutil.copy2(root / name, Path(tmp) / name)
+        shutil.copytree(_package_dir(), Path(tmp, "src", "tether"),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        out = Path(tmp, "dist")
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check",
+               "--quiet", "-w", str(out), tmp]
+        try:
+            import setuptools  # noqa: F401 - present: build offline, without an isolated env
+        except ImportError:
+            pass
+        else:
+            cmd.insert(4, "--no-build-isolation")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise LaunchError(f"building tether's wheel from {root} failed:\n{proc.stdout}{proc.stderr}")
+        built = next(out.glob("tether-*.whl"))
+        cache.mkdir(parents=True, exist_ok=True)
+        target = cache / built.name
+        shutil.copy2(built, target.with_suffix(".tmp"))
+        os.replace(target.with_suffix(".tmp"), target)
+        return target
+
+
+# -- dependencies -----------------------------------------------------------------------------------
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _tether_requirements() -> list[str]:
+    try:
+        return list(md.requires("tether") or [])
+    except md.PackageNotFoundError:  # run from a source tree that was never installed
+        import tomllib
+
+        root = source_tree()
+        if root is None:
+            raise LaunchError("cannot find tether's dependencies: it is neither installed nor a source tree") from None
+        return list(tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def requirements(node: NodePython) -> list[tuple[str, str | None]]:
+    """tether's runtime dependency closure for ``node``: (name, version installed here or None)."""
+    from packaging.requirements import Requirement
+
+    env = node.marker_env()
+    pinned: dict[str, str | None] = {}
+    todo: list[tuple[str, frozenset[str]]] = [("tether", frozenset())]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        name, extras = todo.pop()
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        if name == "tether":
+            reqs = _tether_requirements()
+        else:
+            try:
+                reqs = md.requires(name) or []
+                pinned[_canonical(name)] = md.version(name)
+            except md.PackageNotFoundError:
+                pinned[_canonical(name)] = None  # not installed here (a marker false here only)
+                continue
+        for text in reqs:
+            req = Requirement(text)
+            if req.marker is not None and not any(
+                    req.marker.evaluate({**env, "extra": extra}) for extra in (extras or {""})):
+                continue
+            todo.append((_canonical(req.name), frozenset(req.extras)))
+    pinned.pop("tether", None)
+    return sorted(pinned.items())
+
+
+def wheels_dir() -> Path:
+    path = tether_home() / "wheels"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fits(wheel: Path, node: NodePython) -> bool:
+    from packaging.utils import parse_wheel_filename
+
+    try:
+        _, _, _, tags = parse_wheel_filename(wheel.name)
+    except ValueError:
+        return False
+    return bool(tags & node.tags)
+
+
+def _cached(name: str, version: str | None, node: NodePython, folder: Path) -> Path | None:
+    from packaging.utils import parse_wheel_filename
+
+    for wheel in sorted(folder.glob("*.whl")):
+        try:
+            wname, wversion, _, _ = parse_wheel_filename(wheel.name)
+        except ValueError:
+            continue
+        if _canonical(wname) == name and (version is None or str(wversion) == version) and _fits(wheel, node):
+            return wheel
+    return None
+
+
+def collect(node: NodePython, label: str, deps: bool = True) -> tuple[list[Path], list[str]]:
+    """The wheels to ship to ``node`` and the requirement lines to install from them.
+
+    ``deps=False`` (the node installs dependencies from its own index): tether and pip only, and
+    the dependencies as pins for the node's pip to fetch.
+    """
+    pins = requirements(node)
+    pip_version = md.version("pip") if _installed("pip") else None
+    lines = [f"tether=={__version__}"]
+    lines += [f"{n}=={v}" if v else n for n, v in pins]
+    lines.append(f"pip=={pip_version}" if pip_version else "pip")
+    wanted = [("pip", pip_version)] + (pins if deps else [])
+    wheels = [tether_wheel()]
+    folder = wheels_dir()
+    missing: list[tuple[str, str | None]] = []
+    for name, version in wanted:
+        wheel = _cached(name, version, node, folder)
+        if wheel is None and version is not None:
+            wheel = _repack_installed(name, node, folder)
+        if wheel is None:
+            missing.append((name, version))
+        else:
+            wheels.append(wheel)
+    if missing:
+        wheels += _download(missing, node, folder, label)
+    return wheels, lines
+
+
+def _installed(name: str) -> bool:
+    try:
+        md.distribution(name)
+    except md.PackageNotFoundError:
+        return False
+    return True
+
+
+def _repack_installed(name: str, node: NodePython, folder: Path) -> Path | None:
+    dist = md.distribution(name)
+    tags = _wheel_tags(dist)
+    if not tags or not tags & node.tags or _editable(dist):
+        return None
+    return _repack(dist, folder)
+
+
+def _wheel_tags(dist: md.Distribution) -> frozenset:
+    from packaging.tags import parse_tag
+
+    text = dist.read_text("WHEEL") or ""
+    found: set = set()
+    for line in text.splitlines():
+        if line.startswith("Tag:"):
+            found |= parse_tag(line.split(":", 1)[1].strip())
+    return frozenset(found)
+
+
+def _editable(dist: md.Distribution) -> bool:
+    try:
+        info = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return False
+    return bool(info.get("dir_info", {}).get("editable"))
+
+
+def _repack(dist: md.Distribution, folder: Path) -> Path | None:
+    """An installed distribution back into a wheel: its files under site-packages and its
+    metadata, with a fresh RECORD. Scripts and data files outside site-packages are left out
+    (the node runs tether as ``python -m``)."""
+    if not dist.files:
+        return None
+    tags = sorted(_wheel_tags(dist), key=str)
+    if not tags:
+        return None
+    interpreters = ".".join(sorted({t.interpreter for t in tags}))
+    abis = ".".join(sorted({t.abi for t in tags}))
+    platforms = ".".join(sorted({t.platform for t in tags}))
+    name = re.sub(r"[-_.]+", "_", dist.metadata["Name"])
+    version = dist.version
+    filename = f"{name}-{version}-{interpreters}-{abis}-{platforms}.whl"
+    target = folder / filename
+    if target.exists():
+        return target
+    record_rows = []
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    info_dir = None
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for entry in dist.files:
+            parts = entry.parts
+            if ".." in parts or "__pycache__" in parts or entry.suffix == ".pyc":
+                continue
+            if parts[0].endswith(".dist-info"):
+                info_dir = parts[0]
+                if len(parts) == 2 and parts[1] in _SKIP_IN_DIST_INFO:
+                    continue
+            path = Path(dist.locate_file(entry))
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            arcname = "/".join(parts)
+            zf.writestr(zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0)), data,
+                        compress_type=zipfile.ZIP_DEFLATED)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record_rows.append((arcname, f"sha256={digest}", str(len(data))))
+        if info_dir is None:
+            tmp.unlink()
+            return None
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerows(record_rows)
+        writer.writerow((f"{info_dir}/RECORD", "", ""))
+        zf.writestr(f"{info_dir}/RECORD", out.getvalue())
+    os.replace(tmp, target)
+    return target
+
+
+def _pip_download(node: NodePython, folder: Path) -> list[str]:
+    """``pip download`` of wheels that fit ``node`` (its Python version and platforms), into ``folder``."""
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check",
+           "--quiet", "--dest", str(folder), "--python-version", node.minor,
+           "--implementation", "cp" if node.implementation == "cpython" else "py"]
+    for plat in node.platforms():
+        cmd += ["--platform", plat]
+    return cmd
+
+
+def _download(missing: list[tuple[str, str | None]], node: NodePython, folder: Path, label: str) -> list[Path]:
+    """``pip download`` the wheels that fit ``node`` (its Python version and platform)."""
+    specs = [f"{n}=={v}" if v else n for n, v in missing]
+    proc = subprocess.run([*_pip_download(node, folder), "--no-deps", *specs], capture_output=True, text=True)
+    found = [_cached(n, v, node, folder) for n, v in missing]
+    if proc.returncode or not all(found):
+        lacking = [s for s, w in zip(specs, found, strict=True) if w is None]
+        raise LaunchError(
+            f"node {label} runs {node.describe}, and no wheel of {', '.join(lacking)} fits it: this "
+            f"machine runs Python {sys.version_info[0]}.{sys.version_info[1]} and pip could not download "
+            f"wheels for the node ({(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['no output']}). "
+            "Either let the node install from its own package index (install_from='index'), or give it "
+            f"a Python {sys.version_info[0]}.{sys.version_info[1]} on the same architecture "
+            "(python='/path/to/python3' in the cluster spec).", node=label)
+    return [w for w in found if w is not None]
+
+
+_house_lock = threading.Lock()
+
+
+def make_house(node: NodePython, label: str, deps: bool = True) -> Path:
+    """A folder with exactly the wheels for ``node`` (links into the cache) + requirements.txt.
+
+    Nodes are bootstrapped in parallel threads, and other processes may share the cache: one
+    builder at a time (a thread lock, then a file lock on the cache)."""
+    with _house_lock, _cache_lock():
+        return _make_house(node, label, deps)
+
+
+def _cache_lock():
+    return locked(wheels_dir() / ".lock")
+
+
+def _make_house(node: NodePython, label: str, deps: bool) -> Path:
+    house = wheels_dir() / "houses" / f"{node.key}-{__version__}-{source_hash()}-{'all' if deps else 'own'}"
+    if (house / "requirements.txt").exists() and all(p.exists() for p in house.iterdir()):
+        return house  # complete, and its name fixes its contents: never replaced under a reader
+    wheels, lines = collect(node, label, deps)
+    tmp = Path(tempfile.mkdtemp(prefix=".house-", dir=wheels_dir()))
+    for wheel in wheels:
+        (tmp / wheel.name).symlink_to(wheel)
+    (tmp / "requirements.txt").write_text("\n".join(lines) + "\n")
+    if house.exists():
+        shutil.rmtree(house)
+    house.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, house)
+    return house
+
+
+def packages_house(reqs: list[str], node: NodePython, label: str) -> Path:
+    """A folder of wheels for ``reqs`` and their dependencies that fit ``node``, fetched on this
+    machine (its package index and pip settings: e.g. wheels on a local disk), for a node that has
+    no index of its own (``cluster.install_packages(..., from_local=True)``)."""
+    key = hashlib.sha256(json.dumps([sorted(reqs), node.key]).encode()).hexdigest()[:16]
+    folder = wheels_dir() / "packages" / key
+    if (folder / ".complete").exists():
+        return folder
+    with _house_lock, _cache_lock():
+        if (folder / ".complete").exists():
+            return folder
+        folder.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([*_pip_download(node, folder), *reqs], capture_output=True, text=True)
+        if proc.returncode:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+            raise LaunchError(f"could not fetch wheels of {' '.join(reqs)} for node {label} "
+                              f"({node.describe}) on this machine:\n{tail}", node=label)
+        (folder / ".complete").write_text("\n".join(reqs) + "\n")
+    return folder

@@ -1,0 +1,202 @@
+"""The files tether keeps, read and written here and nowhere else.
+
+Under ``$TETHER_HOME`` (default ``~/.tether``; on a node of a remote cluster, the node user's)::
+
+    clusters/<name>/        a cluster's state dir (mode 0700)
+        token               the bearer token, made with the cluster
+        daemon.json         the running daemon's record: pid, host, port, tether, protocol, started
+                            (and cluster_address on a node that its head reaches)
+        daemon.pid          the same pid, for shell scripts
+        limits.json         {"memory": bytes or null, "cpus": float or null}: what its daemon enforces
+        autostop.json       {"minutes": m}: re-read by the running daemon when it changes
+        nodes.json ...      a launcher's own records (the ssh launcher: nodes, tunnels)
+    resources/              the local registry (``tether.core.registry.local``)
+
+Every file is written whole and private: :func:`write_private` writes a temporary file (0600) and
+renames it over the old one, so a reader in another process sees the old file or the new one,
+never half of either. Standard library only: the daemon, launchers and the CLI all read these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TOKEN = "token"
+DAEMON_RECORD = "daemon.json"
+DAEMON_PID = "daemon.pid"
+LIMITS = "limits.json"
+AUTOSTOP = "autostop.json"
+
+
+def tether_home() -> Path:
+    return Path(os.environ.get("TETHER_HOME") or Path.home() / ".tether").expanduser()
+
+
+def cluster_dir(name: str) -> Path:
+    """State of a cluster started from this machine: token, daemon.json, logs."""
+    return tether_home() / "clusters" / name
+
+
+def resources_dir() -> Path:
+    return tether_home() / "resources"
+
+
+# -- writing and reading ---------------------------------------------------------------------------
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` (mode 0600) atomically: readers see the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_private(path, json.dumps(value))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is missing or unreadable (a file being replaced is
+    never half-read: see ``write_private``)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# -- the token -------------------------------------------------------------------------------------
+
+
+def ensure_token(state_dir: Path) -> str:
+    """The cluster's bearer token, created with the cluster and stored with mode 0600."""
+    import secrets
+
+    path = state_dir / TOKEN
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def read_token(state_dir: Path) -> str | None:
+    try:
+        return (state_dir / TOKEN).read_text().strip() or None
+    except OSError:
+        return None
+
+
+# -- the daemon's record ---------------------------------------------------------------------------
+
+
+def write_daemon_record(state_dir: Path, record: dict[str, Any]) -> None:
+    """Published by a daemon once it listens: a client that reads it can connect at once."""
+    write_json(state_dir / DAEMON_RECORD, record)
+    write_private(state_dir / DAEMON_PID, str(record["pid"]))
+
+
+def read_daemon_record(state_dir: Path) -> dict[str, Any] | None:
+    record = read_json(state_dir / DAEMON_RECORD)
+    return record if isinstance(record, dict) else None
+
+
+def remove_daemon_record(state_dir: Path, pid: int | None = None) -> None:
+    """Remove the record; with ``pid``, only if it still names that process (a daemon that stops
+    never removes the record of a newer one)."""
+    if pid is not None:
+        if (read_daemon_record(state_dir) or {}).get("pid") == pid:
+            (state_dir / DAEMON_RECORD).unlink(missing_ok=True)
+        with contextlib.suppress(OSError, ValueError):
+            if int((state_dir / DAEMON_PID).read_text()) == pid:
+                (state_dir / DAEMON_PID).unlink(missing_ok=True)
+        return
+    for name in (DAEMON_RECORD, DAEMON_PID):
+        (state_dir / name).unlink(missing_ok=True)
+
+
+# -- settings the daemon reads ---------------------------------------------------------------------
+
+
+def write_limits(state_dir: Path, memory: int | None, cpus: float | None) -> None:
+    """The machine size the next daemon of ``state_dir`` gives its workers (bytes, CPUs)."""
+    write_json(state_dir / LIMITS, {"memory": memory, "cpus": cpus})
+
+
+def read_limits(state_dir: Path) -> dict[str, Any]:
+    """``{"memory": bytes or None, "cpus": float or None}`` (none when the file is missing)."""
+    data = read_json(state_dir / LIMITS)
+    data = data if isinstance(data, dict) else {}
+    return {"memory": data.get("memory"), "cpus": data.get("cpus")}
+
+
+def write_autostop(state_dir: Path, minutes: float | None) -> None:
+    """Minutes idle before the daemon stops itself (None or -1: never); a running daemon
+    re-reads the file when it changes."""
+    write_json(state_dir / AUTOSTOP, {"minutes": -1 if minutes is None else minutes})
+
+
+def read_autostop(state_dir: Path) -> float:
+    data = read_json(state_dir / AUTOSTOP)
+    try:
+        return float(data.get("minutes", -1)) if isinstance(data, dict) else -1.0
+    except (TypeError, ValueError):
+        return -1.0
+
+
+# -- processes and locks ---------------------------------------------------------------------------
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created 0600), across threads and processes."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether ``pid`` names a live process (our own exited child, a zombie, is not alive)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

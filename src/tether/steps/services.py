@@ -1,0 +1,193 @@
+"""Service: a saved record of what was deployed on a cluster under a name, and how to make it again.
+
+An orchestrator's steps run in separate processes (often separate machines) and pass each other
+names only. A step that deploys a function or a class instance saves a ``Service``; a later step
+loads it by name and calls it on whatever cluster it lives on now. When a step climbs a ladder to a
+bigger machine, the service is made again there from its record (an instance is constructed afresh
+with the same arguments) and the record follows it, so the next step finds it by the same name.
+
+    svc = Service.deploy("my_project.train:Trainer", name="trainer", cluster="train", kwargs={"lr": 0.1})
+    Service.load("trainer").call("fit", kwargs={"epochs": 3})
+
+Records live in the registry under ``services/<name>`` (``tether.load("services/trainer")``).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tether.core.cluster import cluster as named_cluster
+from tether.core.function import function
+from tether.core.images import Env, resolve_env
+from tether.core.module import module
+from tether.core.registry import local
+from tether.core.resources import Resource
+from tether.errors import ConfigError, NotFoundError
+
+FOLDER = "services"
+
+
+def import_target(target: str) -> Any:
+    """The function or class at ``"package.module:Qualname"`` (or ``"package.module.Qualname"``)."""
+    module_name, _, qualname = target.partition(":")
+    if not qualname:
+        module_name, _, qualname = target.rpartition(".")
+    if not module_name or not qualname:
+        raise ConfigError(f"{target!r} is not an import path: use 'package.module:Name'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r} (from {target!r}): {exc}. The module must be "
+                          "importable where the step runs (your project, the DAG folder...).") from exc
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"module {module_name!r} has no {qualname!r} (from {target!r})") from None
+    return obj
+
+
+def target_of(obj: Any) -> str:
+    """The import path of a function or class (``"package.module:Qualname"``); a string is kept."""
+    if isinstance(obj, str):
+        return obj
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not module or not qualname:
+        raise ConfigError(f"{obj!r} has no import path: pass a function or class defined at module level")
+    return f"{module}:{qualname}"
+
+
+@dataclass
+class Service(Resource):
+    """A deployed function (``kind="function"``) or class instance (``kind="instance"``)."""
+
+    RESOURCE_TYPE = "service"
+
+    name: str
+    cluster: str
+    target: str
+    kind: str = "function"
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] | None = None
+    #: arguments that are not JSON, pickled (cloudpickle, base64) so the record stays a JSON file
+    pickled_args: str | None = None
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.RESOURCE_TYPE, "name": f"{FOLDER}/{self.name}", "service": self.name,
+                "cluster": self.cluster, "target": self.target, "kind": self.kind, "args": self.args,
+                "kwargs": self.kwargs, "env": self.env, "pickled_args": self.pickled_args}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Service:
+        return cls(name=config["service"], cluster=config["cluster"], target=config["target"],
+                   kind=config.get("kind", "function"), args=list(config.get("args") or []),
+                   kwargs=dict(config.get("kwargs") or {}), env=config.get("env"),
+                   pickled_args=config.get("pickled_args"))
+
+    def save(self, name: str | None = None) -> Service:  # type: ignore[override]
+        if name:
+            self.name = name
+        local.save(self.config())
+        return self
+
+    @classmethod
+    def load(cls, name: str) -> Service:
+        """The record of the service ``name``; a NotFoundError names what is deployed."""
+        if not local.exists(f"{FOLDER}/{name}"):
+            saved = [n.split("/", 1)[1] for n in local.names() if n.startswith(FOLDER + "/")]
+            raise NotFoundError(
+                f"no service named {name!r} was deployed through tether's pipeline steps (deployed: "
+                f"{', '.join(saved) or 'none'}). Deploy it first (e.g. TetherDeployOperator, "
+                f"tether.steps.actions.deploy) under that name.", service=name)
+        return cls.from_config(local.load(f"{FOLDER}/{name}"))
+
+    # -- making it -------------------------------------------------------------------------------
+
+    @classmethod
+    def deploy(cls, target: Any, name: str, cluster: str, args: Sequence[Any] = (),
+               kwargs: dict[str, Any] | None = None, env: Any = None) -> Service:
+        """Deploy ``target`` (an import path, a function or a class) on ``cluster`` and save it."""
+        path = target_of(target)
+        obj = target if not isinstance(target, str) else import_target(path)
+        kind = "instance" if isinstance(obj, type) else "function"
+        if kind == "function" and (args or kwargs):
+            raise ConfigError(f"{path!r} is a function: arguments go to its calls, not to its deploy")
+        env_config = resolve_env(env).config() if env is not None else None
+        service = cls(name=name, cluster=cluster, target=path, kind=kind, env=env_config)
+        service._set_arguments(list(args), dict(kwargs or {}))
+        service.make(obj)
+        return service.save()
+
+    def make(self, obj: Any = None) -> Any:
+        """(Re)create the service on its cluster from this record; returns its stub."""
+        obj = obj if obj is not None else import_target(self.target)
+        cluster = named_cluster(self.cluster)
+        env = Env.from_config(self.env) if self.env else None
+        if self.kind == "function":
+            return function(obj).to(cluster, env=env, name=self.name)
+        args, kwargs = self._arguments()
+        return module(obj).to(cluster, env=env)(*args, name=self.name, **kwargs)
+
+    def stub(self) -> Any:
+        """The live service on its cluster, made again from this record if the cluster lacks it
+        (a new machine after a climb, a restarted daemon)."""
+        found = named_cluster(self.cluster).get(self.name, remote=True)
+        if found is None:
+            return self.make()
+        return found
+
+    def moved_to(self, cluster: str) -> Service:
+        """The record of this service on another cluster (saved; the old cluster is left alone)."""
+        moved = replace(self, cluster=cluster)
+        return moved.save()
+
+    def call(self, method: str | None = None, args: Sequence[Any] = (),
+             kwargs: dict[str, Any] | None = None, call_id: str | None = None) -> Any:
+        """Call ``method`` of the instance, or the function (``method`` None or ``"call"``).
+
+        ``call_id`` names the call, so that another thread can cancel it (``cancel``)."""
+        if self.kind == "instance" and method in (None, "", "call"):
+            raise ConfigError(f"service {self.name!r} is an instance of {self.target}: name the "
+                              "method to call", service=self.name)
+        self.stub()  # made again first if its cluster lost it
+        client = named_cluster(self.cluster).client
+        return client.call(self.name, method or "call", args, dict(kwargs or {}), call_id=call_id)
+
+    def cancel(self, call_id: str) -> bool:
+        """Stop a call started with ``call_id`` (an orchestrator killing its task)."""
+        return named_cluster(self.cluster).cancel(call_id)
+
+    # -- arguments -------------------------------------------------------------------------------
+
+    def _set_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        try:
+            json.dumps([args, kwargs])
+        except (TypeError, ValueError):
+            import cloudpickle
+
+            from tether.errors import SerializationError
+
+            try:
+                pickled = cloudpickle.dumps((args, kwargs), protocol=5)
+            except Exception as exc:
+                raise SerializationError(f"cannot pickle the arguments of {self.target}: {exc}") from exc
+            self.args, self.kwargs = [], {}
+            self.pickled_args = base64.b64encode(pickled).decode()
+        else:
+            self.args, self.kwargs, self.pickled_args = args, kwargs, None
+
+    def _arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        if self.pickled_args:
+            import pickle
+
+            args, kwargs = pickle.loads(base64.b64decode(self.pickled_args))
+            return list(args), dict(kwargs)
+        return list(self.args), dict(self.kwargs)

@@ -1,0 +1,1 @@
+"""Test suites third parties run against their own code: ``launcher_contract``."""

@@ -1,0 +1,102 @@
+"""The parts of SSH clusters that need no network: addresses, errors, wheels, path remapping."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import tether as rh
+from tether.core.packaging import ImportSpec
+from tether.launchers.ssh import codesync, wheelhouse
+from tether.launchers.ssh import openssh as ssh
+from tether.launchers.ssh.launcher import parse_address
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    ("10.0.0.5", ("10.0.0.5", "me", 22)),
+    ("alice@10.0.0.5", ("10.0.0.5", "alice", 22)),
+    ("alice@10.0.0.5:2222", ("10.0.0.5", "alice", 2222)),
+    ("box.example.org:2200", ("box.example.org", "me", 2200)),
+    ("[fe80::1]:22", ("fe80::1", "me", 22)),
+], ids=["ip", "user", "user-port", "name-port", "ipv6"])
+def test_addresses(entry, expected):
+    assert parse_address(entry, "me", 22) == expected
+
+
+@pytest.mark.parametrize(("stderr", "kind", "words"), [
+    ("u@h: Permission denied (publickey).", rh.AuthenticationError, "authorized_keys"),
+    ("ssh: connect to host h port 22: Connection refused", rh.ConnectionError, "refused the SSH connection"),
+    ("ssh: connect to host h port 22: No route to host", rh.ConnectionError, "cannot reach"),
+    ("ssh: connect to host h port 22: Connection timed out", rh.ConnectionError, "cannot reach"),
+    ("Host key verification failed.", rh.ConnectionError, "ssh-keygen -R"),
+], ids=["auth", "refused", "no-route", "timeout", "host-key"])
+def test_ssh_failures_become_tether_errors_naming_the_host(stderr, kind, words):
+    target = ssh.SshTarget(host="10.9.9.9", user="me", cluster="rack")
+    err = ssh.translate(target, stderr)
+    assert type(err) is kind and words in str(err) and "10.9.9.9" in str(err)
+    assert (err.node, err.cluster) == ("10.9.9.9", "rack")
+
+
+def test_a_password_is_never_on_the_command_line():
+    target = ssh.SshTarget(host="h", user="me", password="hunter2")
+    assert "hunter2" not in " ".join(target.options())
+    assert target.env()["TETHER_SSH_PASSWORD"] == "hunter2"
+    assert "BatchMode=no" in target.options()
+
+
+def test_node_tags_follow_python_and_glibc():
+    node = wheelhouse.NodePython("/usr/bin/python3", (3, 12, 1), "x86_64", ("glibc", "2.36"))
+    names = {str(t) for t in node.tags}
+    assert "cp312-cp312-manylinux_2_17_x86_64" in names and "py3-none-any" in names
+    assert "cp311-cp311-manylinux_2_17_x86_64" not in names
+    assert not any("manylinux_2_38" in n for n in names)
+
+
+def test_requirements_pin_the_versions_installed_here():
+    here = wheelhouse.NodePython.here()
+    pins = dict(wheelhouse.requirements(here))
+    assert pins["cloudpickle"] == md.version("cloudpickle")
+    assert "pytest" not in pins  # an extra (dev), not a runtime dependency
+    assert "tether" not in pins
+
+
+def test_a_repacked_distribution_installs(tmp_path):
+    wheel = wheelhouse._repack(md.distribution("iniconfig"), tmp_path)
+    assert wheel is not None and wheel.name.startswith("iniconfig-")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert any(n.endswith(".dist-info/RECORD") for n in names)
+    assert not any("__pycache__" in n for n in names)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+                    "--target", str(target), str(wheel)], check=True, capture_output=True)
+    assert (target / "iniconfig" / "__init__.py").exists()
+
+
+def test_path_entries_point_into_the_synced_folder(tmp_path):
+    root = tmp_path / "proj"
+    spec = ImportSpec("pkg.mod", "fn", (str(root / "src"),), str(root))
+    assert codesync.sync_root(spec) == root
+    remote = codesync.remap(spec, root, "/home/u", "rack")
+    base = f"/home/u/{codesync.remote_dir('rack', root)}"
+    assert remote.path_entries == (f"{base}/src",) and remote.project_root == base
+    assert codesync.sync_root(ImportSpec("json", "dumps", (), None)) is None
+
+
+def test_env_compute_round_trips_and_is_checked():
+    env = rh.env(name="gpu", compute={"node_idx": 1})
+    assert rh.Env.from_config(env.config()).compute == {"node_idx": 1}
+    assert "compute" not in rh.env(name="plain").config()
+    with pytest.raises(rh.ConfigError, match="node index"):
+        rh.env(compute={"node_idx": -1})
+
+
+def test_ips_mean_the_ssh_launcher():
+    cluster = rh.cluster(name="inferred", ips=["10.0.0.1"], ssh_creds={"ssh_user": "me", "password": "pw"})
+    assert cluster.launcher_name == "ssh"
+    assert cluster.config()["spec"]["ssh_creds"] == {"ssh_user": "me"}  # the password stays out
+    assert cluster.ips == ["10.0.0.1"]
