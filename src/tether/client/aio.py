@@ -102,10 +102,14 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
             if resp.status != 200:
                 body = await resp.read_rest()
                 reusable = True
+            else:  # most calls answer one message: read it here, under the same boundary
+                msg = await read_message(resp)
+                if msg is not None and msg.kind in wire.TERMINAL_KINDS:
+                    await resp.at_end()
         if resp.status != 200:
             raise reply.http_error(resp.status, body)
         try:
-            msg = await _next(resp, reply)
+            msg = reply.take(msg) or await _next(resp, reply)
         finally:
             reusable = resp.eof  # read whole (a RESULT, or an ERROR raised): the connection is reusable
         if msg.kind == wire.STREAM:

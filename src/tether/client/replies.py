@@ -32,12 +32,11 @@ class Reply:
     """One request's response, message by message. ``context`` (service, method, call_id) goes
     into every error raised."""
 
-    __slots__ = ("cluster", "url", "context", "stream_logs", "_transport")
+    __slots__ = ("cluster", "url", "context", "stream_logs")
 
     def __init__(self, cluster: str, url: str, context: dict[str, Any], stream_logs: bool = True) -> None:
         self.cluster, self.url, self.stream_logs = cluster, url, stream_logs
         self.context = {"cluster": cluster, **context}
-        self._transport = _Transport(self)
 
     def take(self, msg: wire.Message | None) -> wire.Message | None:
         """None for a LOG (printed here); raises for an ERROR or the end of the body; else the
@@ -57,9 +56,22 @@ class Reply:
         raise errors.ConnectionError(f"unexpected message kind {kind} from cluster {self.cluster!r}",
                                      **self.context)
 
-    def transport(self) -> _Transport:
-        """``with reply.transport(): msg = read()``: the transport's errors become tether's."""
-        return self._transport
+    def transport(self) -> Reply:
+        """``with reply.transport(): msg = read()``: the transport's errors become tether's.
+
+        The reply is its own context manager (a class, not a generator: it wraps every read on
+        the call path, where each allocation shows)."""
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, errors.TetherError):  # ours are OSErrors too: kept
+            return False
+        if isinstance(exc, TRANSPORT_ERRORS):
+            raise self.lost(exc) from exc
+        return False
 
     def http_error(self, status: int, body: bytes) -> errors.TetherError:
         """The error for a non-200 answer to this request."""

@@ -54,7 +54,10 @@ class RemoteCallable:
             run_async = bool(flags.get("async") or flags.get("async_generator"))
         client = cluster.client
         if run_async:
-            call = _acall(client, name, method, args, kwargs, stream_logs)
+            if implemented(ON_CALL):
+                call = _acall(client, name, method, args, kwargs, stream_logs)
+            else:  # the common case: the client's coroutine itself, no wrapper
+                call = client.acall(name, method, args, kwargs, stream_logs)
             if flags.get("generator") or flags.get("async_generator"):
                 return _async_items(call)
             return call
@@ -134,8 +137,6 @@ def _call(client: DaemonClient, name: str, method: str, args: tuple, kwargs: dic
 
 async def _acall(client: DaemonClient, name: str, method: str, args: tuple, kwargs: dict,
                  stream_logs: bool) -> Any:
-    if not implemented(ON_CALL):
-        return await client.acall(name, method, args, kwargs, stream_logs)
     start, error = time.monotonic(), None
     try:
         return await client.acall(name, method, args, kwargs, stream_logs)
