@@ -82,26 +82,6 @@ class Reply:
             f"lost the connection to cluster {self.cluster!r} ({self.url}) {when}: {exc}", **self.context)
 
 
-class _Transport:
-    """A context manager (a class: it wraps every read on the call path, and a generator-based one
-    costs more)."""
-
-    __slots__ = ("reply",)
-
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or isinstance(exc, errors.TetherError):  # ours are OSErrors too: kept
-            return False
-        if isinstance(exc, TRANSPORT_ERRORS):
-            raise self.reply.lost(exc) from exc
-        return False
-
-
 def http_error(cluster: str, status: int, body: bytes, /, **context: Any) -> errors.TetherError:
     """The error for a non-200 answer (its JSON body says which and why)."""
     try:
