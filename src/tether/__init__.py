@@ -46,6 +46,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "VersionMismatchError": ("tether.errors", "VersionMismatchError"),
     "SerializationError": ("tether.errors", "SerializationError"),
     "CallCancelledError": ("tether.errors", "CallCancelledError"),
+    "CallTimeoutError": ("tether.errors", "CallTimeoutError"),
+    "TetherWarning": ("tether.errors", "TetherWarning"),
+    "StateResetWarning": ("tether.errors", "StateResetWarning"),
     "ResultExpiredError": ("tether.errors", "ResultExpiredError"),
     "RemoteError": ("tether.errors", "RemoteError"),
     "WorkerDiedError": ("tether.errors", "WorkerDiedError"),
@@ -82,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.errors import (
         AuthenticationError,
         CallCancelledError,
+        CallTimeoutError,
         ConfigError,
         ConnectionError,
         LaunchError,
@@ -90,7 +94,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         RemoteError,
         ResultExpiredError,
         SerializationError,
+        StateResetWarning,
         TetherError,
+        TetherWarning,
         VersionMismatchError,
         WorkerDiedError,
     )

@@ -17,9 +17,16 @@ sockets, pickle) are translated at one boundary with ``raise ... from exc`` so c
     │   └── VersionMismatchError    the client and the daemon speak different versions
     ├── SerializationError          an argument or a result cannot be pickled / unpickled
     ├── CallCancelledError          the call was cancelled (Ctrl-C, handle.cancel(), task cancel)
+    ├── CallTimeoutError            a call (or a wait for its result) outlived its ``timeout``
     └── RemoteError                 the remote code raised and the type cannot be re-raised locally
         ├── WorkerDiedError         the worker process died mid-call (segfault, os._exit, SIGKILL)
         └── OutOfMemoryError        the worker ran out of memory
+
+Warnings (``warnings.warn``, so callers filter them as usual)::
+
+    TetherWarning
+    └── StateResetWarning           an instance was made again from its constructor arguments (a
+                                    daemon restart, a worker that died): its in-memory state is gone
 
 Errors carry structured fields (``cluster``, ``node`` (the machine's address), ``service``,
 ``call_id``...) so that orchestrator providers can act on them without parsing messages.
@@ -90,6 +97,10 @@ class CallCancelledError(TetherError):
     """The remote call was cancelled before it finished."""
 
 
+class CallTimeoutError(TetherError, builtins.TimeoutError):
+    """A call did not finish within its ``timeout`` (seconds in ``timeout``); it was cancelled."""
+
+
 class RemoteError(TetherError):
     """The remote code raised an exception whose type cannot be re-raised locally.
 
@@ -124,6 +135,14 @@ class OutOfMemoryError(RemoteError, MemoryError):
     """The remote call ran out of memory (``limit`` and ``peak`` in bytes when known)."""
 
 
+class TetherWarning(UserWarning):
+    """Root of the warnings tether issues."""
+
+
+class StateResetWarning(TetherWarning):
+    """A remote instance was made again from its constructor arguments: its state was reset."""
+
+
 __all__ = [
     "TetherError",
     "ConfigError",
@@ -134,8 +153,11 @@ __all__ = [
     "VersionMismatchError",
     "SerializationError",
     "CallCancelledError",
+    "CallTimeoutError",
     "ResultExpiredError",
     "RemoteError",
     "WorkerDiedError",
     "OutOfMemoryError",
+    "TetherWarning",
+    "StateResetWarning",
 ]

@@ -51,6 +51,9 @@ HELLO = 6  # frames: [meta json]; worker -> daemon after connecting
 CANCEL = 7  # frames: [] or [meta json]; daemon -> worker: stop the call with this id
 STREAM = 8  # frames: []; the call returned a generator: ITEM messages follow, then RESULT
 ITEM = 9  # frames: [pickle, *buffers] (one generator item)
+# Reserved for the hardening work (issue 10); daemon <-> worker only unless a client announces it:
+CREDIT = 10  # daemon -> worker: the caller consumed what was sent, more may come (flow control)
+WARN = 11  # frames: [meta json]; a warning for the caller (sent only to clients that accept it)
 
 TERMINAL_KINDS = frozenset({RESULT, ERROR})
 
