@@ -19,3 +19,21 @@ class Target:
 
     def echo(self, x):
         return x
+
+
+class LoadCounter:
+    """The load figure's target: counts its calls under a lock and echoes each caller's token."""
+
+    def __init__(self):
+        import threading
+
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def bump(self, token):
+        with self.lock:
+            self.count += 1
+        return token
+
+    def total(self):
+        return self.count

@@ -28,6 +28,8 @@ class Settings:
     redeploy_reps: int = 5  # edit + `.to()` + first call
     cold_starts: int = 3  # fresh local clusters, each in its own interpreter
     import_runs: int = 10  # fresh interpreters for `import tether` (and `pass`, `import ray`)
+    load_calls: int = 100_000  # the load figure: calls from 32 threads + 64 async in flight at once
+    load_max_s: float = 120.0
     subprocess_timeout_s: float = 60.0  # any one child process (cold start, import)
     quick: bool = False
 
@@ -41,5 +43,6 @@ FULL = Settings()
 # that the benchmark works, not to judge the targets.
 QUICK = replace(
     FULL, warmup_calls=50, latency_calls=400, seconds=1.5, wrk_seconds=2.0, echo_1mb_reps=5,
-    echo_100mb_reps=2, deploy_reps=3, redeploy_reps=2, cold_starts=1, import_runs=5, quick=True,
+    echo_100mb_reps=2, deploy_reps=3, redeploy_reps=2, cold_starts=1, import_runs=5, load_calls=10_000,
+    quick=True,
 )

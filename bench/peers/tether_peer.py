@@ -102,6 +102,9 @@ class TetherPeer(Peer):
             ("to_s", lambda: self._to(settings)),
             ("redeploy_s", lambda: self._redeploy(settings)),
             ("acall64_calls_per_s", lambda: self._internal_acall(settings)),
+            ("load_calls_per_s", lambda: self._load(settings)),
+            ("load_bad_calls", lambda: self._load_figure("bad", "errors + mixed-up results + counter drift")),
+            ("load_daemon_rss_mib", lambda: self._load_figure("daemon_rss_after_mib", "VmRSS after the run")),
         ]
 
     # -- tether-only figures ------------------------------------------------------------------------
@@ -168,6 +171,22 @@ class TetherPeer(Peer):
         return {"value": statistics.median(total_s),
                 "mode": "edit the module file, .to(), first call returns the new value; median",
                 "to_only_s": to_s, "to_and_first_call_s": total_s, "reps": len(total_s)}
+
+    def _load(self, settings) -> Measured:
+        from bench import load
+
+        self._load_result = got = load.run(self.cluster, settings.load_calls, settings.load_max_s)
+        if not got["complete"]:
+            raise RuntimeError(f"the load run stopped after {got['calls']} of {settings.load_calls} calls "
+                               f"({settings.load_max_s:g} s bound)")
+        return {"value": got["calls_per_s"], "mode": f"{got['calls']:,} calls: {load.THREADS} threads + "
+                f"{load.IN_FLIGHT} async in flight on one instance", **got}
+
+    def _load_figure(self, key: str, mode: str) -> Measured | None:
+        got = getattr(self, "_load_result", None)
+        if got is None or got.get(key) is None:
+            return None
+        return {"value": got[key], "mode": mode}
 
     def _internal_acall(self, settings) -> Measured | None:
         """64 in flight through ``DaemonClient.acall``: the client's async call path, which no
