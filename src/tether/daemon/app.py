@@ -151,7 +151,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         return MessagesResponse(out, on_abandon=lambda streaming: task.cancel())
 
     @app.get("/_tether/calls/{call_id}")
-    async def call_result(call_id: str, request: Request, timeout: str | None = None):
+    async def call_result(call_id: str, request: Request, timeout: float | None = None):
         """The result of a call by id: waits while it runs (up to ``timeout`` seconds)."""
         wait = check_timeout(timeout)
         record = _record(call_id)

@@ -280,6 +280,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self.header_timer = None
         if self.transport.is_closing() or not self.in_head:
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # bytes after a request whose answer is still being made (a pipelined head, a stray
+            # CRLF): its clock starts once that answer is out, a long call is never cut for them
+            self.header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
+            return
         if self.head_bytes:
             self.refuse(408, "request_timeout",
                         f"the request's headers did not arrive within {self.limits.header_timeout:g} s "

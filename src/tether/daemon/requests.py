@@ -199,8 +199,10 @@ def _check_env_vars(env_vars: Any, what: str) -> None:
     for key, value in env_vars.items():
         if not key or "=" in key or "\0" in key:
             raise BadRequest(f"{what} has a bad variable name {key!r:.50}")
-        if not isinstance(value, str) or "\0" in value:
-            raise BadRequest(f"{what}[{key!r:.50}] must be a string (without NUL), not {_kind(value)}")
+        if not isinstance(value, str):
+            raise BadRequest(f"{what}[{key!r:.50}] must be a string, not {_kind(value)}")
+        if "\0" in value:
+            raise BadRequest(f"{what}[{key!r:.50}] holds a NUL byte")
 
 
 def check_nodes(body: Any) -> tuple[list[dict[str, Any]], float | None]:
@@ -242,8 +244,9 @@ def check_run(body: Any) -> dict[str, Any]:
             "env_vars": env_vars, "stop_on_error": bool(body.get("stop_on_error"))}
 
 
-def check_timeout(timeout: str | None) -> float | None:
-    """``?timeout=`` of a wait: seconds, >= 0 (``inf`` waits as long as it takes)."""
+def check_timeout(timeout: float | str | None) -> float | None:
+    """``?timeout=`` of a wait: seconds, >= 0 (``inf`` waits as long as it takes; ``nan`` made
+    asyncio raise, a 500)."""
     if timeout is None or timeout == "":
         return None
     try:
@@ -251,7 +254,7 @@ def check_timeout(timeout: str | None) -> float | None:
     except ValueError:
         value = math.nan
     if math.isnan(value) or value < 0:
-        raise BadRequest(f"timeout must be a number of seconds >= 0, not {timeout[:50]!r}")
+        raise BadRequest(f"timeout must be a number of seconds >= 0, not {str(timeout)[:50]!r}")
     return None if math.isinf(value) else value
 
 
