@@ -86,7 +86,10 @@ class EdgeLimits:
     def protocol(self) -> type[GuardedProtocol]:
         """The protocol class to pass as ``uvicorn.Config(http=...)``: one per server, sharing
         the server's book of connections."""
-        return type("GuardedProtocol", (GuardedProtocol,), {"limits": self, "book": _Book(self)})
+        book = _Book(self)
+        return type("GuardedProtocol", (GuardedProtocol,), {
+            "limits": self, "book": book, "idle": book.idle, "max_head": self.max_header_bytes,
+            "max_headers": self.max_headers})
 
 
 def _knob(name: str, default, kind):
@@ -186,6 +189,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     limits: ClassVar[EdgeLimits]
     book: ClassVar[_Book]
+    idle: ClassVar[dict]  # the book's, and the limits read per request: one lookup each
+    max_head: ClassVar[int]
+    max_headers: ClassVar[int]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -237,17 +243,20 @@ class GuardedProtocol(HttpToolsProtocol):
             self._unsupported_upgrade_warning()  # the daemon serves no websockets
             return
         if self.in_head and self.head_bytes:
-            if self.head_bytes > self.limits.max_header_bytes:
+            if self.head_bytes > self.max_head:
                 self.refuse(431, "headers_too_large",
                             f"the request line and headers exceed {self.limits.max_header_bytes} bytes "
                             "(TETHER_MAX_HEADER_BYTES on the daemon)")
             elif self.header_timer is None:
                 self.header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
 
+    # The three below run on every request (the base class is named, not super(): this is the
+    # daemon's hot path).
+
     def on_headers_complete(self) -> None:
-        if len(self.headers) > self.limits.max_headers:
+        if len(self.headers) > self.max_headers:
             self.refused = (431, "headers_too_large",
-                            f"{len(self.headers)} header fields, more than {self.limits.max_headers} "
+                            f"{len(self.headers)} header fields, more than {self.max_headers} "
                             "(TETHER_MAX_HEADERS on the daemon)")
             raise _Refused
         self.in_head = False
@@ -257,21 +266,21 @@ class GuardedProtocol(HttpToolsProtocol):
             self.header_timer = None
         peer = self.peer
         if peer is not None:  # busy until its response is complete
-            self.book.idle.pop(self, None)
+            self.idle.pop(self, None)  # (not there when pipelined behind a running request)
             peer.idle.pop(self, None)
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
         self.in_head = True  # what comes next is the next request's head
         self.head_bytes = 0
 
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)
-        super().on_response_complete()
+        HttpToolsProtocol.on_response_complete(self)
         peer = self.peer
         if peer is not None and not pipelined:
-            self.book.idle[self] = peer.idle[self] = None
+            self.idle[self] = peer.idle[self] = None
 
     def _unsupported_upgrade_warning(self) -> None:
         self.logger.debug("an upgrade request was ignored")

@@ -274,6 +274,25 @@ def test_an_idle_keep_alive_connection_is_closed(tight):
     assert_still_serving(cluster, add)
 
 
+def test_pipelined_requests_and_stray_bytes_are_served_in_order(tight):
+    """Two requests in one write get two answers; bytes after a request whose answer takes longer
+    than TETHER_HEADER_TIMEOUT (a stray CRLF, as some clients send after a body) do not cut it."""
+    cluster, add = tight
+    sleepy = unique("tight-sleepy")
+    rh.function(remote_code.sleepy).to(cluster, name=sleepy)
+    body = json.dumps({"seconds": 2.5}).encode()
+    with _connect(cluster, timeout=30) as sock:
+        sock.sendall(_head("GET", "/health", _auth(cluster)) + _head("GET", f"/{add}/call?a=1&b=2", _auth(cluster)))
+        assert _read_response(sock)[0] == 200
+        assert _read_response(sock) == (200, 3)
+        sock.sendall(_head("POST", f"/{sleepy}/call", {**_auth(cluster), "Content-Type": "application/json",
+                                                        "Content-Length": str(len(body))}) + body)
+        time.sleep(0.3)
+        sock.sendall(b"\r\n")  # on its own: the daemon reads it while the call runs
+        assert _read_response(sock) == (200, "slept")
+    assert_still_serving(cluster, add)
+
+
 @contextmanager
 def open_files_soft_limit(soft: int):
     """Lower this process's open-files soft limit (a daemon started inside inherits it)."""
