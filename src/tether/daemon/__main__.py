@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     from tether.daemon import http_guard
 
     edge = http_guard.EdgeLimits.from_env(open_files=http_guard.raise_open_files())
+    logging.getLogger("tether.daemon").info("HTTP edge: %s", edge)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

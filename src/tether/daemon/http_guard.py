@@ -53,7 +53,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 log = logging.getLogger("tether.daemon")
 
 LINGER_SECONDS = 2.0
-MAX_LINGERING = 256  # refused connections kept reading at once; beyond that, closed at once
+MAX_LINGERING = 64  # refused connections kept reading at once; beyond that, closed at once
 OPEN_FILES_CEILING = 1 << 20  # a soft limit higher than this slows tools that walk every fd
 
 
@@ -71,11 +71,12 @@ class EdgeLimits:
     @classmethod
     def from_env(cls, open_files: int | None = None) -> EdgeLimits:
         """The limits from ``TETHER_*`` knobs; ``open_files`` (the soft limit) caps the connections,
-        keeping a reserve of a quarter (at least 256) for workers, logs and shared memory."""
+        keeping a reserve of a quarter (at least 256) for workers, logs and shared memory, and room
+        for the refused connections still lingering."""
         d = cls()
         total = _knob("TETHER_MAX_CONNECTIONS", d.max_connections, int)
         if open_files:
-            total = min(total, max(16, open_files - max(256, open_files // 4)))
+            total = min(total, max(16, open_files - max(256, open_files // 4) - MAX_LINGERING))
         return cls(max_header_bytes=_knob("TETHER_MAX_HEADER_BYTES", d.max_header_bytes, int),
                    max_headers=_knob("TETHER_MAX_HEADERS", d.max_headers, int),
                    header_timeout=_knob("TETHER_HEADER_TIMEOUT", d.header_timeout, float),
@@ -107,8 +108,8 @@ def _knob(name: str, default, kind):
 
 def raise_open_files() -> int:
     """Raise this process's open-files soft limit to its hard limit (capped at 2^20); the soft
-    limit now. Each connection is a file: under the common 1024 a few idle clients lock out
-    everyone."""
+    limit now. Each connection is a file: under the common 1024, a thousand idle connections
+    locked every new client out."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_CEILING)
     if soft != resource.RLIM_INFINITY and soft < target:

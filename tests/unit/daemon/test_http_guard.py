@@ -30,7 +30,7 @@ def test_knobs_come_from_the_environment(monkeypatch):
 
 
 def test_connections_are_bounded_by_the_open_files_limit():
-    assert EdgeLimits.from_env(open_files=1024).max_connections == 768  # a reserve for workers, files
+    assert EdgeLimits.from_env(open_files=1024).max_connections == 704  # a reserve for workers, files
     assert EdgeLimits.from_env(open_files=100).max_connections == 16
 
 
