@@ -442,6 +442,8 @@ def test_a_chunked_body_over_the_limit_is_413(tight, route):
 
 
 def test_the_client_raises_a_clear_error_for_a_body_over_the_limit(tight):
+    """Before: no limit (the call went through, whatever its size). Now: the Python client raises
+    tether.ConfigError for the 413, naming TETHER_MAX_BODY (1 MiB here)."""
     cluster, add = tight
     with pytest.raises(rh.ConfigError, match="TETHER_MAX_BODY") as info:
         cluster.client.call(add, "call", (b"x" * (2 * MIB), b""), stream_logs=False)
