@@ -100,12 +100,16 @@ def http_error(cluster: str, status: int, body: bytes, /, **context: Any) -> err
             daemon_protocol=data.get("daemon_protocol"), client_protocol=wire.PROTOCOL_VERSION, **context)
     if status == 404:
         return errors.NotFoundError(message, **context)
-    if status == 400:
+    if status in (400, 413, 431):  # malformed; a body over TETHER_MAX_BODY; headers over their limits
         return errors.ConfigError(message, **context)
+    if status == 408 and kind == "timeout":  # a wait for a call's result outlived its timeout
+        return errors.CallTimeoutError(message, **context)
     if status == 410:
         return errors.ResultExpiredError(message, **context)
-    if status == 502:  # the head could not reach the node holding the object
-        return errors.ConnectionError(message, **context)
+    if status == 502 or (status == 503 and kind == "too_many_connections"):
+        return errors.ConnectionError(message, **context)  # a node unreachable; a daemon full
+    if status == 500 and kind == "internal":  # the daemon's log has the traceback under the id
+        context.setdefault("error_id", data.get("error_id"))
     return errors.TetherError(f"HTTP {status} from cluster {cluster!r}: {message}", **context)
 
 

@@ -42,8 +42,14 @@ class Env(Resource):
     compute: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.reqs = list(self.reqs or [])
-        self.env_vars = {str(k): str(v) for k, v in (self.env_vars or {}).items()}
+        self.reqs = _check_reqs(self.reqs)
+        self.env_vars = _check_env_vars(self.env_vars)
+        for key in ("name", "working_dir", "python"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"env {key}= is a string, not {type(value).__name__} {value!r:.60}")
+        if not isinstance(self.compute or {}, dict):
+            raise ConfigError(f"env compute= is a dict such as {{'node_idx': 1}}, not {type(self.compute).__name__}")
         self.compute = dict(self.compute or {})
         node_idx = self.compute.get("node_idx", 0)
         if not isinstance(node_idx, int) or isinstance(node_idx, bool) or node_idx < 0:
@@ -74,6 +80,39 @@ class Env(Resource):
                    python=config.get("python"), compute=config.get("compute") or {})
 
 
+def _check_reqs(reqs: Any) -> list[str]:
+    """A list of requirement strings; a lone string would be installed letter by letter."""
+    if reqs is None:
+        return []
+    if isinstance(reqs, str):
+        raise ConfigError(f"env reqs= is a list of requirements, not the string {reqs!r:.60} "
+                          f"(write reqs=[{reqs!r:.60}])")
+    if not isinstance(reqs, (list, tuple)):
+        raise ConfigError(f"env reqs= is a list of requirement strings, not {type(reqs).__name__}")
+    bad = [r for r in reqs if not isinstance(r, str)]
+    if bad:
+        raise ConfigError(f"env reqs= holds requirement strings such as 'numpy>=1.26', not "
+                          f"{type(bad[0]).__name__} {bad[0]!r:.60}")
+    return list(reqs)
+
+
+def _check_env_vars(env_vars: Any) -> dict[str, str]:
+    """Names to string values (numbers are written out as they print, as a shell would)."""
+    if env_vars is None:
+        return {}
+    if not isinstance(env_vars, dict):
+        raise ConfigError(f"env env_vars= is a dict of names to values, not {type(env_vars).__name__}")
+    out = {}
+    for key, value in env_vars.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise ConfigError(f"env env_vars= has a bad variable name {key!r:.60}")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or "\0" in str(value):
+            raise ConfigError(f"env env_vars[{key!r}] is a string (or a number), not "
+                              f"{type(value).__name__} {value!r:.60}")
+        out[key] = str(value)
+    return out
+
+
 def env(reqs: list[str] | None = None, env_vars: dict[str, str] | None = None, name: str | None = None,
         working_dir: str | None = None, python: str | None = None,
         compute: dict[str, Any] | None = None) -> Env:
@@ -82,7 +121,7 @@ def env(reqs: list[str] | None = None, env_vars: dict[str, str] | None = None, n
             and compute is None):
         if local.exists(name):
             return Env.from_config(local.load(name))
-    return Env(reqs=reqs or [], env_vars=env_vars or {}, name=name, working_dir=working_dir,
+    return Env(reqs=[] if reqs is None else reqs, env_vars={} if env_vars is None else env_vars, name=name, working_dir=working_dir,
                python=python, compute=compute or {})
 
 

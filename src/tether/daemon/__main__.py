@@ -92,6 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     from tether.protocol import wire
 
     token, token_path = state.ensure_token(state_dir), state_dir / state.TOKEN
+    # The HTTP edge's bounds (header size and time, keep-alive, connection caps): http_guard.
+    from tether.daemon import http_guard
+
+    edge = http_guard.EdgeLimits.from_env(open_files=http_guard.raise_open_files())
+    logging.getLogger("tether.daemon").info("HTTP edge: %s", edge)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
@@ -114,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     # A call that never returns must not keep a stopping daemon alive (see _stopping_server); the
     # grace period is a backstop for requests that wait on something else than a worker.
     config = uvicorn.Config(tracker, log_level="warning", access_log=False, lifespan="on", proxy_headers=False,
-                            timeout_keep_alive=3600, server_header=False, date_header=False,
+                            http=edge.protocol(), ws="none", timeout_keep_alive=edge.keep_alive,
+                            server_header=False, date_header=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     server = _stopping_server(config, store)
     state.write_autostop(state_dir, args.autostop_mins)

@@ -15,13 +15,24 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from tether._version import __version__
-from tether.daemon import remote
+from tether.daemon import http_guard, remote
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
-from tether.daemon.requests import BadRequest, decode_message, parse_json_body
+from tether.daemon.requests import (
+    BadRequest,
+    check_env_spec,
+    check_nodes,
+    check_run,
+    check_timeout,
+    decode_message,
+    loads_json,
+    parse_json_body,
+    read_body,
+)
 from tether.daemon.responses import MessageResponse, MessagesResponse, send_error
 from tether.daemon.shell import run_commands
 from tether.daemon.store import Store, UnknownName
@@ -69,7 +80,22 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
 
     @app.exception_handler(BadRequest)
     async def on_bad_request(request: Request, exc: BadRequest):
-        return error_response(400, "bad_request", exc.message)
+        return error_response(exc.status, exc.kind, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError):
+        """FastAPI's checks of path and query parameters, in the shape of every other 400."""
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+                             for e in exc.errors()[:5])
+        return error_response(400, "bad_request", problems or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception):
+        """Any other error: 500 with an error id, logged with its traceback (Starlette then
+        raises it on, to ``DaemonApp``, which knows it was answered)."""
+        payload = http_guard.internal_error(exc, request.scope)
+        exc.tether_error_id = payload["error_id"]  # type: ignore[attr-defined]
+        return JSONResponse(payload, status_code=500)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -99,13 +125,11 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
 
     @app.post("/_tether/deploy")
     async def deploy(request: Request):
-        msg = decode_message(await request.body(), wire.CONTROL)
-        try:
-            meta = msg.json(0)
-        except ValueError:
-            raise HTTPError(400, "bad_request", "the deploy metadata is not JSON") from None
+        msg = decode_message(await _body(request), wire.CONTROL)
+        meta = loads_json(bytes(msg.frames[0]), "deploy metadata")
         if not isinstance(meta, dict) or not isinstance(meta.get("env") or {}, dict):
             raise HTTPError(400, "bad_request", "the deploy metadata must be a JSON object, its 'env' too")
+        check_env_spec(meta.get("env") or {})
         if meta.get("op") not in ("deploy", "inspect") or meta.get("kind") not in ("function", "instance", "value", "class"):
             raise HTTPError(400, "bad_request", "deploy needs op in (deploy, inspect) and a known kind")
         if meta["op"] == "deploy" and not NAME_RE.match(str(meta.get("name", ""))):
@@ -120,28 +144,22 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
 
     @app.post("/_tether/run")
     async def run(request: Request):
-        body = parse_json_body(await request.body())
-        if not isinstance(body, dict):
-            raise HTTPError(400, "bad_request", "the body must be a JSON object with 'commands'")
-        commands = body.get("commands")
-        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
-            raise HTTPError(400, "bad_request", "'commands' must be a list of strings")
-        kind = body.get("kind", "bash")
-        if kind not in ("bash", "python"):
-            raise HTTPError(400, "bad_request", "'kind' is 'bash' or 'python'")
+        run = check_run(parse_json_body(await _body(request)))
         out: asyncio.Queue = asyncio.Queue()
-        task = spawn(run_commands(commands, kind, store.builder.default_python, body.get("cwd"),
-                                  body.get("env_vars") or {}, bool(body.get("stop_on_error")), out))
+        task = spawn(run_commands(run["commands"], run["kind"], store.builder.default_python, run["cwd"],
+                                  run["env_vars"], run["stop_on_error"], out))
         return MessagesResponse(out, on_abandon=lambda streaming: task.cancel())
 
     @app.get("/_tether/calls/{call_id}")
     async def call_result(call_id: str, request: Request, timeout: float | None = None):
         """The result of a call by id: waits while it runs (up to ``timeout`` seconds)."""
+        wait = check_timeout(timeout)
         record = _record(call_id)
         try:
-            await asyncio.wait_for(record.done.wait(), timeout)
+            await asyncio.wait_for(record.done.wait(), wait)
         except TimeoutError:
-            raise HTTPError(408, "timeout", f"call {call_id} is still running") from None
+            raise HTTPError(408, "timeout", f"call {call_id} is still running after {timeout} s; its "
+                            "result is kept when it ends: ask again (cluster.result(call_id))") from None
         msg = record.result
         if request.headers.get(wire.SHM_HEADER) == "1":
             msg = shm.handout(msg, store.shm)
@@ -167,13 +185,8 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     async def set_nodes(request: Request) -> dict[str, Any]:
         """The cluster's other nodes (index, host, port, token), sent by the launcher once they
         are up: objects placed on them are deployed and called through this daemon."""
-        body = parse_json_body(await request.body())
-        nodes = body.get("nodes") if isinstance(body, dict) else None
-        if not isinstance(nodes, list) or not all(
-                isinstance(n, dict) and {"index", "host", "port", "token"} <= set(n) for n in nodes):
-            raise HTTPError(400, "bad_request", "nodes must be a list of {index, host, port, token}")
-        ping = body.get("ping_seconds")
-        store.nodes.set(nodes, float(ping) if isinstance(ping, (int, float)) and ping > 0 else None)
+        nodes, ping = check_nodes(parse_json_body(await _body(request)))
+        store.nodes.set(nodes, ping)
         return {"nodes": store.nodes.info()}
 
     @app.get("/_tether/nodes")
@@ -203,6 +216,12 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
 
     return DaemonApp(app, call_route, f"Bearer {token}".encode(), cluster,
                      info.get("token_path", "its state dir"))
+
+
+async def _body(request: Request) -> bytes | bytearray:
+    """A control route's body, read as the call path reads one (allocated as it arrives, never
+    above ``TETHER_MAX_BODY``)."""
+    return await read_body(request.receive, request.headers.get("content-length"))
 
 
 class _RawCall(Response):
@@ -255,4 +274,10 @@ class DaemonApp:
             if len(parts) <= 2 and all(parts):
                 return await self.call_route(scope, receive, send, parts[0],
                                              parts[1] if len(parts) == 2 else "call")
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            if getattr(exc, "tether_error_id", None):  # answered by on_unexpected: raised on by Starlette
+                return
+            if not await http_guard.answer_internal_error(send, exc, scope):
+                raise

@@ -15,9 +15,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tether.daemon import proxy, responses
+from tether.daemon import http_guard, proxy, responses
 from tether.daemon.calls import CallTable, CallTracker
-from tether.daemon.requests import BadRequest, decode_message, json_args, read_body
+from tether.daemon.requests import BadRequest, decode_message, json_call_frame, read_body
 from tether.daemon.store import CrossNodeRef, Store, UnknownName
 from tether.protocol import shm, wire
 
@@ -39,7 +39,10 @@ class CallRoute:
         try:
             await self._call(scope, receive, send, name, method)
         except BadRequest as exc:
-            await responses.send_error(send, 400, "bad_request", exc.message)
+            await responses.send_error(send, exc.status, exc.kind, exc.message)
+        except Exception as exc:  # a 500 with an error id, the traceback in the daemon's log
+            if not await http_guard.answer_internal_error(send, exc, scope):
+                raise  # the response had started: uvicorn closes the connection
 
     async def _call(self, scope, receive, send, name: str, method: str) -> None:
         rec = self.store.objects.get(name)
@@ -69,7 +72,7 @@ class CallRoute:
             del msg
             mode, logs = "pickle", stream_logs != b"0"
         else:
-            frames = [wire.json_frame(await json_args(scope, receive, length))]
+            frames = [await json_call_frame(scope, receive, length)]
             mode, logs = "json", False
         call_id = call_id.decode("latin-1") if call_id else uuid.uuid4().hex
         meta: dict[str, Any] = {"object": name, "method": method, "mode": mode, "stream_logs": logs}

@@ -102,13 +102,28 @@ def test_ours_and_other_errors_pass_the_boundary_untouched(reply):
     (401, "unauthorized", rh.AuthenticationError), (404, "not_found", rh.NotFoundError),
     (400, "bad_request", rh.ConfigError), (410, "expired", rh.ResultExpiredError),
     (502, "node_unreachable", rh.ConnectionError), (409, "version_mismatch", rh.VersionMismatchError),
-    (500, "internal", rh.TetherError)], ids=lambda v: str(v) if isinstance(v, int) else None)
+    (500, "internal", rh.TetherError), (413, "too_large", rh.ConfigError),
+    (431, "headers_too_large", rh.ConfigError), (408, "timeout", rh.CallTimeoutError),
+    (503, "too_many_connections", rh.ConnectionError), (503, "worker_unavailable", rh.TetherError)],
+    ids=lambda v: str(v) if isinstance(v, int) else None)
 def test_http_errors_map_to_one_tether_error_each(status, kind, expected):
     body = json.dumps({"error": kind, "message": "why", "daemon_protocol": 9}).encode()
     err = http_error("c1", status, body, service="svc")
     assert type(err) is expected and err.cluster == "c1" and err.service == "svc"
     if expected is rh.VersionMismatchError:
         assert err.daemon_protocol == 9 and err.client_protocol == wire.PROTOCOL_VERSION
+
+
+def test_a_result_timeout_is_a_timeout_error_naming_the_call():
+    body = json.dumps({"error": "timeout", "message": "call abc is still running after 0 s"}).encode()
+    err = http_error("c1", 408, body, call_id="abc")
+    assert isinstance(err, TimeoutError) and err.call_id == "abc" and "still running" in str(err)
+
+
+def test_an_internal_error_carries_its_error_id():
+    body = json.dumps({"error": "internal", "message": "failed (error id 1a2b)", "error_id": "1a2b"}).encode()
+    err = http_error("c1", 500, body)
+    assert err.error_id == "1a2b" and "1a2b" in str(err)
 
 
 def test_a_body_that_is_not_json_is_still_an_error():
