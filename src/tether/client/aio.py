@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tether.client.replies import Reply
-from tether.protocol import shm, tls, wire
+from tether.protocol import shm, wire
 from tether.protocol.http_body import Response, read_message
 
 if TYPE_CHECKING:
@@ -29,7 +29,11 @@ _MAX_IDLE = 256
 class _Pool:
     def __init__(self, host: str, port: int, fingerprint: str | None = None) -> None:
         self.host, self.port, self.fingerprint = host, port, fingerprint
-        self.ssl = tls.client_context() if fingerprint else None
+        self.ssl = None
+        if fingerprint:
+            from tether.protocol import tls  # ssl: imported only by those who need it
+
+            self.ssl = tls.client_context()
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def get(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -40,6 +44,8 @@ class _Pool:
             writer.close()
         if self.ssl is None:
             return await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+        from tether.protocol import tls
+
         reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20, ssl=self.ssl)
         try:  # before the request (and its token) is written
             tls.check_pin(writer.get_extra_info("ssl_object").getpeercert(binary_form=True),

@@ -11,17 +11,16 @@ certificate (``fingerprint``), the connection does the TLS handshake, checks the
 presented against it (``tether.protocol.tls``) and only then sends anything.
 
 Errors are the standard library's (``OSError``, ``ConnectionResetError``, ``ValueError`` for a
-malformed response; ``tls.PinMismatch``, an ``OSError`` too); ``tether.client.daemon_client``
+malformed response; ``tether.protocol.tls.PinMismatch``, an ``OSError`` too); ``tether.client.daemon_client``
 translates them.
 """
 
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Sequence
 
-from tether.protocol import streams, tls, wire
+from tether.protocol import streams, wire
 
 _BUF = 1 << 16
 _MAX_HEAD = 1 << 16
@@ -39,6 +38,8 @@ class Connection:
         sock = socket.create_connection((host, port), timeout=connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if fingerprint is not None:
+            from tether.protocol import tls  # ssl: imported only by those who need it
+
             try:  # the handshake runs under the connect timeout too
                 sock = tls.client_context().wrap_socket(sock)
                 tls.check_pin(sock.getpeercert(binary_form=True), fingerprint,
@@ -75,6 +76,8 @@ class Connection:
     def _tls_dropped(self) -> bool:
         """Bytes wait under an idle TLS connection: a close (close_notify, FIN), or records that
         carry no data (a server's session tickets) and leave it usable."""
+        import ssl
+
         self.sock.setblocking(False)
         try:
             self.sock.recv(1)  # b"": closed; a byte: stray data. Either way, not reusable
