@@ -126,11 +126,29 @@ def add_tls_listeners(server: Any, secure: list[socket.socket], ctx: ssl.SSLCont
 
     async def shutdown_both(sockets: list[socket.socket] | None = None) -> None:
         twin.should_exit = True
-        await asyncio.gather(shutdown(sockets=sockets),
-                             twin.shutdown(sockets=secure) if twin.started else asyncio.sleep(0),
-                             *ticks)
+        if not twin.started:
+            await asyncio.gather(shutdown(sockets=sockets), *ticks)
+            return
+        closer = asyncio.ensure_future(_end_closing_connections(twin))
+        try:
+            await asyncio.gather(shutdown(sockets=sockets), twin.shutdown(sockets=secure), *ticks)
+        finally:
+            closer.cancel()
 
     server.startup, server.shutdown = startup_both, shutdown_both
+
+
+async def _end_closing_connections(server: Any) -> None:
+    """While ``server`` shuts down: end the TLS connections it is closing once they have
+    nothing left to send. A TLS close waits for the peer's close_notify, which an idle
+    keep-alive client that is not reading (the head's pooled connections, a blocking client)
+    never sends: without this, every stop would wait out uvicorn's graceful-shutdown timeout."""
+    while True:
+        for conn in list(server.server_state.connections):
+            transport = getattr(conn, "transport", None)
+            if transport is not None and transport.is_closing() and not transport.get_write_buffer_size():
+                transport.abort()
+        await asyncio.sleep(0.05)
 
 
 def serve_tls_where_wanted(server: Any, sockets: list[socket.socket], mode: str, state_dir: Path,

@@ -78,6 +78,15 @@ def test_a_daemon_reached_directly_speaks_tls_pinned_to_its_certificate(direct):
 
     assert asyncio.run(many()) == [i + 1 for i in range(16)]
 
+    # a client that keeps an idle TLS connection open (the head's pool does) does not hold up a stop
+    idle = DaemonClient(record["host"], record["port"], state.read_token(folder), cluster.name,
+                        record["fingerprint"])
+    assert idle.health()["status"] == "ok"
+    cluster.teardown()
+    assert not state.pid_alive(record["pid"]) and state.read_daemon_record(folder) is None
+    assert "graceful shutdown exceeded" not in (folder / "daemon.log").read_text()
+    idle.close()
+
 
 def test_a_wrong_pin_is_refused_before_anything_is_sent(direct, tmp_path):
     good = direct().up_if_not()
