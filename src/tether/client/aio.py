@@ -4,8 +4,8 @@ Measured here, httpx's AsyncClient managed a tenth of the calls/s of a lean clie
 in flight (DESIGN.md); asyncio streams are that lean client, with no dependency. Only what tether's
 daemon speaks is implemented (``tether.protocol.http_body``): Content-Length and chunked
 responses, no redirects; TLS pinned to the daemon's certificate when the client has a
-``fingerprint`` (checked before the request is written, as in ``http11``). Messages are read through the same ``Reply`` as the sync
-client's (``tether.client.replies``).
+``fingerprint`` (checked before the request is written, as in ``http11``). Messages are read
+through the same ``Reply`` as the sync client's (``tether.client.replies``).
 """
 
 from __future__ import annotations

@@ -35,7 +35,9 @@ class DaemonClient:
     def __init__(self, host: str, port: int, token: str, cluster: str = "local",
                  fingerprint: str | None = None) -> None:
         self.host, self.port, self.token, self.cluster = host, port, token, cluster
-        self.fingerprint = _pin(fingerprint) if fingerprint else None
+        self.fingerprint = fingerprint or None  # as the endpoint gave it (compared with it)
+        if fingerprint:
+            _check_pin(fingerprint)
         self._auth = f"Bearer {token}"
         # the headers every request carries, encoded once
         self._fixed_headers = (f"Host: {host}:{port}\r\nAuthorization: {self._auth}\r\n"
@@ -264,8 +266,11 @@ class DaemonClient:
             self._local.conn = None
 
     def _unreachable(self, exc: BaseException) -> errors.ConnectionError:
-        if self.fingerprint and "PinMismatch" in type(exc).__name__:  # it is not the daemon we pinned
-            return errors.ConnectionError(f"cluster {self.cluster!r}: {exc}", cluster=self.cluster)
+        if self.fingerprint:
+            from tether.protocol.tls import PinMismatch
+
+            if isinstance(exc, PinMismatch):  # it answered, and is not the daemon we pinned
+                return errors.ConnectionError(f"cluster {self.cluster!r}: {exc}", cluster=self.cluster)
         return unreachable(self.cluster, self.url, exc)
 
     # -- the control plane ------------------------------------------------------------------
@@ -343,11 +348,11 @@ def _shared_memory(info: Any) -> Path | None:
     return None
 
 
-def _pin(fingerprint: str) -> str:
+def _check_pin(fingerprint: str) -> None:
     from tether.protocol import tls  # ssl: imported only by those who need it
 
     try:
-        return tls.normalize(fingerprint)
+        tls.normalize(fingerprint)
     except ValueError as exc:
         raise errors.ConfigError(f"bad TLS pin for a daemon: {exc}") from None
 

@@ -11,8 +11,8 @@ certificate (``fingerprint``), the connection does the TLS handshake, checks the
 presented against it (``tether.protocol.tls``) and only then sends anything.
 
 Errors are the standard library's (``OSError``, ``ConnectionResetError``, ``ValueError`` for a
-malformed response; ``tether.protocol.tls.PinMismatch``, an ``OSError`` too); ``tether.client.daemon_client``
-translates them.
+malformed response; ``tether.protocol.tls.PinMismatch``, an ``OSError`` too);
+``tether.client.daemon_client`` translates them.
 """
 
 from __future__ import annotations

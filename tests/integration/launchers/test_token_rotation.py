@@ -155,6 +155,22 @@ def test_rotating_an_ssh_clusters_tokens_rotates_every_node(ssh_hosts, placed):
         cluster.up_if_not()
         assert near("e")[1] == "e" and far("f")[1] == "f"
         assert _records(cluster)[1]["token"] == _token_on(ssh_hosts[1], cluster) != after[1]["token"]
+
+        # a node that refuses (here: the head holds a wrong token for it) keeps its token; the
+        # rest is rotated, and the error names the node
+        node1 = _records(cluster)[1]
+        table = {"index": 1, "host": node1["cluster_address"][0], "port": node1["cluster_address"][1],
+                 "label": node1["ip"], "fingerprint": node1["fingerprint"]}
+        cluster.client.request_json("POST", "/_tether/nodes", body={"nodes": [{**table, "token": "wrong"}]})
+        head_before = _records(cluster)[0]["token"]
+        with pytest.raises(rh.ConnectionError, match="did not rotate its token") as info:
+            cluster.rotate_token()
+        assert "node 1" in str(info.value) and ssh_hosts[1].ip in str(info.value)
+        assert _records(cluster)[0]["token"] != head_before  # the head was rotated all the same
+        assert _token_on(ssh_hosts[1], cluster) == node1["token"] == _records(cluster)[1]["token"]
+        assert near("g")[1] == "g"
+        cluster.client.request_json("POST", "/_tether/nodes", body={"nodes": [{**table, "token": node1["token"]}]})
+        assert far("h")[1] == "h"
     finally:
         cluster.teardown()
 

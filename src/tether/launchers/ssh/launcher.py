@@ -11,8 +11,8 @@ address). Machines are never created or destroyed: ``teardown()`` stops the daem
 
 What the caller keeps, in ``$TETHER_HOME/clusters/<name>/`` (0600): ``nodes.json`` (each node's
 daemon record and token; a non-head node's record carries the SHA-256 of the TLS certificate
-its cluster listener presents, which the head pins) and ``tunnels.json`` (the tunnel processes: pid, local port, the daemon
-pid they serve). A tunnel is a detached ssh process that lives as long as its daemon, so later
+its cluster listener presents, which the head pins) and ``tunnels.json`` (the tunnel processes:
+pid, local port, the daemon pid they serve). A tunnel is a detached ssh process that lives as long as its daemon, so later
 processes reuse it: reattaching by name costs no SSH round trip while the cluster is up.
 
 Addresses may carry a user and a port (``"me@10.0.0.5:2222"``) for machines that differ.
@@ -307,7 +307,8 @@ class SshLauncher(Launcher):
             try:
                 answer = client.request_json("POST", "/_tether/token")
             except ConnectionError:  # the answer was lost: the daemons may have rotated
-                self._reread_tokens(cluster, state)
+                with contextlib.suppress(TetherError):
+                    self._reread_tokens(cluster, state)
                 raise
             finally:
                 client.close()
@@ -320,9 +321,9 @@ class SshLauncher(Launcher):
         if failed:
             first = records[int(failed[0]["index"])]
             raise ConnectionError(
-                f"rotated the tokens of cluster {cluster.name!r} except on "
-                + "; ".join(f"node {f['index']} ({records[int(f['index'])].get('ip')}): {f['error']}" for f in failed)
-                + ". Those nodes keep their old token (the head still uses it); rotate again once they "
+                f"rotated the tokens of cluster {cluster.name!r} except on {len(failed)} node(s): "
+                + "; ".join(str(f["error"]) for f in failed)
+                + " Those nodes keep their old token (the head still uses it); rotate again once they "
                 "answer.", cluster=cluster.name, node=first.get("ip"))
 
     def _reread_tokens(self, cluster: Cluster, state: Path) -> None:
