@@ -3,9 +3,13 @@
 Under ``$TETHER_HOME`` (default ``~/.tether``; on a node of a remote cluster, the node user's)::
 
     clusters/<name>/        a cluster's state dir (mode 0700)
-        token               the bearer token, made with the cluster
+        token               the bearer token, made with the cluster (replaced by a rotation)
+        tls.crt tls.key     the daemon's self-signed TLS certificate and its key, made when it
+                            starts with a listener off loopback (the head's node link, a daemon
+                            reached without a tunnel); callers pin the certificate's SHA-256
         daemon.json         the running daemon's record: pid, host, port, tether, protocol, started
-                            (and cluster_address on a node that its head reaches)
+                            (and cluster_address on a node that its head reaches; tls,
+                            cluster_tls and fingerprint when a listener speaks TLS)
         daemon.pid          the same pid, for shell scripts
         limits.json         {"memory": bytes or null, "cpus": float or null}: what its daemon enforces
         autostop.json       {"minutes": m}: re-read by the running daemon when it changes
@@ -32,6 +36,8 @@ DAEMON_RECORD = "daemon.json"
 DAEMON_PID = "daemon.pid"
 LIMITS = "limits.json"
 AUTOSTOP = "autostop.json"
+TLS_CERT = "tls.crt"
+TLS_KEY = "tls.key"
 
 
 def tether_home() -> Path:
@@ -96,11 +102,27 @@ def ensure_token(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def write_token(state_dir: Path, token: str) -> None:
+    """Replace the cluster's token (a rotation): 0600, atomically."""
+    write_private(state_dir / TOKEN, token)
+
+
 def read_token(state_dir: Path) -> str | None:
     try:
         return (state_dir / TOKEN).read_text().strip() or None
     except OSError:
         return None
+
+
+# -- the daemon's TLS certificate -----------------------------------------------------------------
+
+
+def write_tls(state_dir: Path, cert_pem: bytes, key_pem: bytes) -> tuple[Path, Path]:
+    """Store a daemon's certificate and private key (both 0600); returns their paths."""
+    cert, key = state_dir / TLS_CERT, state_dir / TLS_KEY
+    write_private(key, key_pem)
+    write_private(cert, cert_pem)
+    return cert, key
 
 
 # -- the daemon's record ---------------------------------------------------------------------------

@@ -99,7 +99,8 @@ def _running_client(cluster: "Cluster") -> "DaemonClient | None":
     endpoint = cluster.launcher.endpoint(cluster)
     if endpoint is None:
         return None
-    return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=cluster.name)
+    return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=cluster.name,
+                        fingerprint=endpoint.fingerprint)
 
 
 def _not_running(name: str) -> CLIError:

@@ -1,4 +1,5 @@
-"""``tether daemon start|stop|restart|status``: the process that serves a cluster's objects."""
+"""``tether daemon start|stop|restart|status|rotate-token``: the process that serves a cluster's
+objects, and its bearer token."""
 
 import time
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from tether.cli._common import (
     EXIT_DOWN,
     ClusterOpt,
     _cluster,
+    _is_known,
+    _not_running,
     _objects_table,
     _record,
     _running_client,
@@ -207,3 +210,47 @@ def daemon_status(cluster: ClusterOpt = "local") -> None:
         out.print(_objects_table({n: {"name": n, **o} for n, o in objects.items()}.values()))
     else:
         out.print("No objects deployed.")
+
+
+@daemon_app.command("rotate-token")
+def daemon_rotate_token(cluster: ClusterOpt = "local") -> None:
+    """Give the cluster's daemons a new bearer token, at once, and refuse the old one.
+
+    The token is what lets a process run code on the cluster (a call carries pickles: running
+    any code as the daemon's user). Rotate it when it may have leaked: a copied state dir, a
+    log, a former colleague's machine.
+
+    Each daemon writes its new token (mode 0600) to its state dir and requires it from then on.
+    On an SSH cluster every node is rotated (the head rotates the other nodes' tokens, which it
+    uses to forward calls to them) and this machine's records are updated. This machine's
+    processes pick the new token up when they reconnect; one that still holds the old token
+    gets an authentication error saying the token was rotated and to reconnect
+    (`cluster.up_if_not()`). Objects, workers and calls in flight are not touched.
+
+    A local cluster that is down gets a new token file, which its next daemon uses.
+
+    **Examples**
+
+    ```
+    tether daemon rotate-token
+    tether daemon rotate-token --cluster rack
+    ```
+    """
+    handle = _cluster(cluster)
+    handle.launcher.require("rotate_token")
+    local = handle.launcher_name == "local"
+    up = not local or handle.launcher.endpoint(handle) is not None
+    if not up and not _is_known(cluster):
+        raise _not_running(cluster)
+    with err.status(f"Rotating the token of cluster {escape(repr(cluster))}...", spinner="dots"):
+        handle.rotate_token()
+    state = _state_dir(cluster)
+    if up:
+        out.print(f"[green]✓[/] Rotated the token of cluster {escape(repr(cluster))}: the old one is refused "
+                  "from now on.")
+    else:
+        out.print(f"[green]✓[/] Cluster {escape(repr(cluster))} is not running: wrote a new token, which its "
+                  "next daemon uses.")
+    if local:
+        out.print(_grid([("token file", state / "token")]))
+    out.print("Processes that hold the old token reconnect with cluster.up_if_not().")

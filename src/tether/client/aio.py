@@ -3,8 +3,9 @@
 Measured here, httpx's AsyncClient managed a tenth of the calls/s of a lean client with 64 calls
 in flight (DESIGN.md); asyncio streams are that lean client, with no dependency. Only what tether's
 daemon speaks is implemented (``tether.protocol.http_body``): Content-Length and chunked
-responses, no redirects, no TLS yet. Messages are read through the same ``Reply`` as the sync
-client's (``tether.client.replies``).
+responses, no redirects; TLS pinned to the daemon's certificate when the client has a
+``fingerprint`` (checked before the request is written, as in ``http11``). Messages are read
+through the same ``Reply`` as the sync client's (``tether.client.replies``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ _MAX_IDLE = 256
 
 
 class _Pool:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, fingerprint: str | None = None) -> None:
+        self.host, self.port, self.fingerprint = host, port, fingerprint
+        self.ssl = None
+        if fingerprint:
+            from tether.protocol import tls  # ssl: imported only by those who need it
+
+            self.ssl = tls.client_context()
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def get(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -36,7 +42,18 @@ class _Pool:
             if not reader.at_eof() and not writer.is_closing() and not reader._buffer:  # noqa: SLF001
                 return reader, writer
             writer.close()
-        return await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+        if self.ssl is None:
+            return await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+        from tether.protocol import tls
+
+        reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20, ssl=self.ssl)
+        try:  # before the request (and its token) is written
+            tls.check_pin(writer.get_extra_info("ssl_object").getpeercert(binary_form=True),
+                          self.fingerprint, f"the daemon at {self.host}:{self.port}")
+        except tls.PinMismatch:
+            writer.transport.abort()
+            raise
+        return reader, writer
 
     def put(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.idle) < _MAX_IDLE and not writer.is_closing():
@@ -50,7 +67,7 @@ def _pool(client: DaemonClient) -> _Pool:
     pools = _pools.setdefault(loop, {})
     pool = pools.get(id(client))
     if pool is None:
-        pool = pools[id(client)] = _Pool(client.host, client.port)
+        pool = pools[id(client)] = _Pool(client.host, client.port, client.fingerprint)
     return pool
 
 

@@ -29,10 +29,15 @@ from tether.protocol import shm, wire
 
 
 class DaemonClient:
-    """Talks to one daemon at ``host:port`` with a bearer token."""
+    """Talks to one daemon at ``host:port`` with a bearer token; over TLS pinned to the
+    certificate's SHA-256 when ``fingerprint`` is given (a daemon reached without a tunnel)."""
 
-    def __init__(self, host: str, port: int, token: str, cluster: str = "local") -> None:
+    def __init__(self, host: str, port: int, token: str, cluster: str = "local",
+                 fingerprint: str | None = None) -> None:
         self.host, self.port, self.token, self.cluster = host, port, token, cluster
+        self.fingerprint = fingerprint or None  # as the endpoint gave it (compared with it)
+        if fingerprint:
+            _check_pin(fingerprint)
         self._auth = f"Bearer {token}"
         # the headers every request carries, encoded once
         self._fixed_headers = (f"Host: {host}:{port}\r\nAuthorization: {self._auth}\r\n"
@@ -42,7 +47,7 @@ class DaemonClient:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.fingerprint else 'http'}://{self.host}:{self.port}"
 
     def reply(self, context: dict[str, Any], stream_logs: bool = True) -> Reply:
         """How the messages of one response are read (``tether.client.replies``)."""
@@ -248,7 +253,7 @@ class DaemonClient:
             conn = None
         if conn is None:
             try:
-                conn = http11.Connection(self.host, self.port)
+                conn = http11.Connection(self.host, self.port, fingerprint=self.fingerprint)
             except OSError as exc:
                 raise self._unreachable(exc) from exc
             self._local.conn = conn
@@ -261,6 +266,11 @@ class DaemonClient:
             self._local.conn = None
 
     def _unreachable(self, exc: BaseException) -> errors.ConnectionError:
+        if self.fingerprint:
+            from tether.protocol.tls import PinMismatch
+
+            if isinstance(exc, PinMismatch):  # it answered, and is not the daemon we pinned
+                return errors.ConnectionError(f"cluster {self.cluster!r}: {exc}", cluster=self.cluster)
         return unreachable(self.cluster, self.url, exc)
 
     # -- the control plane ------------------------------------------------------------------
@@ -336,6 +346,15 @@ def _shared_memory(info: Any) -> Path | None:
     except OSError:
         pass
     return None
+
+
+def _check_pin(fingerprint: str) -> None:
+    from tether.protocol import tls  # ssl: imported only by those who need it
+
+    try:
+        tls.normalize(fingerprint)
+    except ValueError as exc:
+        raise errors.ConfigError(f"bad TLS pin for a daemon: {exc}") from None
 
 
 def new_call_id() -> str:

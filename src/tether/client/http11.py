@@ -6,8 +6,13 @@ spent answering. This speaks only what tether's daemon needs: one keep-alive con
 requests with a Content-Length, responses with a Content-Length or chunked, read through one
 reused buffer; a big body is received straight into the buffer it will live in.
 
+A daemon reached over the network without a tunnel speaks TLS: given the SHA-256 of its
+certificate (``fingerprint``), the connection does the TLS handshake, checks the certificate
+presented against it (``tether.protocol.tls``) and only then sends anything.
+
 Errors are the standard library's (``OSError``, ``ConnectionResetError``, ``ValueError`` for a
-malformed response); ``tether.client.daemon_client`` translates them.
+malformed response; ``tether.protocol.tls.PinMismatch``, an ``OSError`` too);
+``tether.client.daemon_client`` translates them.
 """
 
 from __future__ import annotations
@@ -28,11 +33,23 @@ class Closed(ConnectionResetError):
 class Connection:
     """One keep-alive connection. Not thread-safe: the client keeps one per thread."""
 
-    def __init__(self, host: str, port: int, connect_timeout: float = 10.0) -> None:
+    def __init__(self, host: str, port: int, connect_timeout: float = 10.0,
+                 fingerprint: str | None = None) -> None:
         sock = socket.create_connection((host, port), timeout=connect_timeout)
-        sock.settimeout(None)  # a call may run for hours: no read timeout
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if fingerprint is not None:
+            from tether.protocol import tls  # ssl: imported only by those who need it
+
+            try:  # the handshake runs under the connect timeout too
+                sock = tls.client_context().wrap_socket(sock)
+                tls.check_pin(sock.getpeercert(binary_form=True), fingerprint,
+                              f"the daemon at {host}:{port}")
+            except BaseException:
+                sock.close()
+                raise
+        sock.settimeout(None)  # a call may run for hours: no read timeout
         self.sock = sock
+        self.tls = fingerprint is not None
         self._buf = bytearray(_BUF)
         self._view = memoryview(self._buf)
         self._start = self._end = 0
@@ -48,13 +65,29 @@ class Connection:
         before reusing it, so that a call is never sent on a dead connection and retried."""
         if self._end != self._start:
             return True
-        try:
-            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # b"": closed; bytes: stray
+        try:  # on a TLS socket: the raw bytes under it (SSLSocket.recv takes no flags)
+            socket.socket.recv(self.sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # b"": closed
         except BlockingIOError:
             return False  # nothing to read: alive and idle
         except OSError:
-            pass
-        return True
+            return True
+        return not self.tls or self._tls_dropped()
+
+    def _tls_dropped(self) -> bool:
+        """Bytes wait under an idle TLS connection: a close (close_notify, FIN), or records that
+        carry no data (a server's session tickets) and leave it usable."""
+        import ssl
+
+        self.sock.setblocking(False)
+        try:
+            self.sock.recv(1)  # b"": closed; a byte: stray data. Either way, not reusable
+            return True
+        except ssl.SSLWantReadError:
+            return False  # only TLS housekeeping was there
+        except OSError:
+            return True
+        finally:
+            self.sock.setblocking(True)
 
     def send(self, head: bytes, parts: Sequence[wire.Buffer]) -> None:
         """Write a request: ``head`` (request line and headers, ending with the blank line) and
@@ -62,6 +95,10 @@ class Connection:
         size = sum(memoryview(p).nbytes for p in parts)
         if size <= _BUF:
             self.sock.sendall(b"".join([head, *parts]))
+        elif self.tls:  # TLS encrypts each write anyway: no gathering (nor sendmsg) there
+            self.sock.sendall(head)
+            for part in parts:
+                self.sock.sendall(part)
         else:
             streams.send_parts(self.sock, [head, *parts])
 

@@ -123,8 +123,8 @@ class Cluster(Resource):
         client = self._client
         if client is not None:
             endpoint = self.launcher.endpoint(self)
-            if endpoint is None or (endpoint.host, endpoint.port, endpoint.token) != (
-                    client.host, client.port, client.token):
+            if endpoint is None or (endpoint.host, endpoint.port, endpoint.token, endpoint.fingerprint) != (
+                    client.host, client.port, client.token, client.fingerprint):
                 with self._lock:
                     if self._client is client:
                         self._close_clients()
@@ -150,6 +150,20 @@ class Cluster(Resource):
         self._client = None
         self._node_clients.clear()
 
+    def rotate_token(self) -> Cluster:
+        """Give the cluster's daemons new bearer tokens, at once.
+
+        Every node's daemon writes its new token (0600) and refuses the old one from then on,
+        with a 401 that says it was rotated; this process's handles reconnect with the new one.
+        Other processes holding the old token reconnect with ``cluster.up_if_not()``, which reads
+        it from this machine's records.
+        """
+        self.launcher.require("rotate_token")
+        with self._lock:
+            self._close_clients()
+            self.launcher.rotate_token(self)
+        return self
+
     def restart_server(self) -> Cluster:
         """Restart the daemon (with this process's tether version); objects must be redeployed."""
         self.teardown()
@@ -164,7 +178,8 @@ class Cluster(Resource):
         with self._lock:
             if self._client is None:
                 endpoint = self.launcher.up(self)
-                client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name)
+                client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
+                                      fingerprint=endpoint.fingerprint)
                 client.check_version()
                 self._client = client
             return self._client
@@ -187,7 +202,8 @@ class Cluster(Resource):
         client = self._node_clients.get(index)
         if client is None:
             endpoint = self.launcher.node_endpoint(self, index)
-            client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name)
+            client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
+                                  fingerprint=endpoint.fingerprint)
             client.check_version()
             self._node_clients[index] = client
         return client

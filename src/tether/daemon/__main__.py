@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cluster-host", default=None,
                         help="also listen on this address (a non-head node of a multi-node cluster, "
                              "for its head to reach it)")
+    parser.add_argument("--tls", choices=("auto", "on", "off"), default="auto",
+                        help="TLS with a certificate made at start, pinned by its callers: 'auto' "
+                             "(the default) on every listener off loopback, 'on' on all, 'off' none")
     parser.add_argument("--autostop-mins", type=float, default=-1,
                         help="stop after this many minutes without requests (fractions allowed; -1: never)")
     args = parser.parse_args(argv)
@@ -130,13 +133,17 @@ def main(argv: list[str] | None = None) -> None:
               "protocol": wire.PROTOCOL_VERSION, "started": info["started"]}
     if len(sockets) > 1:
         record["cluster_address"] = list(sockets[1].getsockname()[:2])
+    from tether.daemon.tls import serve_tls_where_wanted
+
+    plain, tls_record = serve_tls_where_wanted(server, sockets, args.tls, state_dir, args.cluster)
+    record.update(tls_record)
     # uvicorn re-raises SIGTERM after its graceful shutdown, under the handler it found: with the
     # default one the process would die before removing daemon.json below.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         state.write_daemon_record(state_dir, record)
         logging.getLogger("tether.daemon").info("tether %s daemon for %r on %s:%s", __version__, args.cluster, host, port)
-        server.run(sockets=sockets)
+        server.run(sockets=plain)
     finally:
         state.remove_daemon_record(state_dir, pid=os.getpid())
 

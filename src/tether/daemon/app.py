@@ -36,6 +36,7 @@ from tether.daemon.requests import (
 from tether.daemon.responses import MessageResponse, MessagesResponse, send_error
 from tether.daemon.shell import run_commands
 from tether.daemon.store import Store, UnknownName
+from tether.daemon.tokens import Tokens
 from tether.protocol import shm, wire
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
@@ -183,15 +184,27 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
 
     @app.post("/_tether/nodes")
     async def set_nodes(request: Request) -> dict[str, Any]:
-        """The cluster's other nodes (index, host, port, token), sent by the launcher once they
+        """The cluster's other nodes (index, host, port, token, and the SHA-256 ``fingerprint`` of
+        the TLS certificate each one's cluster listener presents), sent by the launcher once they
         are up: objects placed on them are deployed and called through this daemon."""
         nodes, ping = check_nodes(parse_json_body(await _body(request)))
-        store.nodes.set(nodes, ping)
+        try:
+            store.nodes.set(nodes, ping)
+        except ValueError as exc:  # a malformed TLS pin
+            raise HTTPError(400, "bad_request", str(exc)) from None
         return {"nodes": store.nodes.info()}
 
     @app.get("/_tether/nodes")
     async def get_nodes() -> dict[str, Any]:
         return {"nodes": store.nodes.info()}
+
+    tokens = Tokens(token, cluster, info.get("token_path", "its state dir"))
+
+    @app.post("/_tether/token")
+    async def rotate_token() -> dict[str, Any]:
+        """Rotate the bearer token (a head rotates its other nodes' first): the new one is
+        written to the state dir and required from now on; the old one gets a 401 that says so."""
+        return await tokens.rotate(store)
 
     def _record(call_id: str) -> CallRecord:
         try:
@@ -214,8 +227,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         query parameters / a JSON body ``{"args": [...], "kwargs": {...}}`` answered in JSON."""
         return _RawCall(call_route, name, method)
 
-    return DaemonApp(app, call_route, f"Bearer {token}".encode(), cluster,
-                     info.get("token_path", "its state dir"))
+    return DaemonApp(app, call_route, tokens)
 
 
 async def _body(request: Request) -> bytes | bytearray:
@@ -237,10 +249,9 @@ class DaemonApp:
     """The ASGI app uvicorn serves: bearer token and protocol version on every request, then
     calls straight to the call route (skipping FastAPI's routing) and the rest to FastAPI."""
 
-    def __init__(self, app: FastAPI, call_route: CallRoute, expected: bytes, cluster: str,
-                 token_path: str) -> None:
+    def __init__(self, app: FastAPI, call_route: CallRoute, tokens: Tokens) -> None:
         self.app, self.call_route = app, call_route
-        self.expected, self.cluster, self.token_path = expected, cluster, token_path
+        self.tokens = tokens  # swappable: a rotation replaces tokens.expected
         self.version = str(wire.PROTOCOL_VERSION).encode()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -252,13 +263,8 @@ class DaemonApp:
                 got = value
             elif key == b"x-tether-version":
                 version = value
-        if not hmac.compare_digest(got, self.expected):
-            return await send_error(
-                send, 401, "unauthorized",
-                f"missing or wrong bearer token for cluster {self.cluster!r}. The token is created "
-                f"with the cluster and stored (mode 0600) in {self.token_path}; send it as "
-                "'Authorization: Bearer <token>'.",
-            )
+        if not hmac.compare_digest(got, self.tokens.expected):
+            return await send_error(send, 401, *self.tokens.refusal(got))
         if version is not None and version != self.version:
             return await send_error(
                 send, 409, "version_mismatch",

@@ -6,6 +6,13 @@ its calls, its deletion. A non-head daemon listens on its cluster address as wel
 loopback (``--cluster-host``); the launcher tells the head where each one is and its token
 (``POST /_tether/nodes``) once they are all up.
 
+A node's cluster listener speaks TLS with a certificate the node's daemon made at start; the
+launcher passes its SHA-256 (``fingerprint``) with the node's address. Every connection to the
+node checks the certificate presented against it after the handshake and before the first byte
+of a request (so before the node's token) is written; a mismatch is a ``NodeError`` naming the
+node, and nothing is sent. A node registered without a fingerprint (a daemon of an older tether,
+or started with ``--tls off``) is reached in plain HTTP.
+
 Connections to a node are kept alive and pooled. TCP keepalive (5 s idle, 2 s apart, 3 probes)
 and TCP_USER_TIMEOUT bound how long a call waits on a node whose link went down: its caller gets
 ``tether.ConnectionError`` naming the node within ~15 s instead of hanging, and the other nodes
@@ -16,13 +23,14 @@ autostop does not stop it while the head is in use.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tether.protocol import wire
+from tether.protocol import tls, wire
 from tether.protocol.http_body import Response, read_message
 
 log = logging.getLogger("tether.daemon")
@@ -52,15 +60,25 @@ class NodeLink:
     port: int
     token: str
     label: str = ""
+    fingerprint: str | None = None  # the SHA-256 of the node's TLS certificate; None: plain HTTP
     _idle: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.label = self.label or self.host
-        self._fixed = (f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {self.token}\r\n"
+        if self.fingerprint is not None:
+            self.fingerprint = tls.normalize(self.fingerprint)
+        self._ssl = tls.client_context() if self.fingerprint else None
+        self.set_token(self.token)
+
+    def set_token(self, token: str) -> None:
+        """Use ``token`` from the next request on (after the node's token was rotated)."""
+        self.token = token
+        self._fixed = (f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n"
                        f"{wire.VERSION_HEADER}: {wire.PROTOCOL_VERSION}\r\n")
 
     def info(self) -> dict[str, Any]:
-        return {"index": self.index, "host": self.host, "port": self.port, "label": self.label}
+        return {"index": self.index, "host": self.host, "port": self.port, "label": self.label,
+                "tls": self.fingerprint is not None}
 
     async def _connect(self):
         while self._idle:
@@ -70,9 +88,19 @@ class NodeLink:
             writer.close()
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=1 << 20), CONNECT_TIMEOUT)
+                asyncio.open_connection(self.host, self.port, limit=1 << 20, ssl=self._ssl), CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:
-            raise NodeError(self, "cannot be reached", exc) from exc
+            raise NodeError(self, "cannot be reached" if self._ssl is None else
+                            "cannot be reached over TLS", exc) from exc
+        if self.fingerprint is not None:
+            try:  # before anything is written: the token goes to the pinned node only
+                tls.check_pin(writer.get_extra_info("ssl_object").getpeercert(binary_form=True),
+                              self.fingerprint, f"node {self.index} ({self.label}, {self.host}:{self.port})")
+            except tls.PinMismatch as exc:
+                writer.transport.abort()
+                log.error("%s", exc)
+                raise NodeError(self, "is not the daemon the launcher registered (TLS pin mismatch)",
+                                exc) from exc
         _keepalive(writer.get_extra_info("socket"))
         return reader, writer
 
@@ -148,6 +176,18 @@ class Upstream:
         self._finish()
         return data
 
+    async def end(self) -> None:
+        """After the last message: read the body's end, so that the connection goes back to the
+        pool (without this, every forwarded call opened a new connection: a TLS handshake each)."""
+        try:
+            ended = await self.resp.at_end()
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            ended = False
+        if ended:
+            self._finish()
+        else:
+            self.close()
+
     def _finish(self) -> None:
         if not self._done:
             self._done = True
@@ -169,11 +209,14 @@ class Nodes:
         self._pinger: asyncio.Task | None = None
 
     def set(self, nodes: list[dict[str, Any]], ping_seconds: float | None = None) -> None:
+        """Replace the table; a ValueError (before anything changed) for a malformed pin."""
+        links = {int(n["index"]): NodeLink(int(n["index"]), str(n["host"]), int(n["port"]),
+                                           str(n["token"]), str(n.get("label") or ""),
+                                           n.get("fingerprint") or None)
+                 for n in nodes if int(n["index"]) != 0}  # a bad pin raises before anything changes
         for link in self.links.values():
             link.close()
-        self.links = {int(n["index"]): NodeLink(int(n["index"]), str(n["host"]), int(n["port"]),
-                                                str(n["token"]), str(n.get("label") or ""))
-                      for n in nodes if int(n["index"]) != 0}
+        self.links = links
         self.ping_seconds = ping_seconds
         if self._pinger is not None:
             self._pinger.cancel()
@@ -191,6 +234,34 @@ class Nodes:
 
     def info(self) -> list[dict[str, Any]]:
         return [link.info() for _, link in sorted(self.links.items())]
+
+    async def rotate_tokens(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Rotate every node's token (``POST /_tether/token`` there), in parallel; each link
+        uses its node's new token as soon as it has it. Returns ([{index, token}], [{index,
+        error}]): a node that failed keeps its old token, and so does its link."""
+
+        async def one(link: NodeLink) -> dict[str, Any]:
+            upstream = await link.request("POST", "/_tether/token", [], [])
+            body = await upstream.body()
+            try:
+                token = json.loads(body)["token"] if upstream.status == 200 else None
+            except (ValueError, KeyError, TypeError):
+                token = None
+            if not isinstance(token, str) or not token:
+                raise NodeError(link, f"did not rotate its token (HTTP {upstream.status}: "
+                                f"{body[:300].decode(errors='replace')})")
+            link.set_token(token)
+            return {"index": link.index, "token": token}
+
+        links = [link for _, link in sorted(self.links.items())]
+        results = await asyncio.gather(*(one(link) for link in links), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, NodeError):
+                raise r  # not a node's failure: a bug, or this request being cancelled
+        rotated = [r for r in results if isinstance(r, dict)]
+        failed = [{"index": link.index, "error": str(r)} for link, r in zip(links, results, strict=True)
+                  if isinstance(r, NodeError)]
+        return rotated, failed
 
     async def _ping_forever(self, seconds: float) -> None:
         """Keep the nodes' autostop from stopping them while the head itself is alive."""

@@ -115,6 +115,7 @@ async def _pump(upstream: Upstream, queue: asyncio.Queue) -> None:
                 raise NodeError(upstream.link, "closed the connection before the call finished")
             queue.put_nowait(msg)
             if msg.kind in wire.TERMINAL_KINDS:
+                await upstream.end()  # the connection is reused for the next call
                 return
     except NodeError as exc:
         queue.put_nowait(remote.lost(exc))

@@ -73,6 +73,7 @@ async def deploy(store: Store, node: int, meta: dict[str, Any], payload: list, o
                 await store.commit(meta["name"], env, meta, [], msg.json(0), node=node)
             out.put_nowait(msg)
             if msg.kind in wire.TERMINAL_KINDS:
+                await upstream.end()  # the connection goes back to the pool
                 return
     except (NodeError, UnknownNode) as exc:
         out.put_nowait(lost(exc))

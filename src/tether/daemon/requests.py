@@ -217,7 +217,7 @@ def check_nodes(body: Any) -> tuple[list[dict[str, Any]], float | None]:
             raise BadRequest(f"nodes[{i}]['index'] must be a node index (an integer >= 0), not {node['index']!r:.50}")
         if not _is_int(node["port"]) or not 0 < node["port"] < 65536:
             raise BadRequest(f"nodes[{i}]['port'] must be a TCP port (1-65535), not {node['port']!r:.50}")
-        for key in ("host", "token", "label"):
+        for key in ("host", "token", "label", "fingerprint"):
             if node.get(key) is not None and not isinstance(node[key], str):
                 raise BadRequest(f"nodes[{i}][{key!r}] must be a string, not {_kind(node[key])}")
     ping = body.get("ping_seconds")

@@ -38,11 +38,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How the caller reaches a cluster's head daemon."""
+    """How the caller reaches a cluster's head daemon.
+
+    ``fingerprint``: the SHA-256 of the daemon's TLS certificate (its record's ``fingerprint``),
+    for a daemon reached over the network without a tunnel. The client then speaks TLS and
+    refuses a daemon that presents another certificate, before sending anything. None (a
+    loopback daemon, or one at the end of an SSH tunnel): plain HTTP.
+    """
 
     host: str
     port: int
     token: str
+    fingerprint: str | None = None
 
 
 class Launcher:
@@ -50,8 +57,12 @@ class Launcher:
 
     One instance per ``Cluster`` handle; every method takes the cluster (its ``name`` and ``spec``).
     Optional features (``rsync``, ``ssh``, ``ssh_tunnel``, ``set_autostop``,
-    ``install_local_packages``, ``node_status``) are methods a launcher may define; ``require``
-    checks them with the reason from ``unsupported``.
+    ``install_local_packages``, ``node_status``, ``rotate_token``) are methods a launcher may
+    define; ``require`` checks them with the reason from ``unsupported``.
+
+    ``rotate_token(cluster)`` gives the cluster's daemons new bearer tokens (``POST
+    /_tether/token`` to the head, which rotates its other nodes' first), and records them where
+    ``endpoint()`` reads them, so that ``cluster.up_if_not()`` reconnects with them.
     """
 
     #: the value of ``launcher=`` that selects this launcher

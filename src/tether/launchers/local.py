@@ -17,6 +17,7 @@ machine; objects are made again on their next deploy).
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -125,6 +126,25 @@ class LocalLauncher(Launcher):
             if state.pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         state.remove_daemon_record(folder)
+
+    def rotate_token(self, cluster: Cluster) -> None:
+        """A new token: the running daemon makes it, writes it to the state dir (0600) and
+        switches to it; with no daemon running, the next one starts with a new token file."""
+        folder = state.cluster_dir(cluster.name)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with state.locked(folder / "launch.lock"):  # no daemon starts meanwhile with the old one
+            endpoint = self._endpoint(cluster)
+            if endpoint is None:
+                state.write_token(folder, secrets.token_urlsafe(32))
+                return
+            from tether.client.daemon_client import DaemonClient
+
+            client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=cluster.name,
+                                  fingerprint=endpoint.fingerprint)
+            try:
+                client.request_json("POST", "/_tether/token")
+            finally:
+                client.close()
 
     def set_autostop(self, cluster: Cluster, minutes: float | None) -> None:
         folder = state.cluster_dir(cluster.name)

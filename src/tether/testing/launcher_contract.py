@@ -150,7 +150,8 @@ class LauncherContract:
         with pytest.raises(TypeError):  # the remote function's own error for a wrong call
             add(1)
         endpoint = contract_cluster.launcher.endpoint(contract_cluster)
-        stranger = DaemonClient(endpoint.host, endpoint.port, "not-the-token", cluster=contract_cluster.name)
+        stranger = DaemonClient(endpoint.host, endpoint.port, "not-the-token", cluster=contract_cluster.name,
+                                fingerprint=endpoint.fingerprint)
         try:
             with pytest.raises(tether.AuthenticationError):
                 stranger.call(add.name, "call", (1, 2))

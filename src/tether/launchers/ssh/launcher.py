@@ -10,8 +10,9 @@ node's loopback), then opens an SSH tunnel from a local port to the head's daemo
 address). Machines are never created or destroyed: ``teardown()`` stops the daemons only.
 
 What the caller keeps, in ``$TETHER_HOME/clusters/<name>/`` (0600): ``nodes.json`` (each node's
-daemon record and token) and ``tunnels.json`` (the tunnel processes: pid, local port, the daemon
-pid they serve). A tunnel is a detached ssh process that lives as long as its daemon, so later
+daemon record and token; a non-head node's record carries the SHA-256 of the TLS certificate
+its cluster listener presents, which the head pins) and ``tunnels.json`` (the tunnel processes:
+pid, local port, the daemon pid they serve). A tunnel is a detached ssh process that lives as long as its daemon, so later
 processes reuse it: reattaching by name costs no SSH round trip while the cluster is up.
 
 Addresses may carry a user and a port (``"me@10.0.0.5:2222"``) for machines that differ.
@@ -179,8 +180,7 @@ class SshLauncher(Launcher):
 
         def start(node: Node) -> dict[str, Any]:
             probe = probes[node.index]
-            reachable = node.index == 0 or (probe.daemon or {}).get("cluster_address")
-            if probe.daemon is not None and probe.token and reachable:
+            if probe.daemon is not None and probe.token and (node.index == 0 or _serves_head(probe.daemon)):
                 return {**probe.daemon, "token": probe.token, "home": probe.home}
             begin = time.monotonic()
             record = node.start(cluster.spec.get("autostop_mins"))
@@ -255,7 +255,7 @@ class SshLauncher(Launcher):
             node = self.nodes(cluster)[index]
             probe = node.probe()  # its daemon may have stopped since (autostop) while the head ran
             node.check_daemon(probe)
-            if probe.daemon is not None and probe.token and probe.daemon.get("cluster_address"):
+            if probe.daemon is not None and probe.token and _serves_head(probe.daemon):
                 record = {**probe.daemon, "token": probe.token, "home": probe.home}
             else:
                 record = {**node.start(cluster.spec.get("autostop_mins")), "home": probe.home}
@@ -283,7 +283,8 @@ class SshLauncher(Launcher):
                                   "that does not listen for the head; cluster.restart_server() restarts "
                                   "it", cluster=cluster.name, node=record.get("ip"))
             nodes.append({"index": index, "host": address[0], "port": address[1], "token": record["token"],
-                          "label": record.get("label") or record.get("ip")})
+                          "label": record.get("label") or record.get("ip"),
+                          "fingerprint": record.get("fingerprint") if record.get("cluster_tls") else None})
         minutes = cluster.spec.get("autostop_mins")
         ping = max(1.0, float(minutes) * 20) if isinstance(minutes, (int, float)) and minutes > 0 else None
         client = DaemonClient(head.host, head.port, head.token, cluster=cluster.name)
@@ -291,6 +292,48 @@ class SshLauncher(Launcher):
             client.request_json("POST", "/_tether/nodes", body={"nodes": nodes, "ping_seconds": ping})
         finally:
             client.close()
+
+    def rotate_token(self, cluster: Cluster) -> None:
+        """New tokens on every node: the head rotates its nodes' (and switches its node table to
+        them) then its own; the new tokens go into ``nodes.json``. A node that could not rotate
+        keeps its old token (everything else is rotated) and is a ConnectionError naming it."""
+        from tether.client.daemon_client import DaemonClient
+
+        self._records(cluster)  # a ConnectionError when it was never brought up from here
+        head = self.up(cluster)  # the tunnel to the head (reopened if needed)
+        state = _state(cluster)
+        with locked(state / "launch.lock"):
+            client = DaemonClient(head.host, head.port, head.token, cluster=cluster.name)
+            try:
+                answer = client.request_json("POST", "/_tether/token")
+            except ConnectionError:  # the answer was lost: the daemons may have rotated
+                with contextlib.suppress(TetherError):
+                    self._reread_tokens(cluster, state)
+                raise
+            finally:
+                client.close()
+            records = self._records(cluster)
+            records[0]["token"] = answer["token"]
+            for node in answer.get("nodes") or []:
+                records[int(node["index"])]["token"] = node["token"]
+            write_json(state / "nodes.json", {"nodes": records})
+        failed = answer.get("failed") or []
+        if failed:
+            first = records[int(failed[0]["index"])]
+            raise ConnectionError(
+                f"rotated the tokens of cluster {cluster.name!r} except on {len(failed)} node(s): "
+                + "; ".join(str(f["error"]) for f in failed)
+                + " Those nodes keep their old token (the head still uses it); rotate again once they "
+                "answer.", cluster=cluster.name, node=first.get("ip"))
+
+    def _reread_tokens(self, cluster: Cluster, state: Path) -> None:
+        """The tokens the nodes' daemons hold now, from their token files, into ``nodes.json``."""
+        records = self._records(cluster)
+        probes = _each(self.nodes(cluster), lambda n: n.probe())
+        for record, probe in zip(records, probes, strict=True):
+            if probe.daemon is not None and probe.daemon.get("pid") == record.get("pid") and probe.token:
+                record["token"] = probe.token
+        write_json(state / "nodes.json", {"nodes": records})
 
     def _records(self, cluster: Cluster) -> list[dict[str, Any]]:
         nodes = (read_json(cluster_dir(cluster.name) / "nodes.json") or {}).get("nodes")
@@ -439,6 +482,13 @@ def _stop_all(nodes: list[Node]) -> None:
     for node in nodes:
         with contextlib.suppress(TetherError):
             node.stop()
+
+
+def _serves_head(daemon: dict[str, Any]) -> bool:
+    """Whether a non-head node's running daemon listens for its head as this tether expects: on
+    its cluster address, saying whether that listener speaks TLS (older daemons do not say, and
+    never do: they are restarted)."""
+    return bool(daemon.get("cluster_address")) and "cluster_tls" in daemon
 
 
 def _current(probe) -> bool:

@@ -5,6 +5,9 @@ the node's ``~/.tether/venv`` interpreter once tether is installed there.
   daemon is an ordinary local daemon (the ``local`` launcher's start: a file lock, a detached
   process, ``~/.tether/clusters/<name>/``), so this is a thin command around it that prints one
   JSON line for the caller: the daemon record and its token, or ``{"error": ...}`` with exit code 1.
+  With ``--cluster-host``, the daemon also listens there for the head, in TLS (its record carries
+  ``cluster_tls`` and the certificate's ``fingerprint``, which the head pins); one that runs
+  without that listener, or from a tether that predates TLS, is restarted.
 * ``autostop --cluster NAME --minutes M``: change the running daemon's autostop (it re-reads the
   setting), written through ``tether.state`` like every other state file.
 """
@@ -30,8 +33,8 @@ def _up(args: argparse.Namespace) -> int:
         endpoint = cluster.launcher.up(cluster)
         record = state.read_daemon_record(folder) or {}
         address = record.get("cluster_address")
-        if args.cluster_host and (not address or address[0] != args.cluster_host):
-            cluster.launcher.down(cluster)  # it runs, but the head could not reach it
+        if args.cluster_host and (not address or address[0] != args.cluster_host or "cluster_tls" not in record):
+            cluster.launcher.down(cluster)  # it runs, but the head could not reach it (or not over TLS)
             endpoint = cluster.launcher.up(cluster)
             record = state.read_daemon_record(folder) or {}
     except (TetherError, OSError, ValueError) as exc:
