@@ -11,6 +11,7 @@ by writing 5 to ``/proc/<pid>/clear_refs`` (root, as the test hosts need anyway)
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import resource
@@ -87,9 +88,30 @@ def _auth(cluster) -> dict[str, str]:
     return {"Authorization": f"Bearer {cluster.client.token}"}
 
 
+class _NoClose(io.BufferedReader):
+    """The socket's one buffered reader: http.client closes the file it reads a response from,
+    which would throw away the bytes of the next (pipelined) response already buffered."""
+
+    def close(self) -> None:
+        pass
+
+
+_readers: dict[int, tuple[socket.socket, io.BufferedReader]] = {}
+
+
 def _read_response(sock: socket.socket) -> tuple[int, dict]:
-    """Status and JSON body of the next response on ``sock`` (a body that is not JSON: {"text"})."""
-    resp = http.client.HTTPResponse(sock)
+    """Status and JSON body of the next response on ``sock`` (a body that is not JSON: {"text"}).
+    One buffered reader per socket, kept across calls: two responses may arrive in one read."""
+    held = _readers.get(id(sock))
+    if held is None or held[0] is not sock:
+        held = _readers[id(sock)] = (sock, _NoClose(socket.SocketIO(sock, "rb")))
+    reader = held[1]
+
+    class _Source:
+        def makefile(self, mode: str):
+            return reader
+
+    resp = http.client.HTTPResponse(_Source())
     resp.begin()
     body = resp.read()
     try:
