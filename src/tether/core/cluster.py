@@ -135,13 +135,17 @@ class Cluster(Resource):
         return self.launcher.endpoint(self) is not None
 
     def teardown(self) -> None:
-        """Stop the cluster's daemons and their workers (objects held in memory are gone).
+        """Stop the cluster's daemons and their workers; what was deployed is forgotten (the
+        next daemon starts empty).
 
         Machines that the cluster did not create (the ``local`` one, your own over SSH) stay.
         """
         with self._lock:
             self._close_clients()
             self.launcher.down(self)
+            forget = getattr(self.launcher, "forget", None)
+            if forget is not None:  # the daemon's manifest of what was deployed
+                forget(self)
 
     def _close_clients(self) -> None:
         for client in [self._client, *self._node_clients.values()]:
@@ -151,8 +155,15 @@ class Cluster(Resource):
         self._node_clients.clear()
 
     def restart_server(self) -> Cluster:
-        """Restart the daemon (with this process's tether version); objects must be redeployed."""
-        self.teardown()
+        """Restart the daemon (with this process's tether version and interpreter).
+
+        What was deployed comes back (the daemon keeps a manifest of it): functions and classes
+        as they were, values put with ``put()``, and instances made again from their constructor
+        arguments, with fresh state (their next caller gets a ``tether.StateResetWarning``).
+        """
+        with self._lock:
+            self._close_clients()
+            self.launcher.down(self)
         return self.up_if_not()
 
     @property
@@ -163,11 +174,26 @@ class Cluster(Resource):
             return client
         with self._lock:
             if self._client is None:
-                endpoint = self.launcher.up(self)
-                client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name)
-                client.check_version()
+                client = self._connect()
+                health = client.check_version()
+                check = getattr(self.launcher, "check_daemon", None)  # e.g. its interpreter
+                if check is not None and check(self, client, health):
+                    client.close()  # the launcher said why: restart it (what it held comes back)
+                    self.launcher.down(self)
+                    client = self._connect()
+                    client.check_version()
                 self._client = client
             return self._client
+
+    def _connect(self) -> DaemonClient:
+        endpoint = self.launcher.up(self)
+        return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
+                            resolve=self._address)
+
+    def _address(self) -> tuple[str, int, str] | None:
+        """Where the head daemon is now (after a restart, a stub's client follows it there)."""
+        endpoint = self.launcher.endpoint(self)
+        return None if endpoint is None else (endpoint.host, endpoint.port, endpoint.token)
 
     def status(self) -> dict[str, Any]:
         """The head daemon's view: versions, envs and their worker processes, objects; with
