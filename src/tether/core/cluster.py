@@ -11,6 +11,7 @@ Methods that act on machines take ``node=``: None (the head), a node index, an a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from tether.core.images import Env, resolve_env
 from tether.core.registry import local
 from tether.core.resources import Resource
 from tether.core.stubs import stub_for
-from tether.errors import ConfigError, LaunchError, NotFoundError
+from tether.errors import ConfigError, LaunchError, NotFoundError, TetherError
 from tether.plugins import launchers
 from tether.protocol import wire
 
@@ -141,11 +142,22 @@ class Cluster(Resource):
         Machines that the cluster did not create (the ``local`` one, your own over SSH) stay.
         """
         with self._lock:
+            self._forget_deployed()
             self._close_clients()
             self.launcher.down(self)
             forget = getattr(self.launcher, "forget", None)
-            if forget is not None:  # the daemon's manifest of what was deployed
+            if forget is not None:  # a daemon that was not running cannot forget by itself
                 forget(self)
+
+    def _forget_deployed(self) -> None:
+        """Ask a running head daemon to forget its manifest (and its nodes theirs), so that the
+        next daemon starts empty. Best effort: an unreachable or older daemon is left as it is."""
+        endpoint = self.launcher.endpoint(self)
+        if endpoint is not None:
+            client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name)
+            with contextlib.suppress(TetherError):
+                client.request_json("POST", "/_tether/forget")
+            client.close()
 
     def _close_clients(self) -> None:
         for client in [self._client, *self._node_clients.values()]:

@@ -35,6 +35,7 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class Manifest:
         self.max_total = max_total if max_total is not None else _size_env(
             "TETHER_MANIFEST_MAX_BYTES", 256 << 20)
         self.sizes: dict[str, int] = {}  # name -> payload bytes kept
+        self.off = False  # forgotten (teardown): nothing more is written
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tether-manifest")
 
     @property
@@ -151,6 +153,8 @@ class Manifest:
         sentence for its deployer saying why it was not (too big, a name not fit for a file, the
         disk refused)."""
         name = record["name"]
+        if self.off:
+            return None
         if not _NAME.match(name):
             return f"{name!r} is not kept across daemon restarts: its name is not a file name"
         size = sum(len(p) for p in payload)
@@ -196,7 +200,7 @@ class Manifest:
     async def drop(self, name: str) -> None:
         """Forget one object (deleted, or a kept result that died with its worker)."""
         self.sizes.pop(name, None)
-        if _NAME.match(name):
+        if _NAME.match(name) and not self.off:
             await self._run(self._remove_object, name)
 
     def _remove_object(self, name: str) -> None:
@@ -207,16 +211,25 @@ class Manifest:
             (self.payloads_dir / old["payload"]).unlink(missing_ok=True)
 
     async def save_env(self, config: dict[str, Any]) -> None:
-        if _NAME.match(config["name"]):
+        if _NAME.match(config["name"]) and not self.off:
             await self._run(state.write_json, self.envs_dir / f"{config['name']}.json", config)
 
     async def drop_env(self, name: str) -> None:
-        if _NAME.match(name):
+        if _NAME.match(name) and not self.off:
             await self._run(lambda: (self.envs_dir / f"{name}.json").unlink(missing_ok=True))
+
+    async def forget(self) -> None:
+        """Forget everything (``teardown()``): the next daemon of this state dir starts empty.
+        Runs after the writes already asked for; none is made after it."""
+        self.off = True
+        self.sizes.clear()
+        await self._run(shutil.rmtree, self.root, True)
 
     def closed(self) -> None:
         """The daemon stops cleanly (the next one says its predecessor "stopped")."""
         self._thread.shutdown(wait=True)
+        if self.off:
+            return
         try:
             state.write_json(self.root / "exit.json", {"pid": os.getpid(), "at": time.time()})
         except OSError as exc:

@@ -22,7 +22,7 @@ from tether.daemon import remote, restore, shell, sweep
 from tether.daemon.envs import EnvBuilder
 from tether.daemon.limits import Limits
 from tether.daemon.manifest import Manifest
-from tether.daemon.nodes import Nodes
+from tether.daemon.nodes import NodeError, Nodes
 from tether.daemon.records import EnvState, ObjectRecord
 from tether.daemon.workers import EnvSpec, WorkerProcess, WorkerStartError, runtime_path
 from tether.protocol import wire
@@ -97,13 +97,22 @@ class Store:
             worker = await self._take_prestarted(state)
         if worker is None:
             worker = await self._new_worker(state.spec, progress)
-        state.worker = worker
+        try:
+            await self._remake(worker, state, skip)
+        finally:  # only now: a call that finds it alive finds its objects in it
+            state.worker = worker
+        return worker
+
+    async def _remake(self, worker: WorkerProcess, state: EnvState, skip: str | None) -> None:
+        """Make an env's objects again in its new worker; instances are marked "state reset"
+        with why their old worker is gone (``state.reset_reason``)."""
         reason, state.reset_reason = state.reset_reason, None
         for rec in [r for r in self.objects.values()
                     if r.env == state.spec.name and not r.node and r.name != skip]:
             if rec.meta.get("ref"):  # a kept result lived only in the old process
                 del self.objects[rec.name]
-                restore.lose(self, rec.name, f"a result kept by .remote() lives in its worker, and {reason or 'that worker is gone'}")
+                restore.lose(self, rec.name, "a result kept by .remote() lives in its worker's memory, "
+                                             f"and {reason or 'that worker is gone'}")
                 continue
             try:
                 if rec.payload is None:
@@ -116,7 +125,6 @@ class Store:
             rec.error = None
             if reason and rec.kind == "instance":
                 rec.reset = {"reason": reason, "at": time.time(), "told": False}
-        return worker
 
     async def _restart(self, state: EnvState, progress=None, skip: str | None = None) -> WorkerProcess:
         """A fresh worker for edited code: the spare if there is one, and a new spare after."""
@@ -361,6 +369,17 @@ class Store:
                          "max_object_bytes": self.manifest.max_object},
             "commands_running": shell.running(),
         }
+
+    async def forget(self) -> dict[str, Any]:
+        """Forget what was deployed, here and on the cluster's other nodes (``teardown()``, just
+        before the daemons stop): the next daemons start empty."""
+        await self.manifest.forget()
+        for index, link in sorted(self.nodes.links.items()):
+            try:
+                await (await link.request("POST", "/_tether/forget", [], [])).body()
+            except NodeError as exc:
+                log.warning("could not make node %s forget its objects: %s", index, exc)
+        return {"forgotten": True}
 
     def start_restore(self) -> None:
         """Make what the manifest held again, in the background (``TETHER_RESTORE``)."""
