@@ -64,8 +64,11 @@ class Reaper:
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._early: list[bytes] | None = []  # lines sent before start (then None)
 
     def start(self) -> None:
+        """Start it (the daemon does once it serves: its start-up is not slowed down); groups
+        watched before are sent then (meanwhile PDEATHSIG covers those direct children)."""
         if self.proc is not None or not hasattr(os, "killpg"):
             return
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reaper.py")
@@ -75,6 +78,10 @@ class Reaper:
                 start_new_session=True)  # a signal to the daemon's group does not reach it
         except OSError as exc:
             log.warning("no reaper for the daemon's children (%s): they may outlive a killed daemon", exc)
+            return
+        early, self._early = self._early or [], None
+        for line in early:
+            self._send(line)
 
     def watch(self, pgid: int) -> None:
         self._send(b"+%d\n" % pgid)
@@ -85,6 +92,8 @@ class Reaper:
     def _send(self, line: bytes) -> None:
         proc = self.proc
         if proc is None or proc.stdin is None:
+            if self._early is not None and len(self._early) < 10_000:
+                self._early.append(line)
             return
         with self._lock:
             try:
@@ -95,5 +104,5 @@ class Reaper:
                 log.warning("the reaper of the daemon's children is gone (%s)", exc)
 
 
-REAPER = Reaper()  # started by the daemon's main; until then watch/unwatch do nothing
+REAPER = Reaper()  # started by the daemon once it serves; lines sent before wait for it
 watch, unwatch = REAPER.watch, REAPER.unwatch

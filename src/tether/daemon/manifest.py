@@ -95,8 +95,7 @@ class Manifest:
         """Read what the previous daemon kept (records only: payloads are read when needed), and
         take the manifest over: ``owner.json`` names this process from now on."""
         found = Loaded()
-        for folder in (self.objects_dir, self.payloads_dir, self.envs_dir):
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._folders()
         owner, ended = state.read_json(self.root / "owner.json"), state.read_json(self.root / "exit.json")
         if isinstance(owner, dict):
             clean = isinstance(ended, dict) and ended.get("pid") == owner.get("pid")
@@ -135,6 +134,10 @@ class Manifest:
         (self.root / "exit.json").unlink(missing_ok=True)
         state.write_json(self.root / "owner.json", {"pid": os.getpid(), "started": time.time()})
         return found
+
+    def _folders(self) -> None:
+        for folder in (self.objects_dir, self.payloads_dir, self.envs_dir):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def payload(self, record_payload: str | None) -> list[bytes]:
         """The payload frames of a restored object (read from disk; blocking)."""
@@ -183,6 +186,7 @@ class Manifest:
 
     def _write_object(self, record: dict[str, Any], payload: list[bytes], size: int, why: str | None) -> None:
         name = record["name"]
+        self._folders()
         path = self.objects_dir / f"{name}.json"
         old = state.read_json(path)
         if why is not None:
@@ -212,7 +216,11 @@ class Manifest:
 
     async def save_env(self, config: dict[str, Any]) -> None:
         if _NAME.match(config["name"]) and not self.off:
-            await self._run(state.write_json, self.envs_dir / f"{config['name']}.json", config)
+            await self._run(self._write_env, config)
+
+    def _write_env(self, config: dict[str, Any]) -> None:
+        self._folders()
+        state.write_json(self.envs_dir / f"{config['name']}.json", config)
 
     async def drop_env(self, name: str) -> None:
         if _NAME.match(name) and not self.off:
