@@ -24,6 +24,7 @@ class ObjectRecord:
     stored: str | None = None  # its payload file in the manifest
     reset: dict[str, Any] | None = None  # made again with fresh state: reason, at, told
     error: str | None = None  # why it could not be made again
+    remaking: asyncio.Future | None = None  # set while it is being made again: calls wait for it
 
     def info(self) -> dict[str, Any]:
         info = {"name": self.name, "env": self.env, "kind": self.kind,

@@ -298,6 +298,16 @@ def test_an_object_that_cannot_be_made_again_does_not_stop_the_others(cluster, p
     assert "broken now" in cluster.status()["objects"]["model"]["error"]
 
 
+def test_a_constructor_may_call_an_object_made_again_before_it(cluster):
+    cluster.put("settings", {"depth": 3})
+    reader = rh.module(restart_code.Reader).to(cluster)(cluster.name, "settings", name="reader")
+    assert reader.read() == {"depth": 3}
+    kill_daemon(cluster)
+    cluster.up_if_not()
+    with recorded():
+        assert reader.read() == {"depth": 3}
+
+
 def test_teardown_forgets_and_restart_server_keeps(cluster):
     rh.function(restart_code.add).to(cluster, name="adder")
     cluster.restart_server()
