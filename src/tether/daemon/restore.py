@@ -54,6 +54,51 @@ async def death_reason(worker: WorkerProcess) -> str:
     return f"its worker process (env {worker.spec.name!r}, pid {worker.pid}) {how} at {when(time.time())}"
 
 
+async def remake(store: Store, worker: WorkerProcess, state: EnvState, skip: str | None) -> None:
+    """Make an env's objects again in its new worker; instances are marked "state reset" with
+    why their old worker is gone (``state.reset_reason``). The worker is not locked meanwhile: a
+    call waits for its own object only (``Store.call``), so a constructor may call an object
+    made before it."""
+    reason, state.reset_reason = state.reset_reason, None
+    todo = [r for r in store.objects.values() if r.env == state.spec.name and not r.node and r.name != skip]
+    loop = asyncio.get_running_loop()
+    for rec in todo:
+        rec.remaking = loop.create_future()
+    try:
+        for rec in todo:
+            await _remake_one(store, worker, rec, reason)
+            _made(rec)
+    finally:
+        for rec in todo:
+            _made(rec)
+
+
+async def _remake_one(store: Store, worker: WorkerProcess, rec: ObjectRecord, reason: str | None) -> None:
+    if rec.meta.get("ref"):  # a kept result lived only in the old process
+        store.objects.pop(rec.name, None)
+        lose(store, rec.name, "a result kept by .remote() lives in its worker's memory, and "
+                              f"{reason or 'that worker is gone'}")
+        return
+    try:
+        if rec.payload is None:
+            rec.payload = await store.manifest.read_payload(rec.stored)
+        await worker.control(rec.meta, *rec.payload)
+    except Exception as exc:  # noqa: BLE001 - one broken object must not block the others
+        rec.error = f"it could not be made again{' after ' + reason if reason else ''}: {exc}"
+        log.warning("could not re-create %r in env %r: %s", rec.name, rec.env, exc)
+        return
+    rec.error = None
+    if reason and rec.kind == "instance":
+        rec.reset = {"reason": reason, "at": time.time(), "told": False}
+
+
+def _made(rec: ObjectRecord) -> None:
+    """Calls waiting for ``rec`` to be made again go on."""
+    if rec.remaking is not None:
+        rec.remaking.set_result(None)
+        rec.remaking = None
+
+
 def lose(store: Store, name: str, why: str) -> None:
     """Remember that ``name`` is gone and why, for the 404 of its next call (bounded)."""
     store.lost[name] = why

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -98,42 +97,8 @@ class Store:
         if worker is None:
             worker = await self._new_worker(state.spec, progress)
         state.worker = worker
-        await self._remake(worker, state, skip)
+        await restore.remake(self, worker, state, skip)
         return worker
-
-    async def _remake(self, worker: WorkerProcess, state: EnvState, skip: str | None) -> None:
-        """Make an env's objects again in its new worker; instances are marked "state reset"
-        with why their old worker is gone (``state.reset_reason``)."""
-        reason, state.reset_reason = state.reset_reason, None
-        todo = [r for r in self.objects.values() if r.env == state.spec.name and not r.node and r.name != skip]
-        loop = asyncio.get_running_loop()
-        for rec in todo:  # a call to one waits until it is made (one made earlier may be called
-            rec.remaking = loop.create_future()  # by a constructor: the worker is not locked)
-        try:
-            for rec in todo:
-                await self._remake_one(worker, rec, reason)
-                _made(rec)
-        finally:
-            for rec in todo:
-                _made(rec)
-
-    async def _remake_one(self, worker: WorkerProcess, rec: ObjectRecord, reason: str | None) -> None:
-        if rec.meta.get("ref"):  # a kept result lived only in the old process
-            self.objects.pop(rec.name, None)
-            restore.lose(self, rec.name, "a result kept by .remote() lives in its worker's memory, "
-                                         f"and {reason or 'that worker is gone'}")
-            return
-        try:
-            if rec.payload is None:
-                rec.payload = await self.manifest.read_payload(rec.stored)
-            await worker.control(rec.meta, *rec.payload)
-        except Exception as exc:  # noqa: BLE001 - one broken object must not block the others
-            rec.error = f"it could not be made again{' after ' + reason if reason else ''}: {exc}"
-            log.warning("could not re-create %r in env %r: %s", rec.name, rec.env, exc)
-            return
-        rec.error = None
-        if reason and rec.kind == "instance":
-            rec.reset = {"reason": reason, "at": time.time(), "told": False}
 
     async def _restart(self, state: EnvState, progress=None, skip: str | None = None) -> WorkerProcess:
         """A fresh worker for edited code: the spare if there is one, and a new spare after."""
@@ -412,10 +377,3 @@ class Store:
 
 def _error(exc: BaseException) -> wire.Message:
     return wire.Message(wire.ERROR, 0, [memoryview(f) for f in wire.error_frames(exc)])
-
-
-def _made(rec: ObjectRecord) -> None:
-    """Calls waiting for ``rec`` to be made again go on (``Store.call``)."""
-    if rec.remaking is not None:
-        rec.remaking.set_result(None)
-        rec.remaking = None
