@@ -148,9 +148,9 @@ class LocalLauncher(Launcher):
         nothing or runs an interpreter that no longer exists. When it holds objects, it is left
         running and the caller is warned (both interpreters, and the fix)."""
         wanted, running = cluster.spec.get("python") or sys.executable, health.get("python")
-        if not isinstance(running, str) or _same_interpreter(running, wanted):
-            return False
         pid = health.get("pid")
+        if not isinstance(running, str) or _same_interpreter(running, wanted) or os.getppid() == pid:
+            return False  # (a worker of that daemon calling its cluster runs its env's interpreter)
         if not os.path.exists(running):
             warnings.warn(TetherWarning(
                 f"the daemon of cluster {cluster.name!r} (pid {pid}) runs interpreter {running}, "
