@@ -115,6 +115,10 @@ class Manifest:
                 found.lost[name] = "its manifest entry was unreadable"
                 log.warning("manifest: the entry of %r (%s) is unreadable; it was not restored", name, path)
                 continue
+            if not isinstance(record.get("version", VERSION), int) or record.get("version", VERSION) > VERSION:
+                found.lost[name] = f"its manifest entry was written by a newer tether (format {record.get('version')})"
+                named.add(str(record.get("payload")))  # left as it is, for that tether
+                continue
             if not record.get("kept", True):
                 found.lost[name] = record.get("why", "it was not kept")
                 continue
