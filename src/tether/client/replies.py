@@ -6,8 +6,9 @@ ERROR; a remote generator answers STREAM, then ITEM messages, then a RESULT (its
 A WARN (sent only to clients that announce ``x-tether-accept: warn``) comes first when the daemon
 has something to tell the caller (an instance made again with fresh state). ``Reply.take`` knows
 every kind: it prints a LOG (or hands it to a step's logger), issues a WARN with
-``warnings.warn``, raises an ERROR as the remote exception, and returns what the caller acts on. The client's four readers (a call,
-a generator, and their async forms) only say where the next message comes from.
+``warnings.warn``, raises an ERROR as the remote exception, and returns what the caller acts on.
+The client's four readers (a call, a generator, and their async forms) only say where the next
+message comes from.
 
 ``Reply.transport()`` wraps each read: a socket error, a malformed response or a connection
 closed mid-message becomes ``tether.ConnectionError`` naming the cluster, the call and what to
