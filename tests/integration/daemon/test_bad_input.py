@@ -115,6 +115,7 @@ ROUTES = [
     ("POST", "/_tether/calls/{add}/cancel"),
     ("GET", "/_tether/nodes"),
     ("POST", "/_tether/nodes"),
+    ("POST", "/_tether/forget"),
     ("GET", "/{add}"),
     ("POST", "/{add}"),
     ("GET", "/{add}/call"),
