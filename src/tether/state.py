@@ -13,6 +13,8 @@ Under ``$TETHER_HOME`` (default ``~/.tether``; on a node of a remote cluster, th
         daemon.pid          the same pid, for shell scripts
         limits.json         {"memory": bytes or null, "cpus": float or null}: what its daemon enforces
         autostop.json       {"minutes": m}: re-read by the running daemon when it changes
+        manifest/           what was deployed, restored by the next daemon (``daemon/manifest.py``):
+                            kept across restarts and crashes, removed by ``teardown()``
         nodes.json ...      a launcher's own records (the ssh launcher: nodes, tunnels)
     resources/              the local registry (``tether.core.registry.local``)
 
@@ -38,6 +40,7 @@ LIMITS = "limits.json"
 AUTOSTOP = "autostop.json"
 TLS_CERT = "tls.crt"
 TLS_KEY = "tls.key"
+MANIFEST = "manifest"
 
 
 def tether_home() -> Path:
@@ -180,6 +183,14 @@ def read_autostop(state_dir: Path) -> float:
         return float(data.get("minutes", -1)) if isinstance(data, dict) else -1.0
     except (TypeError, ValueError):
         return -1.0
+
+
+def remove_manifest(state_dir: Path) -> None:
+    """Forget what was deployed (``teardown()``): the next daemon of ``state_dir`` starts empty.
+    Only for a stopped daemon: a running one would write it again on its next deploy."""
+    import shutil
+
+    shutil.rmtree(state_dir / MANIFEST, ignore_errors=True)
 
 
 # -- processes and locks ---------------------------------------------------------------------------

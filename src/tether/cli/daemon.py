@@ -105,7 +105,7 @@ def daemon_start(cluster: ClusterOpt = "local") -> None:
 
 @daemon_app.command("stop")
 def daemon_stop(cluster: ClusterOpt = "local") -> None:
-    """Stop the cluster's daemon and its worker processes (objects in memory are gone).
+    """Stop the cluster's daemon and its worker processes; what was deployed is forgotten.
 
     **Examples**
 
@@ -126,10 +126,12 @@ def daemon_stop(cluster: ClusterOpt = "local") -> None:
 
 @daemon_app.command("restart")
 def daemon_restart(cluster: ClusterOpt = "local") -> None:
-    """Stop the cluster's daemon (if it runs), then start it again with this tether version.
+    """Stop the cluster's daemon (if it runs), then start it again with this tether version and
+    this interpreter.
 
-    Objects held by the old daemon are gone: deploy them again. This is also the fix for a
-    version mismatch between this client and a daemon.
+    What was deployed comes back: functions, classes, values put with put(), and instances made
+    again from their constructor arguments, with fresh state. This is also the fix for a version
+    or interpreter mismatch between this client and a daemon.
 
     **Examples**
 
@@ -138,8 +140,13 @@ def daemon_restart(cluster: ClusterOpt = "local") -> None:
     tether daemon restart --cluster dev
     ```
     """
-    daemon_stop(cluster)
-    daemon_start(cluster)
+    handle = _cluster(cluster)
+    pid = _record(handle).get("pid") if handle.launcher.endpoint(handle) is not None else None
+    with err.status(f"Restarting the daemon of cluster {escape(repr(cluster))}...", spinner="dots"):
+        handle.restart_server()
+    out.print(f"[green]✓[/] Restarted cluster {escape(repr(cluster))}"
+              + (f" (was pid {pid})." if pid else "."))
+    out.print(_grid(_endpoint_rows(handle)))
 
 
 @daemon_app.command("status")

@@ -55,6 +55,11 @@ class _Pool:
             raise
         return reader, writer
 
+    def close(self) -> None:
+        """Forget the idle connections (to a daemon this client no longer uses)."""
+        while self.idle:
+            self.idle.pop()[1].close()
+
     def put(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.idle) < _MAX_IDLE and not writer.is_closing():
             self.idle.append((reader, writer))
@@ -66,7 +71,9 @@ def _pool(client: DaemonClient) -> _Pool:
     loop = asyncio.get_running_loop()
     pools = _pools.setdefault(loop, {})
     pool = pools.get(id(client))
-    if pool is None:
+    if pool is None or pool.port != client.port or pool.host != client.host:  # new, or moved
+        if pool is not None:
+            pool.close()
         pool = pools[id(client)] = _Pool(client.host, client.port, client.fingerprint)
     return pool
 
@@ -76,12 +83,17 @@ async def _request(client: DaemonClient, pool: _Pool, path: str, parts: Sequence
     length = sum(memoryview(p).nbytes for p in parts)
     head = [f"POST {path} HTTP/1.1", f"Host: {client.host}:{client.port}",
             f"Authorization: {client._auth}", f"Content-Type: {wire.CONTENT_TYPE}",
-            f"Content-Length: {length}", f"{wire.VERSION_HEADER}: {wire.PROTOCOL_VERSION}"]
+            f"Content-Length: {length}", f"{wire.VERSION_HEADER}: {wire.PROTOCOL_VERSION}",
+            f"{wire.ACCEPT_HEADER}: warn"]
     head += [f"{k}: {v}" for k, v in headers.items()]
     try:
         reader, writer = await pool.get()
     except OSError as exc:
-        raise client._unreachable(exc) from exc
+        tried = (pool.host, pool.port)
+        if not isinstance(exc, ConnectionRefusedError) or not await asyncio.to_thread(client.relocate, tried):
+            raise client._unreachable(exc) from exc
+        # the daemon moved (restarted elsewhere) and nothing was sent: once more, at its new address
+        return await _request(client, _pool(client), path, parts, headers)
     writer.writelines([("\r\n".join(head) + "\r\n\r\n").encode(), *parts])
     await writer.drain()
     resp = Response(reader)
@@ -116,6 +128,8 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
         with reply.transport():
             reader, writer, resp = await _request(client, pool, f"/{name}/{method}",
                                                   wire.encode(wire.CALL, frames, 0, flags), headers)
+            if pool.port != client.port or pool.host != client.host:  # it followed the daemon
+                pool = _pool(client)
             if resp.status != 200:
                 body = await resp.read_rest()
                 reusable = True

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -27,23 +27,40 @@ from tether.client import http11
 from tether.client.replies import TRANSPORT_ERRORS, Reply, http_error, unreachable
 from tether.protocol import shm, wire
 
+#: what ``resolve`` returns: the daemon's current (host, port, token, TLS fingerprint or None), or
+#: None when it is down
+Address = tuple[str, int, str, "str | None"]
+
 
 class DaemonClient:
     """Talks to one daemon at ``host:port`` with a bearer token; over TLS pinned to the
-    certificate's SHA-256 when ``fingerprint`` is given (a daemon reached without a tunnel)."""
+    certificate's SHA-256 when ``fingerprint`` is given (a daemon reached without a tunnel).
+
+    ``resolve()``, when given (the cluster handle gives it), says where the daemon is now: a
+    connection that is refused (nothing was sent, so trying again is safe) asks it once and, if
+    the daemon moved (it was restarted on another port), the client follows and tries again. A
+    request that may have reached a daemon is never sent twice.
+    """
 
     def __init__(self, host: str, port: int, token: str, cluster: str = "local",
-                 fingerprint: str | None = None) -> None:
-        self.host, self.port, self.token, self.cluster = host, port, token, cluster
-        self.fingerprint = fingerprint or None  # as the endpoint gave it (compared with it)
+                 fingerprint: str | None = None,
+                 resolve: Callable[[], Address | None] | None = None) -> None:
+        self.cluster, self._resolve = cluster, resolve
+        self._local = threading.local()
+        self._moving = threading.Lock()
+        self._address(host, port, token, fingerprint)
+        self.shm: Path | None = None  # the cluster's shared-memory folder, when this machine has it
+
+    def _address(self, host: str, port: int, token: str, fingerprint: str | None = None) -> None:
         if fingerprint:
             _check_pin(fingerprint)
+        self.host, self.port, self.token = host, port, token
+        self.fingerprint = fingerprint or None  # as the endpoint gave it (compared with it)
         self._auth = f"Bearer {token}"
-        # the headers every request carries, encoded once
+        # the headers every request carries, encoded once: this client reads WARN messages
         self._fixed_headers = (f"Host: {host}:{port}\r\nAuthorization: {self._auth}\r\n"
-                               f"{wire.VERSION_HEADER}: {wire.PROTOCOL_VERSION}\r\n").encode("latin-1")
-        self._local = threading.local()
-        self.shm: Path | None = None  # the cluster's shared-memory folder, when this machine has it
+                               f"{wire.VERSION_HEADER}: {wire.PROTOCOL_VERSION}\r\n"
+                               f"{wire.ACCEPT_HEADER}: warn\r\n").encode("latin-1")
 
     @property
     def url(self) -> str:
@@ -252,12 +269,41 @@ class DaemonClient:
             conn.close()
             conn = None
         if conn is None:
+            tried = (self.host, self.port)
             try:
-                conn = http11.Connection(self.host, self.port, fingerprint=self.fingerprint)
+                conn = http11.Connection(*tried, fingerprint=self.fingerprint)
             except OSError as exc:
-                raise self._unreachable(exc) from exc
+                if not isinstance(exc, ConnectionRefusedError) or not self.relocate(tried):
+                    raise self._unreachable(exc) from exc
+                try:  # the daemon moved: once more, at its new address
+                    conn = http11.Connection(self.host, self.port, fingerprint=self.fingerprint)
+                except OSError as again:
+                    raise self._unreachable(again) from again
             self._local.conn = conn
         return conn
+
+    def relocate(self, tried: tuple[str, int]) -> bool:
+        """Follow a daemon that was restarted elsewhere, after ``tried`` (host, port) refused a
+        connection: True if ``resolve()`` names another address (this client then uses it, and
+        checks the new daemon's protocol and shared memory), False if there is nowhere else to go."""
+        if self._resolve is None or getattr(self._local, "relocating", False):
+            return False
+        with self._moving:
+            if (self.host, self.port) != tried:
+                return True  # another thread moved this client meanwhile
+            try:
+                address = self._resolve()
+            except Exception:  # noqa: BLE001 - no new address: the caller reports the refusal
+                return False
+            if address is None or tuple(address) == (self.host, self.port, self.token, self.fingerprint):
+                return False
+            self._address(*address)
+        self._local.relocating = True
+        try:
+            self.check_version()
+        finally:
+            self._local.relocating = False
+        return True
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)

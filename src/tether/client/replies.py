@@ -3,9 +3,12 @@ the one place where the transport's errors become tether's.
 
 A call's response is a stream of wire messages: LOG lines while the call runs, then a RESULT or an
 ERROR; a remote generator answers STREAM, then ITEM messages, then a RESULT (its return value).
-``Reply.take`` knows every kind: it prints a LOG (or hands it to a step's logger), raises an ERROR
-as the remote exception, and returns what the caller acts on. The client's four readers (a call,
-a generator, and their async forms) only say where the next message comes from.
+A WARN (sent only to clients that announce ``x-tether-accept: warn``) comes first when the daemon
+has something to tell the caller (an instance made again with fresh state). ``Reply.take`` knows
+every kind: it prints a LOG (or hands it to a step's logger), issues a WARN with
+``warnings.warn``, raises an ERROR as the remote exception, and returns what the caller acts on.
+The client's four readers (a call, a generator, and their async forms) only say where the next
+message comes from.
 
 ``Reply.transport()`` wraps each read: a socket error, a malformed response or a connection
 closed mid-message becomes ``tether.ConnectionError`` naming the cluster, the call and what to
@@ -16,7 +19,9 @@ exception is raised outside it, so that a remote ``OSError`` is never taken for 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 from typing import Any
 
 from tether import errors
@@ -53,6 +58,9 @@ class Reply:
             raise wire.exception_from_error(msg, **self.context)
         if kind in (wire.RESULT, wire.STREAM, wire.ITEM):
             return msg
+        if kind == wire.WARN:
+            issue_warning(msg)
+            return None
         raise errors.ConnectionError(f"unexpected message kind {kind} from cluster {self.cluster!r}",
                                      **self.context)
 
@@ -117,6 +125,29 @@ def unreachable(cluster: str, url: str, exc: BaseException) -> errors.Connection
     return errors.ConnectionError(
         f"cannot reach the daemon of cluster {cluster!r} at {url}: {exc}. Is it up? "
         f"(`tether daemon status --cluster {cluster}`)", cluster=cluster)
+
+
+_TETHER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_WARNINGS: dict[str, type[errors.TetherWarning]] = {"state_reset": errors.StateResetWarning}
+
+
+def issue_warning(msg: wire.Message) -> None:
+    """A WARN message as ``warnings.warn``, attributed to the caller's own line (the first frame
+    outside tether), with the daemon's fields (``service``, ``reason``, ``at``) as attributes."""
+    try:
+        meta = msg.json(0)
+    except ValueError:
+        meta = {"message": bytes(msg.frames[0]).decode("utf-8", "replace") if msg.frames else ""}
+    if not isinstance(meta, dict):
+        meta = {"message": str(meta)}
+    warning = _WARNINGS.get(meta.get("category"), errors.TetherWarning)(str(meta.get("message", "")))
+    for key, value in meta.items():
+        if key not in ("category", "message"):
+            setattr(warning, key, value)
+    level, frame = 2, sys._getframe(1)  # level 1 is this function
+    while frame is not None and frame.f_code.co_filename.startswith(_TETHER_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)
 
 
 def print_log(msg: wire.Message) -> None:

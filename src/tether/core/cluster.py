@@ -11,6 +11,7 @@ Methods that act on machines take ``node=``: None (the head), a node index, an a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from tether.core.images import Env, resolve_env
 from tether.core.registry import local
 from tether.core.resources import Resource
 from tether.core.stubs import stub_for
-from tether.errors import ConfigError, LaunchError, NotFoundError
+from tether.errors import ConfigError, LaunchError, NotFoundError, TetherError
 from tether.plugins import launchers
 from tether.protocol import wire
 
@@ -135,13 +136,28 @@ class Cluster(Resource):
         return self.launcher.endpoint(self) is not None
 
     def teardown(self) -> None:
-        """Stop the cluster's daemons and their workers (objects held in memory are gone).
+        """Stop the cluster's daemons and their workers; what was deployed is forgotten (the
+        next daemon starts empty).
 
         Machines that the cluster did not create (the ``local`` one, your own over SSH) stay.
         """
         with self._lock:
+            self._forget_deployed()
             self._close_clients()
             self.launcher.down(self)
+            forget = getattr(self.launcher, "forget", None)
+            if forget is not None:  # a daemon that was not running cannot forget by itself
+                forget(self)
+
+    def _forget_deployed(self) -> None:
+        """Ask a running head daemon to forget its manifest (and its nodes theirs), so that the
+        next daemon starts empty. Best effort: an unreachable or older daemon is left as it is."""
+        endpoint = self.launcher.endpoint(self)
+        if endpoint is not None:
+            client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name)
+            with contextlib.suppress(TetherError):
+                client.request_json("POST", "/_tether/forget")
+            client.close()
 
     def _close_clients(self) -> None:
         for client in [self._client, *self._node_clients.values()]:
@@ -165,8 +181,15 @@ class Cluster(Resource):
         return self
 
     def restart_server(self) -> Cluster:
-        """Restart the daemon (with this process's tether version); objects must be redeployed."""
-        self.teardown()
+        """Restart the daemon (with this process's tether version and interpreter).
+
+        What was deployed comes back (the daemon keeps a manifest of it): functions and classes
+        as they were, values put with ``put()``, and instances made again from their constructor
+        arguments, with fresh state (their next caller gets a ``tether.StateResetWarning``).
+        """
+        with self._lock:
+            self._close_clients()
+            self.launcher.down(self)
         return self.up_if_not()
 
     @property
@@ -177,12 +200,27 @@ class Cluster(Resource):
             return client
         with self._lock:
             if self._client is None:
-                endpoint = self.launcher.up(self)
-                client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
-                                      fingerprint=endpoint.fingerprint)
-                client.check_version()
+                client = self._connect()
+                health = client.check_version()
+                check = getattr(self.launcher, "check_daemon", None)  # e.g. its interpreter
+                if check is not None and check(self, client, health):
+                    client.close()  # the launcher said why: restart it (what it held comes back)
+                    self.launcher.down(self)
+                    client = self._connect()
+                    client.check_version()
                 self._client = client
             return self._client
+
+    def _connect(self) -> DaemonClient:
+        endpoint = self.launcher.up(self)
+        return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
+                            fingerprint=endpoint.fingerprint, resolve=self._address)
+
+    def _address(self) -> tuple[str, int, str, str | None] | None:
+        """Where the head daemon is now (after a restart, a stub's client follows it there)."""
+        endpoint = self.launcher.endpoint(self)
+        return None if endpoint is None else (endpoint.host, endpoint.port, endpoint.token,
+                                              endpoint.fingerprint)
 
     def status(self) -> dict[str, Any]:
         """The head daemon's view: versions, envs and their worker processes, objects; with

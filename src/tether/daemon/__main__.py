@@ -32,7 +32,14 @@ def _stopping_server(config, store):
     """
     import uvicorn
 
+    from tether.daemon import children
+
     class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            children.REAPER.start()  # this daemon's children die with it, however it dies
+            store.start_restore()  # what the manifest held is made again, in the background
+
         async def shutdown(self, sockets=None) -> None:
             await store.shutdown()
             await super().shutdown(sockets)
@@ -79,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     state_dir: Path = args.state_dir.expanduser().resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     python = args.python or os.environ.get("TETHER_WORKER_PYTHON") or sys.executable
+    from tether.daemon import sweep
+
+    sweep.sweep(state_dir)  # what a dead daemon of this state dir left: before any worker starts
     from tether.daemon.limits import Limits
 
     limits = Limits.for_daemon(state_dir.name, state_dir)  # memory=, cpus=: workers run in them

@@ -106,6 +106,12 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     async def status() -> dict[str, Any]:
         return {"tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info, **store.status()}
 
+    @app.post("/_tether/forget")
+    async def forget() -> dict[str, Any]:
+        """Forget what was deployed (``teardown()``): the next daemon of this cluster starts
+        empty instead of making it again from its manifest."""
+        return await store.forget()
+
     @app.get("/_tether/keys")
     async def keys() -> list[dict[str, Any]]:
         return store.keys()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tether.daemon import http_guard, proxy, responses
+from tether.daemon import http_guard, proxy, responses, restore
 from tether.daemon.calls import CallTable, CallTracker
 from tether.daemon.requests import BadRequest, decode_message, json_call_frame, read_body
 from tether.daemon.store import CrossNodeRef, Store, UnknownName
@@ -27,6 +27,7 @@ _CALL_ID = wire.CALL_ID_HEADER.encode()
 _KEEP = wire.KEEP_HEADER.encode()
 _REFS = wire.REFS_HEADER.encode()
 _SHM = wire.SHM_HEADER.encode()
+_ACCEPT = wire.ACCEPT_HEADER.encode()
 
 
 class CallRoute:
@@ -49,7 +50,7 @@ class CallRoute:
         if rec is not None and rec.node:  # it lives on another node: the head forwards the call
             await proxy.forward(self, scope, receive, send, rec, method)
             return
-        ctype = length = stream_logs = call_id = keep = refs = shared = None
+        ctype = length = stream_logs = call_id = keep = refs = shared = accept = None
         for key, value in scope["headers"]:
             if key == b"content-type":
                 ctype = value
@@ -65,15 +66,19 @@ class CallRoute:
                 refs = value
             elif key == _SHM:
                 shared = value
+            elif key == _ACCEPT:
+                accept = value
         flags = 0
         if scope["method"] == "POST" and ctype is not None and ctype.startswith(_CTYPE):
             msg = decode_message(await read_body(receive, length), wire.CALL)
             frames, flags = msg.frames, msg.flags
             del msg
             mode, logs = "pickle", stream_logs != b"0"
+            # how this caller hears that an instance lost its state: a WARN if it reads them
+            tell = restore.TELL_WARN if accept is not None and b"warn" in accept else restore.TELL_LOG
         else:
             frames = [await json_call_frame(scope, receive, length)]
-            mode, logs = "json", False
+            mode, logs, tell = "json", False, restore.TELL_NOTHING
         call_id = call_id.decode("latin-1") if call_id else uuid.uuid4().hex
         meta: dict[str, Any] = {"object": name, "method": method, "mode": mode, "stream_logs": logs}
         if keep == b"1":
@@ -86,7 +91,7 @@ class CallRoute:
         try:
             if refs:
                 await store.bring_refs([r for r in refs.decode("latin-1").split(",") if r], name)
-            worker, ipc_id, queue = await store.call(name, [wire.json_frame(meta), *frames], flags)
+            worker, ipc_id, queue = await store.call(name, [wire.json_frame(meta), *frames], flags, tell)
         except UnknownName as exc:
             await responses.send_error(send, 404, "not_found", str(exc))
             return

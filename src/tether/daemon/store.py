@@ -2,56 +2,31 @@
 
 The store remembers how each object was made (its deploy message), so that when a worker dies or
 is restarted for fresh code, the next call re-creates its objects in a new worker. Instances come
-back freshly constructed (state held in memory is lost with the process that held it).
+back freshly constructed (state held in memory is lost with the process that held it): each one is
+marked "state reset" with why, and its next caller is told once (``daemon/restore.py``).
+
+What was deployed is also kept on disk (``daemon/manifest.py``), so that the next daemon of this
+state dir makes it again after a crash or a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import shutil
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.daemon import remote
+from tether.daemon import remote, restore, shell, sweep
 from tether.daemon.envs import EnvBuilder
 from tether.daemon.limits import Limits
-from tether.daemon.nodes import Nodes
+from tether.daemon.manifest import Manifest
+from tether.daemon.nodes import NodeError, Nodes
+from tether.daemon.records import EnvState, ObjectRecord
 from tether.daemon.workers import EnvSpec, WorkerProcess, WorkerStartError, runtime_path
-from tether.protocol import shm, wire
+from tether.protocol import wire
 
 log = logging.getLogger("tether.daemon")
-
-
-@dataclass
-class ObjectRecord:
-    name: str
-    env: str
-    kind: str
-    interface: dict[str, Any]
-    meta: dict[str, Any]
-    payload: list[bytes]
-    created: float = field(default_factory=time.time)
-    node: int = 0  # where it lives: 0 is this daemon; else another node (``daemon/remote.py``)
-
-    def info(self) -> dict[str, Any]:
-        return {"name": self.name, "env": self.env, "kind": self.kind,
-                "type": self.interface.get("type"), "created": self.created,
-                "interface": self.interface, "node": self.node}
-
-
-@dataclass
-class EnvState:
-    spec: EnvSpec
-    worker: WorkerProcess | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # An env whose code was edited is likely edited again: a started worker with no objects
-    # waits for the next restart, which then skips the interpreter start (~0.1 s).
-    spare: WorkerProcess | None = None
-    spare_task: asyncio.Task | None = None
 
 
 class UnknownName(LookupError):
@@ -71,11 +46,16 @@ class Store:
         self.runtime_dir = runtime_path(state_dir)
         self.objects: dict[str, ObjectRecord] = {}
         self.envs: dict[str, EnvState] = {}
-        self.shm, self.shm_probe = _prepare_shm(state_dir)
+        self.shm, self.shm_probe = sweep.prepare_shm(state_dir)
         self.nodes = Nodes()  # the cluster's other nodes, when this daemon is a multi-node head
         self.log = log
         # memory=, cpus= of the cluster (made by the daemon's main, shared with its first worker)
         self.limits = limits if limits is not None else Limits.for_daemon(state_dir.name, state_dir)
+        self.manifest = Manifest(state_dir)
+        self.lost: dict[str, str] = {}  # name -> why it is gone (not kept, a result whose worker died)
+        self.restored: dict[str, Any] | None = None  # what came back from the manifest, and when
+        self._restoring: asyncio.Task | None = None
+        restore.load(self, self.manifest.load())
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -90,6 +70,8 @@ class Store:
         async with state.lock:
             if state.worker is not None and state.worker.alive:
                 return state.worker
+            if state.worker is not None and not state.worker.stopping:  # it died
+                state.reset_reason = await restore.death_reason(state.worker)
             return await self._start(state, progress)
 
     async def _new_worker(self, spec: EnvSpec, progress=None) -> WorkerProcess:
@@ -115,15 +97,7 @@ class Store:
         if worker is None:
             worker = await self._new_worker(state.spec, progress)
         state.worker = worker
-        for rec in [r for r in self.objects.values()
-                    if r.env == state.spec.name and not r.node and r.name != skip]:
-            if rec.meta.get("ref"):  # a kept result lived only in the old process
-                del self.objects[rec.name]
-                continue
-            try:
-                await worker.control(rec.meta, *rec.payload)
-            except Exception as exc:  # noqa: BLE001 - one broken object must not block the others
-                log.warning("could not re-create %r in env %r: %s", rec.name, rec.env, exc)
+        await restore.remake(self, worker, state, skip)
         return worker
 
     async def _restart(self, state: EnvState, progress=None, skip: str | None = None) -> WorkerProcess:
@@ -132,6 +106,7 @@ class Store:
             if state.worker is not None:
                 await state.worker.stop()
                 state.worker = None
+                state.reset_reason = restore.env_restarted(state.spec.name, "for changed code")
             worker = await self._start(state, progress, skip, use_spare=True)
         if state.spare is None and (state.spare_task is None or state.spare_task.done()):
             state.spare_task = asyncio.ensure_future(self._make_spare(state))
@@ -193,6 +168,10 @@ class Store:
                 if state.worker is not None:
                     await state.worker.stop()
                     state.worker = None
+                    state.reset_reason = restore.env_restarted(spec.name, "with a new spec")
+        else:
+            return state
+        await self.manifest.save_env(spec.config())
         return state
 
     # -- deploy, call, delete -----------------------------------------------------------------
@@ -221,30 +200,46 @@ class Store:
             while True:
                 msg = await queue.get()
                 if msg.kind == wire.RESULT and meta["op"] == "deploy":
-                    await self.commit(name, spec.name, meta, payload, msg.json(0))
+                    note = await self.commit(name, spec.name, meta, payload, msg.json(0))
+                    if note:  # not kept across restarts: its deployer hears it now
+                        await progress(f"[tether] warning: {note}\n")
                 out.put_nowait(msg)
                 if msg.kind in wire.TERMINAL_KINDS:
                     return
         except Exception as exc:  # noqa: BLE001
             out.put_nowait(_error(exc))
 
-    async def commit(self, name: str, env: str, meta, payload, interface, node: int = 0) -> None:
-        """Record a deployed object (here, or on ``node``); one by that name elsewhere goes."""
+    async def commit(self, name: str, env: str, meta, payload, interface, node: int = 0) -> str | None:
+        """Record a deployed object (here, or on ``node``); one by that name elsewhere goes. It
+        is kept in the manifest too: returns why not, when it is not (too big)."""
         old = self.objects.get(name)
         if old is not None and (old.env, old.node) != (env, node):
             await self._forget(old)
-        self.objects[name] = ObjectRecord(
+        rec = self.objects[name] = ObjectRecord(
             name=name, env=env, kind=meta["kind"], interface=interface,
             meta={**meta, "stream_logs": False}, payload=[bytes(p) for p in payload], node=node,
         )
+        self.lost.pop(name, None)
+        return await self.manifest.save(rec.record(), rec.payload)
 
-    async def call(self, name: str, frames: list, flags: int = 0) -> tuple[WorkerProcess, int, asyncio.Queue]:
-        """Send a CALL to the worker holding ``name``: (worker, id on its connection, replies)."""
+    async def call(self, name: str, frames: list, flags: int = 0,
+                   tell: int = restore.TELL_NOTHING) -> tuple[WorkerProcess, int, asyncio.Queue]:
+        """Send a CALL to the worker holding ``name``: (worker, id on its connection, replies).
+
+        ``tell`` is how this caller hears that the instance lost its state (a WARN, a LOG line,
+        or nothing: a JSON caller); the first caller told marks it told."""
         rec = self.objects.get(name)
         if rec is None:
             raise UnknownName(self.missing(name))
         worker = await self.worker(rec.env)
+        if rec.remaking is not None:  # its worker is new and it is being made in it
+            await asyncio.shield(rec.remaking)
+        if rec.error is not None:
+            raise UnknownName(f"{name!r} is on this cluster, but {rec.error}. Deploy it again.")
         ipc_id, queue = worker.request_with_id(wire.CALL, frames, flags)
+        if rec.reset is not None and tell and not rec.reset["told"]:
+            rec.reset["told"] = True
+            queue.put_nowait(restore.warning(rec, tell))  # before any reply: it comes first
         return worker, ipc_id, queue
 
     def register_ref(self, name: str, env: str, node: int = 0) -> None:
@@ -281,16 +276,24 @@ class Store:
                 if state.worker is not None:
                     await state.worker.stop()
                     state.worker = None
+                    state.reset_reason = restore.env_restarted(env, "by cancel(force=True)")
 
     async def delete(self, name: str) -> dict[str, Any]:
         if name in self.objects:
             rec = self.objects.pop(name)
             await self._forget(rec)
+            await self.manifest.drop(name)
             return {"deleted": name, "kind": "object"}
+        if name in self.lost:
+            del self.lost[name]
+            await self.manifest.drop(name)
+            return {"deleted": name, "kind": "lost"}
         remote_envs = {o.node for o in self.objects.values() if o.env == name and o.node}
         if name in self.envs or remote_envs:
             for obj in [o for o in self.objects.values() if o.env == name]:
                 del self.objects[obj.name]
+                await self.manifest.drop(obj.name)
+            await self.manifest.drop_env(name)
             for node in sorted(remote_envs):
                 await remote.delete(self, node, name)
             state = self.envs.pop(name, None)
@@ -316,7 +319,10 @@ class Store:
                 log.warning("could not delete %r from its worker: %s", rec.name, exc)
 
     def missing(self, name: str) -> str:
-        names = ", ".join(sorted(self.objects)) or "none"
+        names = ", ".join(sorted(self.objects)[:50]) or "none"
+        if name in self.lost:
+            return (f"no object named {name!r} on this cluster any more: {self.lost[name]}. Deploy "
+                    f"or put it again (objects: {names})")
         return f"no object named {name!r} on this cluster (objects: {names})"
 
     def keys(self) -> list[dict[str, Any]]:
@@ -324,16 +330,40 @@ class Store:
 
     def status(self) -> dict[str, Any]:
         return {
-            "objects": {name: {"env": r.env, "kind": r.kind, "type": r.interface.get("type"), "node": r.node}
+            "objects": {name: {"env": r.env, "kind": r.kind, "type": r.interface.get("type"), "node": r.node,
+                               **({"state_reset": dict(r.reset)} if r.reset is not None else {}),
+                               **({"error": r.error} if r.error is not None else {})}
                         for name, r in self.objects.items()},
             "nodes": self.nodes.info(),
             "envs": {name: {"spec": s.spec.config(), "worker": s.worker.info() if s.worker else None,
                             "spare_pid": s.spare.pid if s.spare else None}
                      for name, s in self.envs.items()},
             "limits": self.limits.info(),
+            "lost": dict(self.lost),
+            "restored": self.restored,
+            "manifest": {"bytes": self.manifest.total, "max_bytes": self.manifest.max_total,
+                         "max_object_bytes": self.manifest.max_object},
+            "commands_running": shell.running(),
         }
 
+    async def forget(self) -> dict[str, Any]:
+        """Forget what was deployed, here and on the cluster's other nodes (``teardown()``, just
+        before the daemons stop): the next daemons start empty."""
+        await self.manifest.forget()
+        for index, link in sorted(self.nodes.links.items()):
+            try:
+                await (await link.request("POST", "/_tether/forget", [], [])).body()
+            except NodeError as exc:
+                log.warning("could not make node %s forget its objects: %s", index, exc)
+        return {"forgotten": True}
+
+    def start_restore(self) -> None:
+        """Make what the manifest held again, in the background (``TETHER_RESTORE``)."""
+        self._restoring = restore.start(self)
+
     async def shutdown(self) -> None:
+        if self._restoring is not None:
+            self._restoring.cancel()
         self.nodes.close()
         if self.prestarted is not None:
             await self.prestarted.stop()
@@ -342,23 +372,7 @@ class Store:
         if self.shm is not None:
             shutil.rmtree(self.shm, ignore_errors=True)
         self.limits.close()
-
-
-def _prepare_shm(state_dir: Path) -> tuple[Path | None, str]:
-    """The cluster's shared-memory folder, emptied (files of an earlier daemon are stale), and a
-    probe file by which a caller tells it shares this machine's /dev/shm."""
-    folder = shm.folder_for(state_dir)
-    if folder is None:
-        return None, ""
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        folder.mkdir(mode=0o700)
-        probe = secrets.token_hex(16)
-        (folder / "probe").write_text(probe)
-    except OSError as exc:
-        log.warning("no shared memory for big arguments (%s): they go through the socket", exc)
-        return None, ""
-    return folder, probe
+        self.manifest.closed()
 
 
 def _error(exc: BaseException) -> wire.Message:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tether import state
+from tether.daemon import children, sweep
 from tether.daemon.limits import oom_message
 from tether.errors import LaunchError
 from tether.protocol import wire
@@ -164,7 +165,9 @@ class WorkerProcess:
     def spawn(self) -> None:
         """Start the process, listening for it on a fresh socket. Needs no event loop: the daemon
         starts its default worker this way before importing FastAPI, so both boot at once."""
-        self._sock_dir = tempfile.mkdtemp(prefix="tether-w-")  # short path: sun_path is 108 bytes
+        # short path (sun_path is 108 bytes), named after the state dir (runtime_dir's parent) so
+        # that the next daemon sweeps this one's leftovers and nobody else's (daemon/sweep.py)
+        self._sock_dir = tempfile.mkdtemp(prefix=sweep.socket_prefix(self.runtime_dir.parent))
         path = os.path.join(self._sock_dir, "w.sock")
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(path)
@@ -183,6 +186,7 @@ class WorkerProcess:
                      self.python, "-m", "tether.worker.runtime", "--connect", path],
                     env=env, cwd=self.spec.working_dir or None, stdin=subprocess.DEVNULL,
                     stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=children.preexec(),  # it dies with the daemon, even a killed one
                 )
         except OSError as exc:  # its message may not say which path is wrong: name both
             self._abandon()
@@ -191,6 +195,7 @@ class WorkerProcess:
                 f"{self.python!r} in working dir {self.spec.working_dir or os.getcwd()!r}: {exc}"
             ) from None
         self.pid = self.proc.pid
+        children.watch(self.pid)  # its process group (its own children) too
         if self._slot is not None:
             self._slot.started(self.pid)
 
@@ -373,6 +378,8 @@ class WorkerProcess:
             slot.release()
 
     def _cleanup_socket(self) -> None:
+        if self.pid is not None and (self.proc is None or self.proc.returncode is not None):
+            children.unwatch(self.pid)
         if self._sock_dir:
             shutil.rmtree(self._sock_dir, ignore_errors=True)
             self._sock_dir = None

@@ -11,27 +11,39 @@ cpus=1)``. The limits are recorded in the state dir before the daemon starts; th
 quota (or watches their memory when it cannot), so that a "small" local cluster really runs out of
 memory. The daemon itself stays outside: it survives its workers' OOM kills. A cluster whose size
 changed while its daemon runs is restarted on the next ``up()`` (a new machine size is a new
-machine; objects are made again on their next deploy).
+machine; what was deployed comes back from the daemon's manifest, instances with fresh state).
+
+A daemon outlives the program that started it, and serves whoever comes next: a program in
+another virtualenv would have its code run with the first program's interpreter and packages.
+``check_daemon`` notices (``/health`` says which interpreter the daemon runs): a daemon that holds
+nothing is restarted with the caller's interpreter, one whose interpreter is gone (its checkout
+was deleted) is restarted anyway, saying so, and otherwise the caller is warned with both
+interpreters and the fix. An explicit ``python=`` in the spec is the interpreter asked for.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether import compute, state
-from tether.errors import LaunchError
+from tether.errors import LaunchError, TetherError, TetherWarning
 from tether.launchers.base import Endpoint, Launcher
 from tether.plugins import hookimpl
 
 if TYPE_CHECKING:
+    from tether.client.daemon_client import DaemonClient
     from tether.core.cluster import Cluster
+
+log = logging.getLogger("tether")
 
 START_TIMEOUT = 60.0
 #: spec keys that size the machine the workers get
@@ -146,6 +158,49 @@ class LocalLauncher(Launcher):
             finally:
                 client.close()
 
+    def forget(self, cluster: Cluster) -> None:
+        """After ``down``: forget what was deployed (``teardown()``), so the next daemon starts empty."""
+        state.remove_manifest(state.cluster_dir(cluster.name))
+
+    def check_daemon(self, cluster: Cluster, client: DaemonClient, health: dict[str, Any]) -> bool:
+        """Whether to restart a running daemon before using it: True when it runs another
+        interpreter than the one asked for (``python=``, else this process's) and either holds
+        nothing or runs an interpreter that no longer exists. When it holds objects, it is left
+        running and the caller is warned (both interpreters, and the fix)."""
+        wanted, running = cluster.spec.get("python") or sys.executable, health.get("python")
+        pid = health.get("pid")
+        if not isinstance(running, str) or _same_interpreter(running, wanted) or os.getppid() == pid:
+            return False  # (a worker of that daemon calling its cluster runs its env's interpreter)
+        if not os.path.exists(running):
+            warnings.warn(TetherWarning(
+                f"the daemon of cluster {cluster.name!r} (pid {pid}) runs interpreter {running}, "
+                f"which no longer exists (its virtualenv or checkout was removed): restarting it "
+                f"with {wanted}. What it held comes back from its manifest; instances start "
+                "with fresh state."), stacklevel=_caller_level())
+            return True
+        try:
+            status = client.request_json("GET", "/_tether/status")
+        except TetherError:
+            return False
+        objects = status.get("objects") or {}
+        calls = sum((env.get("worker") or {}).get("in_flight", 0) for env in (status.get("envs") or {}).values())
+        commands = status.get("commands_running", 0)
+        if not objects and not calls and not commands:
+            log.info("the daemon of cluster %r (pid %s) runs interpreter %s and holds nothing: "
+                     "restarting it with %s", cluster.name, pid, running, wanted)
+            return True
+        asked = "asked for with python=" if cluster.spec.get("python") else "this process runs"
+        warnings.warn(TetherWarning(
+            f"cluster {cluster.name!r} is served by a daemon (pid {pid}) started with interpreter "
+            f"{running}, and {asked} {wanted}: your code runs with {running} and its packages "
+            f"(a package installed here only fails with ModuleNotFoundError there). It was left "
+            f"running because it holds {len(objects)} object(s) and {calls + commands} running "
+            f"call(s) or command(s). To use {wanted}: cluster.restart_server() or `tether daemon "
+            f"restart --cluster {cluster.name}` (what it holds comes back; instances with fresh "
+            f"state). To keep {running} and silence this: tether.cluster(name={cluster.name!r}, "
+            f"launcher='local', python={running!r})."), stacklevel=_caller_level())
+        return False
+
     def set_autostop(self, cluster: Cluster, minutes: float | None) -> None:
         folder = state.cluster_dir(cluster.name)
         if state.read_daemon_record(folder) is not None:
@@ -155,6 +210,23 @@ class LocalLauncher(Launcher):
         folder = state.cluster_dir(cluster.name)
         record = state.read_daemon_record(folder) or {}
         return {"up": _is_daemon(record.get("pid"), folder), "state_dir": str(folder), **record}
+
+
+def _same_interpreter(a: str, b: str) -> bool:
+    """Whether two interpreter paths are the same environment: the same ``bin`` folder (two
+    virtualenvs' pythons are links to one base interpreter, so the files themselves are compared
+    unresolved; ``python`` and ``python3`` of one folder are one env)."""
+    a, b = os.path.abspath(a), os.path.abspath(b)
+    return a == b or os.path.realpath(os.path.dirname(a)) == os.path.realpath(os.path.dirname(b))
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside tether."""
+    root = str(Path(__file__).parents[1]) + os.sep
+    level, frame = 2, sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(root):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _is_daemon(pid: Any, folder: Path) -> bool:

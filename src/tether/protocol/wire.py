@@ -40,6 +40,7 @@ STREAM_LOGS_HEADER = "x-tether-stream-logs"
 KEEP_HEADER = "x-tether-keep"  # keep the result on the cluster (a RemoteRef)
 SHM_HEADER = "x-tether-shm"  # the caller reads big results from shared memory
 REFS_HEADER = "x-tether-refs"  # names of the RemoteRefs among the arguments, comma-separated
+ACCEPT_HEADER = "x-tether-accept"  # message kinds beyond protocol 2 the client reads: "warn" (WARN)
 
 # Message kinds.
 CALL = 1  # frames: [meta json, pickle, *buffers]  (or [meta json, json args] in json mode)

@@ -116,6 +116,7 @@ ROUTES = [
     ("GET", "/_tether/nodes"),
     ("POST", "/_tether/nodes"),
     ("POST", "/_tether/token"),
+    ("POST", "/_tether/forget"),
     ("GET", "/{add}"),
     ("POST", "/{add}"),
     ("GET", "/{add}/call"),
