@@ -65,7 +65,7 @@ class Reply:
         what = f"{ctx.get('service', '?')}{'' if method in (None, 'call') else '.' + method}"
         return errors.CallTimeoutError(
             f"the call to {what} on cluster {self.cluster!r} (call id {ctx.get('call_id')}) did not "
-            f"{self.waiting} within its timeout of {self.timeout:g} s; tether asked the cluster to cancel "
+            f"{self.waiting} within its timeout of {self.timeout:.4g} s; tether asked the cluster to cancel "
             f"it. If it needs longer, raise the timeout (timeout= or call_timeout= on the call, "
             f".to(..., timeout=) on the stub, or TETHER_CALL_TIMEOUT). If it should have finished, "
             f"look for a stuck worker: cluster.status() (or `tether daemon status --cluster "

@@ -121,9 +121,11 @@ def interface(kind: str, obj: Any) -> dict[str, Any]:
             attr = inspect.getattr_static(cls, name)
         except AttributeError:
             continue
-        if isinstance(attr, property) or hasattr(attr, "__set__") or hasattr(attr, "__get__") and not callable(attr):
+        if isinstance(attr, (staticmethod, classmethod)):  # a classmethod is no callable: not a property
+            methods[name] = describe(attr, bound=True)
+        elif isinstance(attr, property) or hasattr(attr, "__set__") or hasattr(attr, "__get__") and not callable(attr):
             properties.append(name)
-        elif callable(attr) or isinstance(attr, (staticmethod, classmethod)):
+        elif callable(attr):
             methods[name] = describe(attr, bound=True)
     return {"kind": kind, "type": qualname(cls), "methods": methods, "properties": properties}
 
