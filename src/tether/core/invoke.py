@@ -129,11 +129,15 @@ class RemoteCallable:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         cluster, name, method, flags, stream_logs, timeout = self._target()
-        stream_logs = kwargs.pop("stream_logs", stream_logs)
-        run_async = kwargs.pop("run_async", None)
-        timeout = call_timeout(kwargs, flags, timeout)
-        if kwargs.pop("remote", False):
-            return _remote(cluster, name, method, args, kwargs, stream_logs, timeout)
+        if kwargs:
+            stream_logs = kwargs.pop("stream_logs", stream_logs)
+            run_async = kwargs.pop("run_async", None)
+            timeout = call_timeout(kwargs, flags, timeout)
+            if kwargs.pop("remote", False):
+                return _remote(cluster, name, method, args, kwargs, stream_logs, timeout)
+        else:  # the common case, ``fn(x)``: nothing to take out of kwargs
+            run_async = None
+            timeout = default_timeout() if timeout is None else None if timeout == math.inf else timeout
         if run_async is None:
             run_async = bool(flags.get("async") or flags.get("async_generator"))
         client = cluster.client
