@@ -197,3 +197,19 @@ def test_a_bad_process_default_or_stub_default_says_which(session_cluster, monke
     with pytest.raises(rh.ConfigError, match="the stub's timeout"):
         rh.function(rc.add).to(session_cluster, timeout=-5)
     assert add(1, 2) == 3
+
+
+def test_a_timed_call_leaves_no_timeout_on_the_connection_it_hands_back(session_cluster):
+    """The connection is reused: a call without a timeout after a timed one (a plain call, a
+    generator run to its end) must not inherit what was left of the earlier timeout (it would
+    wait that long, take the connection for dead and reconnect)."""
+    spin, ticks = deploy(session_cluster, tc.spin), deploy(session_cluster, tc.ticks)
+    local = session_cluster.client._local  # this thread's keep-alive connection
+
+    assert spin(0.05, timeout=5) == "spun"
+    conn = local.conn
+    assert conn.sock.gettimeout() is None
+    assert list(ticks(2, 0.05, timeout=5)) == [0, 1]
+    assert local.conn is conn and conn.sock.gettimeout() is None  # handed back by the generator
+    assert spin(0.5) == "spun"
+    assert local.conn is conn  # reused, not reconnected
