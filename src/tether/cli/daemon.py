@@ -70,6 +70,17 @@ def _endpoint_rows(cluster: "Cluster") -> list[tuple[str, Any]]:
     ]
 
 
+def _unresponsive(cluster: str, env: str, worker: dict[str, Any]) -> str:
+    """What to say about a worker that stopped answering, and what to do about it."""
+    report = worker["unresponsive"]
+    pid = report.get("pid", worker.get("pid"))
+    return (f"[yellow]The worker of env {escape(repr(env))} (pid {pid}) has not answered for "
+            f"{report.get('seconds', '?')} s with {report.get('calls', '?')} call(s) in flight:[/] it is "
+            f"stopped (SIGSTOP, a debugger), deadlocked or starved. Look at it (`py-spy dump --pid {pid}`, "
+            f"its log {escape(str(worker.get('log', '')))}); a forced cancel (handle.cancel(force=True)) or "
+            f"`cluster.delete({env!r})` restarts it.")
+
+
 def _warn_if_other_version(cluster: str, daemon_version: Any) -> None:
     if daemon_version and daemon_version != __version__:
         err.print(f"[yellow]The daemon runs tether {escape(str(daemon_version))} and this client "
@@ -152,7 +163,9 @@ def daemon_restart(cluster: ClusterOpt = "local") -> None:
 @daemon_app.command("status")
 def daemon_status(cluster: ClusterOpt = "local") -> None:
     """Show whether the cluster's daemon is up, with its pid, port, version, uptime, workers and
-    objects. Never starts anything.
+    objects. Never starts anything. A worker with calls in flight that has not answered the daemon
+    for longer than TETHER_WORKER_STUCK_SECONDS (set on the daemon; default 30) is flagged
+    unresponsive, with how long and how many calls wait on it.
 
     Exits with code 0 when the daemon is up and 3 when it is down.
 
@@ -206,12 +219,18 @@ def daemon_status(cluster: ClusterOpt = "local") -> None:
         table = Table(title="Envs and their workers", title_justify="left")
         for col in ("env", "worker pid", "alive", "calls in flight", "log"):
             table.add_column(col, overflow="fold")
+        stuck = []
         for name, env in sorted(envs.items()):
             worker = env.get("worker") or {}
-            table.add_row(escape(name), str(worker.get("pid", "-")),
-                          {True: "yes", False: "no"}.get(worker.get("alive"), "-"),
+            alive = {True: "yes", False: "no"}.get(worker.get("alive"), "-")
+            if worker.get("unresponsive"):
+                stuck.append((name, worker))
+                alive = f"[bold red]unresponsive {worker['unresponsive'].get('seconds', '?')} s[/]"
+            table.add_row(escape(name), str(worker.get("pid", "-")), alive,
                           str(worker.get("in_flight", "-")), escape(str(worker.get("log", "-"))))
         out.print(table)
+        for name, worker in stuck:
+            err.print(_unresponsive(cluster, name, worker))
     objects = info.get("objects") or {}
     if objects:
         out.print(_objects_table({n: {"name": n, **o} for n, o in objects.items()}.values()))

@@ -6,6 +6,10 @@ daemon speaks is implemented (``tether.protocol.http_body``): Content-Length and
 responses, no redirects; TLS pinned to the daemon's certificate when the client has a
 ``fingerprint`` (checked before the request is written, as in ``http11``). Messages are read
 through the same ``Reply`` as the sync client's (``tether.client.replies``).
+
+A call with a timeout (``acall_within``) runs under ``asyncio.timeout``: on expiry the task's
+cancellation cancels the remote call (as any cancellation does) and ``tether.CallTimeoutError``
+is raised; a generator's next item gets the timeout again, each.
 """
 
 from __future__ import annotations
@@ -114,8 +118,26 @@ async def _next(resp: Response, reply: Reply) -> wire.Message:
             return msg
 
 
+async def acall_within(client: DaemonClient, name: str, method: str, args: Sequence[Any],
+                       kwargs: dict | None, stream_logs: bool, call_id: str, timeout: float) -> Any:
+    """``acall`` bounded by ``timeout`` seconds (to its result, or to a generator's first item)."""
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            return await acall(client, name, method, args, kwargs, stream_logs, call_id, timeout)
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the remote code's own TimeoutError
+        raise _timed_out(client, name, method, call_id, stream_logs, timeout) from None
+
+
+def _timed_out(client: DaemonClient, name: str, method: str, call_id: str, stream_logs: bool,
+               timeout: float, item: bool = False):
+    return client.reply({"service": name, "method": method, "call_id": call_id},
+                        stream_logs).within(timeout, item).expired()
+
+
 async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any], kwargs: dict | None,
-                stream_logs: bool, call_id: str) -> Any:
+                stream_logs: bool, call_id: str, item_timeout: float | None = None) -> Any:
     reply = client.reply({"service": name, "method": method, "call_id": call_id}, stream_logs)
     headers = {wire.CALL_ID_HEADER: call_id}
     if not stream_logs:
@@ -145,7 +167,7 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
             reusable = resp.eof  # read whole (a RESULT, or an ERROR raised): the connection is reusable
         if msg.kind == wire.STREAM:
             owned, writer = writer, None  # the async iterator owns the connection now
-            return _aiterate(client, pool, reader, owned, resp, reply)
+            return _aiterate(client, pool, reader, owned, resp, reply, item_timeout)
         if msg.kind != wire.RESULT:
             raise reply.lost(ValueError(f"a {msg.kind} message before the call's result"))
         return client.value(msg, f"the result of {name}.{method}", reply.context)
@@ -161,10 +183,14 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
                 writer.close()
 
 
-async def _aiterate(client: DaemonClient, pool: _Pool, reader, writer, resp: Response, reply: Reply):
+async def _aiterate(client: DaemonClient, pool: _Pool, reader, writer, resp: Response, reply: Reply,
+                    timeout: float | None = None):
     try:
         while True:
-            msg = await _next(resp, reply)
+            if timeout is None:
+                msg = await _next(resp, reply)
+            else:
+                msg = await _next_within(client, resp, reply, timeout)
             if msg.kind == wire.ITEM:
                 yield wire.loads(msg.frames, "a generator item")
             elif msg.kind == wire.RESULT:
@@ -174,6 +200,21 @@ async def _aiterate(client: DaemonClient, pool: _Pool, reader, writer, resp: Res
             pool.put(reader, writer)
         else:  # closing early: the daemon sees the connection go and stops the remote generator
             writer.close()
+
+
+async def _next_within(client: DaemonClient, resp: Response, reply: Reply, timeout: float) -> wire.Message:
+    """A generator's next item within ``timeout``: else the remote call is cancelled, and
+    CallTimeoutError raised (the iterator then closes its connection)."""
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            return await _next(resp, reply)
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        ctx = reply.context
+        _cancel_in_background(client, ctx["call_id"])
+        raise _timed_out(client, ctx["service"], ctx["method"], ctx["call_id"], reply.stream_logs,
+                         timeout, item=True) from None
 
 
 def _cancel_in_background(client: DaemonClient, call_id: str) -> None:

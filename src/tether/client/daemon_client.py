@@ -30,6 +30,8 @@ from tether.protocol import shm, wire
 #: what ``resolve`` returns: the daemon's current (host, port, token, TLS fingerprint or None), or
 #: None when it is down
 Address = tuple[str, int, str, "str | None"]
+#: how long a timed-out call's cancel may take (the daemon answers it at once, unless it is stuck too)
+CANCEL_TIMEOUT = 5.0
 
 
 class DaemonClient:
@@ -74,14 +76,20 @@ class DaemonClient:
 
     def call(self, name: str, method: str, args: Sequence[Any] = (), kwargs: dict | None = None,
              stream_logs: bool = True, call_id: str | None = None, keep: bool = False,
-             refs: Sequence[str] = ()) -> Any:
+             refs: Sequence[str] = (), timeout: float | None = None) -> Any:
         """Call ``method`` of the remote object ``name``; logs stream to this process's stdout.
 
         A remote generator comes back as a local generator that yields items as they are produced;
         its return value is ``StopIteration.value``. Ctrl-C cancels the remote call.
+
+        ``timeout`` (seconds; None: wait as long as it runs): past it, the remote call is
+        cancelled and ``tether.CallTimeoutError`` raised (``cancelled`` says whether the daemon
+        took the cancel). A generator gets ``timeout`` to start, then for each next item.
         """
         call_id = call_id or new_call_id()
         reply = self.reply({"service": name, "method": method, "call_id": call_id}, stream_logs)
+        if timeout is not None:
+            reply.within(timeout)
         headers = {wire.CALL_ID_HEADER: call_id}
         if keep:
             headers[wire.KEEP_HEADER] = "1"
@@ -93,6 +101,9 @@ class DaemonClient:
                               reply, headers=headers, allow_stream=True)
         except KeyboardInterrupt:
             self.cancel(call_id, quiet=True)
+            raise
+        except errors.CallTimeoutError as exc:
+            self.cancel_timed_out(exc, call_id)
             raise
         finally:
             shm.discard(self.shm, shared)  # what the worker did not take (it failed first)
@@ -130,15 +141,24 @@ class DaemonClient:
         msg = self.stream("GET", path, [], reply, headers=headers)
         return self.value(msg, f"the result of call {call_id}", reply.context)
 
-    def cancel(self, call_id: str, force: bool = False, quiet: bool = False) -> dict[str, Any]:
+    def cancel(self, call_id: str, force: bool = False, quiet: bool = False,
+               timeout: float = 30.0) -> dict[str, Any]:
         """Stop a running call; ``force=True`` also restarts its worker."""
         try:
             return self.request_json("POST", f"/_tether/calls/{call_id}/cancel",
-                                     params={"force": "true" if force else "false"})
+                                     params={"force": "true" if force else "false"}, timeout=timeout)
         except errors.TetherError:
             if quiet:  # best effort while the caller is already being interrupted
                 return {"id": call_id, "cancelled": False}
             raise
+
+    def cancel_timed_out(self, exc: errors.CallTimeoutError, call_id: str) -> None:
+        """Cancel the remote call that ran out of time (``exc`` is ours, not a remote one's);
+        ``exc.cancelled`` says whether the daemon took the cancel."""
+        if exc.fields.get("call_id") != call_id or "cancelled" in exc.fields:
+            return
+        cancelled = bool(self.cancel(call_id, quiet=True, timeout=CANCEL_TIMEOUT).get("cancelled"))
+        exc.fields["cancelled"] = exc.cancelled = cancelled
 
     def deploy(self, meta: dict[str, Any], payload: Sequence[wire.Buffer] = (), stream_logs: bool = True) -> dict:
         parts = wire.encode(wire.CONTROL, [wire.json_frame(meta), *payload])
@@ -160,11 +180,14 @@ class DaemonClient:
         """
         reply = reply or self.reply({})
         conn = self._conn()
-        resp = self._send(conn, verb, path, parts, reply.stream_logs, content_type, headers)
+        timed = reply.deadline is not None
+        if timed:  # only then: a socket timeout costs system calls on every read
+            conn.sock.settimeout(reply.left())
+        resp = self._send(conn, verb, path, parts, reply.stream_logs, content_type, headers, reply)
         try:
             if resp.status != 200:
                 raise reply.http_error(resp.status, self._read_error(resp))
-            msg = self._next(resp, reply)
+            msg = self._next_within(resp, reply, conn) if timed else self._next(resp, reply)
             if msg.kind == wire.RESULT:
                 self._finish(resp)  # consume the end of the stream so the connection is reusable
                 return msg
@@ -178,6 +201,9 @@ class DaemonClient:
             if getattr(self._local, "conn", None) is conn and not resp.ended:
                 self._drop()  # an unread stream cannot be reused
             raise
+        finally:
+            if timed and getattr(self._local, "conn", None) is conn:
+                conn.sock.settimeout(None)  # kept for the next request, which may have no timeout
 
     @staticmethod
     def _next(resp: http11.Response, reply: Reply) -> wire.Message:
@@ -187,6 +213,20 @@ class DaemonClient:
                 msg = resp.read_message()
                 if msg is not None and msg.kind == wire.ERROR:
                     resp.at_end()  # the connection stays reusable
+            msg = reply.take(msg)
+            if msg is not None:
+                return msg
+
+    @staticmethod
+    def _next_within(resp: http11.Response, reply: Reply, conn: http11.Connection) -> wire.Message:
+        """``_next`` for a call with a timeout: the socket may wait only for the time left (a log
+        line does not extend it)."""
+        while True:
+            conn.sock.settimeout(reply.left())
+            with reply.transport():
+                msg = resp.read_message()
+                if msg is not None and msg.kind == wire.ERROR:
+                    resp.at_end()
             msg = reply.take(msg)
             if msg is not None:
                 return msg
@@ -211,9 +251,13 @@ class DaemonClient:
         makes the daemon stop the remote generator."""
         conn, resp = owner
         finished = False
+        timeout = reply.timeout  # each next item gets the whole of it (the consumer's time is its own)
         try:
             while True:
-                msg = self._next(resp, reply)
+                if timeout is None:
+                    msg = self._next(resp, reply)
+                else:
+                    msg = self._next_within(resp, reply.within(timeout, item=True), conn)
                 if msg.kind == wire.ITEM:
                     yield wire.loads(msg.frames, "a generator item")
                 elif msg.kind == wire.RESULT:
@@ -222,25 +266,34 @@ class DaemonClient:
         except KeyboardInterrupt:
             self.cancel(reply.context["call_id"], quiet=True)
             raise
+        except errors.CallTimeoutError as exc:
+            self.cancel_timed_out(exc, reply.context["call_id"])
+            raise
         finally:
             if finished and getattr(self._local, "conn", None) is None:
+                if timeout is not None:
+                    conn.sock.settimeout(None)
                 self._local.conn = conn
             else:
                 conn.close()
 
     async def acall(self, name: str, method: str, args: Sequence[Any] = (), kwargs: dict | None = None,
-                    stream_logs: bool = True, call_id: str | None = None) -> Any:
+                    stream_logs: bool = True, call_id: str | None = None, timeout: float | None = None) -> Any:
         """The async form of ``call``: many can be in flight from one event loop.
 
         A remote generator comes back as an async iterator. Cancelling the awaiting task cancels
-        the remote call.
+        the remote call; so does running out of ``timeout`` (as in ``call``).
         """
-        from tether.client.aio import acall
+        from tether.client import aio
 
-        return await acall(self, name, method, args, kwargs, stream_logs, call_id or new_call_id())
+        if timeout is None:
+            return await aio.acall(self, name, method, args, kwargs, stream_logs, call_id or new_call_id())
+        return await aio.acall_within(self, name, method, args, kwargs, stream_logs,
+                                      call_id or new_call_id(), timeout)
 
     def _send(self, conn: http11.Connection, verb: str, path: str, parts: Sequence[wire.Buffer],
-              stream_logs: bool, content_type: str, headers: dict[str, str] | None) -> http11.Response:
+              stream_logs: bool, content_type: str, headers: dict[str, str] | None,
+              reply: Reply | None = None) -> http11.Response:
         # A user's call is never retried (it may not be idempotent): a keep-alive connection that
         # the daemon closed is detected *before* sending instead, the way urllib3 does.
         length = sum(memoryview(p).nbytes for p in parts)
@@ -253,11 +306,14 @@ class DaemonClient:
             conn.send(b"".join([s.encode("latin-1") for s in head]) + self._fixed_headers + b"\r\n", parts)
         except OSError as exc:
             self._drop()
-            raise self._unreachable(exc) from exc
+            raise (reply is not None and reply.timed_out(exc) or self._unreachable(exc)) from exc
         try:
             return conn.response()
         except TRANSPORT_ERRORS as exc:
             self._drop()
+            timed_out = reply is not None and reply.timed_out(exc)
+            if timed_out:  # the daemon answers once the call's first message comes
+                raise timed_out from exc
             raise errors.ConnectionError(
                 f"lost the connection to cluster {self.cluster!r} ({self.url}) after sending the "
                 f"request, before any answer: {exc}. The call may or may not have run.",

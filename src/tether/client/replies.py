@@ -14,6 +14,11 @@ message comes from.
 closed mid-message becomes ``tether.ConnectionError`` naming the cluster, the call and what to
 check, raised ``from`` the original (as httpx's ``map_httpcore_exceptions`` does). A remote
 exception is raised outside it, so that a remote ``OSError`` is never taken for a lost connection.
+
+A call with a timeout (``Reply.within``) sets its socket's timeout to the time left before each
+read; a read that runs out of it becomes ``tether.CallTimeoutError`` here, not a ConnectionError.
+Only a socket timeout counts (a ``TimeoutError`` without an errno): a TCP connection the kernel
+gave up on (``ETIMEDOUT``) is a lost connection, timeout or not.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import os
 import sys
 import warnings
+from time import monotonic
 from typing import Any
 
 from tether import errors
@@ -37,11 +43,45 @@ class Reply:
     """One request's response, message by message. ``context`` (service, method, call_id) goes
     into every error raised."""
 
-    __slots__ = ("cluster", "url", "context", "stream_logs")
+    __slots__ = ("cluster", "url", "context", "stream_logs", "timeout", "deadline", "waiting")
 
     def __init__(self, cluster: str, url: str, context: dict[str, Any], stream_logs: bool = True) -> None:
         self.cluster, self.url, self.stream_logs = cluster, url, stream_logs
         self.context = {"cluster": cluster, **context}
+        self.timeout = self.deadline = None  # a call's timeout (s), and when it runs out (monotonic)
+
+    def within(self, timeout: float, item: bool = False) -> Reply:
+        """Give the call ``timeout`` seconds from now; ``item``: to yield a generator's next item."""
+        self.timeout, self.deadline = timeout, monotonic() + timeout
+        self.waiting = "yield its next item" if item else "finish"
+        return self
+
+    def left(self) -> float:
+        """Seconds left before the deadline; raises CallTimeoutError once none are."""
+        left = self.deadline - monotonic()
+        if left <= 0:
+            raise self.expired()
+        return left
+
+    def expired(self) -> errors.CallTimeoutError:
+        """The error of a call that outlived its timeout: what, where, and what to do."""
+        ctx = self.context
+        method = ctx.get("method")
+        what = f"{ctx.get('service', '?')}{'' if method in (None, 'call') else '.' + method}"
+        return errors.CallTimeoutError(
+            f"the call to {what} on cluster {self.cluster!r} (call id {ctx.get('call_id')}) did not "
+            f"{self.waiting} within its timeout of {self.timeout:.4g} s; tether asked the cluster to cancel "
+            f"it. If it needs longer, raise the timeout (timeout= or call_timeout= on the call, "
+            f".to(..., timeout=) on the stub, or TETHER_CALL_TIMEOUT). If it should have finished, "
+            f"look for a stuck worker: cluster.status() (or `tether daemon status --cluster "
+            f"{self.cluster}`) names a worker that stopped answering ('unresponsive').",
+            timeout=self.timeout, **ctx)
+
+    def timed_out(self, exc: BaseException) -> errors.CallTimeoutError | None:
+        """``exc`` as a CallTimeoutError when it is this call's socket running out of time."""
+        if self.deadline is not None and isinstance(exc, TimeoutError) and exc.errno is None:
+            return self.expired()
+        return None
 
     def take(self, msg: wire.Message | None) -> wire.Message | None:
         """None for a LOG (printed here); raises for an ERROR or the end of the body; else the
@@ -78,7 +118,7 @@ class Reply:
         if exc is None or isinstance(exc, errors.TetherError):  # ours are OSErrors too: kept
             return False
         if isinstance(exc, TRANSPORT_ERRORS):
-            raise self.lost(exc) from exc
+            raise (self.timed_out(exc) or self.lost(exc)) from exc
         return False
 
     def http_error(self, status: int, body: bytes) -> errors.TetherError:

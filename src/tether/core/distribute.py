@@ -100,7 +100,7 @@ class DistributedFunction:
                     env = Env(reqs=base.reqs, env_vars=env_vars, name=f"{self.fn.name}-rank{rank}",
                               working_dir=base.working_dir, python=base.python, compute={"node_idx": node})
                     ranks.append(self._copy().to(cluster, env=env, name=f"{self.fn.name}-rank{rank}",
-                                                 stream_logs=self.fn.stream_logs))
+                                                 stream_logs=self.fn.stream_logs, timeout=self.fn.timeout))
             self._ranks = ranks
         return self._ranks
 
@@ -147,7 +147,7 @@ class DistributedFunction:
             env = Env(reqs=base.reqs, env_vars={**(base.env_vars or {}), "RAY_ADDRESS": address},
                       name=f"{self.fn.name}-ray", working_dir=base.working_dir, python=base.python)
             self._ray = self._copy().to(cluster, env=env, name=f"{self.fn.name}-ray",
-                                        stream_logs=self.fn.stream_logs)
+                                        stream_logs=self.fn.stream_logs, timeout=self.fn.timeout)
         return self._ray
 
     def shutdown(self) -> None:

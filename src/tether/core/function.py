@@ -17,7 +17,7 @@ from tether.core.cluster import Cluster, resolve_cluster
 from tether.core.images import Env, resolve_env
 from tether.core.packaging import ImportSpec, import_spec
 from tether.core.resources import Resource, load
-from tether.core.stubs import RemoteFunction
+from tether.core.stubs import RemoteFunction, stub_timeout
 from tether.errors import ConfigError
 from tether.plugins import emit
 from tether.protocol import wire
@@ -40,12 +40,16 @@ class Function(Resource):
 
     def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
            name: str | None = None, stream_logs: bool | None = None,
-           max_concurrency: int | None = None) -> RemoteFunction:
+           max_concurrency: int | None = None, timeout: float | None = None) -> RemoteFunction:
         """Deploy onto ``system`` (default: the local cluster) and return the callable service.
 
         Redeploying after an edit of the source starts a fresh worker import of the new code.
         ``max_concurrency=N`` lets at most N calls run at once (1: calls queue and run one by one).
+        ``timeout``: the default timeout of the handle's calls, in seconds (not of this deploy):
+        past it a call is cancelled and raises ``tether.CallTimeoutError``. None: the process
+        default (``TETHER_CALL_TIMEOUT``, else none); ``math.inf``: none. Saved with the handle.
         """
+        timeout = stub_timeout(timeout)  # bad input fails before anything is deployed
         cluster = resolve_cluster(system)
         env_obj = resolve_env(env)
         name = name or self.name
@@ -70,7 +74,7 @@ class Function(Resource):
         interface = cluster.client.deploy(meta, payload, stream_logs=logs)
         emit("tether_on_deploy", {"cluster": cluster.name, "name": name, "kind": "function",
                                   "env": env_obj.env_name, "seconds": time.monotonic() - start})
-        return RemoteFunction(cluster, name, interface, logs, definition=self, env=env_obj)
+        return RemoteFunction(cluster, name, interface, logs, definition=self, env=env_obj, timeout=timeout)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function here (a definition is not deployed: ``.to(cluster)`` first)."""

@@ -16,7 +16,7 @@ from tether.core.cluster import Cluster, resolve_cluster
 from tether.core.images import Env, resolve_env
 from tether.core.packaging import ImportSpec, import_spec
 from tether.core.resources import Resource, load
-from tether.core.stubs import RemoteInstance
+from tether.core.stubs import RemoteInstance, stub_timeout
 from tether.errors import ConfigError
 from tether.plugins import emit
 from tether.protocol import wire
@@ -37,21 +37,24 @@ class Module(Resource):
         self.spec = spec
 
     def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
-           stream_logs: bool = True, max_concurrency: int | None = None) -> RemoteClass:
+           stream_logs: bool = True, max_concurrency: int | None = None,
+           timeout: float | None = None) -> RemoteClass:
         """Check the class imports on ``system`` and return a factory of remote instances.
 
         ``max_concurrency=N`` lets at most N calls run at once on each instance (1: calls queue
-        and run one at a time, Runhouse's "enqueue").
+        and run one at a time, Runhouse's "enqueue"). ``timeout``: the default timeout of the
+        instances' calls in seconds (not of their construction), as ``Function.to``'s.
         """
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigError("max_concurrency must be at least 1")
+        timeout = stub_timeout(timeout)
         cluster = resolve_cluster(system)
         env_obj = resolve_env(env)
         spec = cluster.prepare_deploy(None if self.serialize else self.spec, env_obj)
         meta, payload = self._deploy_meta(env_obj, spec)
         interface = cluster.client.deploy({**meta, "op": "inspect", "kind": "class"}, payload,
                                           stream_logs=stream_logs)
-        return RemoteClass(self, cluster, env_obj, interface, stream_logs, max_concurrency, spec)
+        return RemoteClass(self, cluster, env_obj, interface, stream_logs, max_concurrency, spec, timeout)
 
     def _deploy_meta(self, env: Env, spec: ImportSpec | None = None) -> tuple[dict[str, Any], list]:
         meta: dict[str, Any] = {"env": env.wire_spec()}
@@ -79,11 +82,12 @@ class RemoteClass:
 
     def __init__(self, module: Module, cluster: Cluster, env: Env, interface: dict[str, Any],
                  stream_logs: bool = True, max_concurrency: int | None = None,
-                 spec: ImportSpec | None = None) -> None:
+                 spec: ImportSpec | None = None, timeout: float | None = None) -> None:
         self.module, self.cluster, self.env = module, cluster, env
         self.interface, self.stream_logs = interface, stream_logs
         self.max_concurrency = max_concurrency
         self.spec = spec  # the import spec as the cluster sees it (paths on the node)
+        self.timeout = timeout  # the instances' default call timeout
 
     def __call__(self, *args: Any, name: str | None = None, **kwargs: Any) -> RemoteInstance:
         name = name or f"{self.module.name}-{uuid.uuid4().hex[:8]}"
@@ -96,7 +100,7 @@ class RemoteClass:
         interface = self.cluster.client.deploy(meta, payload, stream_logs=self.stream_logs)
         emit("tether_on_deploy", {"cluster": self.cluster.name, "name": name, "kind": "instance",
                                   "env": self.env.env_name, "seconds": time.monotonic() - start})
-        return RemoteInstance(self.cluster, name, interface, self.stream_logs)
+        return RemoteInstance(self.cluster, name, interface, self.stream_logs, self.timeout)
 
     def __repr__(self) -> str:
         return f"<RemoteClass {self.module.name} on {self.cluster.name!r}>"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tether.core import resources
 from tether.core.images import Env
-from tether.core.invoke import RemoteCallable
+from tether.core.invoke import RemoteCallable, check_timeout, default_timeout
 from tether.core.registry import local
 from tether.core.resources import Resource
 from tether.errors import ConfigError, NotFoundError
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tether.core.distribute import DistributedFunction
     from tether.core.function import Function
 
-_OWN = frozenset({"_t_cluster", "_t_name", "_t_interface", "_t_stream_logs", "_t_methods"})
+_OWN = frozenset({"_t_cluster", "_t_name", "_t_interface", "_t_stream_logs", "_t_methods", "_t_timeout"})
 
 
 class RemoteAttributeError(NotFoundError, AttributeError):
@@ -42,24 +42,31 @@ class RemoteMethod(RemoteCallable):
         inst = self._instance
         flags = object.__getattribute__(inst, "_interface")().get("methods", {}).get(self._method) or {}
         return (object.__getattribute__(inst, "_t_cluster"), object.__getattribute__(inst, "_t_name"),
-                self._method, flags, object.__getattribute__(inst, "_t_stream_logs"))
+                self._method, flags, object.__getattribute__(inst, "_t_stream_logs"),
+                object.__getattribute__(inst, "_t_timeout"))
 
     def __repr__(self) -> str:
         return f"<RemoteMethod {object.__getattribute__(self._instance, '_t_name')}.{self._method}>"
 
 
 class RemoteInstance(Resource):
-    """A live object on a cluster, found by name from any process."""
+    """A live object on a cluster, found by name from any process.
+
+    ``timeout``: the default call timeout of its methods, attribute reads and writes, in seconds
+    (None: the process default, ``TETHER_CALL_TIMEOUT``; ``math.inf``: none); see
+    ``tether.core.invoke``.
+    """
 
     RESOURCE_TYPE = "instance"
 
     def __init__(self, cluster: Cluster, name: str, interface: dict[str, Any] | None = None,
-                 stream_logs: bool = True) -> None:
+                 stream_logs: bool = True, timeout: float | None = None) -> None:
         object.__setattr__(self, "_t_cluster", cluster)
         object.__setattr__(self, "_t_name", name)
         object.__setattr__(self, "_t_interface", interface)
         object.__setattr__(self, "_t_stream_logs", stream_logs)
         object.__setattr__(self, "_t_methods", {})
+        object.__setattr__(self, "_t_timeout", stub_timeout(timeout))
 
     def __getattribute__(self, attr: str) -> Any:
         if not attr.startswith("__") and attr not in _OWN:
@@ -77,7 +84,8 @@ class RemoteInstance(Resource):
             raise AttributeError(attr)
         # a property or an instance attribute of the remote object
         try:
-            return self._t_cluster.client.call(self._t_name, attr, stream_logs=self._t_stream_logs)
+            return self._t_cluster.client.call(self._t_name, attr, stream_logs=self._t_stream_logs,
+                                               timeout=self._attribute_timeout())
         except NotFoundError as exc:  # also an AttributeError: getattr(stub, a, default), hasattr work
             raise RemoteAttributeError(exc.message, **exc.fields) from exc
 
@@ -85,7 +93,14 @@ class RemoteInstance(Resource):
         if attr in _OWN:
             object.__setattr__(self, attr, value)
         else:
-            self._t_cluster.client.call(self._t_name, "__setattr__", (attr, value), stream_logs=self._t_stream_logs)
+            self._t_cluster.client.call(self._t_name, "__setattr__", (attr, value), stream_logs=self._t_stream_logs,
+                                        timeout=self._attribute_timeout())
+
+    def _attribute_timeout(self) -> float | None:
+        timeout = object.__getattribute__(self, "_t_timeout")
+        if timeout is None:
+            return default_timeout()
+        return None if timeout == float("inf") else timeout
 
     def _interface(self) -> dict[str, Any]:
         interface = object.__getattribute__(self, "_t_interface")
@@ -110,7 +125,7 @@ class RemoteInstance(Resource):
 
     def config(self) -> dict[str, Any]:
         return {"type": self.RESOURCE_TYPE, "name": self._t_name, "system": self._t_cluster.config(),
-                "stream_logs": self._t_stream_logs}
+                "stream_logs": self._t_stream_logs, "timeout": self._t_timeout}
 
     def save(self, name: str | None = None) -> RemoteInstance:  # type: ignore[override]
         config = self.config()
@@ -122,7 +137,7 @@ class RemoteInstance(Resource):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RemoteInstance:
         return cls(resources.from_config(config["system"]), config.get("alias") or config["name"],
-                   None, config.get("stream_logs", True))
+                   None, config.get("stream_logs", True), config.get("timeout"))
 
 
 class RemoteValue:
@@ -132,7 +147,7 @@ class RemoteValue:
         self.cluster, self.name = cluster, name
 
     def fetch(self) -> Any:
-        return self.cluster.client.call(self.name, "__value__")
+        return self.cluster.client.call(self.name, "__value__", timeout=default_timeout())
 
     def __repr__(self) -> str:
         return f"<RemoteValue {self.name!r} on {self.cluster.name!r}>"
@@ -144,20 +159,23 @@ class RemoteFunction(Resource, RemoteCallable):
 
     Made by ``Function.to()``, by ``cluster.get(name)``, or loaded by name once saved. It keeps the
     definition it was deployed from, when this process has it, for ``local()``, ``distribute()``
-    and ``to()`` another cluster.
+    and ``to()`` another cluster. ``timeout`` is its calls' default timeout in seconds (None: the
+    process default, ``TETHER_CALL_TIMEOUT``; ``math.inf``: none), saved with it; see
+    ``tether.core.invoke`` for ``timeout=`` on a call.
     """
 
     RESOURCE_TYPE = "function"
 
     def __init__(self, cluster: Cluster, name: str, interface: dict[str, Any] | None = None,
                  stream_logs: bool = True, definition: Function | None = None,
-                 env: Env | None = None) -> None:
+                 env: Env | None = None, timeout: float | None = None) -> None:
         self.system, self.name, self.interface = cluster, name, interface
         self.stream_logs, self.definition, self.env = stream_logs, definition, env
+        self.timeout = stub_timeout(timeout)
 
     def _target(self):
         flags = ((self.interface or {}).get("methods") or {}).get("call") or {}
-        return self.system, self.name, "call", flags, self.stream_logs
+        return self.system, self.name, "call", flags, self.stream_logs, self.timeout
 
     call = RemoteCallable.__call__
 
@@ -168,6 +186,8 @@ class RemoteFunction(Resource, RemoteCallable):
     def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
            name: str | None = None, **options: Any) -> RemoteFunction:
         """Deploy the same function elsewhere (another cluster, env or name)."""
+        if self.timeout is not None:
+            options.setdefault("timeout", self.timeout)
         return self._definition("to()").to(system, env=env if env is not None else self.env,
                                            name=name or self.name, **options)
 
@@ -202,7 +222,7 @@ class RemoteFunction(Resource, RemoteCallable):
         definition = self.definition.config() if self.definition is not None else {}
         return {**definition, "type": self.RESOURCE_TYPE, "name": self.name,
                 "system": self.system.config(), "env": self.env.config() if self.env else None,
-                "stream_logs": self.stream_logs, "interface": self.interface}
+                "stream_logs": self.stream_logs, "interface": self.interface, "timeout": self.timeout}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RemoteFunction:
@@ -211,7 +231,15 @@ class RemoteFunction(Resource, RemoteCallable):
             definition = resources.resource_class("function").from_config({**config, "system": None})
         return cls(resources.from_config(config["system"]), config["name"], config.get("interface"),
                    config.get("stream_logs", True), definition,
-                   Env.from_config(config["env"]) if config.get("env") else None)
+                   Env.from_config(config["env"]) if config.get("env") else None, config.get("timeout"))
+
+
+def stub_timeout(timeout: float | None) -> float | None:
+    """A stub's default timeout: seconds, ``math.inf`` (never, whatever the process default), or
+    None (the process default)."""
+    if timeout is None or timeout == float("inf"):
+        return timeout
+    return check_timeout(timeout, "the stub's timeout")
 
 
 def stub_for(cluster: Cluster, info: dict[str, Any]) -> Any:

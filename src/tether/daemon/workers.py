@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from tether import state
-from tether.daemon import children, sweep
+from tether.daemon import children, liveness, sweep
 from tether.daemon.limits import oom_message
 from tether.errors import LaunchError
 from tether.protocol import wire
 from tether.protocol.streams import MessageParser
 
 log = logging.getLogger("tether.daemon")
+_clock = liveness.clock
 
 _TETHER_PACKAGE = Path(__file__).parents[1]  # src/tether: the worker imports tether.worker
 
@@ -157,6 +158,9 @@ class WorkerProcess:
     _server: asyncio.AbstractServer | None = None
     _death: asyncio.Task | None = None
     died: asyncio.Event = field(default_factory=asyncio.Event)
+    # when the daemon last heard from it (``daemon/liveness.py``), and the watch that pings it
+    heard: float = 0.0
+    watch: Any = None
 
     async def start(self, timeout: float = 60.0) -> None:
         self.spawn()
@@ -221,6 +225,7 @@ class WorkerProcess:
                 f"{describe_exit(self.proc.returncode)['how']}. Last lines of {self.log_path}:\n{tail}"
             )
         self._server.close()
+        self.watch = liveness.Watch(self)
         log.info("worker for env %r started (pid %s)", self.spec.name, self.pid)
 
     def _wait_exit(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -246,6 +251,7 @@ class WorkerProcess:
         return True
 
     def _on_message(self, msg: wire.Message) -> None:
+        self.heard = _clock()
         if not self.alive:
             if msg.kind == wire.HELLO and self._hello is not None and not self._hello.done():
                 self.alive = True
@@ -314,6 +320,8 @@ class WorkerProcess:
             raise RuntimeError("worker is not running")
         call_id = next(self._ids)
         queue: asyncio.Queue = asyncio.Queue()
+        if not self._pending:
+            self.heard = _clock()  # silence counts from when the daemon waits for an answer
         self._pending[call_id] = queue
         parts = wire.encode(kind, frames, call_id, flags)
         if sum(memoryview(p).nbytes for p in parts) <= 1 << 16:
@@ -386,6 +394,6 @@ class WorkerProcess:
 
     def info(self) -> dict[str, Any]:
         return {"env": self.spec.name, "pid": self.pid, "alive": self.alive, "python": self.python,
-                "in_flight": len(self._pending), "log": str(self.log_path)}
+                "in_flight": len(self._pending), "log": str(self.log_path), **liveness.report(self)}
 
 

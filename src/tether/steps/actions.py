@@ -8,7 +8,9 @@
    runs on the rung chosen for it (the cluster is resized, or the service moves to the rung's
    cluster, and is made again there); an out-of-memory failure raises ``tether.OutOfMemoryError``
    saying whether a bigger rung is left (``exhausted``) and which rungs were tried. Any other
-   failure is raised as it is: the providers fail those without a retry.
+   failure is raised as it is: the providers fail those without a retry. A call that outlives its
+   ``timeout`` (or the orchestrator's ``deadline``) is cancelled and raises
+   ``tether.CallTimeoutError``: not an out-of-memory error, so no rung is climbed for it.
 4. ``teardown(name)``.
 
 Providers map these to native mechanisms (Airflow's ``try_number``, Prefect's ``run_count``,
@@ -20,6 +22,7 @@ cluster as it stands, so a retry never stays below the rung after it.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -28,7 +31,8 @@ from tether.client.daemon_client import new_call_id  # noqa: F401 - providers na
 from tether.client.logsink import remote_logs_to
 from tether.core.cluster import cluster as named_cluster
 from tether.core.function import function
-from tether.errors import ConfigError, OutOfMemoryError
+from tether.core.invoke import check_timeout, default_timeout
+from tether.errors import CallTimeoutError, ConfigError, OutOfMemoryError
 from tether.steps import upscale
 from tether.steps.ladder import Ladder, as_ladder
 from tether.steps.services import Service, target_of
@@ -94,17 +98,28 @@ def deploy(target: Any, name: str, cluster: str, *, args: Sequence[Any] = (),
 
 def call(service: str, method: str | None = None, args: Sequence[Any] = (),
          kwargs: dict[str, Any] | None = None, *, ladder: Ladder | Sequence[Any] | None = None,
-         attempt: int = 1, logger: Logger | None = None, call_id: str | None = None) -> Any:
+         attempt: int = 1, logger: Logger | None = None, call_id: str | None = None,
+         timeout: float | None = None, deadline: float | None = None) -> Any:
     """Call ``service`` (its ``method``, or the function) on the rung of ``attempt``.
 
     ``call_id`` names the call so that ``cancel(service, call_id)`` can stop it from elsewhere.
+    ``kwargs`` are the function's own (a ``timeout`` among them reaches it untouched).
+
+    Args:
+        timeout: seconds the remote call may run, from when it is sent (moving the service to its
+            rung first is not counted). None: ``TETHER_CALL_TIMEOUT``, else no timeout.
+        deadline: when the step must be over (``time.monotonic()``), set by a provider from the
+            orchestrator's own task timeout (``native_deadline``): the call gets what is left of
+            it when it is sent, if that is less than ``timeout``.
 
     Raises:
         tether.OutOfMemoryError: the call ran out of memory; ``exhausted`` says whether a bigger
             rung is left, ``next_rung`` is it, ``rungs_tried`` lists the rungs so far.
+        tether.CallTimeoutError: the call outlived its timeout and was cancelled (no rung climbed).
         Exception: any other failure, as the remote code raised it.
     """
     ladder = as_ladder(ladder)
+    timeout = check_timeout(timeout, "timeout")
     svc = Service.load(service)
     if ladder is not None:
         moved = climb(svc.cluster, ladder, attempt, logger, what=f"service {service!r}")
@@ -112,21 +127,58 @@ def call(service: str, method: str | None = None, args: Sequence[Any] = (),
             svc = svc.moved_to(moved)
     what = f"{service}.{method}" if method and method != "call" else service
     with _oom_guard(what, svc.cluster, svc.name, ladder, attempt), _remote_logs(logger):
-        return svc.call(method, args, kwargs, call_id=call_id)
+        left = time_left(timeout, deadline, what, svc.cluster)
+        return svc.call(method, args, kwargs, call_id=call_id, timeout=left)
 
 
 def run_function(fn: Any, cluster: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                  *, ladder: Ladder | Sequence[Any] | None = None, attempt: int = 1,
-                 logger: Logger | None = None, name: str | None = None) -> Any:
+                 logger: Logger | None = None, name: str | None = None,
+                 timeout: float | None = None, deadline: float | None = None) -> Any:
     """Run a function (sent by value: it may live in a DAG file) on ``cluster`` at the rung of
-    ``attempt``, and return its result. Failures as in ``call``."""
+    ``attempt``, and return its result. ``timeout``, ``deadline`` and failures as in ``call``."""
     ladder = as_ladder(ladder)
+    timeout = check_timeout(timeout, "timeout")
     if ladder is not None:
         cluster = climb(cluster, ladder, attempt, logger, what=f"function {fn.__name__!r}")
     name = name or f"task-{fn.__name__}"
     with _oom_guard(fn.__name__, cluster, name, ladder, attempt), _remote_logs(logger):
         remote = function(fn, name=name, serialize=True).to(named_cluster(cluster))
-        return remote(*args, **(kwargs or {}))
+        left = time_left(timeout, deadline, fn.__name__, cluster)
+        return remote(*args, **(kwargs or {}), call_timeout=left)
+
+
+#: how long before an orchestrator's own task timeout tether's call timeout fires, as a share of
+#: it (at most MARGIN_SECONDS): tether's goes first, cancels the remote call and fails cleanly
+MARGIN_SHARE, MARGIN_SECONDS = 0.1, 2.0
+
+
+def native_deadline(seconds: float | None, started: float) -> float | None:
+    """The deadline (``time.monotonic()``) of a step whose orchestrator stops it ``seconds`` after
+    ``started`` (Airflow's ``execution_timeout``, Prefect's ``timeout_seconds``), a little before
+    the orchestrator's own: then tether's timeout fires first, cancels the remote call and raises
+    CallTimeoutError (the orchestrator's would interrupt the wait without cancelling, or let a
+    retry climb the ladder)."""
+    if not seconds or seconds <= 0:
+        return None
+    return started + seconds - min(MARGIN_SECONDS, MARGIN_SHARE * seconds)
+
+
+def time_left(timeout: float | None, deadline: float | None, what: str, cluster: str) -> float | None:
+    """The timeout of a step's call as it is sent: ``timeout`` (else the process default), cut
+    to what is left before ``deadline``."""
+    if timeout is None:
+        timeout = default_timeout()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise CallTimeoutError(
+            f"no time was left to call {what} on cluster {cluster!r}: the step's own timeout (its "
+            "orchestrator's) ran out before the call could start (bringing the cluster up or moving "
+            "to a bigger rung took it). Give the task a longer timeout.", cluster=cluster,
+            service=what, timeout=0.0, cancelled=False)
+    return left if timeout is None else min(timeout, left)
 
 
 @contextlib.contextmanager

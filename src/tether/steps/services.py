@@ -150,16 +150,19 @@ class Service(Resource):
         return moved.save()
 
     def call(self, method: str | None = None, args: Sequence[Any] = (),
-             kwargs: dict[str, Any] | None = None, call_id: str | None = None) -> Any:
+             kwargs: dict[str, Any] | None = None, call_id: str | None = None,
+             timeout: float | None = None) -> Any:
         """Call ``method`` of the instance, or the function (``method`` None or ``"call"``).
 
-        ``call_id`` names the call, so that another thread can cancel it (``cancel``)."""
+        ``call_id`` names the call, so that another thread can cancel it (``cancel``);
+        ``timeout`` (seconds, None: none) cancels it past that and raises CallTimeoutError."""
         if self.kind == "instance" and method in (None, "", "call"):
             raise ConfigError(f"service {self.name!r} is an instance of {self.target}: name the "
                               "method to call", service=self.name)
         self.stub()  # made again first if its cluster lost it
         client = named_cluster(self.cluster).client
-        return client.call(self.name, method or "call", args, dict(kwargs or {}), call_id=call_id)
+        return client.call(self.name, method or "call", args, dict(kwargs or {}), call_id=call_id,
+                           timeout=timeout)
 
     def cancel(self, call_id: str) -> bool:
         """Stop a call started with ``call_id`` (an orchestrator killing its task)."""

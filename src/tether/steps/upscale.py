@@ -8,7 +8,9 @@ below (registered as a plugin, like the local launcher) answers last, so a plugi
   out-of-memory error (``torch.cuda.OutOfMemoryError`` by type name, even when the type cannot be
   imported here, or "CUDA out of memory" in the message);
 - ``"user"``: any other exception of the remote code (not retried on a bigger machine);
-- no answer (None) for tether's own infrastructure errors (connection, launch, cancellation).
+- no answer (None) for tether's own infrastructure errors (connection, launch, cancellation) and
+  for a call that outlived its timeout (``CallTimeoutError``: it says how long the call took, not
+  what it needed; a bigger machine is no answer to a stuck worker or a slow step).
 
 An OOM is raised as :class:`tether.OutOfMemoryError` (``limit`` and ``peak`` in bytes when known),
 whatever it looked like. ``tether.steps.ladder.Ladder`` says which rung to climb to; the built-in
@@ -24,6 +26,7 @@ from typing import Any
 from tether import compute
 from tether.errors import (
     CallCancelledError,
+    CallTimeoutError,
     ConnectionError,
     LaunchError,
     OutOfMemoryError,
@@ -117,7 +120,7 @@ def _type_name(error: BaseException) -> str:
 def tether_classify_failure(error: BaseException, context: dict[str, Any]) -> str | None:
     if is_oom(error):
         return "oom"
-    if isinstance(error, CallCancelledError | ConnectionError | LaunchError):
+    if isinstance(error, CallCancelledError | CallTimeoutError | ConnectionError | LaunchError):
         return None  # tether's own trouble, not the code's: no opinion
     return "user"
 

@@ -82,10 +82,34 @@ def flags(fn: Any) -> dict[str, bool]:
     }
 
 
+def describe(fn: Any, bound: bool = False) -> dict[str, Any]:
+    """A method's entry in the interface: its flags, and the names of its parameters.
+
+    ``params`` lists the parameters a caller may pass by keyword, ``varkw`` says whether it takes
+    ``**kwargs``: the stub decides from them whether ``timeout=`` is the function's own argument
+    or tether's call timeout (``tether.core.invoke``). A signature that cannot be read (some
+    builtins) leaves both out, and the stub then never takes ``timeout=`` for itself. ``bound``:
+    ``fn`` is a function found on a class, called bound (its first parameter is not passed).
+    """
+    described: dict[str, Any] = flags(fn)
+    target = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return described
+    if params and (isinstance(fn, classmethod) or bound and inspect.isfunction(fn)):
+        params = params[1:]  # self / cls
+    described["params"] = [p.name for p in params
+                           if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    described["varkw"] = any(p.kind == p.VAR_KEYWORD for p in params)
+    return described
+
+
 def interface(kind: str, obj: Any) -> dict[str, Any]:
-    """What the caller's stub needs to know: methods (with async/generator flags) and properties."""
+    """What the caller's stub needs to know: methods (with async/generator flags and parameter
+    names, ``describe``) and properties."""
     if kind == "function":
-        return {"kind": kind, "type": qualname(obj), "methods": {"call": flags(obj)}, "properties": []}
+        return {"kind": kind, "type": qualname(obj), "methods": {"call": describe(obj)}, "properties": []}
     if kind == "value":
         return {"kind": kind, "type": qualname(type(obj)), "methods": {}, "properties": []}
     cls = obj if isinstance(obj, type) else type(obj)
@@ -97,10 +121,12 @@ def interface(kind: str, obj: Any) -> dict[str, Any]:
             attr = inspect.getattr_static(cls, name)
         except AttributeError:
             continue
-        if isinstance(attr, property) or hasattr(attr, "__set__") or hasattr(attr, "__get__") and not callable(attr):
+        if isinstance(attr, (staticmethod, classmethod)):  # a classmethod is no callable: not a property
+            methods[name] = describe(attr, bound=True)
+        elif isinstance(attr, property) or hasattr(attr, "__set__") or hasattr(attr, "__get__") and not callable(attr):
             properties.append(name)
-        elif callable(attr) or isinstance(attr, (staticmethod, classmethod)):
-            methods[name] = flags(attr)
+        elif callable(attr):
+            methods[name] = describe(attr, bound=True)
     return {"kind": kind, "type": qualname(cls), "methods": methods, "properties": properties}
 
 

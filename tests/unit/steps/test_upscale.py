@@ -48,7 +48,9 @@ def test_other_failures_are_the_users(error):
 
 
 @pytest.mark.parametrize("error", [rh.ConnectionError("down"), rh.LaunchError("no daemon"),
-                                   rh.CallCancelledError("cancelled")], ids=["connection", "launch", "cancelled"])
+                                   rh.CallCancelledError("cancelled"), rh.CallTimeoutError("too slow", timeout=5),
+                                   _raised_from(rh.CallTimeoutError("too slow"), TimeoutError("timed out"))],
+                         ids=["connection", "launch", "cancelled", "call-timeout", "call-timeout-from-socket"])
 def test_tethers_own_trouble_has_no_classification(error):
     assert upscale.classify(error, {}) is None
 

@@ -3,27 +3,26 @@
 On-prem machines (and the test hosts) often have no package index, so the node installs with
 ``pip install --no-index`` from what the caller sends:
 
-* tether's own wheel: built from the source tree when tether runs from one (editable install),
-  cached by version + a hash of the sources; else repacked from the installed distribution;
+* tether's own wheel (``own_wheel``): repacked from the installed distribution; or, when tether
+  runs from a source tree, built from it (with this environment's setuptools when it is new
+  enough, else from the editable install's files, else with build isolation), cached by version +
+  a hash of the sources;
 * its runtime dependencies at the **versions installed here** (cloudpickle must match on both
   sides), walked from tether's metadata with the markers evaluated for the node's Python;
 * pip itself (the node's venv is made ``--without-pip``: Debian's python3 lacks ensurepip).
 
 Each wheel comes from the first place that has one fitting the node's tags: the cache
-(``$TETHER_HOME/wheels/``), this environment's installed distribution repacked as a wheel (no
-network at all when the node's Python minor and platform match ours), or ``pip download
+(``$TETHER_HOME/wheels/``), this environment's installed distribution repacked as a wheel
+(``distwheels``; no network at all when the node's Python minor and platform match ours), or ``pip download
 --only-binary=:all:`` for the node's Python version and platform. When none fits, the error names
 the node and says what to do (``install_from="index"``, or a matching Python on the node).
 """
 
 from __future__ import annotations
 
-import base64
-import csv
 import functools
 import hashlib
 import importlib.metadata as md
-import io
 import json
 import os
 import re
@@ -32,17 +31,19 @@ import subprocess
 import sys
 import tempfile
 import threading
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tether._version import __version__
 from tether.errors import LaunchError
+from tether.launchers.ssh import own_wheel
+from tether.launchers.ssh.distwheels import editable_root, wheel_tags
+from tether.launchers.ssh.distwheels import repack as _repack
+from tether.launchers.ssh.own_wheel import source_hash, source_tree
 from tether.state import locked, tether_home
 
 MIN_PYTHON = (3, 11)  # tether's requires-python
-_SKIP_IN_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 
 @dataclass(frozen=True)
@@ -115,78 +116,12 @@ class NodePython:
         return env
 
 
-# -- tether's own code -------------------------------------------------------------------------------
-
-
-def _package_dir() -> Path:
-    import tether
-
-    return Path(tether.__file__).resolve().parent
-
-
-def source_tree() -> Path | None:
-    """The source checkout this process imports tether from (editable install), or None."""
-    pkg = _package_dir()
-    root = pkg.parent.parent if pkg.parent.name == "src" else pkg.parent
-    try:
-        pyproject = (root / "pyproject.toml").read_text()
-    except OSError:
-        return None
-    return root if re.search(r'^name\s*=\s*"tether"', pyproject, re.M) else None
-
-
-@functools.lru_cache(maxsize=1)
-def source_hash() -> str:
-    """A hash of the tether code this process runs: equal hashes mean the same code on a node."""
-    digest = hashlib.sha256(__version__.encode())
-    root = source_tree()
-    pkg = _package_dir()
-    files = sorted(p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    if root is not None:
-        files.append(root / "pyproject.toml")
-    for path in files:
-        digest.update(os.path.relpath(path, pkg.parent).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+# -- tether's own code (``own_wheel``) -------------------------------------------------------------
 
 
 def tether_wheel() -> Path:
-    """tether's wheel for exactly this code (built once per version + source hash)."""
-    cache = wheels_dir() / "tether" / f"{__version__}-{source_hash()}"
-    found = sorted(cache.glob("tether-*.whl"))
-    if found:
-        return found[0]
-    root = source_tree()
-    if root is None:  # an installed tether: its files are the wheel's files
-        dist = md.distribution("tether")
-        wheel = _repack(dist, cache)
-        if wheel is None:
-            raise LaunchError("cannot make a wheel of the installed tether (it has no RECORD)")
-        return wheel
-    with tempfile.TemporaryDirectory(prefix="tether-build-") as tmp:
-        # A copy, so the build leaves no build/ or egg-info in the checkout and races nothing.
-        for name in ("pyproject.toml", "README.md", "LICENSE"):
-            if (root / name).exists():
-                shutil.copy2(root / name, Path(tmp) / name)
-        shutil.copytree(_package_dir(), Path(tmp, "src", "tether"),
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        out = Path(tmp, "dist")
-        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check",
-               "--quiet", "-w", str(out), tmp]
-        try:
-            import setuptools  # noqa: F401 - present: build offline, without an isolated env
-        except ImportError:
-            pass
-        else:
-            cmd.insert(4, "--no-build-isolation")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            raise LaunchError(f"building tether's wheel from {root} failed:\n{proc.stdout}{proc.stderr}")
-        built = next(out.glob("tether-*.whl"))
-        cache.mkdir(parents=True, exist_ok=True)
-        target = cache / built.name
-        shutil.copy2(built, target.with_suffix(".tmp"))
-        os.replace(target.with_suffix(".tmp"), target)
-        return target
+    """tether's wheel for exactly this code (``tether.launchers.ssh.own_wheel``)."""
+    return own_wheel.tether_wheel(wheels_dir())
 
 
 # -- dependencies -----------------------------------------------------------------------------------
@@ -307,80 +242,10 @@ def _installed(name: str) -> bool:
 
 def _repack_installed(name: str, node: NodePython, folder: Path) -> Path | None:
     dist = md.distribution(name)
-    tags = _wheel_tags(dist)
-    if not tags or not tags & node.tags or _editable(dist):
+    tags = wheel_tags(dist)
+    if not tags or not tags & node.tags or editable_root(dist) is not None:
         return None
     return _repack(dist, folder)
-
-
-def _wheel_tags(dist: md.Distribution) -> frozenset:
-    from packaging.tags import parse_tag
-
-    text = dist.read_text("WHEEL") or ""
-    found: set = set()
-    for line in text.splitlines():
-        if line.startswith("Tag:"):
-            found |= parse_tag(line.split(":", 1)[1].strip())
-    return frozenset(found)
-
-
-def _editable(dist: md.Distribution) -> bool:
-    try:
-        info = json.loads(dist.read_text("direct_url.json") or "{}")
-    except ValueError:
-        return False
-    return bool(info.get("dir_info", {}).get("editable"))
-
-
-def _repack(dist: md.Distribution, folder: Path) -> Path | None:
-    """An installed distribution back into a wheel: its files under site-packages and its
-    metadata, with a fresh RECORD. Scripts and data files outside site-packages are left out
-    (the node runs tether as ``python -m``)."""
-    if not dist.files:
-        return None
-    tags = sorted(_wheel_tags(dist), key=str)
-    if not tags:
-        return None
-    interpreters = ".".join(sorted({t.interpreter for t in tags}))
-    abis = ".".join(sorted({t.abi for t in tags}))
-    platforms = ".".join(sorted({t.platform for t in tags}))
-    name = re.sub(r"[-_.]+", "_", dist.metadata["Name"])
-    version = dist.version
-    filename = f"{name}-{version}-{interpreters}-{abis}-{platforms}.whl"
-    target = folder / filename
-    if target.exists():
-        return target
-    record_rows = []
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    info_dir = None
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for entry in dist.files:
-            parts = entry.parts
-            if ".." in parts or "__pycache__" in parts or entry.suffix == ".pyc":
-                continue
-            if parts[0].endswith(".dist-info"):
-                info_dir = parts[0]
-                if len(parts) == 2 and parts[1] in _SKIP_IN_DIST_INFO:
-                    continue
-            path = Path(dist.locate_file(entry))
-            if not path.is_file():
-                continue
-            data = path.read_bytes()
-            arcname = "/".join(parts)
-            zf.writestr(zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0)), data,
-                        compress_type=zipfile.ZIP_DEFLATED)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record_rows.append((arcname, f"sha256={digest}", str(len(data))))
-        if info_dir is None:
-            tmp.unlink()
-            return None
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerows(record_rows)
-        writer.writerow((f"{info_dir}/RECORD", "", ""))
-        zf.writestr(f"{info_dir}/RECORD", out.getvalue())
-    os.replace(tmp, target)
-    return target
 
 
 def _pip_download(node: NodePython, folder: Path) -> list[str]:

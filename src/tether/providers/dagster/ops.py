@@ -11,18 +11,26 @@ from tether.providers.dagster.resources import TetherServiceResource
 
 
 def call(context: Any, service: TetherServiceResource | str, method: str | None = None, *args: Any,
-         ladder: list[Any] | None = None, cluster: Any = None, **kwargs: Any) -> Any:
+         ladder: list[Any] | None = None, cluster: Any = None, call_timeout: float | None = None,
+         **kwargs: Any) -> Any:
     """Call ``service``'s ``method`` (or the function) on the rung of this try (``retry_number``).
 
     ``cluster``: the ``TetherClusterResource``, told about failures (``teardown="on_failure"``).
+    ``call_timeout``: seconds the call may run, else the service resource's ``timeout``, else
+    ``TETHER_CALL_TIMEOUT``; past it the remote call is cancelled and the step fails
+    (``Failure`` from ``tether.CallTimeoutError``, no retry). ``kwargs`` go to the function (a
+    ``timeout`` among them is its own).
     """
     from tether.errors import OutOfMemoryError
     from tether.steps import actions
 
     name = service.service_name if isinstance(service, TetherServiceResource) else service
+    if call_timeout is None and isinstance(service, TetherServiceResource):
+        call_timeout = service.timeout
     attempt = getattr(context, "retry_number", 0) + 1
     try:
-        return actions.call(name, method, args, kwargs, ladder=ladder, attempt=attempt, logger=context.log)
+        return actions.call(name, method, args, kwargs, ladder=ladder, attempt=attempt, logger=context.log,
+                            timeout=call_timeout)
     except OutOfMemoryError as exc:
         if not exc.fields.get("exhausted", True) and ladder:
             context.log.warning(f"try {attempt}: {exc}")  # says why, and the rung of the retry

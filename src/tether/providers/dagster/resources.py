@@ -63,7 +63,12 @@ class TetherClusterResource(ConfigurableResource):
 
 class TetherServiceResource(ConfigurableResource):
     """A function or class deployed on a cluster under a name: deployed when a run starts, or
-    reattached by name if the cluster already has it."""
+    reattached by name if the cluster already has it.
+
+    ``timeout`` (Dagster ops have no timeout of their own): seconds each call of the service may
+    run; past it the remote call is cancelled, and ``tether.providers.dagster.call`` fails the step
+    with ``tether.CallTimeoutError`` (``Failure``, no retry: not an out-of-memory error).
+    """
 
     service_name: str = Field(description="The service's name on the cluster.")
     cluster: TetherClusterResource = Field(description="The cluster it is deployed on (set up first).")
@@ -71,6 +76,9 @@ class TetherServiceResource(ConfigurableResource):
                                     "(or the function or class itself, in Python).")
     init_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the class.")
     redeploy: bool = Field(default=False, description="Deploy afresh even if the cluster has it already.")
+    timeout: float | None = Field(
+        default=None, gt=0, description="Seconds each call may run before it is cancelled (tether's "
+                                        "CallTimeoutError); None: TETHER_CALL_TIMEOUT, else no timeout.")
 
     @field_validator("target", mode="before")
     @classmethod

@@ -77,8 +77,13 @@ class TetherService(Block):
         return actions.deploy(self.target, self.service_name, self.cluster_name, args=self.init_args,
                             kwargs=self.init_kwargs, logger=logger).name
 
-    def call(self, method: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        """Call a method of the instance (or the function, with ``method=None``)."""
+    def call(self, method: str | None = None, *args: Any, call_timeout: float | None = None,
+             **kwargs: Any) -> Any:
+        """Call a method of the instance (or the function, with ``method=None``).
+
+        ``call_timeout``: seconds the call may run (None: ``TETHER_CALL_TIMEOUT``, else none); past
+        it the remote call is cancelled and ``tether.CallTimeoutError`` raised. ``kwargs`` are the
+        function's (a ``timeout`` among them is its own)."""
         from tether.steps import actions
 
-        return actions.call(self.service_name, method, args, kwargs)
+        return actions.call(self.service_name, method, args, kwargs, timeout=call_timeout)

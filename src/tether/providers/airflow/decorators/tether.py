@@ -6,11 +6,14 @@
 
 The function is sent by value (cloudpickle), so it may live in the DAG file. Failures as in
 ``TetherCallOperator``: an OOM retries on the next rung (from ``try_number``), anything else fails
-without a retry. Context arguments (``ti``, ...) are not passed: the function runs elsewhere.
+without a retry. Context arguments (``ti``, ...) are not passed: the function runs elsewhere. The
+timeout is the task's ``execution_timeout`` as in ``TetherCallOperator`` (a little before it, the
+remote call is cancelled: ``tether.CallTimeoutError``), else ``TETHER_CALL_TIMEOUT`` if set.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
@@ -18,7 +21,12 @@ from typing import Any
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
 from tether.providers.airflow.hooks.tether import TetherHook
-from tether.providers.airflow.operators.tether import _rungs, ladder_retries, run_step
+from tether.providers.airflow.operators.tether import (
+    _rungs,
+    ladder_retries,
+    run_step,
+    step_deadline,
+)
 
 
 class _TetherDecoratedOperator(DecoratedOperator):
@@ -40,12 +48,13 @@ class _TetherDecoratedOperator(DecoratedOperator):
         from tether.steps import actions
 
         attempt = context["ti"].try_number
+        deadline = step_deadline(self, time.monotonic())
 
         def run() -> Any:
             with self.hook.activated():
                 return actions.run_function(self.python_callable, self.cluster, self.op_args,
                                           self.op_kwargs, ladder=self.ladder, attempt=attempt,
-                                          logger=self.log,
+                                          logger=self.log, deadline=deadline,
                                           name=f"task-{self.dag_id}-{self.task_id}".replace("_", "-"))
 
         return self._handle_output(run_step(self, context, run))

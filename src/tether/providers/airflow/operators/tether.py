@@ -17,10 +17,19 @@ retries an out-of-memory failure on the next rung, chosen from the task's ``try_
 ``retries`` default to one per rung above the first, with no delay: a bigger machine needs no
 wait); any other failure fails the task at once, without a retry (``AirflowFailException``). The
 remote output of a call goes live into the task log.
+
+Timeouts are Airflow's own: with ``execution_timeout`` set on a call task, tether gives the remote
+call what is left of it when the call is sent, less a small margin (10%, at most 2 s), so that
+tether's timeout fires first: the remote call is cancelled, and the task fails with
+``tether.CallTimeoutError`` without a retry (a timeout is not an out-of-memory error: no bigger
+rung). Without ``execution_timeout``, tether's process default applies (``TETHER_CALL_TIMEOUT``
+seconds; unset: none). Should Airflow's own timeout fire first (bringing the cluster up took the
+time), ``on_kill`` cancels the remote call.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -37,6 +46,15 @@ def ladder_retries(kwargs: dict[str, Any], ladder: Any) -> None:
     if ladder:
         kwargs.setdefault("retries", len(ladder) - 1)
         kwargs.setdefault("retry_delay", timedelta(0))
+
+
+def step_deadline(task: BaseOperator, started: float) -> float | None:
+    """When tether's timeout of the task's call fires: a little before ``execution_timeout``
+    (``tether.steps.actions.native_deadline``); None without one."""
+    from tether.steps import actions
+
+    limit = task.execution_timeout
+    return actions.native_deadline(limit.total_seconds() if limit else None, started)
 
 
 def run_step(task: BaseOperator, context: Any, action):
@@ -145,8 +163,12 @@ class TetherCallOperator(_TetherOperator):
     :param service_name: the service (templated).
     :param method: the method of an instance; None for a function (templated).
     :param op_args: positional arguments (templated).
-    :param op_kwargs: keyword arguments (templated).
+    :param op_kwargs: keyword arguments (templated); a ``timeout`` among them is the function's own.
     :param ladder: a ``tether.Ladder`` or its rungs: an OOM retries on the next rung.
+
+    The call's timeout is the task's ``execution_timeout`` (a little before it: the remote call is
+    cancelled and the task fails with ``tether.CallTimeoutError``, no retry); without one,
+    ``TETHER_CALL_TIMEOUT`` seconds if set.
     """
 
     template_fields: Sequence[str] = ("service_name", "method", "op_args", "op_kwargs")
@@ -169,12 +191,13 @@ class TetherCallOperator(_TetherOperator):
 
         attempt = context["ti"].try_number
         self._call_id = actions.new_call_id()
+        deadline = step_deadline(self, time.monotonic())
 
         def call() -> Any:
             with self.hook.activated():
                 return actions.call(self.service_name, self.method, self.op_args, self.op_kwargs,
                                   ladder=self.ladder, attempt=attempt, logger=self.log,
-                                  call_id=self._call_id)
+                                  call_id=self._call_id, deadline=deadline)
 
         return run_step(self, context, call)
 

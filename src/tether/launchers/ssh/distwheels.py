@@ -1,0 +1,128 @@
+"""Installed distributions back into wheels, for nodes that install with ``pip --no-index``.
+
+``repack(dist)``: the files an installed distribution put under site-packages, and its metadata,
+with a fresh RECORD (scripts and data files outside site-packages are left out: nodes run
+``python -m``). ``repack_editable(dist, package)``: the same for an editable install, whose
+installed files are the source tree itself: the package folder, and the metadata pip wrote when
+it installed it.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import importlib.metadata as md
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+_SKIP_IN_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+
+
+def wheel_tags(dist: md.Distribution) -> frozenset:
+    """The tags of the wheel ``dist`` was installed from (its WHEEL file)."""
+    from packaging.tags import parse_tag
+
+    text = dist.read_text("WHEEL") or ""
+    found: set = set()
+    for line in text.splitlines():
+        if line.startswith("Tag:"):
+            found |= parse_tag(line.split(":", 1)[1].strip())
+    return frozenset(found)
+
+
+def editable_root(dist: md.Distribution) -> Path | None:
+    """The folder an editable install points at (its ``direct_url.json``), else None."""
+    try:
+        info = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return None
+    url = info.get("url", "")
+    if not info.get("dir_info", {}).get("editable") or not url.startswith("file://"):
+        return None
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(url).path))
+
+
+def _wheel_name(dist: md.Distribution) -> str | None:
+    tags = sorted(wheel_tags(dist), key=str)
+    if not tags:
+        return None
+    interpreters = ".".join(sorted({t.interpreter for t in tags}))
+    abis = ".".join(sorted({t.abi for t in tags}))
+    platforms = ".".join(sorted({t.platform for t in tags}))
+    name = re.sub(r"[-_.]+", "_", dist.metadata["Name"])
+    return f"{name}-{dist.version}-{interpreters}-{abis}-{platforms}.whl"
+
+
+def _metadata_files(dist: md.Distribution) -> Iterable[tuple[str, Path]]:
+    for entry in dist.files or ():
+        parts = entry.parts
+        if parts and parts[0].endswith(".dist-info") and ".." not in parts:
+            if len(parts) == 2 and parts[1] in _SKIP_IN_DIST_INFO:
+                continue
+            yield "/".join(parts), Path(dist.locate_file(entry))
+
+
+def repack(dist: md.Distribution, folder: Path) -> Path | None:
+    """An installed distribution back into a wheel in ``folder`` (None: it cannot be: no RECORD,
+    no WHEEL tags)."""
+    if not dist.files:
+        return None
+    filename = _wheel_name(dist)
+    if filename is None:
+        return None
+    files: list[tuple[str, Path]] = []
+    for entry in dist.files:
+        parts = entry.parts
+        if ".." in parts or "__pycache__" in parts or entry.suffix == ".pyc" or parts[0].endswith(".dist-info"):
+            continue
+        files.append(("/".join(parts), Path(dist.locate_file(entry))))
+    return _write(folder / filename, files, list(_metadata_files(dist)))
+
+
+def repack_editable(dist: md.Distribution, package: Path, folder: Path) -> Path | None:
+    """A wheel of an editable install: the files of ``package`` (a folder of the source tree the
+    install points at) and the metadata the install wrote. None when it has no metadata."""
+    filename = _wheel_name(dist)
+    if filename is None:
+        return None
+    files = [(f"{package.name}/{path.relative_to(package).as_posix()}", path)
+             for path in sorted(package.rglob("*"))
+             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"]
+    return _write(folder / filename, files, list(_metadata_files(dist)))
+
+
+def _write(target: Path, files: list[tuple[str, Path]], metadata: list[tuple[str, Path]]) -> Path | None:
+    """A wheel of ``files`` and ``metadata`` (arcname, path) with its RECORD, written whole."""
+    if target.exists():
+        return target
+    info_dirs = {arcname.split("/", 1)[0] for arcname, _ in metadata}
+    if len(info_dirs) != 1:
+        return None
+    info_dir = info_dirs.pop()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    record_rows = []
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for arcname, path in [*files, *metadata]:
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            zf.writestr(zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0)), data,
+                        compress_type=zipfile.ZIP_DEFLATED)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record_rows.append((arcname, f"sha256={digest}", str(len(data))))
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerows(record_rows)
+        writer.writerow((f"{info_dir}/RECORD", "", ""))
+        zf.writestr(f"{info_dir}/RECORD", out.getvalue())
+    os.replace(tmp, target)
+    return target
