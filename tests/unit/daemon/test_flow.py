@@ -92,7 +92,7 @@ def test_queued_lines_of_one_stream_go_out_as_one_message():
 def test_a_forwarded_answer_is_bounded_by_bytes_not_dropped():
     async def main():
         queue = ForwardQueue(limit=64 * 1024)
-        for i in range(100):
+        for _ in range(100):
             queue.put_nowait(wire.Message(wire.ITEM, 1, [memoryview(bytes(4096))]))
         assert queue.held > queue.limit
         waiter = asyncio.ensure_future(queue.room())
