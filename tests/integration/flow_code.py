@@ -71,3 +71,13 @@ async def aitems_marked(n: int, size: int, marker: str):
             await asyncio.sleep(0)
     finally:
         pathlib.Path(marker + ".closed").write_text("closed")
+
+
+def slow_zeros(n: int, seconds: float):
+    """A big result that comes after a while (its caller may be gone by then)."""
+    import time
+
+    import numpy as np
+
+    time.sleep(seconds)
+    return np.zeros(n, dtype=np.uint8)

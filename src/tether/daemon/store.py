@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -353,8 +352,7 @@ def _prepare_shm(state_dir: Path) -> tuple[Path | None, str]:
     shutil.rmtree(folder, ignore_errors=True)
     try:
         folder.mkdir(mode=0o700)
-        probe = secrets.token_hex(16)
-        (folder / "probe").write_text(probe)
+        probe = shm.write_daemon_probe(folder)
     except OSError as exc:
         log.warning("no shared memory for big arguments (%s): they go through the socket", exc)
         return None, ""
