@@ -26,15 +26,14 @@ write to the caller instead of one per line): a backlog drains faster than it fo
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from tether.protocol import wire
 
 #: bytes of printed output one call may queue before the rest is dropped (counted)
-OUTPUT_BUFFER = int(os.environ.get("TETHER_OUTPUT_BUFFER", str(4 << 20)))
+OUTPUT_BUFFER = wire.size_knob("TETHER_OUTPUT_BUFFER", 4 << 20)
 #: bytes a head daemon holds of one forwarded call's answer before it stops reading the node
-FORWARD_BUFFER = int(os.environ.get("TETHER_FORWARD_BUFFER", str(8 << 20)))
+FORWARD_BUFFER = wire.size_knob("TETHER_FORWARD_BUFFER", 8 << 20)
 _JOIN = 1 << 16  # queued LOGs are joined up to this many bytes
 _NL = 10  # b"\n"[0]
 

@@ -148,6 +148,22 @@ def flow_cost(frames: Sequence[Buffer]) -> int:
     return cost
 
 
+def size_knob(name: str, default: int) -> int:
+    """A size in bytes from the environment variable ``name`` (a flow-control bound)."""
+    import os
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name} must be a number of bytes (0 or more), not {raw!r}")
+    return value
+
+
 def credit_frames(amount: int) -> list[Buffer]:
     return [_CREDIT.pack(amount)]
 

@@ -14,12 +14,13 @@ Standard library only (imported by worker processes).
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
+from tether.protocol import wire
+
 #: bytes (as ``wire.flow_cost`` counts them) a generator may send ahead of its caller
-WINDOW = int(os.environ.get("TETHER_STREAM_WINDOW", str(8 << 20)))
+WINDOW = wire.size_knob("TETHER_STREAM_WINDOW", 8 << 20)
 
 
 class Window:

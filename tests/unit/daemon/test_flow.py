@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tether.daemon.flow import CallQueue, ForwardQueue
 from tether.protocol import wire
 
@@ -115,3 +117,11 @@ def test_a_message_costs_its_bytes_and_what_holding_it_costs():
     frames = wire.dumps(bytes(1000))
     assert wire.flow_cost(frames) == (wire.MESSAGE_OVERHEAD + wire.HEADER_SIZE + 8 * len(frames)
                                       + sum(memoryview(f).nbytes for f in frames))
+
+
+def test_a_bad_bound_in_the_environment_is_named(monkeypatch):
+    monkeypatch.setenv("TETHER_OUTPUT_BUFFER", "4MB")
+    with pytest.raises(ValueError, match="TETHER_OUTPUT_BUFFER must be a number of bytes"):
+        wire.size_knob("TETHER_OUTPUT_BUFFER", 1)
+    monkeypatch.setenv("TETHER_OUTPUT_BUFFER", "123")
+    assert wire.size_knob("TETHER_OUTPUT_BUFFER", 1) == 123
