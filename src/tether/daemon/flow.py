@@ -72,7 +72,6 @@ class CallQueue(asyncio.Queue):
     # Defaults as class attributes: a queue is made per call, and most calls change none of them.
     output_limit = OUTPUT_BUFFER
     output = 0  # cost of the LOGs queued
-    dropped = 0  # LOG messages dropped, over the call's life
     _gap: _Gap | None = None  # while dropping: the gap at the queue's tail
     _open: list[bool] | None = None  # the call's stdout, stderr: in the middle of a line
     _batch = 0  # CREDIT is sent in batches of this (0: no window announced)
@@ -146,7 +145,6 @@ class CallQueue(asyncio.Queue):
         if gap is not None:
             if output and not (starts_line and output <= self.output_limit // 2):
                 gap.add(text, starts_line)
-                self.dropped += 1
                 return
             self._gap = None  # caught up: output flows again, after the gap's line
         elif output and output + cost > self.output_limit:
@@ -159,7 +157,6 @@ class CallQueue(asyncio.Queue):
             gap = self._gap = _Gap(msg.call_id, where)
             self._queue.append(gap)  # the caller learns of the gap where it is
             gap.add(text, starts_line)
-            self.dropped += 1
             return
         self.output += cost
         self._queue.append(msg)
