@@ -233,8 +233,19 @@ def size_of(msg: wire.Message) -> int:
 # ---------------------------------------------------------------------------------------------
 # Links handed to callers (the daemon's side)
 
-#: seconds a caller has to map the result files handed to it before the daemon removes them
-HANDOUT_TTL = float(os.environ.get("TETHER_SHM_HANDOUT_TTL", "60"))
+def handout_ttl() -> float:
+    """Seconds a caller has to map the result files handed to it before the daemon removes them
+    (``TETHER_SHM_HANDOUT_TTL``, default 60; read by the daemon)."""
+    raw = os.environ.get("TETHER_SHM_HANDOUT_TTL", "").strip()
+    if not raw:
+        return 60.0
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = -1.0
+    if not ttl > 0:
+        raise ValueError(f"TETHER_SHM_HANDOUT_TTL must be a number of seconds above 0, not {raw!r}")
+    return ttl
 
 
 class Handouts:
@@ -245,8 +256,8 @@ class Handouts:
     A thread of its own sleeps until the oldest deadline: no event loop needed, and a sweep is a
     few ``unlink`` calls."""
 
-    def __init__(self, folder: Path | str, ttl: float = HANDOUT_TTL) -> None:
-        self.folder, self.ttl = str(folder), ttl
+    def __init__(self, folder: Path | str, ttl: float | None = None) -> None:
+        self.folder, self.ttl = str(folder), handout_ttl() if ttl is None else ttl
         self.swept = self.swept_bytes = 0  # links nobody took, removed here
         self._made: deque[tuple[float, list[str], int]] = deque()  # (deadline, names, bytes)
         self._cond = threading.Condition(threading.Lock())
@@ -287,6 +298,8 @@ class Handouts:
         return removed
 
     def info(self) -> dict[str, float | int]:
+        """``handed_out``: links made in the last ``ttl`` seconds (taken or not yet); ``swept``:
+        links nobody took, removed; ``swept_bytes``: what they held."""
         with self._cond:
             waiting = sum(len(names) for _, names, _ in self._made)
         return {"handed_out": waiting, "swept": self.swept, "swept_bytes": self.swept_bytes,

@@ -156,3 +156,11 @@ def test_the_folder_can_live_elsewhere(monkeypatch, tmp_path):
     assert shm.folder_for(tmp_path / "state").parent == tmp_path
     monkeypatch.setenv("TETHER_SHM_ROOT", str(tmp_path / "missing"))
     assert shm.folder_for(tmp_path / "state") is None
+
+
+def test_a_bad_handout_ttl_is_named(monkeypatch):
+    monkeypatch.setenv("TETHER_SHM_HANDOUT_TTL", "soon")
+    with pytest.raises(ValueError, match="TETHER_SHM_HANDOUT_TTL must be a number of seconds"):
+        shm.handout_ttl()
+    monkeypatch.setenv("TETHER_SHM_HANDOUT_TTL", "2.5")
+    assert shm.handout_ttl() == 2.5
