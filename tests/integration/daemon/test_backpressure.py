@@ -89,9 +89,11 @@ def test_a_generator_waiting_for_its_caller_stops_when_the_caller_goes(cluster, 
     next(got)
 
     def waiting() -> bool:  # the generator stopped making items: it waits for credit
-        first = int(open(marker).read())
-        time.sleep(0.5)
-        return int(open(marker).read()) == first
+        seen = set()
+        for _ in range(4):
+            seen.add(int(open(marker).read()))
+            time.sleep(0.3)
+        return len(seen) == 1
 
     wait_until(waiting, 30, "the generator to wait for its caller")
     stopped_at = int(open(marker).read())

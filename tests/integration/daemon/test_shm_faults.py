@@ -118,7 +118,7 @@ def test_result_files_nobody_took_are_swept(make_cluster, monkeypatch, tmp_path)
     proc.wait()
     wait_until(lambda: any(n.endswith(".out") for n in os.listdir(folder)), 30, "the daemon to hand out the result")
     files = cluster.status()["shm_files"]
-    assert files["handed_out"] == 1 and files["swept"] == 0
+    assert files["handed_out"] + files["swept"] == 1  # (swept already, on a slow machine)
     wait_until(lambda: not any(n.endswith(".out") for n in os.listdir(folder)), 15, "the untaken result to be swept")
     files = cluster.status()["shm_files"]
     assert (files["handed_out"], files["swept"], files["swept_bytes"]) == (0, 1, 4 * MiB)
