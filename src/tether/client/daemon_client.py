@@ -427,27 +427,41 @@ class DaemonClient:
                 cluster=self.cluster, daemon_version=health.get("tether"), client_version=__version__,
                 daemon_protocol=health.get("protocol"), client_protocol=wire.PROTOCOL_VERSION,
             )
-        self.shm = _shared_memory(health.get("shm"))
+        self.shm = self._shared_memory(health.get("shm"))
         return health
 
     def close(self) -> None:
         self._drop()
 
+    def _shared_memory(self, info: Any) -> Path | None:
+        """The daemon's shared-memory folder if files go both ways through it, else None (the
+        socket, always correct).
 
-def _shared_memory(info: Any) -> Path | None:
-    """The daemon's shared-memory folder if this process sees the very same one (its probe file
-    holds what the daemon says): then caller, daemon and workers share a machine."""
-    if os.environ.get("TETHER_SHM", "1").lower() in ("0", "off", "false", "no"):
-        return None  # asked for the socket only
-    if not isinstance(info, dict) or not info.get("dir") or not info.get("probe"):
-        return None
-    folder = Path(info["dir"])
-    try:
-        if (folder / "probe").read_text() == info["probe"]:
-            return folder
-    except OSError:
-        pass
-    return None
+        Same machine and same ``/dev/shm`` is not enough: a caller running as root next to a
+        daemon of another user reads the daemon's files, but the daemon's workers cannot read
+        the caller's (0600) and every big argument would fail with PermissionError. So: this
+        process reads the daemon's probe file (0600, as frames are), then writes one of its own
+        that the daemon reads back (``GET /health?shm_probe=<name>``). On any doubt, None.
+        """
+        if os.environ.get("TETHER_SHM", "1").lower() in ("0", "off", "false", "no"):
+            return None  # asked for the socket only
+        if not isinstance(info, dict) or not info.get("dir") or not info.get("probe"):
+            return None
+        folder = Path(info["dir"])
+        try:
+            if (folder / "probe").read_text() != info["probe"]:
+                return None
+            name, token = shm.write_probe(folder)
+        except OSError:
+            return None
+        try:
+            seen = self.request_json("GET", "/health", params={"shm_probe": name}).get("shm_probe")
+        except errors.TetherError:
+            seen = None
+        finally:
+            shm.discard_probe(folder, name)
+        return folder if seen == token else None
+
 
 
 def _check_pin(fingerprint: str) -> None:

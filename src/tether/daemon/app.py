@@ -99,12 +99,17 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         return JSONResponse(payload, status_code=500)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info}
+    async def health(shm_probe: str | None = None) -> dict[str, Any]:
+        """``shm_probe``: a caller's probe file in the shared-memory folder, read back (shm.py)."""
+        out = {"status": "ok", "tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info}
+        if shm_probe is not None:
+            out["shm_probe"] = shm.read_probe(store.shm, shm_probe)
+        return out
 
     @app.get("/_tether/status")
     async def status() -> dict[str, Any]:
-        return {"tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info, **store.status()}
+        return {"tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info, **store.status(),
+                "shm_files": shm.status(store.shm)}
 
     @app.post("/_tether/forget")
     async def forget() -> dict[str, Any]:

@@ -5,16 +5,17 @@ the caller put in the head's shared memory are read back in (the node cannot see
 node is not asked for shared memory in return. A Python caller's answer is read message by
 message into the head's own call table, so ``cluster.result(call_id)``, cancel and a caller that
 goes away work as for a local object; a curl caller's JSON answer is passed through as it is.
+What the head holds of one answer is bounded (``daemon/flow.ForwardQueue``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import TYPE_CHECKING
 
 from tether.daemon import remote, responses
 from tether.daemon.calls import CallTracker
+from tether.daemon.flow import ForwardQueue
 from tether.daemon.nodes import NodeError, UnknownNode
 from tether.daemon.requests import decode_message, read_body
 from tether.protocol import shm, wire
@@ -44,7 +45,12 @@ async def forward(route: CallRoute, scope, receive, send, rec: ObjectRecord, met
     if python:
         msg = decode_message(body, wire.CALL)
         if msg.flags & wire.SHARED:  # in the head's /dev/shm: the node needs the bytes
-            parts = wire.encode(wire.CALL, shm.resolve(msg.frames, msg.flags, store.shm))
+            try:
+                parts = wire.encode(wire.CALL, shm.resolve(msg.frames, msg.flags, store.shm))
+            except (OSError, ValueError) as exc:  # BadSharedFrame is a ValueError
+                await responses.send_error(send, 400, "bad_request", f"cannot read the call's shared "
+                                           f"frames: {exc}")
+                return
         refs = [r for r in asked.get(wire.REFS_HEADER.encode(), b"").decode("latin-1").split(",") if r]
         elsewhere = [r for r in refs if (store.objects.get(r) is not None and store.objects[r].node != rec.node)]
         if elsewhere:
@@ -75,7 +81,7 @@ async def forward(route: CallRoute, scope, receive, send, rec: ObjectRecord, met
         await _pass_through(send, upstream)
         return
     # in the head's call table from now on: cancel and result-by-id find it while it runs
-    queue: asyncio.Queue = asyncio.Queue()
+    queue = ForwardQueue()
     record = route.calls.start(call_id, rec.name, method, None, 0, node=rec.node, upstream=upstream)
     try:
         status = await upstream.begin()
@@ -106,10 +112,16 @@ async def forward(route: CallRoute, scope, receive, send, rec: ObjectRecord, met
             tracker.abandon(False)
 
 
-async def _pump(upstream: Upstream, queue: asyncio.Queue) -> None:
-    """The node's messages onto the call's queue, up to the last; a lost node ends the call."""
+async def _pump(upstream: Upstream, queue: ForwardQueue) -> None:
+    """The node's messages onto the call's queue, up to the last; a lost node ends the call.
+
+    While the queue is full (the caller reads slower than the node answers), the node's answer
+    is not read: TCP stops the node's response, whose own queue then pauses a generator there or
+    drops its output with a counter (``daemon/flow.py``). The head holds one window per call."""
     try:
         while True:
+            if queue.held > queue.limit:
+                await queue.room()
             msg = await upstream.message()
             if msg is None:
                 raise NodeError(upstream.link, "closed the connection before the call finished")

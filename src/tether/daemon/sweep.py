@@ -23,7 +23,6 @@ import hashlib
 import logging
 import os
 import re
-import secrets
 import shutil
 import signal
 import tempfile
@@ -131,8 +130,7 @@ def prepare_shm(state_dir: Path) -> tuple[Path | None, str]:
             raise OSError(f"{folder} is not a folder of this user's")
         _sweep_shm(folder)
         folder.mkdir(mode=0o700, exist_ok=True)
-        probe = secrets.token_hex(16)
-        (folder / "probe").write_text(probe)
+        probe = shm.write_daemon_probe(folder)  # 0600, as frames are
     except OSError as exc:
         log.warning("no shared memory for big arguments (%s): they go through the socket", exc)
         return None, ""

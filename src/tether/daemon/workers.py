@@ -26,6 +26,7 @@ from typing import Any
 
 from tether import state
 from tether.daemon import children, liveness, sweep
+from tether.daemon.flow import CallQueue
 from tether.daemon.limits import oom_message
 from tether.errors import LaunchError
 from tether.protocol import wire
@@ -152,7 +153,7 @@ class WorkerProcess:
     _listener: socket.socket | None = None
     _hello: asyncio.Future | None = None
     _exit: asyncio.Future | None = None
-    _pending: dict[int, asyncio.Queue] = field(default_factory=dict)
+    _pending: dict[int, CallQueue] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _sock_dir: str | None = None
     _server: asyncio.AbstractServer | None = None
@@ -319,7 +320,7 @@ class WorkerProcess:
         if not self.alive or link is None or link.transport is None or link.transport.is_closing():
             raise RuntimeError("worker is not running")
         call_id = next(self._ids)
-        queue: asyncio.Queue = asyncio.Queue()
+        queue = CallQueue(self, call_id)
         if not self._pending:
             self.heard = _clock()  # silence counts from when the daemon waits for an answer
         self._pending[call_id] = queue
@@ -329,6 +330,12 @@ class WorkerProcess:
         else:
             link.transport.writelines(parts)
         return call_id, queue
+
+    def credit(self, call_id: int, amount: int) -> None:
+        """Tell the worker a generator's caller took ``amount`` more of it (``daemon.flow``)."""
+        link = self._link
+        if call_id in self._pending and link is not None and link.transport is not None:
+            link.transport.write(wire.encode_bytes(wire.CREDIT, wire.credit_frames(amount), call_id))
 
     def cancel(self, call_id: int) -> bool:
         """Ask the worker to stop a call; False if it already finished."""

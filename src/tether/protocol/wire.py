@@ -50,10 +50,10 @@ ERROR = 4  # frames: [meta json, pickled exception or b""]
 LOG = 5  # frames: [stream name (b"out"/b"err"), text utf-8]
 HELLO = 6  # frames: [meta json]; worker -> daemon after connecting
 CANCEL = 7  # frames: [] or [meta json]; daemon -> worker: stop the call with this id
-STREAM = 8  # frames: []; the call returned a generator: ITEM messages follow, then RESULT
+STREAM = 8  # frames: [] or [meta json]; the call returned a generator: ITEMs follow, then RESULT
 ITEM = 9  # frames: [pickle, *buffers] (one generator item)
-# Reserved for the hardening work (issue 10); daemon <-> worker only unless a client announces it:
-CREDIT = 10  # daemon -> worker: the caller consumed what was sent, more may come (flow control)
+# daemon <-> worker only:
+CREDIT = 10  # frames: [amount u64]; daemon -> worker: a generator's caller took that much of it
 WARN = 11  # frames: [meta json]; a warning for the caller (sent only to clients that accept it)
 
 TERMINAL_KINDS = frozenset({RESULT, ERROR})
@@ -127,6 +127,52 @@ def decode(data: Buffer) -> Message:
     if offset != view.nbytes:
         raise ValueError("trailing bytes after the last frame")
     return Message(kind, call_id, frames, flags)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flow control (docs/wire.md, "Flow control")
+
+#: what holding one parsed message costs the daemon beyond its frames' bytes (measured: ~650 B of
+#: Python objects for a small LOG message); counted so that a window of tiny messages stays small
+MESSAGE_OVERHEAD = 768
+_COST_BASE = MESSAGE_OVERHEAD + HEADER_SIZE
+_CREDIT = struct.Struct("<Q")
+
+
+def flow_cost(frames: Sequence[Buffer]) -> int:
+    """What one message of these frames counts against a flow-control window (per item of a
+    generator: kept cheap)."""
+    cost = _COST_BASE + 8 * len(frames)
+    for f in frames:
+        kind = type(f)
+        cost += f.nbytes if kind is memoryview else len(f) if kind is bytes else memoryview(f).nbytes
+    return cost
+
+
+def size_knob(name: str, default: int) -> int:
+    """A size in bytes from the environment variable ``name`` (a flow-control bound)."""
+    import os
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name} must be a number of bytes (0 or more), not {raw!r}")
+    return value
+
+
+def credit_frames(amount: int) -> list[Buffer]:
+    return [_CREDIT.pack(amount)]
+
+
+def credit_amount(msg: Message) -> int:
+    """The amount a CREDIT message grants (0 for a malformed one)."""
+    frame = msg.frames[0] if msg.frames else b""
+    return _CREDIT.unpack(frame)[0] if memoryview(frame).nbytes == _CREDIT.size else 0
 
 
 # Payloads above this are received straight into the one buffer they will live in.

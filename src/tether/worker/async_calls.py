@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from tether.protocol import wire
-from tether.worker import objects
+from tether.worker import flow, objects
 from tether.worker.call_context import CallContext, current_call
 from tether.worker.replies import call_name, cancelled_frames, error_frames
 
@@ -64,7 +64,7 @@ class AsyncCalls:
             del msg
             target = objects.bound_target(entry, method)
             if flags.get("async_generator"):
-                kind, frames = await self._stream(ctx, target, args, kwargs)
+                kind, frames = await self._stream(ctx, target, args, kwargs, running)
             else:
                 result = await self._run(ctx, target, args, kwargs)
                 if meta.get("keep"):
@@ -88,17 +88,23 @@ class AsyncCalls:
         finally:
             current_call.reset(token)
 
-    async def _stream(self, ctx: CallContext, fn, args, kwargs):
+    async def _stream(self, ctx: CallContext, fn, args, kwargs, running):
+        """An async generator's items, within its credit window (``worker/flow.py``)."""
         token = current_call.set(ctx)
         agen = fn(*args, **kwargs)
+        window = running.window = flow.AsyncWindow(self.loop)
+        send, call_id = self.conn.send, ctx.call_id
         try:
-            self.conn.send(wire.STREAM, [], ctx.call_id)
+            send(wire.STREAM, [wire.json_frame({"window": window.size})], call_id)
             async for item in agen:
                 frames = wire.dumps(item, "a generator item")
-                if sum(memoryview(f).nbytes for f in frames) > wire.BIG_PAYLOAD:
-                    await self.loop.run_in_executor(None, self.conn.send, wire.ITEM, frames, ctx.call_id)
+                del item
+                cost = wire.flow_cost(frames)
+                await window.acquire(cost)
+                if cost > wire.BIG_PAYLOAD:
+                    await self.loop.run_in_executor(None, send, wire.ITEM, frames, call_id)
                 else:
-                    self.conn.send(wire.ITEM, frames, ctx.call_id)
+                    send(wire.ITEM, frames, call_id)
             return wire.RESULT, wire.dumps(None)
         finally:
             await agen.aclose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tether.protocol import wire
+from tether.protocol import shm, wire
 from tether.worker.objects import NotFound, Unserializable
 
 _TETHER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -24,6 +24,8 @@ def call_name(meta: Any) -> str:
 
 
 def error_frames(exc: BaseException):
+    if isinstance(exc, shm.BadSharedFrame):  # a caller's message, not the user's code: a 400
+        return wire.plain_error_frames(wire.BAD_REQUEST, str(exc), "BadSharedFrame")
     if isinstance(exc, NotFound):
         return wire.plain_error_frames(wire.NOT_FOUND, str(exc), "AttributeError")
     if isinstance(exc, Unserializable):

@@ -29,7 +29,7 @@ from collections import deque
 from typing import Any
 
 from tether.protocol import refs, shm, streams, wire
-from tether.worker import objects
+from tether.worker import flow, objects
 from tether.worker.call_context import CallContext, CallStream, current_call
 from tether.worker.objects import Entry, NotFound, Unserializable
 from tether.worker.replies import call_name, cancelled_frames, error_frames
@@ -37,8 +37,8 @@ from tether.worker.turns import TakeTurns
 
 
 class _Connection:
-    """The worker's end of the socket to the daemon. Any thread may send; a blocking send is
-    also the back-pressure a fast generator needs."""
+    """The worker's end of the socket to the daemon. Any thread may send. The daemon reads
+    whatever comes; a generator waits on its own credit window instead (``worker/flow.py``)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -114,6 +114,10 @@ class Worker:
             return self.start_call(msg)
         if kind == wire.CONTROL:
             threading.Thread(target=self.handle_control, args=(msg,), name="tether-control", daemon=True).start()
+        elif kind == wire.CREDIT:
+            running = self.running.get(msg.call_id)
+            if running is not None and running.window is not None:
+                running.window.grant(wire.credit_amount(msg))
         elif kind == wire.CANCEL:
             self.handle_cancel(msg)
         return None
@@ -190,6 +194,8 @@ class Worker:
             self.aio.cancel(task)
             return
         with running.lock:
+            if running.window is not None and running.window.cancel():
+                return  # it was waiting for credit: it stops there
             if running.thread is not None:
                 _raise_in_thread(running.thread, _CallCancelled)
 
@@ -241,8 +247,11 @@ class Worker:
             current_call.reset(token)
 
     def _stream_sync(self, ctx: CallContext, gen, running: _Running):
-        """Send a generator's items as they come; its return value ends the stream."""
-        self.conn.send(wire.STREAM, [], ctx.call_id)
+        """Send a generator's items as they come, within its credit window (``worker/flow.py``);
+        its return value ends the stream."""
+        window = running.window = flow.Window()
+        send, call_id = self.conn.send, ctx.call_id
+        send(wire.STREAM, [wire.json_frame({"window": window.size})], call_id)
         try:
             while True:
                 if running.cancelled.is_set():
@@ -251,7 +260,11 @@ class Worker:
                     item = next(gen)
                 except StopIteration as stop:
                     return wire.RESULT, wire.dumps(stop.value, "the generator's return value")
-                self.conn.send(wire.ITEM, wire.dumps(item, "a generator item"), ctx.call_id)
+                frames = wire.dumps(item, "a generator item")
+                del item
+                if not window.acquire(wire.flow_cost(frames)):
+                    raise _CallCancelled
+                send(wire.ITEM, frames, call_id)
         finally:
             gen.close()
 
@@ -323,7 +336,7 @@ class Worker:
 class _Running:
     """A call in progress, so that CANCEL can find and stop it."""
 
-    __slots__ = ("call_id", "cancelled", "lock", "thread", "task")
+    __slots__ = ("call_id", "cancelled", "lock", "thread", "task", "window")
 
     def __init__(self, call_id: int) -> None:
         self.call_id = call_id
@@ -331,6 +344,7 @@ class _Running:
         self.lock = threading.Lock()
         self.thread: int | None = None
         self.task = None  # an asyncio.Task, for an async call
+        self.window = None  # a generator's credit window (worker/flow.py)
 
 
 class _CallCancelled(BaseException):

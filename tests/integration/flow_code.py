@@ -1,0 +1,83 @@
+"""Code the back-pressure tests deploy: generators and printers much faster than their callers."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+
+def items(n: int, size: int):
+    """``n`` items of ``size`` bytes, each tagged with its index (to check the order)."""
+    for i in range(n):
+        yield i, bytes(size)
+    return n
+
+
+async def aitems(n: int, size: int):
+    for i in range(n):
+        yield i, bytes(size)
+        if i % 64 == 0:
+            await asyncio.sleep(0)
+
+
+def chatter(lines: int, width: int = 100) -> int:
+    """Print ``lines`` numbered lines as fast as Python can."""
+    pad = "x" * width
+    for i in range(lines):
+        print(f"line {i} {pad}")
+    return lines
+
+
+async def achatter(lines: int, width: int = 100) -> int:
+    pad = "x" * width
+    for i in range(lines):
+        print(f"line {i} {pad}")
+        if i % 1000 == 0:
+            await asyncio.sleep(0)
+    return lines
+
+
+def chatter_err(lines: int) -> int:
+    for i in range(lines):
+        print(f"err {i}", file=sys.stderr)
+    return lines
+
+
+def items_marked(n: int, size: int, marker: str):
+    """``items``, writing how far it got to ``marker`` (and ``marker.closed`` once stopped)."""
+    import os
+    import pathlib
+
+    try:
+        for i in range(n):
+            tmp = pathlib.Path(marker + ".tmp")
+            tmp.write_text(str(i))
+            os.replace(tmp, marker)
+            yield i, bytes(size)
+    finally:
+        pathlib.Path(marker + ".closed").write_text("closed")
+
+
+async def aitems_marked(n: int, size: int, marker: str):
+    import os
+    import pathlib
+
+    try:
+        for i in range(n):
+            tmp = pathlib.Path(marker + ".tmp")
+            tmp.write_text(str(i))
+            os.replace(tmp, marker)
+            yield i, bytes(size)
+            await asyncio.sleep(0)
+    finally:
+        pathlib.Path(marker + ".closed").write_text("closed")
+
+
+def slow_zeros(n: int, seconds: float):
+    """A big result that comes after a while (its caller may be gone by then)."""
+    import time
+
+    import numpy as np
+
+    time.sleep(seconds)
+    return np.zeros(n, dtype=np.uint8)
