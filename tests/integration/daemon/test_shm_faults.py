@@ -226,7 +226,9 @@ def test_a_caller_of_another_user_uses_the_socket(other_user, monkeypatch):
                        or daemon.poll() is not None, 60, "the other user's daemon to start")
             assert daemon.poll() is None, (base / "daemon.log").read_text()
             monkeypatch.setenv("TETHER_HOME", str(home))
-            cluster = rh.cluster(name=name, launcher="local").up_if_not()
+            # python=: that daemon's interpreter is asked for (else this process, which runs
+            # another interpreter, would restart an empty daemon with its own: launchers/local)
+            cluster = rh.cluster(name=name, launcher="local", python=python).up_if_not()
             assert cluster.status()["pid"] == daemon.pid  # the other user's daemon, not a new one
             shared = Path(cluster.status()["shm"]["dir"])
             assert (shared / "probe").exists()  # this caller can see and read the daemon's folder...

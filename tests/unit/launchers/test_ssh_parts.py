@@ -100,3 +100,14 @@ def test_ips_mean_the_ssh_launcher():
     assert cluster.launcher_name == "ssh"
     assert cluster.config()["spec"]["ssh_creds"] == {"ssh_user": "me"}  # the password stays out
     assert cluster.ips == ["10.0.0.1"]
+
+
+@pytest.mark.parametrize("extra", [0, 5, 10, 20, 40, 80], ids=lambda n: f"+{n}")
+def test_control_sockets_fit_in_sun_path_whatever_tether_home_is(tmp_path, monkeypatch, extra):
+    """ssh binds ``<ControlPath>.<16 random characters>`` first: that must fit in sun_path (108
+    bytes with its NUL), or ssh fails with "too long for Unix domain socket" (seen with pytest's
+    long tmp paths). A home too long for it puts the sockets under /tmp."""
+    home = tmp_path / ("h" * extra)
+    monkeypatch.setenv("TETHER_HOME", str(home))
+    path = ssh.control_path(ssh.SshTarget(host="10.0.0.1", user="someone"))
+    assert len(str(path)) + 17 <= 107

@@ -41,7 +41,8 @@ ALIVE_INTERVAL = 5
 ALIVE_COUNT = 3
 CONTROL_PERSIST = 600
 SSH_FAILED = 255  # ssh's exit code for its own errors (anything else is the remote command's)
-_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ssh appends a random suffix while binding
+_SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
+_SSH_BIND_SUFFIX = 17  # ssh binds "<ControlPath>.<16 random characters>", then renames it
 _master_locks: dict[str, threading.Lock] = {}
 _master_locks_guard = threading.Lock()
 
@@ -110,7 +111,7 @@ def ssh_dir() -> Path:
 def control_path(target: SshTarget) -> Path:
     digest = hashlib.sha1(f"{target.user}@{target.host}:{target.port}".encode()).hexdigest()[:16]
     folder = ssh_dir() / "cm"
-    if len(str(folder)) + 18 > _SOCKET_PATH_MAX:  # a long $TETHER_HOME: sockets go to /tmp
+    if len(str(folder / digest)) + _SSH_BIND_SUFFIX > _SOCKET_PATH_MAX:  # a long $TETHER_HOME: /tmp
         folder = Path(f"/tmp/tether-ssh-{os.getuid()}")
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return folder / digest
