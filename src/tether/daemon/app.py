@@ -22,6 +22,7 @@ from tether._version import __version__
 from tether.daemon import http_guard, remote
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
+from tether.daemon.flow import CallQueue
 from tether.daemon.requests import (
     BadRequest,
     check_env_spec,
@@ -150,14 +151,14 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         env_name = (meta.get("env") or {}).get("name") or "default"
         if not NAME_RE.match(env_name):
             raise HTTPError(400, "bad_request", f"bad env name {env_name!r}")
-        out: asyncio.Queue = asyncio.Queue()
+        out = CallQueue()  # what a constructor prints: bounded as a call's output is
         spawn(store.deploy(meta, msg.frames[1:], out))
         return MessagesResponse(out)
 
     @app.post("/_tether/run")
     async def run(request: Request):
         run = check_run(parse_json_body(await _body(request)))
-        out: asyncio.Queue = asyncio.Queue()
+        out = CallQueue()  # a caller that stops reading costs at most TETHER_OUTPUT_BUFFER
         task = spawn(run_commands(run["commands"], run["kind"], store.builder.default_python, run["cwd"],
                                   run["env_vars"], run["stop_on_error"], out))
         return MessagesResponse(out, on_abandon=lambda streaming: task.cancel())

@@ -7,6 +7,11 @@ group of the running command is killed: nothing outlives its caller. A daemon ki
 takes its running commands with it too (``daemon/children.py``: the command dies with its parent,
 and the reaper kills its process group). What a command that *ended* left running in the
 background (``nohup server &``) is the user's and stays.
+
+Bounded like a call's output (``daemon/flow.py``): the route's queue is a ``CallQueue``, so lines
+a caller does not read are dropped with a count past ``TETHER_OUTPUT_BUFFER``; and what the
+RESULT returns of each stream is its last ``TETHER_RUN_CAPTURE`` bytes (default 8 MiB), after
+a line saying how much came before.
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections import deque
 
 from tether.daemon import children
 from tether.protocol import wire
 
 _running = 0  # commands running now (``/_tether/status``: a daemon busy with them is not idle)
+#: bytes of each command's stdout and of its stderr kept for the RESULT (the last ones)
+CAPTURE = wire.size_knob("TETHER_RUN_CAPTURE", 8 << 20)
+_PIECE = 1 << 16
 
 
 def running() -> int:
@@ -68,9 +77,55 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-async def _pump(stream, name: bytes, out: asyncio.Queue) -> str:
-    chunks = []
-    async for line in stream:
-        chunks.append(line)
-        out.put_nowait(wire.Message(wire.LOG, 0, [memoryview(name), memoryview(line)]))
-    return b"".join(chunks).decode(errors="replace")
+async def _pump(stream, name: bytes, out: asyncio.Queue, capture: int | None = None) -> str:
+    """Stream the command's output to the caller as it comes; return its last ``capture`` bytes.
+
+    Read in pieces of up to 64 KiB, each sent up to its last newline (a line longer than that,
+    minified JSON say, goes out in pieces cut between characters): reading line by line failed a
+    command whose line passed asyncio's 64 KiB limit, and sent a message per line."""
+    capture = CAPTURE if capture is None else capture
+    kept: deque[bytes] = deque()
+    size = dropped = 0
+    pending = b""
+    while True:
+        data = await stream.read(_PIECE)
+        if data:
+            pending += data
+            cut = pending.rfind(b"\n") + 1 or (_char_boundary(pending) if len(pending) >= _PIECE else 0)
+        else:
+            cut = len(pending)
+        if cut:
+            piece, pending = pending[:cut], pending[cut:]
+            out.put_nowait(wire.Message(wire.LOG, 0, [memoryview(name), memoryview(piece)]))
+            kept.append(piece)
+            size += len(piece)
+            while size > capture:  # keep the last ``capture`` bytes, from a character's start
+                first, excess = kept[0], size - capture
+                if len(first) <= excess:
+                    kept.popleft()
+                    cut = len(first)
+                else:
+                    cut = excess
+                    while cut < len(first) and first[cut] & 0xC0 == 0x80:  # a continuation byte
+                        cut += 1
+                    kept[0] = first[cut:]
+                size -= cut
+                dropped += cut
+        if not data:
+            break
+    text = b"".join(kept).decode(errors="replace")
+    if dropped:
+        text = (f"[tether] the first {dropped:,} bytes of this output were left out: the result keeps "
+                f"the last {capture:,} (TETHER_RUN_CAPTURE on the daemon)\n") + text
+    return text
+
+
+def _char_boundary(data: bytes) -> int:
+    """The length of ``data`` without an unfinished UTF-8 character at its end."""
+    end = len(data)
+    for back in range(1, min(4, end) + 1):
+        byte = data[end - back]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            needed = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+            return end if back >= needed else end - back
+    return end

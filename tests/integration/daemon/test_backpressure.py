@@ -195,3 +195,49 @@ def test_a_head_holds_a_bounded_part_of_a_forwarded_answer(make_cluster):
     assert grew["node"] < BOUND, f"the node grew by {grew['node'] / MiB:.0f} MiB"
     assert [i for i, _ in got] == list(range(1, n))
 
+
+
+# -- run_bash ----------------------------------------------------------------------------------
+
+LINE = 1_000_000  # bytes per line of the commands below (1 MB lines: few messages, much output)
+
+
+def _printing(mib: int) -> str:
+    return f"head -c {mib * MiB} /dev/zero | tr '\\0' x | fold -w {LINE}"
+
+
+def test_run_output_whose_caller_stops_reading_is_bounded(cluster):
+    """Before: run_bash's output went to an unbounded queue (the same growth as a call's).
+    Now the run route's queue is a call's CallQueue: past TETHER_OUTPUT_BUFFER, dropped with a
+    count the caller gets; the daemon's memory stays bounded while the caller reads nothing (the
+    bound includes the TETHER_RUN_CAPTURE bytes kept for the result)."""
+    import httpx
+
+    client = cluster.client
+    pid = cluster.status()["pid"]
+    cluster.run_bash(["true"])  # the daemon's allocator warmed up by a first run
+    before = rss(pid)
+    with httpx.Client(base_url=client.url, headers={"Authorization": f"Bearer {client.token}"},
+                      timeout=60) as http, http.stream(
+            "POST", "/_tether/run", json={"commands": [_printing(300)], "kind": "bash"}) as resp:
+        assert resp.status_code == 200
+        time.sleep(PAUSE)  # headers read, the body not: the command prints on
+        grew = rss(pid) - before
+        body = b"".join(resp.iter_bytes())  # then everything that was kept, to the end
+    assert grew < BOUND, f"the daemon grew by {grew / MiB:.0f} MiB while the caller read nothing"
+    assert b"of output were dropped: the caller read slower than the call printed" in body
+    assert cluster.run_bash(["echo still"])[0][1].strip() == "still"
+
+
+def test_run_result_keeps_the_last_bytes_of_a_huge_output(cluster):
+    """Before: every byte a command printed was also held for the RESULT (a command printing
+    10 GB made a 10 GB answer). Now the last TETHER_RUN_CAPTURE bytes (8 MiB), after a line
+    saying how much was left out."""
+    from tether.daemon import shell
+
+    (code, out, err), = cluster.run_bash([_printing(100)], stream_logs=False)
+    assert code == 0 and err == ""
+    head, _, rest = out.partition("\n")
+    assert head.startswith("[tether] the first ") and "TETHER_RUN_CAPTURE" in head, head
+    assert len(rest) == shell.CAPTURE
+    assert set(rest) <= {"x", "\n"}
