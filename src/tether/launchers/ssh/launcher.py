@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,9 +32,10 @@ from tether.core.packaging import ImportSpec
 from tether.errors import ConfigError, ConnectionError, LaunchError, TetherError
 from tether.launchers.base import Endpoint, Launcher
 from tether.launchers.progress import Progress
-from tether.launchers.ssh import codesync
+from tether.launchers.ssh import codesync, tunnels
 from tether.launchers.ssh import openssh as ssh
 from tether.launchers.ssh.bootstrap import Node
+from tether.launchers.ssh.tunnels import SshTunnel
 from tether.plugins import hookimpl
 from tether.state import cluster_dir, locked, read_json, write_json, write_private
 
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 CREDS_KEYS = frozenset({"ssh_user", "ssh_private_key", "password", "ssh_proxy_command",
                         "strict_host_key_checking"})
 _ADDRESS = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
-_tunnel_lock = threading.Lock()
 
 
 def parse_address(entry: str, default_user: str | None, default_port: int) -> tuple[str, str | None, int]:
@@ -201,31 +200,7 @@ class SshLauncher(Launcher):
     def _open(self, cluster: Cluster, index: int, record: dict[str, Any]) -> Endpoint:
         """A live tunnel to node ``index``'s daemon (reused when one runs), as an Endpoint."""
         node = self.nodes(cluster)[index]
-        state = _state(cluster)
-        with _tunnel_lock, locked(state / "tunnels.lock"):
-            tunnels = read_json(state / "tunnels.json") or {}
-            known = tunnels.get(node.ip) or {}
-            if known.get("daemon_pid") == record["pid"] and ssh.is_tunnel(known.get("pid"), known.get("local_port", 0)):
-                return Endpoint("127.0.0.1", known["local_port"], record["token"])
-            if ssh.is_tunnel(known.get("pid"), known.get("local_port", 0)):
-                ssh.stop_process(known["pid"])  # it serves a daemon that is gone
-            log = state / f"tunnel-{index}.log"
-            for attempt in range(3):
-                port = ssh.free_port()
-                log.write_bytes(b"")
-                proc = ssh.start_tunnel(node.target, port, record["port"], log, watch_pid=record["pid"])
-                try:
-                    ssh.wait_for_tunnel(node.target, proc, port, log)
-                    break
-                except ConnectionError:
-                    if proc.poll() is None:
-                        proc.kill()
-                    if attempt == 2 or "address already in use" not in log.read_text(errors="replace").lower():
-                        raise
-            tunnels[node.ip] = {"pid": proc.pid, "local_port": port, "daemon_pid": record["pid"],
-                                "remote_port": record["port"]}
-            write_json(state / "tunnels.json", tunnels)
-        return Endpoint("127.0.0.1", port, record["token"])
+        return tunnels.open_to(_state(cluster), node.target, node.ip, index, record)
 
     def _endpoint(self, cluster: Cluster) -> Endpoint | None:
         return self._node_endpoint(cluster, 0)
@@ -235,11 +210,7 @@ class SshLauncher(Launcher):
         nodes = (read_json(state / "nodes.json") or {}).get("nodes") or []
         if len(nodes) != len(cluster.spec["ips"]) or index >= len(nodes):
             return None
-        record = nodes[index]
-        tunnel = (read_json(state / "tunnels.json") or {}).get(record["ip"]) or {}
-        if tunnel.get("daemon_pid") != record.get("pid") or not ssh.is_tunnel(tunnel.get("pid"), tunnel.get("local_port", 0)):
-            return None
-        return Endpoint("127.0.0.1", tunnel["local_port"], record["token"])
+        return tunnels.known(state, nodes[index])
 
     def node_endpoint(self, cluster: Cluster, index: int) -> Endpoint:
         """The endpoint of node ``index``'s daemon (brings the cluster up; opens its tunnel)."""
@@ -355,14 +326,11 @@ class SshLauncher(Launcher):
                 errors[node.index] = exc
 
         _each(nodes, stop)
-        for tunnel in ((read_json(state / "tunnels.json") or {}).values()):
-            if ssh.is_tunnel(tunnel.get("pid"), tunnel.get("local_port", 0)):
-                ssh.stop_process(tunnel["pid"])
+        tunnels.stop_all(state)
         for node in nodes:
             with contextlib.suppress(TetherError, OSError):
                 ssh.close_master(node.target)
-        for name in ("nodes.json", "tunnels.json"):
-            (state / name).unlink(missing_ok=True)
+        (state / "nodes.json").unlink(missing_ok=True)
         if errors:
             first = errors[min(errors)]
             raise ConnectionError(
@@ -431,18 +399,7 @@ class SshLauncher(Launcher):
         indices = self.select(cluster, node)
         if len(indices) != 1:
             raise ConfigError("ssh_tunnel() forwards to one node, not 'all'")
-        target = self.nodes(cluster)[indices[0]].target
-        local_port = local_port or ssh.free_port()
-        log = _state(cluster) / f"user-tunnel-{local_port}.log"
-        log.write_bytes(b"")
-        proc = ssh.start_tunnel(target, local_port, remote_port, log)
-        try:
-            ssh.wait_for_tunnel(target, proc, local_port, log)
-        except BaseException:
-            if proc.poll() is None:
-                proc.kill()
-            raise
-        return SshTunnel(proc, local_port, remote_port, target.host)
+        return tunnels.user_tunnel(_state(cluster), self.nodes(cluster)[indices[0]].target, local_port, remote_port)
 
     def set_autostop(self, cluster: Cluster, minutes: float | None) -> None:
         _each(self.nodes(cluster), lambda n: n.set_autostop(minutes))
@@ -456,26 +413,6 @@ class SshLauncher(Launcher):
                     "venv": probe.stamp}
 
         return _each(self.nodes(cluster), look)
-
-
-class SshTunnel:
-    """A forward from ``127.0.0.1:local_port`` to ``remote_port`` on a node; ``close()`` ends it."""
-
-    def __init__(self, proc, local_port: int, remote_port: int, host: str) -> None:
-        self.proc, self.local_port, self.remote_port, self.host = proc, local_port, remote_port, host
-
-    def close(self) -> None:
-        ssh.stop_process(self.proc.pid)
-        self.proc.poll()
-
-    def __enter__(self) -> SshTunnel:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<SshTunnel 127.0.0.1:{self.local_port} -> {self.host}:{self.remote_port}>"
 
 
 def _stop_all(nodes: list[Node]) -> None:
