@@ -85,11 +85,8 @@ def _pool(client: DaemonClient) -> _Pool:
 async def _request(client: DaemonClient, pool: _Pool, path: str, parts: Sequence[wire.Buffer],
                    headers: dict[str, str]):
     length = sum(memoryview(p).nbytes for p in parts)
-    head = [f"POST {path} HTTP/1.1", f"Host: {client.host}:{client.port}",
-            f"Authorization: {client._auth}", f"Content-Type: {wire.CONTENT_TYPE}",
-            f"Content-Length: {length}", f"{wire.VERSION_HEADER}: {wire.PROTOCOL_VERSION}",
-            f"{wire.ACCEPT_HEADER}: warn"]
-    head += [f"{k}: {v}" for k, v in headers.items()]
+    head = "".join([f"POST {path} HTTP/1.1\r\nContent-Type: {wire.CONTENT_TYPE}\r\nContent-Length: {length}\r\n",
+                    *[f"{k}: {v}\r\n" for k, v in headers.items()]])
     try:
         reader, writer = await pool.get()
     except OSError as exc:
@@ -98,7 +95,8 @@ async def _request(client: DaemonClient, pool: _Pool, path: str, parts: Sequence
             raise client._unreachable(exc) from exc
         # the daemon moved (restarted elsewhere) and nothing was sent: once more, at its new address
         return await _request(client, _pool(client), path, parts, headers)
-    writer.writelines([("\r\n".join(head) + "\r\n\r\n").encode(), *parts])
+    # the headers every request carries (host, token, protocol, accept) were encoded once
+    writer.writelines([head.encode("latin-1") + client._fixed_headers + b"\r\n", *parts])
     await writer.drain()
     resp = Response(reader)
     await resp.start()
