@@ -2,26 +2,14 @@
 ``RetryRequested``, no retry for other failures, teardown policies."""
 
 
-import uuid
 
 import dagster as dg
 import memory_code
-import pytest
 
 import tether as rh
 from tether.providers.dagster import TetherClusterResource, TetherServiceResource, call
 
 LADDER = [{"memory": "256Mi", "cpus": "1"}, {"memory": "1Gi", "cpus": "1"}]
-
-
-@pytest.fixture
-def tag():
-    value = uuid.uuid4().hex[:6]
-    yield value
-    try:
-        rh.cluster(f"dg-{value}").teardown()
-    except rh.NotFoundError:
-        pass
 
 
 def test_an_oom_on_the_small_rung_is_retried_on_the_next_and_teardown_follows(tag):

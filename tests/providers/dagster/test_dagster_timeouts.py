@@ -2,7 +2,6 @@
 ``call_timeout=`` on ``call``) bounds its calls; past it the remote call is cancelled and the step
 fails with CallTimeoutError, without a retry and without climbing the ladder."""
 
-import uuid
 
 import dagster as dg
 import pytest
@@ -13,16 +12,6 @@ from tether.providers.dagster import TetherClusterResource, TetherServiceResourc
 
 pytestmark = pytest.mark.timeout(300)
 LADDER = [{"memory": "256Mi", "cpus": "1"}, {"memory": "1Gi", "cpus": "1"}]
-
-
-@pytest.fixture
-def tag():
-    value = uuid.uuid4().hex[:6]
-    yield value
-    try:
-        rh.cluster(f"dg-{value}").teardown()
-    except rh.NotFoundError:
-        pass
 
 
 def test_the_resources_timeout_cancels_the_call_and_fails_without_a_climb(tag):

@@ -47,3 +47,18 @@ def run_logs():
             return [log.message for log in client.read_logs(log_filter=logs)]
 
     return read
+
+
+@pytest.fixture
+def tag():
+    """A fresh suffix for a test's cluster and services; the cluster ``pf-<tag>`` is torn down after."""
+    import uuid
+
+    import tether as rh
+
+    value = uuid.uuid4().hex[:6]
+    yield value
+    try:
+        rh.cluster(f"pf-{value}").teardown()
+    except rh.NotFoundError:
+        pass

@@ -4,8 +4,6 @@ one flow and loaded in another, and what a wrong name says."""
 
 from __future__ import annotations
 
-import uuid
-
 import memory_code  # noqa: F401 - importable by path for the deploys below
 import pytest
 from prefect import flow
@@ -21,16 +19,6 @@ from tether.providers.prefect import (
 )
 
 LADDER = [{"memory": "256Mi", "cpus": 1}, {"memory": "1Gi", "cpus": 1}]
-
-
-@pytest.fixture
-def tag():
-    value = uuid.uuid4().hex[:6]
-    yield value
-    try:
-        rh.cluster(f"pf-{value}").teardown()
-    except rh.NotFoundError:
-        pass
 
 
 def test_an_oom_on_the_small_rung_is_retried_on_the_next_and_teardown_follows(

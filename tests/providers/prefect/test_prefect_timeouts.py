@@ -4,8 +4,6 @@ retry and without climbing the ladder. The service block takes ``call_timeout=``
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import timeout_code  # noqa: F401 - importable by path for the deploys below
 from prefect import flow
@@ -21,16 +19,6 @@ from tether.providers.prefect import (
 
 pytestmark = pytest.mark.timeout(300)
 LADDER = [{"memory": "256Mi", "cpus": 1}, {"memory": "1Gi", "cpus": 1}]
-
-
-@pytest.fixture
-def tag():
-    value = uuid.uuid4().hex[:6]
-    yield value
-    try:
-        rh.cluster(f"pf-{value}").teardown()
-    except rh.NotFoundError:
-        pass
 
 
 def test_timeout_seconds_cancels_the_call_and_fails_without_a_climb(prefect_harness, tag, task_runs):
