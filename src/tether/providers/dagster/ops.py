@@ -7,39 +7,63 @@ from typing import Any
 
 from dagster import Failure, RetryRequested
 
-from tether.providers.dagster.resources import TetherServiceResource
+from tether.providers.dagster.resources import TetherClusterResource, TetherServiceResource
+
+
+def missing_service_hint(name: str) -> str:
+    """What to do when no service ``name`` was deployed, in Dagster's words."""
+    return (f"In Dagster, give the step a TetherServiceResource(service_name={name!r}, "
+            "target='package.module:Name', cluster=TetherClusterResource(...)) and pass it to call(): "
+            "its first call deploys the service, later steps and runs reattach it by name.")
 
 
 def call(context: Any, service: TetherServiceResource | str, method: str | None = None, *args: Any,
-         ladder: list[Any] | None = None, cluster: Any = None, call_timeout: float | None = None,
-         **kwargs: Any) -> Any:
+         ladder: list[Any] | None = None, cluster: TetherClusterResource | None = None,
+         call_timeout: float | None = None, **kwargs: Any) -> Any:
     """Call ``service``'s ``method`` (or the function) on the rung of this try (``retry_number``).
 
-    ``cluster``: the ``TetherClusterResource``, told about failures (``teardown="on_failure"``).
+    ``service``: a ``TetherServiceResource`` (its first call in a process brings the cluster up,
+    or finds it up on any rung, and deploys the service unless the cluster has it as defined), or
+    the name of a service deployed already.
+    ``cluster``: a ``TetherClusterResource`` to tell of a failure (``teardown="on_failure"`` sees
+    failed steps in the run's events by itself: this only counts a failure the step catches).
     ``call_timeout``: seconds the call may run, else the service resource's ``timeout``, else
     ``TETHER_CALL_TIMEOUT``; past it the remote call is cancelled and the step fails
     (``Failure`` from ``tether.CallTimeoutError``, no retry). ``kwargs`` go to the function (a
     ``timeout`` among them is its own).
     """
-    from tether.errors import OutOfMemoryError
+    from tether.errors import NotFoundError, OutOfMemoryError
     from tether.steps import actions
 
-    name = service.service_name if isinstance(service, TetherServiceResource) else service
-    if call_timeout is None and isinstance(service, TetherServiceResource):
-        call_timeout = service.timeout
+    if isinstance(service, TetherServiceResource):
+        name = service.service_name
+        if call_timeout is None:
+            call_timeout = service.timeout
+    else:
+        name = service
     attempt = getattr(context, "retry_number", 0) + 1
     try:
+        if isinstance(service, TetherServiceResource):
+            service.ensure_deployed(context)
         return actions.call(name, method, args, kwargs, ladder=ladder, attempt=attempt, logger=context.log,
                             timeout=call_timeout)
     except OutOfMemoryError as exc:
         if not exc.fields.get("exhausted", True) and ladder:
             context.log.warning(f"try {attempt}: {exc}")  # says why, and the rung of the retry
             raise RetryRequested(max_retries=len(ladder) - 1, seconds_to_wait=0) from exc
-        if cluster is not None:
-            cluster.mark_failed()
+        _failed(context, cluster)
         raise Failure(description=str(exc), allow_retries=False) from exc
+    except NotFoundError as exc:
+        _failed(context, cluster)
+        if exc.fields.get("service") != name:
+            raise Failure(description=f"NotFoundError: {exc}", allow_retries=False) from exc
+        raise Failure(description=f"{exc} {missing_service_hint(name)}", allow_retries=False) from exc
     except Exception as exc:
-        if cluster is not None:
-            cluster.mark_failed()
+        _failed(context, cluster)
         raise Failure(description=f"{type(exc).__name__}: {exc} (not an out-of-memory error: not "
                                   "retried on a bigger machine)", allow_retries=False) from exc
+
+
+def _failed(context: Any, cluster: TetherClusterResource | None) -> None:
+    if cluster is not None:
+        cluster.mark_failed(context)

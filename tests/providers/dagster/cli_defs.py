@@ -1,0 +1,56 @@
+"""Definitions that ``test_default_executor.py`` runs with the real CLI (``dagster job execute -f
+cli_defs.py -j JOB``): Dagster's default executor, a process per step and per retry. The test
+names its cluster and the teardown policy through ``DG_TAG`` and ``DG_TEARDOWN``."""
+
+import os
+
+import dagster as dg
+
+from tether.providers.dagster import TetherClusterResource, TetherServiceResource, call
+
+TAG = os.environ["DG_TAG"]
+LADDER = [{"memory": "256Mi", "cpus": "1"}, {"memory": "1Gi", "cpus": "1"}]
+
+cluster = TetherClusterResource(cluster_name=f"dg-{TAG}", ladder=LADDER,
+                                teardown=os.environ.get("DG_TEARDOWN", "always"))
+model = TetherServiceResource(service_name=f"model-{TAG}", cluster=cluster, target="memory_code:Model",
+                              init_kwargs={"tag": "d"})
+
+
+@dg.asset
+def fitted(context: dg.AssetExecutionContext, model: TetherServiceResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"fitted": call(context, model, "fit", mib=400, ladder=LADDER)})
+
+
+@dg.asset(deps=[fitted])
+def score_a(context: dg.AssetExecutionContext, model: TetherServiceResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"score": call(context, model, "score")})
+
+
+@dg.asset(deps=[fitted])
+def score_b(context: dg.AssetExecutionContext, model: TetherServiceResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"score": call(context, model, "score")})
+
+
+@dg.asset(deps=[fitted])
+def broken(context: dg.AssetExecutionContext, model: TetherServiceResource) -> None:
+    call(context, model, "no_such_method")
+
+
+@dg.asset(deps=[broken])
+def after_broken(context: dg.AssetExecutionContext, model: TetherServiceResource) -> None:
+    call(context, model, "score")
+
+
+@dg.asset
+def rescored(context: dg.AssetExecutionContext, model: TetherServiceResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"score": call(context, model, "score", ladder=LADDER)})
+
+
+defs = dg.Definitions(
+    assets=[fitted, score_a, score_b, broken, after_broken, rescored],
+    jobs=[dg.define_asset_job("fit_and_score", selection=["fitted", "score_a", "score_b"]),
+          dg.define_asset_job("fit_then_fail", selection=["fitted", "broken", "after_broken"]),
+          dg.define_asset_job("rescore", selection=["rescored"])],
+    resources={"model": model},
+)

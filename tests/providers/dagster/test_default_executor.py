@@ -1,0 +1,64 @@
+"""The resources under Dagster's default executor, run with the real CLI (``dagster job execute``):
+every step, and every retry, sets the resources up in a process of its own, and the CLI sets them up
+once more after the run. The cluster is brought up lazily, on first use, and reused on whatever rung
+it climbed to; the teardown policy applies once per run, after its last step, never per step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import tether as rh
+from tether.core.registry import local
+
+pytestmark = pytest.mark.timeout(400)
+DEFS = Path(__file__).parent / "cli_defs.py"
+
+
+def _count(messages: list[str], text: str) -> int:
+    return sum(text in m for m in messages)
+
+
+def test_always_tears_down_once_after_the_last_of_parallel_steps(tag, dagster_cli):
+    done = dagster_cli(DEFS, "fit_and_score", env={"DG_TAG": tag, "DG_TEARDOWN": "always"})
+    assert done.returncode == 0, done.output[-4000:]
+    assert [e.step_key for e in done.of_type("STEP_UP_FOR_RETRY")] == ["fitted"]  # 256Mi, then 1Gi
+    assert done.metadata("fitted") == {"fitted": 400}
+    # two steps in parallel, each in its own process, on the instance fitted by a third one
+    assert done.metadata("score_a") == done.metadata("score_b") == {"score": "d:400"}
+    messages = done.messages()
+    assert _count(messages, f"bringing up cluster 'dg-{tag}'") == 1
+    assert _count(messages, f"tearing down cluster 'dg-{tag}'") == 1
+    down = next(e for e in done.events if f"tearing down cluster 'dg-{tag}'" in e.user_message)
+    assert down.step_key in ("score_a", "score_b")  # the last step to end, not the first
+    assert done.run.tags[f"tether/cluster/dg-{tag}"] == "torn down"
+    assert not rh.cluster(f"dg-{tag}").is_up()  # and not brought up again after the run
+
+
+def test_never_keeps_the_climbed_cluster_and_its_live_instance_for_the_next_run(tag, dagster_cli):
+    first = dagster_cli(DEFS, "fit_and_score", env={"DG_TAG": tag, "DG_TEARDOWN": "never"})
+    assert first.returncode == 0, first.output[-4000:]
+    assert not _count(first.messages(), "tearing down")
+    assert rh.cluster(f"dg-{tag}").is_up()
+    assert local.load(f"dg-{tag}")["spec"] == {"memory": "1Gi", "cpus": "1"}  # the rung it climbed to
+
+    # the next run (on_failure, and nothing fails): the cluster as it is, the same live instance
+    second = dagster_cli(DEFS, "rescore", env={"DG_TAG": tag, "DG_TEARDOWN": "on_failure"})
+    assert second.returncode == 0, second.output[-4000:]
+    assert second.metadata("rescored") == {"score": "d:400"}  # fitted in the first run
+    messages = second.messages()
+    assert not _count(messages, "bringing up") and not _count(messages, "goes from")  # not shrunk
+    assert _count(messages, f"reusing cluster 'dg-{tag}'") == 1
+    assert not _count(messages, "tearing down")
+    assert second.run.tags[f"tether/cluster/dg-{tag}"] == "kept"
+    assert rh.cluster(f"dg-{tag}").is_up()
+
+
+def test_on_failure_tears_a_failed_run_down_once_and_leaves_it_down(tag, dagster_cli):
+    done = dagster_cli(DEFS, "fit_then_fail", env={"DG_TAG": tag, "DG_TEARDOWN": "on_failure"})
+    assert done.returncode != 0
+    assert [e.step_key for e in done.of_type("STEP_FAILURE")] == ["broken"]
+    assert "after_broken" not in {e.step_key for e in done.of_type("STEP_START")}
+    assert _count(done.messages(), f"tearing down cluster 'dg-{tag}'") == 1
+    assert not rh.cluster(f"dg-{tag}").is_up()  # not brought back up after the run
