@@ -3,6 +3,8 @@ out-of-memory while the ladder has a rung left, ``Failure(allow_retries=False)``
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from dagster import Failure, RetryRequested
@@ -32,7 +34,6 @@ def call(context: Any, service: TetherServiceResource | str, method: str | None 
     (``Failure`` from ``tether.CallTimeoutError``, no retry). ``kwargs`` go to the function (a
     ``timeout`` among them is its own).
     """
-    from tether.errors import NotFoundError, OutOfMemoryError
     from tether.steps import actions
 
     if isinstance(service, TetherServiceResource):
@@ -41,12 +42,29 @@ def call(context: Any, service: TetherServiceResource | str, method: str | None 
             call_timeout = service.timeout
     else:
         name = service
-    attempt = getattr(context, "retry_number", 0) + 1
-    try:
+    with native_failures(context, ladder, cluster, service=name):
         if isinstance(service, TetherServiceResource):
             service.ensure_deployed(context)
-        return actions.call(name, method, args, kwargs, ladder=ladder, attempt=attempt, logger=context.log,
-                            timeout=call_timeout)
+        return actions.call(name, method, args, kwargs, ladder=ladder, attempt=attempt_of(context),
+                            logger=context.log, timeout=call_timeout)
+
+
+def attempt_of(context: Any) -> int:
+    """This try of the step, from 1: the rung of the ladder it runs on."""
+    return getattr(context, "retry_number", 0) + 1
+
+
+@contextlib.contextmanager
+def native_failures(context: Any, ladder: list[Any] | None, cluster: TetherClusterResource | None,
+                    service: str | None = None) -> Iterator[None]:
+    """Turn tether's failures into Dagster's: ``RetryRequested`` (as many retries as the ladder has
+    rungs, no wait) for an out-of-memory failure with a rung left, ``Failure`` without retries for
+    anything else, its description saying what to do."""
+    from tether.errors import NotFoundError, OutOfMemoryError
+
+    attempt = attempt_of(context)
+    try:
+        yield
     except OutOfMemoryError as exc:
         if not exc.fields.get("exhausted", True) and ladder:
             context.log.warning(f"try {attempt}: {exc}")  # says why, and the rung of the retry
@@ -55,9 +73,11 @@ def call(context: Any, service: TetherServiceResource | str, method: str | None 
         raise Failure(description=str(exc), allow_retries=False) from exc
     except NotFoundError as exc:
         _failed(context, cluster)
-        if exc.fields.get("service") != name:
+        if service is None or exc.fields.get("service") != service:
             raise Failure(description=f"NotFoundError: {exc}", allow_retries=False) from exc
-        raise Failure(description=f"{exc} {missing_service_hint(name)}", allow_retries=False) from exc
+        raise Failure(description=f"{exc} {missing_service_hint(service)}", allow_retries=False) from exc
+    except (Failure, RetryRequested):
+        raise
     except Exception as exc:
         _failed(context, cluster)
         raise Failure(description=f"{type(exc).__name__}: {exc} (not an out-of-memory error: not "

@@ -58,7 +58,8 @@ class RunRef:
     def of(cls, context: Any) -> RunRef | None:
         """The run of an op/asset context or an ``InitResourceContext``; None outside a run
         (``build_resources``, a resource used directly)."""
-        instance, run_id = getattr(context, "instance", None), getattr(context, "run_id", None)
+        instance, run = getattr(context, "instance", None), getattr(context, "run", None)
+        run_id = getattr(run, "run_id", None)
         if instance is None or not run_id:
             return None
         return cls(instance, run_id)
