@@ -42,15 +42,22 @@ def after_broken(context: dg.AssetExecutionContext, model: TetherServiceResource
     call(context, model, "score")
 
 
+@dg.asset(deps=[fitted])
+def report(context: dg.AssetExecutionContext) -> None:
+    """The run's last step uses no tether resource: the teardown comes after it."""
+    context.log.info("reporting")
+
+
 @dg.asset
 def rescored(context: dg.AssetExecutionContext, model: TetherServiceResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"score": call(context, model, "score", ladder=LADDER)})
 
 
 defs = dg.Definitions(
-    assets=[fitted, score_a, score_b, broken, after_broken, rescored],
+    assets=[fitted, score_a, score_b, broken, after_broken, report, rescored],
     jobs=[dg.define_asset_job("fit_and_score", selection=["fitted", "score_a", "score_b"]),
           dg.define_asset_job("fit_then_fail", selection=["fitted", "broken", "after_broken"]),
+          dg.define_asset_job("fit_and_report", selection=["fitted", "report"]),
           dg.define_asset_job("rescore", selection=["rescored"])],
     resources={"model": model},
 )

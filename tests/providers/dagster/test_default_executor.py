@@ -62,3 +62,11 @@ def test_on_failure_tears_a_failed_run_down_once_and_leaves_it_down(tag, dagster
     assert "after_broken" not in {e.step_key for e in done.of_type("STEP_START")}
     assert _count(done.messages(), f"tearing down cluster 'dg-{tag}'") == 1
     assert not rh.cluster(f"dg-{tag}").is_up()  # not brought back up after the run
+
+
+def test_a_last_step_without_the_resource_still_gets_the_teardown_once(tag, dagster_cli):
+    done = dagster_cli(DEFS, "fit_and_report", env={"DG_TAG": tag, "DG_TEARDOWN": "always"})
+    assert done.returncode == 0, done.output[-4000:]
+    assert _count(done.messages(), f"tearing down cluster 'dg-{tag}'") == 1  # after the run
+    assert done.run.tags[f"tether/cluster/dg-{tag}"] == "torn down"
+    assert not rh.cluster(f"dg-{tag}").is_up()
