@@ -6,7 +6,9 @@ import os
 
 import dagster as dg
 
-from tether.providers.dagster import TetherClusterResource, TetherServiceResource, call
+import pipes_code
+
+from tether.providers.dagster import PipesTetherClient, TetherClusterResource, TetherServiceResource, call
 
 TAG = os.environ["DG_TAG"]
 LADDER = [{"memory": "256Mi", "cpus": "1"}, {"memory": "1Gi", "cpus": "1"}]
@@ -48,16 +50,24 @@ def report(context: dg.AssetExecutionContext) -> None:
     context.log.info("reporting")
 
 
+@dg.asset(deps=[fitted])
+def piped(context: dg.AssetExecutionContext, pipes: PipesTetherClient) -> dg.MaterializeResult:
+    """Dagster Pipes on the cluster ``fitted`` climbed, in a step process of its own."""
+    return pipes.run(context=context, function=pipes_code.build, args=(7,),
+                     extras={"table": "t"}).get_materialize_result()
+
+
 @dg.asset
 def rescored(context: dg.AssetExecutionContext, model: TetherServiceResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"score": call(context, model, "score", ladder=LADDER)})
 
 
 defs = dg.Definitions(
-    assets=[fitted, score_a, score_b, broken, after_broken, report, rescored],
+    assets=[fitted, score_a, score_b, broken, after_broken, report, piped, rescored],
     jobs=[dg.define_asset_job("fit_and_score", selection=["fitted", "score_a", "score_b"]),
           dg.define_asset_job("fit_then_fail", selection=["fitted", "broken", "after_broken"]),
           dg.define_asset_job("fit_and_report", selection=["fitted", "report"]),
+          dg.define_asset_job("fit_then_pipe", selection=["fitted", "piped"]),
           dg.define_asset_job("rescore", selection=["rescored"])],
-    resources={"model": model},
+    resources={"model": model, "pipes": PipesTetherClient(cluster=cluster)},
 )

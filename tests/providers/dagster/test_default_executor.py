@@ -70,3 +70,15 @@ def test_a_last_step_without_the_resource_still_gets_the_teardown_once(tag, dags
     assert _count(done.messages(), f"tearing down cluster 'dg-{tag}'") == 1  # after the run
     assert done.run.tags[f"tether/cluster/dg-{tag}"] == "torn down"
     assert not rh.cluster(f"dg-{tag}").is_up()
+
+
+def test_pipes_runs_on_the_climbed_cluster_in_a_step_process_of_its_own(tag, dagster_cli):
+    done = dagster_cli(DEFS, "fit_then_pipe", env={"DG_TAG": tag, "DG_TEARDOWN": "always"})
+    assert done.returncode == 0, done.output[-4000:]
+    assert done.metadata("piped") == {"rows": 7, "table": "t", "held_mib": 0, "tether cluster": f"dg-{tag}"}
+    messages = done.messages()
+    assert _count(messages, "building 7 rows for piped") == 1  # pipes.log from the cluster
+    reused = [e.user_message for e in done.events if e.step_key == "piped" and "reusing cluster" in e.user_message]
+    assert len(reused) == 1 and "memory=1Gi" in reused[0]  # the rung fitted climbed to, not rung 1
+    assert _count(messages, f"tearing down cluster 'dg-{tag}'") == 1
+    assert not rh.cluster(f"dg-{tag}").is_up()
