@@ -5,10 +5,14 @@ names its cluster and the teardown policy through ``DG_TAG`` and ``DG_TEARDOWN``
 import os
 
 import dagster as dg
-
 import pipes_code
 
-from tether.providers.dagster import PipesTetherClient, TetherClusterResource, TetherServiceResource, call
+from tether.providers.dagster import (
+    PipesTetherClient,
+    TetherClusterResource,
+    TetherServiceResource,
+    call,
+)
 
 TAG = os.environ["DG_TAG"]
 LADDER = [{"memory": "256Mi", "cpus": "1"}, {"memory": "1Gi", "cpus": "1"}]
