@@ -78,6 +78,9 @@ def test_an_exhausted_ladder_and_a_wrong_name_fail_saying_so(tag):
               if e.event_type_value == "STEP_FAILURE"}
     assert "every rung of the ladder: tried memory=256Mi cpus=1 (attempt 1), memory=1Gi cpus=1 (attempt 2)" in errors["too_big"]
     assert f"no service named 'no-such-service-{tag}'" in errors["ghost"]
+    # the hint names Dagster's way to fix it, not another orchestrator's
+    assert f"give the step a TetherServiceResource(service_name='no-such-service-{tag}'" in errors["ghost"]
+    assert "Operator" not in errors["ghost"] and "@task" not in errors["ghost"]
 
 
 def test_a_service_is_reattached_while_its_definition_holds_and_deployed_afresh_after(tag):
