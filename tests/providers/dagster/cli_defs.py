@@ -62,16 +62,25 @@ def piped(context: dg.AssetExecutionContext, pipes: PipesTetherClient) -> dg.Mat
 
 
 @dg.asset
+def spun(context: dg.AssetExecutionContext, spin: TetherServiceResource) -> None:
+    """A long call, for a run that is interrupted while it runs (the marker: when it started)."""
+    call(context, spin, None, 8, marker=os.environ["DG_MARKER"])
+
+
+@dg.asset
 def rescored(context: dg.AssetExecutionContext, model: TetherServiceResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"score": call(context, model, "score", ladder=LADDER)})
 
 
 defs = dg.Definitions(
-    assets=[fitted, score_a, score_b, broken, after_broken, report, piped, rescored],
+    assets=[fitted, score_a, score_b, broken, after_broken, report, piped, spun, rescored],
     jobs=[dg.define_asset_job("fit_and_score", selection=["fitted", "score_a", "score_b"]),
           dg.define_asset_job("fit_then_fail", selection=["fitted", "broken", "after_broken"]),
           dg.define_asset_job("fit_and_report", selection=["fitted", "report"]),
           dg.define_asset_job("fit_then_pipe", selection=["fitted", "piped"]),
+          dg.define_asset_job("spin", selection=["spun"]),
           dg.define_asset_job("rescore", selection=["rescored"])],
-    resources={"model": model, "pipes": PipesTetherClient(cluster=cluster)},
+    resources={"model": model, "pipes": PipesTetherClient(cluster=cluster),
+               "spin": TetherServiceResource(service_name=f"spin-{TAG}", cluster=cluster,
+                                             target="timeout_code:spin")},
 )

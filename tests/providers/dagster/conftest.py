@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,16 +65,31 @@ def dagster_cli(tmp_path):
     multiprocess executor: a process per step), in its own DAGSTER_HOME; returns a ``CliRun``."""
     count = 0
 
-    def execute(file: Path, job: str, env: dict[str, str] | None = None, timeout: float = 240) -> CliRun:
+    def execute(file: Path, job: str, env: dict[str, str] | None = None, timeout: float = 240,
+                interrupt_when: Path | None = None) -> CliRun:
+        """``interrupt_when``: once that file exists, press Ctrl-C (SIGINT to the CLI's process
+        group, its step processes included), as a user stopping the run in a terminal does."""
         nonlocal count
         count += 1
         home = tmp_path / f"dagster-home-{count}"
         home.mkdir()
         path = os.pathsep.join(p for p in (str(INTEGRATION), os.environ.get("PYTHONPATH", "")) if p)
-        proc = subprocess.run(
-            [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-f", file.name, "-j", job],
-            cwd=file.parent, env={**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": path, **(env or {})},
-            capture_output=True, text=True, timeout=timeout)
-        return CliRun(proc, home)
+        args = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-f", file.name, "-j", job]
+        proc = subprocess.Popen(args, cwd=file.parent, start_new_session=True, text=True,
+                                env={**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": path, **(env or {})},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            if interrupt_when is not None:
+                deadline = time.monotonic() + timeout
+                while not interrupt_when.exists() and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return CliRun(subprocess.CompletedProcess(args, proc.returncode, out, err), home)
 
     return execute

@@ -5,6 +5,7 @@ it climbed to; the teardown policy applies once per run, after its last step, ne
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,14 @@ def test_pipes_runs_on_the_climbed_cluster_in_a_step_process_of_its_own(tag, dag
     assert len(reused) == 1 and "memory=1Gi" in reused[0]  # the rung fitted climbed to, not rung 1
     assert _count(messages, f"tearing down cluster 'dg-{tag}'") == 1
     assert not rh.cluster(f"dg-{tag}").is_up()
+
+
+def test_an_interrupted_run_cancels_the_remote_call(tag, dagster_cli, tmp_path):
+    marker = tmp_path / "spin-started"
+    done = dagster_cli(DEFS, "spin", env={"DG_TAG": tag, "DG_TEARDOWN": "never", "DG_MARKER": str(marker)},
+                       interrupt_when=marker)
+    assert done.returncode != 0
+    assert _count(done.messages(), "the run was interrupted: call ") == 1
+    assert any(f"of 'spin-{tag}' cancelled" in m for m in done.messages())
+    time.sleep(10)  # the call was 8 s long: cancelled, it never reaches its end
+    assert marker.exists() and not Path(f"{marker}.done").exists()

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from dagster import Failure, RetryRequested
+from dagster import DagsterExecutionInterruptedError, Failure, RetryRequested
 
 from tether.providers.dagster.resources import TetherClusterResource, TetherServiceResource
 
@@ -45,8 +45,36 @@ def call(context: Any, service: TetherServiceResource | str, method: str | None 
     with native_failures(context, ladder, cluster, service=name):
         if isinstance(service, TetherServiceResource):
             service.ensure_deployed(context)
-        return actions.call(name, method, args, kwargs, ladder=ladder, attempt=attempt_of(context),
-                            logger=context.log, timeout=call_timeout)
+        call_id = actions.new_call_id()
+        try:
+            return actions.call(name, method, args, kwargs, ladder=ladder, attempt=attempt_of(context),
+                                logger=context.log, timeout=call_timeout, call_id=call_id)
+        except DagsterExecutionInterruptedError:
+            # the run was terminated (the UI, Ctrl-C): the remote call must not run on unowned
+            _cancel(context, name, call_id)
+            raise
+
+
+def _cancel(context: Any, service: str, call_id: str) -> None:
+    """Cancel the call in a thread of its own: Dagster interrupts the step's main thread again
+    (the executor forwards the termination too), which must not cut the cancel short."""
+    import threading
+
+    from tether.steps import actions
+
+    def cancel() -> None:
+        try:
+            stopped = actions.cancel(service, call_id)
+        except Exception as exc:  # the step is going down anyway: say why the call may still run
+            context.log.warning(f"[tether] the run was interrupted; cancelling call {call_id} of "
+                                f"{service!r} failed: {type(exc).__name__}: {exc}")
+            return
+        context.log.warning(f"[tether] the run was interrupted: call {call_id} of {service!r} "
+                            f"{'cancelled' if stopped else 'was over already'}")
+
+    worker = threading.Thread(target=cancel, name="tether-cancel")  # not a daemon: it ends first
+    worker.start()
+    worker.join()
 
 
 def attempt_of(context: Any) -> int:
