@@ -85,12 +85,15 @@ def test_pipes_runs_on_the_climbed_cluster_in_a_step_process_of_its_own(tag, dag
     assert not rh.cluster(f"dg-{tag}").is_up()
 
 
-def test_an_interrupted_run_cancels_the_remote_call(tag, dagster_cli, tmp_path):
+def test_an_interrupted_run_cancels_the_remote_call_and_gets_its_teardown(tag, dagster_cli, tmp_path):
     marker = tmp_path / "spin-started"
-    done = dagster_cli(DEFS, "spin", env={"DG_TAG": tag, "DG_TEARDOWN": "never", "DG_MARKER": str(marker)},
+    done = dagster_cli(DEFS, "spin", env={"DG_TAG": tag, "DG_TEARDOWN": "on_failure", "DG_MARKER": str(marker)},
                        interrupt_when=marker)
     assert done.returncode != 0
     assert _count(done.messages(), "the run was interrupted: call ") == 1
     assert any(f"of 'spin-{tag}' cancelled" in m for m in done.messages())
     time.sleep(10)  # the call was 8 s long: cancelled, it never reaches its end
     assert marker.exists() and not Path(f"{marker}.done").exists()
+    # the run failed (interrupted): on_failure takes the cluster down once, after the run
+    assert _count(done.messages(), f"tearing down cluster 'dg-{tag}'") == 1
+    assert not rh.cluster(f"dg-{tag}").is_up()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterEventType
+from dagster import DagsterEventType, DagsterRunStatus
 
 TAG_PREFIX = "tether/cluster/"
 SERVICE_TAG_PREFIX = "tether/service/"
@@ -97,8 +97,13 @@ class Progress:
 
 
 def progress(ref: RunRef) -> Progress:
-    """The run's steps left and failed, from its plan snapshot and its event log."""
+    """The run's steps left and failed, from its plan snapshot and its event log. A run that is
+    finished (its status says so: the run worker wrote it) has none left, whatever its steps'
+    events say: one that was terminated or interrupted leaves steps without an outcome."""
     run = ref.instance.get_run_by_id(ref.run_id)
+    if run.is_finished:
+        failed = run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+        return Progress((), (f"the run ({run.status.value.lower()})",) if failed else ())
     plan = ref.instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
     steps = {step.key: step for step in plan.steps}
     to_run = set(plan.step_keys_to_execute or steps)
