@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tether.core.cluster import DEFAULT_CLUSTER
 from tether.core.cluster import cluster as named_cluster
 from tether.core.function import function
 from tether.core.images import Env, resolve_env
@@ -305,14 +306,12 @@ def deployed_listing() -> str:
 
 
 def _cluster_state(name: str) -> str:
-    """"up", "down" (saved, not running) or "gone" (nothing saved under that name)."""
+    """"up", "down" (saved, not running) or "gone" (not running, and nothing saved under that
+    name: no step can bring it up again)."""
+    saved = name == DEFAULT_CLUSTER or local.exists(name)
     try:
-        handle = named_cluster(name)
-    except NotFoundError:
-        return "gone"
-    except Exception:  # noqa: BLE001 - a record that cannot be read: not usable either
-        return "gone"
-    try:
-        return "up" if handle.is_up() else "down"
-    except Exception:  # noqa: BLE001 - a launcher that cannot tell (no network...): not up
-        return "down"
+        handle = named_cluster(name)  # this process's handle, if it has one, else the saved one
+        up = handle.is_up()
+    except Exception:  # noqa: BLE001 - not saved, unreadable, a launcher that cannot tell: not up
+        up = False
+    return "up" if up else "down" if saved else "gone"
