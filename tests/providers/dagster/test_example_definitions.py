@@ -23,11 +23,12 @@ def test_the_example_job_climbs_keeps_the_instance_and_tears_down_once_under_the
     assert done.metadata("model") == {"service": "trainer", "weight": 1.0, "data_mib": 512.0}
     # evaluate() of the instance that trained, from another process, after the climb
     assert done.metadata("evaluation") == {"score": 1.0, "weight": 1.0, "data_mib": 512.0}
-    assert local.load("train")["spec"] == {"memory": "2Gi", "cpus": 2}  # the rung it ended on
+    assert local.load("train")["spec"] == {"memory": "256Mi", "cpus": 1}  # a local climb grows the env, not the cluster
     assert not rh.cluster("train").is_up()
     messages = done.messages()
     assert any("the kernel OOM killer killed it at the cluster's memory limit of 256 MiB" in m for m in messages)
-    assert sum("goes from cpus=1 memory=256Mi to memory=2Gi cpus=2 (rung 2 of 2)" in m for m in messages) == 1
+    assert sum("env 'default' of cluster 'train' goes from memory=256Mi cpus=1 to memory=2Gi cpus=2" in m
+               for m in messages) == 1
     assert sum("bringing up cluster 'train'" in m for m in messages) == 1  # once: later steps reuse it
     assert sum("tearing down cluster 'train'" in m for m in messages) == 1  # once, at the run's end
     down = next(e for e in done.events if "tearing down cluster 'train'" in e.user_message)
