@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 import tether as rh
+from tether import compute
 from tether.core.registry import local
+from tether.steps.climb import current_spec
 
 pytestmark = pytest.mark.timeout(400)
 DEFS = Path(__file__).parent / "cli_defs.py"
@@ -42,7 +44,9 @@ def test_never_keeps_the_climbed_cluster_and_its_live_instance_for_the_next_run(
     assert first.returncode == 0, first.output[-4000:]
     assert not _count(first.messages(), "tearing down")
     assert rh.cluster(f"dg-{tag}").is_up()
-    assert local.load(f"dg-{tag}")["spec"] == {"memory": "1Gi", "cpus": "1"}  # the rung it climbed to
+    # the rung it climbed to: a local climb grows the env of the service, the cluster keeps rung 1
+    assert local.load(f"dg-{tag}")["spec"] == {"memory": "256Mi", "cpus": 1}
+    assert compute.parse_memory(current_spec(f"dg-{tag}", "default")["memory"]) == 1 << 30
 
     # the next run (on_failure, and nothing fails): the cluster as it is, the same live instance
     second = dagster_cli(DEFS, "rescore", env={"DG_TAG": tag, "DG_TEARDOWN": "on_failure"})
@@ -50,6 +54,7 @@ def test_never_keeps_the_climbed_cluster_and_its_live_instance_for_the_next_run(
     assert second.metadata("rescored") == {"score": "d:400"}  # fitted in the first run
     messages = second.messages()
     assert not _count(messages, "bringing up") and not _count(messages, "goes from")  # not shrunk
+    assert compute.parse_memory(current_spec(f"dg-{tag}", "default")["memory"]) == 1 << 30
     assert _count(messages, f"reusing cluster 'dg-{tag}'") == 1
     assert not _count(messages, "tearing down")
     assert second.run.tags[f"tether/cluster/dg-{tag}"] == "kept"

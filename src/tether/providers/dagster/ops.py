@@ -42,13 +42,14 @@ def call(context: Any, service: TetherServiceResource | str, method: str | None 
             call_timeout = service.timeout
     else:
         name = service
-    with native_failures(context, ladder, cluster, service=name):
+    with native_failures(context, ladder, cluster):
         if isinstance(service, TetherServiceResource):
             service.ensure_deployed(context)
         call_id = actions.new_call_id()
         try:
             return actions.call(name, method, args, kwargs, ladder=ladder, attempt=attempt_of(context),
-                                logger=context.log, timeout=call_timeout, call_id=call_id)
+                                logger=context.log, timeout=call_timeout, call_id=call_id,
+                                missing_hint=missing_service_hint(name))
         except DagsterExecutionInterruptedError:
             # the run was terminated (the UI, Ctrl-C): the remote call must not run on unowned
             _cancel(context, name, call_id)
@@ -64,7 +65,7 @@ def _cancel(context: Any, service: str, call_id: str) -> None:
 
     def cancel() -> None:
         try:
-            stopped = actions.cancel(service, call_id)
+            stopped = actions.cancel(service, call_id, missing_hint=missing_service_hint(service))
         except Exception as exc:  # the step is going down anyway: say why the call may still run
             context.log.warning(f"[tether] the run was interrupted; cancelling call {call_id} of "
                                 f"{service!r} failed: {type(exc).__name__}: {exc}")
@@ -83,8 +84,7 @@ def attempt_of(context: Any) -> int:
 
 
 @contextlib.contextmanager
-def native_failures(context: Any, ladder: list[Any] | None, cluster: TetherClusterResource | None,
-                    service: str | None = None) -> Iterator[None]:
+def native_failures(context: Any, ladder: list[Any] | None, cluster: TetherClusterResource | None) -> Iterator[None]:
     """Turn tether's failures into Dagster's: ``RetryRequested`` (as many retries as the ladder has
     rungs, no wait) for an out-of-memory failure with a rung left, ``Failure`` without retries for
     anything else, its description saying what to do."""
@@ -101,9 +101,8 @@ def native_failures(context: Any, ladder: list[Any] | None, cluster: TetherClust
         raise Failure(description=str(exc), allow_retries=False) from exc
     except NotFoundError as exc:
         _failed(context, cluster)
-        if service is None or exc.fields.get("service") != service:
-            raise Failure(description=f"NotFoundError: {exc}", allow_retries=False) from exc
-        raise Failure(description=f"{exc} {missing_service_hint(service)}", allow_retries=False) from exc
+        # a missing service's error ends with missing_service_hint (passed to the steps)
+        raise Failure(description=f"NotFoundError: {exc}", allow_retries=False) from exc
     except (Failure, RetryRequested):
         raise
     except Exception as exc:

@@ -45,6 +45,11 @@ from pydantic import Field
 from tether.providers.dagster.ops import attempt_of, native_failures
 from tether.providers.dagster.resources import TetherClusterResource
 
+#: what a run on a cluster that is neither up nor saved is told to do, in Dagster's words
+CLUSTER_HINT = ("In Dagster, give PipesTetherClient a TetherClusterResource that can bring it up: "
+                "TetherClusterResource(cluster_name=..., ladder=[...]) or (..., launcher='local', "
+                "memory='2Gi').")
+
 
 class PipesTetherMessageReader(PipesMessageReader):
     """Reads the Pipes messages a remote function writes to its stderr, out of the call's own
@@ -165,7 +170,8 @@ class PipesTetherClient(ConfigurableResource, PipesClient):
                         in_environment(function, env), cluster, tuple(args), dict(kwargs or {}),
                         ladder=ladder, attempt=attempt_of(context), logger=reader.lines_to(context.log),
                         name=f"pipes-{getattr(function, '__name__', 'function')}",
-                        timeout=timeout if timeout is not None else self.timeout)
+                        timeout=timeout if timeout is not None else self.timeout,
+                        missing_hint=CLUSTER_HINT)
         return PipesTetherInvocation(session, value, metadata={"tether cluster": cluster})
 
 

@@ -170,6 +170,7 @@ def _up_as_asked(name: str, launcher: str | None, wanted: dict[str, Any] | None)
     from tether.core.cluster import cluster as named_cluster
     from tether.errors import NotFoundError
     from tether.steps import actions
+    from tether.steps.climb import env_limits_of
 
     try:
         handle = named_cluster(name)
@@ -179,7 +180,13 @@ def _up_as_asked(name: str, launcher: str | None, wanted: dict[str, Any] | None)
         return None
     if not handle.is_up() or (wanted and not actions.covers(handle.spec, wanted)):
         return None
-    return compute.describe(handle.spec) if handle.spec else "its default size"
+    how = compute.describe(handle.spec) if handle.spec else "its default size"
+    grown = env_limits_of(handle) or {}  # envs a local climb grew beyond the cluster's size
+    for env, limits in sorted(grown.items()):
+        sized = {k: v for k, v in (limits or {}).items() if v is not None}
+        if sized:
+            how += f", env {env!r} at {compute.describe(compute.normalize(sized))}"
+    return how
 
 
 class TetherServiceResource(ConfigurableResource):
