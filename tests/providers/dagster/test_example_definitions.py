@@ -34,3 +34,12 @@ def test_the_example_job_climbs_keeps_the_instance_and_tears_down_once_under_the
     down = next(e for e in done.events if "tearing down cluster 'train'" in e.user_message)
     assert down.step_key == "evaluation"  # the last step, after its own work
     assert not done.of_type("HANDLED_OUTPUT")  # names, never data: no IO manager stored anything
+
+    # run it again: the cluster is down, the service's record stays. The first step brings the
+    # cluster up and deploys the service afresh (no "made again" warning), and the run trains again
+    again = dagster_cli(examples.folder / "dagster_pipeline.py", "train_and_evaluate")
+    assert again.returncode == 0, again.output[-4000:]
+    assert again.metadata("evaluation") == {"score": 1.0, "weight": 1.0, "data_mib": 512.0}
+    messages = again.messages()
+    assert sum("deploying trainer:Trainer as service 'trainer'" in m for m in messages) == 1
+    assert not any("was made again on cluster 'train' from its constructor arguments" in m for m in messages)

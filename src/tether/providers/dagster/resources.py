@@ -47,6 +47,7 @@ class TetherClusterResource(ConfigurableResource):
                                      "'never' (it stays up, on its rung, with its live instances).")
 
     _up: str | None = PrivateAttr(default=None)
+    _brought_up: bool = PrivateAttr(default=False)
     _failed: bool = PrivateAttr(default=False)
 
     @field_validator("ladder")
@@ -94,11 +95,18 @@ class TetherClusterResource(ConfigurableResource):
             else:
                 name = actions.bring_up(self.cluster_name, launcher=self.launcher, spec=spec,
                                         ladder=self.ladder, logger=logger).name
+                self._brought_up = True
             ref = runs.RunRef.of(context)
             if ref is not None and ref.tags().get(runs.TAG_PREFIX + name) != runs.UP:
                 ref.tag(runs.TAG_PREFIX + name, runs.UP)
             self._up = name
         return self._up
+
+    @property
+    def brought_up(self) -> bool:
+        """Whether this process brought the cluster up (it did not find it up as asked): then it
+        holds no service yet, and a service is deployed rather than reattached."""
+        return self._brought_up
 
     def mark_failed(self, context: Any = None) -> None:
         """A step that used the cluster failed. ``teardown="on_failure"`` finds failed steps in the
@@ -250,7 +258,7 @@ class TetherServiceResource(ConfigurableResource):
         deployed_in_run = ref is not None and ref.tags().get(key) == "deployed"
         same = (existing is not None and existing.target == self.target and existing.kwargs == self.init_kwargs
                 and existing.cluster in self.cluster.names())
-        if same and (not self.redeploy or deployed_in_run):
+        if same and not self.cluster.brought_up and (not self.redeploy or deployed_in_run):
             return  # reattach: calls find it by name (made again there if the cluster lost it)
         actions.deploy(self.target, self.service_name, cluster, kwargs=self.init_kwargs,
                        logger=getattr(context, "log", None))
