@@ -43,6 +43,8 @@ def test_never_keeps_the_climbed_cluster_and_its_live_instance_for_the_next_run(
     first = dagster_cli(DEFS, "fit_and_score", env={"DG_TAG": tag, "DG_TEARDOWN": "never"})
     assert first.returncode == 0, first.output[-4000:]
     assert not _count(first.messages(), "tearing down")
+    assert _count(first.messages(), f"the run is over: cluster 'dg-{tag}' stays up (teardown='never')") == 1
+    assert first.run.tags[f"tether/cluster/dg-{tag}"] == "kept"
     assert rh.cluster(f"dg-{tag}").is_up()
     # the rung it climbed to: a local climb grows the env of the service, the cluster keeps rung 1
     assert local.load(f"dg-{tag}")["spec"] == {"memory": "256Mi", "cpus": 1}

@@ -125,8 +125,6 @@ class TetherClusterResource(ConfigurableResource):
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """Apply the teardown policy if the run this process belongs to is over (its last step)."""
-        if self.teardown == "never":
-            return
         ref = runs.RunRef.of(context)
         if ref is None:  # used outside a run (build_resources): this scope was the run
             if self._up is not None:
@@ -152,8 +150,8 @@ class TetherClusterResource(ConfigurableResource):
         if self.teardown == "always" or (self.teardown == "on_failure" and failed):
             actions.teardown(name, logger=logger)
             return runs.TORN_DOWN
-        _say(logger, f"the run is over: cluster {name!r} stays up (teardown={self.teardown!r}, "
-                             "no step failed)")
+        why = "" if self.teardown == "never" else ", no step failed"
+        _say(logger, f"the run is over: cluster {name!r} stays up (teardown={self.teardown!r}{why})")
         return runs.KEPT
 
     def _spec(self) -> dict[str, Any] | None:
