@@ -28,7 +28,7 @@ from typing import Any
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
 from tether.providers.airflow.hooks.tether import TetherHook
-from tether.providers.airflow.links.tether import TetherCallLink
+from tether.providers.airflow.links.tether import TetherCallLink, remember_call
 from tether.providers.airflow.operators.tether import (
     DEFAULT_DEFERRABLE,
     _rungs,
@@ -65,6 +65,7 @@ class _TetherDecoratedOperator(DecoratedOperator):
         started = time.monotonic()
         deadline = step_deadline(self, started)
         name = f"task-{self.dag_id}-{self.task_id}".replace("_", "-")
+        remember_call(self, "")  # a call that does not defer has no id to link to
         if self.deferrable:
             from tether.steps import deferred
 

@@ -49,7 +49,12 @@ from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from tether.providers.airflow.hooks.tether import TetherHook
-from tether.providers.airflow.links.tether import TetherCallLink, push_call_link
+from tether.providers.airflow.links.tether import (
+    TetherCallLink,
+    call_url,
+    push_call_link,
+    remember_call,
+)
 
 #: Airflow's default for ``deferrable=`` (``[operators] default_deferrable``), as other providers read it
 DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
@@ -125,7 +130,7 @@ def defer_call(task: Any, context: Any, prepare: Callable[[], Any], args: Sequen
             return prepare(), arguments, task.hook.registry_home()
 
     call, arguments, home = run_step(task, context, prepared)
-    push_call_link(context, call["url"])
+    push_call_link(task, context, call["url"])
     task.log.info("[tether] deferred: the triggerer runs call %s of %s on cluster %r (%s)",
                   call["call_id"], call["what"], call["cluster"], call["url"])
     limit = task.execution_timeout
@@ -141,6 +146,7 @@ def complete_call(task: Any, context: Any, event: dict[str, Any], ladder: Any) -
     from tether.steps import deferred
 
     attempt = context["ti"].try_number
+    remember_call(task, event["call"]["url"])
 
     def finish() -> Any:
         with task.hook.activated():
@@ -277,9 +283,12 @@ class TetherCallOperator(_TetherOperator):
 
         def call() -> Any:
             with self.hook.activated():
-                return actions.call(self.service_name, self.method, self.op_args, self.op_kwargs,
-                                  ladder=self.ladder, attempt=attempt, logger=self.log,
-                                  call_id=self._call_id, deadline=deadline)
+                try:
+                    return actions.call(self.service_name, self.method, self.op_args, self.op_kwargs,
+                                        ladder=self.ladder, attempt=attempt, logger=self.log,
+                                        call_id=self._call_id, deadline=deadline)
+                finally:
+                    remember_call(self, call_url(self.service_name, self._call_id))
 
         return run_step(self, context, call)
 
