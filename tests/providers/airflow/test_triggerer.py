@@ -147,9 +147,9 @@ def test_a_real_triggerer_runs_the_call_logs_it_and_marking_the_task_failed_canc
         with pytest.raises(rh.CallCancelledError):  # the daemon's own record: cancelled
             cluster.result(call_id, timeout=60)  # (it would spin for 90 s)
         assert not (tmp_path / "spin.done").exists()
-        task_log = _task_log(logs)
-        assert "Trigger cancelled by user action, invoking on_kill" in task_log
-        assert f"[tether] cancelled remote call {call_id}" in task_log
+        _until(lambda: f"[tether] cancelled remote call {call_id}" in _task_log(logs),
+               "word of the cancel in the task's log", seconds=30, proc=triggerer)
+        assert "Trigger cancelled by user action, invoking on_kill" in _task_log(logs)
         with create_session() as session:
             assert not session.query(Trigger).filter(Trigger.id == trigger_id).count()  # cleaned up
     finally:
