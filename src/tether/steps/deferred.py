@@ -25,7 +25,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from tether import errors
 from tether.client import follow as following
@@ -33,9 +33,20 @@ from tether.client.daemon_client import CANCEL_TIMEOUT, new_call_id
 from tether.core.cluster import Cluster
 from tether.core.cluster import cluster as named_cluster
 from tether.core.function import function
+from tether.core.images import DEFAULT_ENV
 from tether.core.invoke import check_timeout
 from tether.protocol import wire
-from tether.steps.actions import Logger, _oom_guard, _remote_logs, _say, climb, time_left
+from tether.steps import resets
+from tether.steps.actions import (
+    Logger,
+    _oom_guard,
+    _remote_logs,
+    _say,
+    _teller,
+    _up_for_run,
+    time_left,
+)
+from tether.steps.climb import Climb, climb
 from tether.steps.ladder import Ladder, as_ladder
 from tether.steps.services import Service
 
@@ -58,52 +69,77 @@ class DeferredCall(TypedDict):
     deadline: float | None  #: ``time.time()`` past which it is cancelled (its timeout); None: none
     timeout: float | None  #: the seconds it was given, for the message
     url: str  #: where its daemon serves it: ``GET {url}`` (with the cluster's token)
+    env: NotRequired[str | None]  #: the env whose worker runs it (what a climb grows); None: unknown
 
 
 # -- 1. in the step's process ----------------------------------------------------------------------
 
 
-def prepare_call(service: str, method: str | None = None, *, ladder: Ladder | Sequence[Any] | None = None,
+def prepare_call(service: str, method: str | None = None, args: Sequence[Any] = (),
+                 kwargs: dict[str, Any] | None = None, *, ladder: Ladder | Sequence[Any] | None = None,
                  attempt: int = 1, logger: Logger | None = None, timeout: float | None = None,
-                 deadline: float | None = None, call_id: str | None = None) -> DeferredCall:
-    """Put ``service`` on the rung of ``attempt`` (made again there if need be) and name its call.
-    ``timeout``/``deadline`` as in ``actions.call`` (``deadline`` is ``time.monotonic()``)."""
+                 deadline: float | None = None, call_id: str | None = None,
+                 missing_hint: str | None = None) -> DeferredCall:
+    """Put ``service`` on the rung of ``attempt`` and name its call, as ``actions.call`` does up
+    to the call: the climb (the step's log names the instances it reset, ``__tether_rebuild__``
+    rebuilds them with the step's ``args``/``kwargs``), the service made again if its cluster lacks
+    it. ``timeout``/``deadline``/``missing_hint`` as in ``actions.call`` (``deadline`` is
+    ``time.monotonic()``)."""
     ladder = as_ladder(ladder)
-    svc = Service.load(service)
+    svc = Service.load(service, hint=missing_hint)
+    env = svc.env_name
+    climbed = Climb(svc.cluster)
     if ladder is not None:
-        moved = climb(svc.cluster, ladder, attempt, logger, what=f"service {service!r}")
-        if moved != svc.cluster:
-            svc = svc.moved_to(moved)
+        climbed = climb(svc.cluster, ladder, attempt, _teller(logger), what=f"service {service!r}", env=env)
+        if climbed.cluster != svc.cluster:
+            svc = svc.moved_to(climbed.cluster)
+        resets.tell(logger, climbed)
     if svc.kind == "instance" and method in (None, "", "call"):
         raise errors.ConfigError(f"service {svc.name!r} is an instance of {svc.target}: name the "
                                  "method to call", service=svc.name)
     what = f"{service}.{method}" if method and method != "call" else service
-    with _oom_guard(what, svc.cluster, svc.name, ladder, attempt), _remote_logs(logger):
-        svc.stub()  # made again first if its cluster lost it (a constructor may run out of memory too)
-    return _named(svc.cluster, svc.name, method or "call", what, timeout, deadline, call_id)
+    with _oom_guard(what, svc.cluster, svc.name, ladder, attempt, env), _remote_logs(logger):
+        def left() -> float | None:
+            return time_left(timeout, deadline, what, svc.cluster)
+
+        resets.rebuild_reset(climbed, svc.name, method, args, kwargs, attempt, logger, left)
+        if named_cluster(svc.cluster).get(svc.name, remote=True) is None:  # a new machine, a move
+            svc.make()  # here, where a constructor that runs out of memory climbs on the retry
+            resets.remade(svc, method, args, kwargs, attempt, climbed.rung, logger, left)(
+                f"cluster {svc.cluster!r} did not hold it")
+    return _named(svc.cluster, svc.name, method or "call", what, timeout, deadline, call_id, env)
 
 
 def prepare_function(fn: Any, cluster: str, *, ladder: Ladder | Sequence[Any] | None = None,
                      attempt: int = 1, logger: Logger | None = None, name: str | None = None,
                      timeout: float | None = None, deadline: float | None = None,
-                     call_id: str | None = None) -> DeferredCall:
-    """Deploy ``fn`` by value on ``cluster`` at the rung of ``attempt`` and name its call."""
+                     call_id: str | None = None, missing_hint: str | None = None) -> DeferredCall:
+    """Deploy ``fn`` by value on ``cluster`` at the rung of ``attempt`` and name its call, as
+    ``actions.run_function`` does up to the call (a saved cluster that is down is brought up; an
+    unsaved one fails, ``missing_hint`` saying how)."""
     ladder = as_ladder(ladder)
+    _up_for_run(cluster, fn.__name__, logger, missing_hint)
+    climbed = Climb(cluster)
     if ladder is not None:
-        cluster = climb(cluster, ladder, attempt, logger, what=f"function {fn.__name__!r}")
+        climbed = climb(cluster, ladder, attempt, _teller(logger), what=f"function {fn.__name__!r}",
+                        env=DEFAULT_ENV)
+        cluster = climbed.cluster
+        resets.tell(logger, climbed)
     name = name or f"task-{fn.__name__}"
-    with _oom_guard(fn.__name__, cluster, name, ladder, attempt), _remote_logs(logger):
+    with _oom_guard(fn.__name__, cluster, name, ladder, attempt, DEFAULT_ENV), _remote_logs(logger):
+        resets.rebuild_reset(climbed, None, None, (), None, attempt, logger,
+                             lambda: time_left(timeout, deadline, fn.__name__, cluster))
         function(fn, name=name, serialize=True).to(named_cluster(cluster))
-    return _named(cluster, name, "call", fn.__name__, timeout, deadline, call_id)
+    return _named(cluster, name, "call", fn.__name__, timeout, deadline, call_id, DEFAULT_ENV)
 
 
 def _named(cluster: str, service: str, method: str, what: str, timeout: float | None,
-           deadline: float | None, call_id: str | None) -> DeferredCall:
+           deadline: float | None, call_id: str | None, env: str | None) -> DeferredCall:
     left = time_left(check_timeout(timeout, "timeout"), deadline, what, cluster)
     call_id = call_id or new_call_id()
     return DeferredCall(cluster=cluster, service=service, method=method, call_id=call_id, what=what,
                         deadline=None if left is None else time.time() + left, timeout=left,
-                        url=f"{named_cluster(cluster).client.url}/_tether/calls/{call_id}")
+                        url=f"{named_cluster(cluster).client.url}/_tether/calls/{call_id}", env=env)
 
 
 def encode_arguments(args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> str:
@@ -238,7 +274,8 @@ def finish(call: DeferredCall, outcome: dict[str, Any], *, ladder: Ladder | Sequ
         kind = getattr(errors, str(outcome.get("type")), None)
         kind = kind if isinstance(kind, type) and issubclass(kind, errors.TetherError) else errors.TetherError
         raise kind(str(outcome.get("message") or f"the deferred call ended with {outcome!r}"), **context)
-    with _oom_guard(call["what"], call["cluster"], call["service"], as_ladder(ladder), attempt):
+    with _oom_guard(call["what"], call["cluster"], call["service"], as_ladder(ladder), attempt,
+                    call.get("env")):
         return named_cluster(call["cluster"]).result(call["call_id"])
 
 

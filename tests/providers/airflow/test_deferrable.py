@@ -51,6 +51,8 @@ def test_a_deferred_call_climbs_on_oom_and_resumes_with_the_result_of_the_same_i
     assert "[tether] deferred: the triggerer runs call" in log
     assert "fitting on 400 MiB" in log  # the remote output, read by the trigger into its log
     assert "ran out of memory on cluster" in log and "The next attempt runs on memory=1Gi" in log
+    # the climb's warning, from the worker that prepared the deferred call, names the reset instance
+    assert f"[tether] the climb reset the state of instance 'model-{tag}'" in log
 
 
 DECORATED = HEADER + '''
@@ -71,11 +73,12 @@ def test_task_tether_deferred_brings_its_cluster_up_and_climbs_on_oom(run_dag, c
     assert run.state == "success", run.tasks
     assert run.tasks["hog"] == ("success", 2)
     assert run.xcom["hog"] == {"held": 400}
-    assert rh.cluster(f"afd-{tag}").spec["memory"] == "1Gi"  # where it climbed
+    assert rh.cluster(f"afd-{tag}").spec["memory"] == "256Mi"  # the first rung: the env climbed
     out = capfd.readouterr()
     log = out.out + out.err
     assert "holding 400 MiB" in log
     assert f"cluster 'afd-{tag}' is not saved: bringing it up on the ladder's first rung" in log
+    assert f"attempt 2: env 'default' of cluster 'afd-{tag}' goes from memory=256Mi cpus=1 to memory=1Gi" in log
 
 
 TIMED = HEADER + '''

@@ -30,14 +30,14 @@ def test_the_example_dag_trains_on_the_next_rung_after_an_oom_and_tears_down(run
     # evaluate() of the instance that trained: found by name after the climb
     assert run.xcom["evaluate"] == {"score": 1.0, "weight": 1.0, "data_mib": 512.0}
     assert run.tasks["down"] == ("success", 1)
-    assert rh.cluster("train").spec == {"memory": "2Gi", "cpus": 2}  # the rung it ended on
+    assert rh.cluster("train").spec == {"memory": "256Mi", "cpus": 1}  # a local climb grows the env, not the cluster
     assert not rh.cluster("train").is_up()
     link = run.xcoms[("train", "_link_TetherCallLink")]  # the call each call task made
     assert link.startswith("http://127.0.0.1:") and "/_tether/calls/" in link
     out = capfd.readouterr()
     log = out.out + out.err
     assert "the kernel OOM killer killed it at the cluster's memory limit of 256 MiB" in log
-    assert "goes from memory=256Mi cpus=1 to memory=2Gi cpus=2" in log
+    assert "env 'default' of cluster 'train' goes from " in log and " to memory=2Gi cpus=2" in log
     assert "XCom not found" not in log  # Airflow asks each link as the task ends: nothing missing
 
 
@@ -67,11 +67,13 @@ def test_airflow_dags_test_climbs_keeps_the_instance_and_tears_down_once(airflow
     assert out.count("[tether] deferred: the triggerer runs call") == 3  # train twice, evaluate once
     assert out.count("[DAG TEST] Trigger completed") == 3
     assert "the kernel OOM killer killed it at the cluster's memory limit of 256 MiB" in out
-    assert out.count("goes from memory=256Mi cpus=1 to memory=2Gi cpus=2") == 1
+    climbs = [line for line in out.splitlines() if "env 'default' of cluster 'train' goes from" in line]
+    assert len(climbs) == 1 and "to memory=2Gi cpus=2 (rung 2 of 2)" in climbs[0], climbs  # once
+    assert "[tether] the climb reset the state of instance 'trainer'" in out  # named in the log
     assert "loading 512 MiB of training data" in out  # the remote output, in the task log
     assert "score 1.00 for a model trained on 512 MiB" in out  # the instance that trained
     assert out.count("tearing down cluster 'train'") == 1  # the teardown task, once
-    assert rh.cluster("train").spec == {"memory": "2Gi", "cpus": 2}
+    assert rh.cluster("train").spec == {"memory": "256Mi", "cpus": 1}  # the env grew, not the cluster
     assert not rh.cluster("train").is_up()
 
 

@@ -144,9 +144,10 @@ def test_task_tether_brings_its_cluster_up_or_says_how(run_dag, capfd):
         assert run.tasks["unsaved_without_a_ladder"] == ("failed", 1)
         out = capfd.readouterr()
         log = out.out + out.err
-        assert (f"@task.tether(cluster='afn-{tag}'): no cluster named 'afn-{tag}' is saved, and this "
-                "task has no ladder to size one. Bring it up upstream: TetherClusterOperator(task_id="
-                f"'up', cluster_name='afn-{tag}', spec={{'memory': '2Gi'}}) >> this task") in log
+        assert (f"function 'unsaved_without_a_ladder' runs on cluster 'afn-{tag}', which no step brought "
+                "up and which is not saved. Bring it up upstream: TetherClusterOperator(task_id='up', "
+                f"cluster_name='afn-{tag}', spec={{'memory': '2Gi'}}) >> this task; or give @task.tether "
+                "a ladder=[...], and it brings the cluster up on the first rung.") in log
     finally:
         for name in (f"afu-{tag}", saved.name):
             rh.cluster(name).teardown()

@@ -10,9 +10,9 @@ without a retry. Context arguments (``ti``, ...) are not passed: the function ru
 timeout is the task's ``execution_timeout`` as in ``TetherCallOperator`` (a little before it, the
 remote call is cancelled: ``tether.CallTimeoutError``), else ``TETHER_CALL_TIMEOUT`` if set.
 
-The cluster: a saved one is used as it is (brought up if it is down). One that was never saved
-is brought up on the ladder's first rung; without a ladder the task fails, saying to bring it up
-upstream (``TetherClusterOperator``) or to give the task a ladder.
+The cluster: a saved one is used as it is (brought up if it is down, at its saved size). One that
+was never saved is brought up on the ladder's first rung; without a ladder the task fails, saying
+to bring it up upstream (``TetherClusterOperator``) or to give the task a ladder.
 
 ``deferrable=True`` (default: Airflow's ``[operators] default_deferrable``) releases the worker slot
 while the function runs: the task defers to ``TetherCallTrigger`` as ``TetherCallOperator`` does.
@@ -73,7 +73,7 @@ class _TetherDecoratedOperator(DecoratedOperator):
                 self._cluster_up()
                 return deferred.prepare_function(self.python_callable, self.cluster, ladder=self.ladder,
                                                  attempt=attempt, logger=self.log, name=name,
-                                                 deadline=deadline)
+                                                 deadline=deadline, missing_hint=self._cluster_hint())
 
             defer_call(self, context, prepare, self.op_args, self.op_kwargs, started)
 
@@ -82,7 +82,8 @@ class _TetherDecoratedOperator(DecoratedOperator):
                 self._cluster_up()
                 return actions.run_function(self.python_callable, self.cluster, self.op_args,
                                             self.op_kwargs, ladder=self.ladder, attempt=attempt,
-                                            logger=self.log, deadline=deadline, name=name)
+                                            logger=self.log, deadline=deadline, name=name,
+                                            missing_hint=self._cluster_hint())
 
         return self._handle_output(run_step(self, context, run))
 
@@ -91,26 +92,23 @@ class _TetherDecoratedOperator(DecoratedOperator):
         return self._handle_output(complete_call(self, context, event, self.ladder))
 
     def _cluster_up(self) -> None:
-        """A cluster that was never saved: up on the ladder's first rung, or say what to do."""
-        from tether.core.cluster import cluster as named_cluster
-        from tether.errors import NotFoundError
+        """A cluster that was never saved comes up on the ladder's first rung; without a ladder,
+        the step fails saying how (``_cluster_hint``); a saved one is the step's to bring up."""
+        from tether.core.cluster import DEFAULT_CLUSTER
+        from tether.core.registry import local
         from tether.steps import actions
 
-        try:
-            named_cluster(self.cluster)
-            return  # saved (or "local"): the call brings it up if it is down
-        except NotFoundError:
-            if not self.ladder:
-                raise NotFoundError(
-                    f"@task.tether(cluster={self.cluster!r}): no cluster named {self.cluster!r} is saved, "
-                    "and this task has no ladder to size one. Bring it up upstream: "
-                    f"TetherClusterOperator(task_id='up', cluster_name={self.cluster!r}, "
-                    "spec={'memory': '2Gi'}) >> this task; or give the task a ladder=[...], and it "
-                    "brings the cluster up on the first rung.", cluster=self.cluster) from None
+        if not self.ladder or self.cluster == DEFAULT_CLUSTER or local.exists(self.cluster):
+            return
         self.log.info("[tether] cluster %r is not saved: bringing it up on the ladder's first rung",
                       self.cluster)
         actions.bring_up(self.cluster, ladder=self.ladder, logger=self.log)
 
+    def _cluster_hint(self) -> str:
+        """What a task whose cluster no task brought up is told to do, in Airflow's terms."""
+        return (f"Bring it up upstream: TetherClusterOperator(task_id='up', cluster_name={self.cluster!r}, "
+                "spec={'memory': '2Gi'}) >> this task; or give @task.tether a ladder=[...], and it "
+                "brings the cluster up on the first rung.")
 
 def tether_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None,
                 **kwargs: Any):

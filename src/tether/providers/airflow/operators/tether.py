@@ -96,20 +96,22 @@ def run_step(task: BaseOperator, context: Any, action):
             "bigger machine)") from exc
 
 
+def deploy_hint(service: str) -> str:
+    """What a task calling a service that was never deployed is told to do, in Airflow's terms
+    (``missing_hint=`` of tether's steps)."""
+    return (f"Deploy it upstream of this task: TetherDeployOperator(task_id='deploy', "
+            f"target='package.module:Name', service_name={service!r}, cluster_name=...) >> this task.")
+
+
 def in_airflow(exc: BaseException) -> str:
-    """tether's message, with what to do said in Airflow's terms when a name is missing."""
+    """tether's message, with what to do said in Airflow's terms when a cluster is missing (a
+    deploy or teardown task naming a cluster no task brought up)."""
     from tether.errors import NotFoundError
 
     text = str(exc)
-    fields = getattr(exc, "fields", None) or {}
-    if not isinstance(exc, NotFoundError):
-        return text
-    service, cluster = fields.get("service"), fields.get("cluster")
-    if service and text.startswith(f"no service named {service!r}"):
-        head = text.split(" Deploy it first", 1)[0]
-        return (f"{head} Deploy it upstream of this task: TetherDeployOperator(task_id='deploy', "
-                f"target='package.module:Name', service_name={service!r}, cluster_name=...) >> this task.")
-    if cluster and text.startswith(f"no cluster named {cluster!r}") and "TetherClusterOperator" not in text:
+    cluster = (getattr(exc, "fields", None) or {}).get("cluster")
+    if (isinstance(exc, NotFoundError) and cluster and text.startswith(f"no cluster named {cluster!r}")
+            and "TetherClusterOperator" not in text):
         head = text.split(" Define it", 1)[0]
         return (f"{head} Bring it up upstream of this task: TetherClusterOperator(task_id='up', "
                 f"cluster_name={cluster!r}, ladder=[...] or spec={{...}}) >> this task.")
@@ -277,8 +279,9 @@ class TetherCallOperator(_TetherOperator):
             from tether.steps import deferred
 
             defer_call(self, context, lambda: deferred.prepare_call(
-                self.service_name, self.method, ladder=self.ladder, attempt=attempt, logger=self.log,
-                deadline=deadline), self.op_args, self.op_kwargs, started)
+                self.service_name, self.method, self.op_args, self.op_kwargs, ladder=self.ladder,
+                attempt=attempt, logger=self.log, deadline=deadline,
+                missing_hint=deploy_hint(self.service_name)), self.op_args, self.op_kwargs, started)
         self._call_id = actions.new_call_id()
 
         def call() -> Any:
@@ -286,7 +289,8 @@ class TetherCallOperator(_TetherOperator):
                 try:
                     return actions.call(self.service_name, self.method, self.op_args, self.op_kwargs,
                                         ladder=self.ladder, attempt=attempt, logger=self.log,
-                                        call_id=self._call_id, deadline=deadline)
+                                        call_id=self._call_id, deadline=deadline,
+                                        missing_hint=deploy_hint(self.service_name))
                 finally:
                     remember_call(self, call_url(self.service_name, self._call_id))
 
@@ -304,7 +308,7 @@ class TetherCallOperator(_TetherOperator):
 
         try:
             with self.hook.activated():
-                actions.cancel(self.service_name, self._call_id)
+                actions.cancel(self.service_name, self._call_id, deploy_hint(self.service_name))
         except Exception as exc:  # noqa: BLE001 - killing goes on regardless
             self.log.warning("could not cancel remote call %s: %s", self._call_id, exc)
 
