@@ -145,3 +145,53 @@ def test_the_trigger_serializes_to_what_rebuilds_it():
     module, _, name = path.rpartition(".")
     rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
     assert rebuilt.serialize() == (path, kwargs)
+
+
+REBUILT = HEADER + '''
+with DAG("deferred_rebuilt_{tag}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+    up = TetherClusterOperator(task_id="up", cluster_name="afd-{tag}", ladder=LADDER)
+    deploy = TetherDeployOperator(task_id="deploy", target="rebuild_code:Checkpointed",
+                                  service_name="ckpt-{tag}", cluster_name=up.output,
+                                  init_kwargs={"folder": "{folder}", "tag": "a"})
+    sibling = TetherDeployOperator(task_id="sibling", target="rebuild_code:Checkpointed",
+                                   service_name="sib-{tag}", cluster_name=up.output,
+                                   init_args=["{folder}"], init_kwargs={"tag": "b"})
+    warm = TetherCallOperator(task_id="warm", service_name=sibling.output, method="warm", op_args=[7],
+                              deferrable=True)
+    fit = TetherCallOperator(task_id="fit", service_name=deploy.output, method="fit",
+                             op_kwargs={"mib": 400}, ladder=LADDER, deferrable=True)
+    rebuilds = TetherCallOperator(task_id="rebuilds", service_name=deploy.output, method="rebuilds",
+                                  deferrable=True)
+    score = TetherCallOperator(task_id="score", service_name=sibling.output, method="score",
+                               deferrable=True)
+    down = TetherTeardownOperator(task_id="down", cluster_name=up.output).as_teardown(setups=up)
+    up >> [deploy, sibling]
+    sibling >> warm >> fit
+    deploy >> fit >> rebuilds >> score >> down
+'''
+
+
+def test_a_deferred_climb_names_the_reset_instances_and_rebuilds_them_with_the_tasks_inputs(run_dag, capfd, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from conftest import DAGS
+
+    code = Path(shutil.copy(Path(__file__).parents[2] / "integration" / "steps" / "rebuild_code.py",
+                            DAGS / "rebuild_code.py"))
+    try:
+        run, tag = run_dag(REBUILT.replace("{folder}", str(tmp_path)))
+    finally:
+        code.unlink()
+    assert run.state == "success", run.tasks
+    assert run.tasks["fit"] == ("success", 2) and run.xcom["fit"] == 400
+    (context,) = run.xcom["rebuilds"]  # __tether_rebuild__, once, before the retried fit
+    assert context["kwargs"] == {"folder": str(tmp_path), "tag": "a"}  # the constructor's
+    assert (context["method"], context["call_kwargs"], context["attempt"]) == ("fit", {"mib": 400}, 2)
+    assert run.xcom["score"] == "b:7"  # the sibling in the same env: reset, and back from its checkpoint
+    out = capfd.readouterr()
+    log = out.out + out.err
+    assert f"[tether] the climb reset the state of 2 instances, 'ckpt-{tag}', 'sib-{tag}'" in log \
+        or f"[tether] the climb reset the state of 2 instances, 'sib-{tag}', 'ckpt-{tag}'" in log
+    assert f"[tether] rebuilt instance 'ckpt-{tag}' with __tether_rebuild__" in log
+    assert "rebuilt a from its checkpoint (400)" in log  # the rebuild's output, in the task log
