@@ -5,7 +5,8 @@ and the teardown task takes the cluster down, once.
 Run as it is in a DagBag (``dag.test()``), and as a user runs it: Airflow's own CLI, ``airflow dags
 test tether_train`` in a subprocess, in the test Airflow home that ``airflow db migrate`` made,
 with Airflow's ``[operators] default_deferrable`` on (the calls defer, the CLI runs their triggers),
-and with a bad run parameter, which fails the train task natively, saying what to pass."""
+and with a bad run parameter, which fails the train task natively on resuming (the remote error,
+fetched by id), saying what to pass."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def test_airflow_dags_test_climbs_keeps_the_instance_and_tears_down_once(airflow
 
 
 def test_airflow_dags_test_with_a_bad_parameter_fails_the_task_saying_what_to_pass(airflow_cli):
-    code, out = airflow_cli("-c", '{"data_mib": "lots"}')
+    code, out = airflow_cli("-c", '{"data_mib": "lots"}', env={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"})
+    assert "[tether] deferred: the triggerer runs call" in out  # the remote error, on resuming
     assert "data_mib must be a whole number of MiB, at least 1 (got 'lots'): pass e.g. data_mib=512" in out
     assert "not an out-of-memory error: not retried on a bigger machine" in out
     assert "goes from memory=256Mi" not in out  # no climb for a bad input
