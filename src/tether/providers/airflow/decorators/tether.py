@@ -110,6 +110,7 @@ class _TetherDecoratedOperator(DecoratedOperator):
                 "spec={'memory': '2Gi'}) >> this task; or give @task.tether a ladder=[...], and it "
                 "brings the cluster up on the first rung.")
 
+
 def tether_task(python_callable: Callable | None = None, multiple_outputs: bool | None = None,
                 **kwargs: Any):
     """``@task.tether(cluster=..., ladder=..., deferrable=...)``: run the decorated function on a
