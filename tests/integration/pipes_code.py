@@ -21,3 +21,18 @@ def broken() -> None:
     with open_dagster_pipes() as pipes:
         pipes.log.warning("about to fail")
         raise ValueError("the source table is empty")
+
+
+def slow(seconds: float, marker: str) -> None:
+    """Report, write ``marker``, run ``seconds`` in small steps, then rename it to ``marker.done``."""
+    import os
+    import time
+
+    with open_dagster_pipes() as pipes:
+        pipes.log.info("slow: started")
+        open(marker, "w").close()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.02)
+        os.replace(marker, marker + ".done")
+        pipes.report_asset_materialization(metadata={"slept": seconds})

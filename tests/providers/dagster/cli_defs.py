@@ -68,17 +68,25 @@ def spun(context: dg.AssetExecutionContext, spin: TetherServiceResource) -> None
 
 
 @dg.asset
+def piped_long(context: dg.AssetExecutionContext, pipes: PipesTetherClient) -> dg.MaterializeResult:
+    """A long Pipes run, for a run that is interrupted while it runs."""
+    return pipes.run(context=context, function=pipes_code.slow, args=(8, os.environ["DG_MARKER"])
+                     ).get_materialize_result()
+
+
+@dg.asset
 def rescored(context: dg.AssetExecutionContext, model: TetherServiceResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"score": call(context, model, "score", ladder=LADDER)})
 
 
 defs = dg.Definitions(
-    assets=[fitted, score_a, score_b, broken, after_broken, report, piped, spun, rescored],
+    assets=[fitted, score_a, score_b, broken, after_broken, report, piped, spun, piped_long, rescored],
     jobs=[dg.define_asset_job("fit_and_score", selection=["fitted", "score_a", "score_b"]),
           dg.define_asset_job("fit_then_fail", selection=["fitted", "broken", "after_broken"]),
           dg.define_asset_job("fit_and_report", selection=["fitted", "report"]),
           dg.define_asset_job("fit_then_pipe", selection=["fitted", "piped"]),
           dg.define_asset_job("spin", selection=["spun"]),
+          dg.define_asset_job("pipe_long", selection=["piped_long"]),
           dg.define_asset_job("rescore", selection=["rescored"])],
     resources={"model": model, "pipes": PipesTetherClient(cluster=cluster),
                "spin": TetherServiceResource(service_name=f"spin-{TAG}", cluster=cluster,

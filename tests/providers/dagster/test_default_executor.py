@@ -104,3 +104,15 @@ def test_an_interrupted_run_cancels_the_remote_call_and_gets_its_teardown(tag, d
     # the run failed (interrupted): on_failure takes the cluster down once, after the run
     assert _count(done.messages(), f"tearing down cluster 'dg-{tag}'") == 1
     assert not rh.cluster(f"dg-{tag}").is_up()
+
+
+def test_an_interrupted_run_cancels_the_pipes_call(tag, dagster_cli, tmp_path):
+    marker = tmp_path / "pipes-started"
+    done = dagster_cli(DEFS, "pipe_long", env={"DG_TAG": tag, "DG_TEARDOWN": "never", "DG_MARKER": str(marker)},
+                       interrupt_when=marker)
+    assert done.returncode != 0
+    said = [m for m in done.messages() if "interrupted" in m]
+    assert any(m.startswith("[tether] the run was interrupted: call ") and m.endswith("cancelled")
+               for m in said), said
+    time.sleep(10)  # the function was 8 s long: cancelled, it never reaches its end
+    assert marker.exists() and not Path(f"{marker}.done").exists()

@@ -4,7 +4,7 @@ out-of-memory while the ladder has a rung left, ``Failure(allow_retries=False)``
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dagster import DagsterExecutionInterruptedError, Failure, RetryRequested
@@ -57,23 +57,29 @@ def call(context: Any, service: TetherServiceResource | str, method: str | None 
 
 
 def _cancel(context: Any, service: str, call_id: str) -> None:
-    """Cancel the call in a thread of its own: Dagster interrupts the step's main thread again
-    (the executor forwards the termination too), which must not cut the cancel short."""
-    import threading
-
     from tether.steps import actions
 
-    def cancel() -> None:
+    cancel_interrupted(context, f"call {call_id} of {service!r}",
+                       lambda: actions.cancel(service, call_id, missing_hint=missing_service_hint(service)))
+
+
+def cancel_interrupted(context: Any, what: str, cancel: Callable[[], bool]) -> None:
+    """The run was terminated (Ctrl-C, the UI): ``cancel()`` the remote call so that it does not run
+    on for nobody. In a thread of its own: Dagster interrupts the step's main thread again (the
+    executor forwards the termination too), which must not cut the cancel short."""
+    import threading
+
+    def run() -> None:
         try:
-            stopped = actions.cancel(service, call_id, missing_hint=missing_service_hint(service))
+            stopped = cancel()
         except Exception as exc:  # the step is going down anyway: say why the call may still run
-            context.log.warning(f"[tether] the run was interrupted; cancelling call {call_id} of "
-                                f"{service!r} failed: {type(exc).__name__}: {exc}")
+            context.log.warning(f"[tether] the run was interrupted; cancelling {what} failed: "
+                                f"{type(exc).__name__}: {exc}")
             return
-        context.log.warning(f"[tether] the run was interrupted: call {call_id} of {service!r} "
+        context.log.warning(f"[tether] the run was interrupted: {what} "
                             f"{'cancelled' if stopped else 'was over already'}")
 
-    worker = threading.Thread(target=cancel, name="tether-cancel")  # not a daemon: it ends first
+    worker = threading.Thread(target=run, name="tether-cancel")  # not a daemon: it ends first
     worker.start()
     worker.join()
 

@@ -30,6 +30,7 @@ from typing import Any
 from dagster import (
     AssetExecutionContext,
     ConfigurableResource,
+    DagsterExecutionInterruptedError,
     OpExecutionContext,
     PipesClient,
     PipesClientCompletedInvocation,
@@ -42,7 +43,7 @@ from dagster import (
 from dagster_pipes import PIPES_PROTOCOL_VERSION_FIELD, PipesDefaultMessageWriter, PipesExtras
 from pydantic import Field
 
-from tether.providers.dagster.ops import attempt_of, native_failures
+from tether.providers.dagster.ops import attempt_of, cancel_interrupted, native_failures
 from tether.providers.dagster.resources import TetherClusterResource
 
 #: what a run on a cluster that is neither up nor saved is told to do, in Dagster's words
@@ -156,8 +157,6 @@ class PipesTetherClient(ConfigurableResource, PipesClient):
         Returns the invocation: ``get_materialize_result()`` (an asset), ``get_results()``, and the
         function's ``return_value``.
         """
-        from tether.steps import actions
-
         ladder = self.ladder if self.ladder is not None else self.cluster.ladder
         reader = PipesTetherMessageReader()
         with native_failures(context, ladder, self.cluster):
@@ -165,14 +164,33 @@ class PipesTetherClient(ConfigurableResource, PipesClient):
             with open_pipes_session(context=context, context_injector=PipesEnvContextInjector(),
                                     message_reader=reader, extras=extras) as session:
                 env = {**self.env, **session.get_bootstrap_env_vars()}
-                with _module_by_value(function):
-                    value = actions.run_function(
-                        in_environment(function, env), cluster, tuple(args), dict(kwargs or {}),
-                        ladder=ladder, attempt=attempt_of(context), logger=reader.lines_to(context.log),
-                        name=f"pipes-{getattr(function, '__name__', 'function')}",
-                        timeout=timeout if timeout is not None else self.timeout,
-                        missing_hint=CLUSTER_HINT)
+                value = _run(context, function, env, cluster, args, kwargs, ladder,
+                             reader.lines_to(context.log), timeout if timeout is not None else self.timeout)
         return PipesTetherInvocation(session, value, metadata={"tether cluster": cluster})
+
+
+def _run(context: Any, function: Callable[..., Any], env: dict[str, str], cluster: str, args: Sequence[Any],
+         kwargs: dict[str, Any] | None, ladder: list[Any] | None, logger: Any, timeout: float | None) -> Any:
+    """Run ``function`` with ``env`` on ``cluster`` as ``actions.run_function`` does (its rung, its
+    OOM errors, its output to ``logger``), through a call named by an id: a terminated run cancels
+    it."""
+    import asyncio
+
+    from tether.steps import deferred
+
+    attempt = attempt_of(context)
+    with _module_by_value(function):
+        call = deferred.prepare_function(in_environment(function, env), cluster, ladder=ladder,
+                                         attempt=attempt, logger=logger,
+                                         name=f"pipes-{function.__name__}", timeout=timeout,
+                                         missing_hint=CLUSTER_HINT)
+        arguments = deferred.encode_arguments(args, kwargs)
+    try:
+        outcome = asyncio.run(deferred.follow(deferred.connect(call["cluster"]), call, arguments, logger))
+    except DagsterExecutionInterruptedError:
+        cancel_interrupted(context, f"call {call['call_id']} of {call['what']!r}", lambda: deferred.cancel(call))
+        raise
+    return deferred.finish(call, outcome, ladder=ladder, attempt=attempt)
 
 
 @contextlib.contextmanager
