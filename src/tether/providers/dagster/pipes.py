@@ -13,8 +13,9 @@ How the two sides meet, the way ``PipesK8sClient`` reads a pod's logs:
   Pipes message to Dagster's handler and every other line to ``context.log``. Nothing is written to
   a file or bucket, so this works the same on every launcher (local, ssh, cloud).
 
-The function travels by value (pickled; code it imports must be importable on the cluster, and
-``dagster-pipes`` must be installed there). Its return value is on the invocation
+The call is named by an id (``tether.steps.deferred``: prepared on its rung, followed, finished
+here), so a terminated run cancels it. The function travels by value, with its own module (code
+it imports must be importable on the cluster, and ``dagster-pipes`` must be installed there). Its return value is on the invocation
 (``.return_value``); by Pipes' convention an asset reports results, not data: pass names (a
 service, a table, a path on the cluster) to the next asset, never the data itself.
 """
