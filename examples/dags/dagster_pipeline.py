@@ -8,9 +8,10 @@ default executor (each step in a process of its own):
 1. ``model`` is the first step that uses the service: it brings up a local cluster named "train"
    on the ladder's first rung (256 MiB, 1 CPU) and deploys a live ``Trainer`` on it named "trainer";
 2. it loads 512 MiB of data: try 1 is killed by the 256 MiB limit (a real OOM kill), so the step
-   asks Dagster for a retry, and try 2 (another process) runs on the next rung (2 GiB, 2 CPUs);
-3. ``evaluation`` (another process again) finds the cluster up on that rung and the same live
-   instance by its name, which still holds the model;
+   asks Dagster for a retry, and try 2 (another process) runs on the next rung (2 GiB, 2 CPUs:
+   on a local cluster, the trainer's env grows to it; the cluster keeps its size);
+3. ``evaluation`` (another process again) finds the cluster up, as the climb left it, and the same
+   live instance by its name, which still holds the model;
 4. ``teardown="always"``: once the run's last step is over the cluster goes down, once, even if a
    step failed.
 
