@@ -101,3 +101,24 @@ def test_a_service_is_reattached_while_its_definition_holds_and_deployed_afresh_
     assert run("a", fit=True) == "a:1"
     assert run("a", fit=False) == "a:1"  # reattached: the same live instance, fitted in run 1
     assert run("b", fit=True) == "b:1"  # other arguments: deployed afresh
+
+
+def test_tags_copied_from_a_parent_run_are_not_this_runs(tag):
+    """A re-execution or a run retry starts with its parent's tags: a failure recorded there, or a
+    cluster it tore down, must not decide this run's teardown."""
+    cluster = TetherClusterResource(cluster_name=f"dg-{tag}", launcher="local", memory="256Mi",
+                                    teardown="on_failure")
+
+    @dg.asset
+    def scored(context: dg.AssetExecutionContext, model: TetherServiceResource) -> str:
+        call(context, model, "fit", mib=1)
+        return call(context, model, "score")
+
+    model = TetherServiceResource(service_name=f"model-{tag}", cluster=cluster, target="memory_code:Model")
+    parent = {"tether/run": "the-parent-run", "tether/step-failed": "true",
+              f"tether/cluster/dg-{tag}": "torn down", f"tether/service/model-{tag}": "deployed"}
+    result = dg.materialize([scored], resources={"model": model}, tags=parent)
+    assert result.success
+    assert rh.cluster(f"dg-{tag}").is_up()  # nothing failed in this run: on_failure keeps it
+    assert result.dagster_run.tags[f"tether/cluster/dg-{tag}"] == "kept"
+    assert result.dagster_run.tags["tether/step-failed"] == ""  # the parent's, blanked

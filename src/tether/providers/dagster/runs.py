@@ -31,6 +31,9 @@ from typing import Any
 
 from dagster import DagsterEventType, DagsterRunStatus
 
+PREFIX = "tether/"
+#: the run that wrote the tether tags it holds (not a parent run whose tags were copied)
+OWNER_TAG = "tether/run"
 TAG_PREFIX = "tether/cluster/"
 SERVICE_TAG_PREFIX = "tether/service/"
 FAILED_TAG = "tether/step-failed"
@@ -65,11 +68,23 @@ class RunRef:
         return cls(instance, run_id)
 
     def tags(self) -> dict[str, str]:
+        """The run's tags; tether's only if this run wrote them (a re-execution, or a run retry,
+        starts with a copy of its parent run's tags: what the parent did is not this run's)."""
         run = self.instance.get_run_by_id(self.run_id)
-        return dict(run.tags) if run is not None else {}
+        tags = dict(run.tags) if run is not None else {}
+        if tags.get(OWNER_TAG) != self.run_id:
+            tags = {k: v for k, v in tags.items() if not k.startswith(PREFIX)}
+        return {k: v for k, v in tags.items() if v != ""}
 
     def tag(self, key: str, value: str) -> None:
-        self.instance.add_run_tags(self.run_id, {key: value})
+        """Set one of tether's tags on the run (the first one also blanks those copied from a
+        parent run: tags cannot be removed)."""
+        run = self.instance.get_run_by_id(self.run_id)
+        tags = dict(run.tags) if run is not None else {}
+        new = {key: value}
+        if tags.get(OWNER_TAG) != self.run_id:
+            new = {**{k: "" for k in tags if k.startswith(PREFIX)}, OWNER_TAG: self.run_id, **new}
+        self.instance.add_run_tags(self.run_id, new)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
