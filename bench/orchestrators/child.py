@@ -6,7 +6,8 @@ throwaway folder of the run. The child:
 
 1. brings up a local cluster, deploys ``bench.bench_code:noop`` on it as a named service and calls
    it once, through the same pipeline actions every provider uses (``tether.steps.actions``):
-   nothing of that is timed, as a pipeline finds its service deployed by an earlier step;
+   nothing of that is timed, as a pipeline finds its service deployed by an earlier step; then
+   times ``actions.call(<service>)`` alone (the call step's own work, no orchestrator around it);
 2. sets the orchestrator up (its database, its server) and builds each pair of pipelines of N
    no-op tasks: a native one and its tether twin (``Pair``), both run the same way;
 3. runs each pipeline once untimed (imports, first-run caches), then times whole runs, alternating
@@ -96,6 +97,23 @@ def deploy_service() -> dict[str, float]:
     return {"cluster_up_s": t_up - t0, "deploy_s": t_deploy - t_up, "first_call_s": t_call - t_deploy}
 
 
+def call_alone(calls: int = 200, max_seconds: float = 3.0) -> float:
+    """Median ms of the call step's own action, ``actions.call(<service>)``, with no orchestrator
+    around it: the floor of what a tether call step can add to a task (before anything is imported
+    of the orchestrator, so that this child's figure is measured like the others')."""
+    from tether.steps import actions
+
+    for _ in range(20):
+        actions.call(SERVICE)
+    times: list[float] = []
+    deadline = clock() + max_seconds
+    while len(times) < calls and clock() < deadline:
+        t0 = clock()
+        actions.call(SERVICE)
+        times.append((clock() - t0) * 1e3)
+    return statistics.median(times)
+
+
 def time_pair(pair: Pair, args: argparse.Namespace) -> dict[str, Any]:
     """One untimed run of each side, then alternating timed runs (see the module's docstring)."""
     warm = {}
@@ -141,13 +159,14 @@ def main(orchestrator: str, pipelines: Callable[[int], AbstractContextManager[li
         check_homes()
         with _cluster_down():
             result["setup"].update(deploy_service())
+            result["action_call_ms"] = call_alone()
             t_setup = clock()
             with pipelines(args.tasks) as pairs:
                 result["setup"]["orchestrator_setup_s"] = clock() - t_setup
                 result["versions"] = versions()
                 for pair in pairs:
                     try:
-                        result["rows"][pair.key] = time_pair(pair, args)
+                        result["rows"][pair.key] = {**time_pair(pair, args), "action_call_ms": result["action_call_ms"]}
                     except Exception as exc:  # noqa: BLE001 - one failing row must not lose the others
                         result["errors"][pair.key] = f"{pair.label}: {type(exc).__name__}: {exc}"
                         result.setdefault("tracebacks", {})[pair.key] = traceback.format_exc(limit=12)

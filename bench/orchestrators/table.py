@@ -10,8 +10,8 @@ from typing import Any
 from bench.orchestrators import ORCHESTRATORS
 
 HEAD = ("step overhead: a no-op task (ms per task)", "native", "tether", "added", "tether/native",
-        "spread", "tasks x runs")
-WIDTHS = (53, 9, 9, 9, 13, 8, 12)
+        "spread", "call alone", "tasks x runs")
+WIDTHS = (53, 9, 9, 9, 13, 8, 10, 12)
 
 
 def section(results: dict[str, Any]) -> dict[str, Any]:
@@ -40,12 +40,17 @@ def table(results: dict[str, Any]) -> str:
         lines.append(_line((
             row["label"], f"{row['native_ms_per_task']:.2f}", f"{row['tether_ms_per_task']:.2f}",
             f"{row['added_ms_per_task']:+.2f}", f"{ratio:.2f}" if ratio is not None else "-",
-            f"{row.get('spread_ms_per_task', 0):.2f}", f"{row['tasks']} x {row['reps']}")))
+            f"{row.get('spread_ms_per_task', 0):.2f}", _ms(row.get("action_call_ms")),
+            f"{row['tasks']} x {row['reps']}")))
     notes = [f"{name}: skipped: {why}" for name, why in steps.get("skipped", {}).items()]
     notes += [f"{key}: error: {why}" for key, why in steps.get("errors", {}).items()]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
 
 
 def _line(cells) -> str:
@@ -62,9 +67,10 @@ def how_measured(results: dict[str, Any]) -> str:
         "- step overhead: each side's figure is the median over its timed runs of (run wall time / N "
         "tasks), after one untimed run of each; the two sides alternate (native, tether, tether, "
         "native, ...); added = tether - native; spread = the larger of the two sides' median absolute "
-        "deviation across runs (an added figure below it is within the run-to-run noise). Each "
-        "orchestrator runs in a child process with throwaway homes; the service is deployed before "
-        "timing.",
+        "deviation across runs (an added figure below it is within the run-to-run noise); call alone = "
+        "the median of 200 tether.steps.actions.call(<the service>) in the same child, no orchestrator "
+        "around them (the floor of what a call step adds). Each orchestrator runs in a child process "
+        "with throwaway homes; the service is deployed before timing.",
     ]
     for _, row in rows:
         lines.append(f"- {row['label']}: native: {row['native_how']}; tether: {row['tether_how']}")
