@@ -62,12 +62,15 @@ class Pair:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from bench.settings import FULL
+
     p = argparse.ArgumentParser(description="one orchestrator's step-overhead rows (run by bench/run.py)")
     p.add_argument("--out", type=Path, required=True, help="where the JSON result is written")
-    p.add_argument("--tasks", type=int, default=20, help="no-op tasks per pipeline (N)")
-    p.add_argument("--min-reps", type=int, default=3, help="timed runs of each pipeline, at least")
-    p.add_argument("--max-reps", type=int, default=15, help="timed runs of each pipeline, at most")
-    p.add_argument("--seconds", type=float, default=8.0, help="keep timing past --min-reps while these last")
+    p.add_argument("--tasks", type=int, default=FULL.orch_tasks, help="no-op tasks per pipeline (N)")
+    p.add_argument("--min-reps", type=int, default=FULL.orch_min_reps, help="timed runs of each pipeline, at least")
+    p.add_argument("--max-reps", type=int, default=FULL.orch_max_reps, help="timed runs of each pipeline, at most")
+    p.add_argument("--seconds", type=float, default=FULL.orch_seconds,
+                   help="a row's seconds: timing goes on past --min-reps while they last")
     return p.parse_args(argv)
 
 
@@ -99,8 +102,8 @@ def deploy_service() -> dict[str, float]:
 
 def call_alone(calls: int = 200, max_seconds: float = 3.0) -> float:
     """Median ms of the call step's own action, ``actions.call(<service>)``, with no orchestrator
-    around it: the floor of what a tether call step can add to a task (before anything is imported
-    of the orchestrator, so that this child's figure is measured like the others')."""
+    around it: the floor of what a tether call step can add to a task. Measured before the
+    orchestrator is imported or set up, so that every child measures it alike."""
     from tether.steps import actions
 
     for _ in range(20):
