@@ -1,7 +1,9 @@
 """`make bench`: tether next to a Ray actor and a bare FastAPI endpoint, in one run on this machine.
 
-    python bench/run.py            # the full run (~3 min on 2 cores)
-    python bench/run.py --quick    # a smoke run (~1 min): same figures, fewer samples
+    python bench/run.py                    # the full run (~2.5 min on 2 cores)
+    python bench/run.py --quick            # a smoke run (~1.5 min): same figures, fewer samples
+    python bench/run.py --peers none       # the step-overhead rows only (~1 min)
+    python bench/run.py --no-orchestrators # everything but the step-overhead rows (~1.5 min)
 
 1. In fresh interpreters: ``import tether`` (and ``import ray``) time, and local cluster cold starts.
 2. Each peer in turn, alone on the machine: started, measured on the same figures through the same
@@ -55,7 +57,7 @@ def log(msg: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smoke run (~1 min): fewer samples, shorter runs")
+    p.add_argument("--quick", action="store_true", help="smoke run (~1.5 min): fewer samples, shorter runs")
     p.add_argument("--peers", default="tether,ray,bare",
                    help="comma-separated subset of tether,ray,bare (default: all), or none")
     p.add_argument("--orchestrators", default=",".join(ORCHESTRATORS),
