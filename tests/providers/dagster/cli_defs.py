@@ -79,9 +79,33 @@ def rescored(context: dg.AssetExecutionContext, model: TetherServiceResource) ->
     return dg.MaterializeResult(metadata={"score": call(context, model, "score", ladder=LADDER)})
 
 
+@dg.op(out=dg.DynamicOut(int))
+def shards():
+    for i in range(3):
+        yield dg.DynamicOutput(i, mapping_key=f"shard_{i}")
+
+
+@dg.op
+def scored_shard(context: dg.OpExecutionContext, model: TetherServiceResource, shard: int) -> str:
+    """One mapped copy per shard, each in a process of its own, on the same live instance."""
+    call(context, model, "fit", mib=1)
+    return call(context, model, "score")
+
+
+@dg.op
+def gathered(context: dg.OpExecutionContext, scores: list) -> None:
+    context.log.info(f"gathered {sorted(scores)}")
+
+
+@dg.job
+def mapped():
+    gathered(shards().map(scored_shard).collect())
+
+
 defs = dg.Definitions(
     assets=[fitted, score_a, score_b, broken, after_broken, report, piped, spun, piped_long, rescored],
-    jobs=[dg.define_asset_job("fit_and_score", selection=["fitted", "score_a", "score_b"]),
+    jobs=[mapped,
+          dg.define_asset_job("fit_and_score", selection=["fitted", "score_a", "score_b"]),
           dg.define_asset_job("fit_then_fail", selection=["fitted", "broken", "after_broken"]),
           dg.define_asset_job("fit_and_report", selection=["fitted", "report"]),
           dg.define_asset_job("fit_then_pipe", selection=["fitted", "piped"]),

@@ -116,3 +116,14 @@ def test_an_interrupted_run_cancels_the_pipes_call(tag, dagster_cli, tmp_path):
                for m in said), said
     time.sleep(10)  # the function was 8 s long: cancelled, it never reaches its end
     assert marker.exists() and not Path(f"{marker}.done").exists()
+
+
+def test_a_mapped_fan_out_is_torn_down_once_after_its_last_copy(tag, dagster_cli):
+    done = dagster_cli(DEFS, "mapped", env={"DG_TAG": tag, "DG_TEARDOWN": "always"})
+    assert done.returncode == 0, done.output[-4000:]
+    assert any("gathered ['d:1', 'd:1', 'd:1']" in m for m in done.messages())
+    assert _count(done.messages(), f"bringing up cluster 'dg-{tag}'") == 1  # no copy tore it down early
+    assert _count(done.messages(), f"tearing down cluster 'dg-{tag}'") == 1
+    down = next(e for e in done.events if f"tearing down cluster 'dg-{tag}'" in e.user_message)
+    assert down.step_key in (None, "gathered")  # after the last step: gathered uses no resource
+    assert not rh.cluster(f"dg-{tag}").is_up()
