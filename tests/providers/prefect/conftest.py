@@ -33,32 +33,49 @@ def task_runs():
     return read
 
 
-@pytest.fixture
-def run_logs():
-    """``run_logs(state)``: the log messages of the finished flow run ``state``."""
+def _logs(state) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.logging.handlers import APILogWorker
 
-    def read(state) -> list[str]:
-        APILogWorker.drain_all(timeout=60)  # logs go to the API in the background: send them all
-        logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
-        with get_client(sync_client=True) as client:
-            return [log.message for log in client.read_logs(log_filter=logs)]
+    APILogWorker.drain_all(timeout=60)  # logs go to the API in the background: send them all
+    logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:
+        return client.read_logs(log_filter=logs)
+
+
+@pytest.fixture
+def run_logs():
+    """``run_logs(state)``: the log messages of the finished flow run ``state``."""
+    return lambda state: [log.message for log in _logs(state)]
+
+
+@pytest.fixture
+def task_run_logs():
+    """``task_run_logs(state)``: the finished flow run's log messages by task run id (None: the
+    flow run's own)."""
+
+    def read(state) -> dict:
+        found: dict = {}
+        for log in _logs(state):
+            found.setdefault(log.task_run_id, []).append(log.message)
+        return found
 
     return read
 
 
 @pytest.fixture
 def tag():
-    """A fresh suffix for a test's cluster and services; the cluster ``pf-<tag>`` is torn down after."""
+    """A fresh suffix for a test's cluster and services; the cluster ``pf-<tag>`` (and the clusters of
+    its rungs) are torn down after."""
     import uuid
 
     import tether as rh
 
     value = uuid.uuid4().hex[:6]
     yield value
-    try:
-        rh.cluster(f"pf-{value}").teardown()
-    except rh.NotFoundError:
-        pass
+    for name in (f"pf-{value}", f"pf-{value}-rung2", f"pf-{value}-rung3"):  # rungs: TetherTaskRunner's
+        try:
+            rh.cluster(name).teardown()
+        except rh.NotFoundError:
+            pass

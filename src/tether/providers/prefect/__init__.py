@@ -42,6 +42,7 @@ Prefect run logger.
 """
 
 from tether.providers.prefect.blocks import TetherCluster, TetherService
+from tether.providers.prefect.task_runners import PrefectTetherFuture, TetherTaskRunner
 from tether.providers.prefect.tasks import (
     bring_up_cluster,
     call_service,
@@ -50,5 +51,5 @@ from tether.providers.prefect.tasks import (
     teardown_cluster,
 )
 
-__all__ = ["TetherCluster", "TetherService", "bring_up_cluster", "call_service", "deploy_service",
-           "retry_on_oom", "teardown_cluster"]
+__all__ = ["PrefectTetherFuture", "TetherCluster", "TetherService", "TetherTaskRunner", "bring_up_cluster",
+           "call_service", "deploy_service", "retry_on_oom", "teardown_cluster"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import Field, field_validator
 
 
 class TetherCluster(Block):
@@ -29,9 +29,19 @@ class TetherCluster(Block):
     launcher: str | None = Field(default=None, description="Its launcher when defined here (local, ssh...).")
     spec: dict[str, Any] = Field(default_factory=dict,
                                  description="Its spec when defined here, e.g. {'memory': '2Gi'}.")
-    ladder: list[dict[str, Any]] | None = Field(
-        default=None, description="Compute to climb to on out-of-memory, smallest first; without a "
-                                  "spec the cluster starts on the first rung.")
+    ladder: list[dict[str, Any] | str] | None = Field(
+        default=None, description="Compute to climb to on out-of-memory, smallest first (each rung a "
+                                  "spec such as {'memory': '2Gi', 'cpus': 2}, or a cluster's name); "
+                                  "without a spec the cluster starts on the first rung.")
+
+    @field_validator("ladder", mode="before")
+    @classmethod
+    def _check_ladder(cls, value: Any) -> Any:
+        """A ``tether.Ladder`` or a list of rungs, checked as the steps will read it (a bad size
+        fails here, when the block is made, not when a task climbs)."""
+        from tether.steps.ladder import as_ladder
+
+        return None if value is None else as_ladder(value).config()
 
     def up(self, logger: Any = None) -> str:
         """Bring the cluster up (or reuse it); returns its name."""

@@ -1,0 +1,182 @@
+"""``TetherTaskRunner`` in real flow runs (``prefect_test_harness``, real local clusters, real cgroup
+OOM kills): submitted tasks run at once in the cluster's workers, futures pass as arguments,
+``.map``, a failing task, the OOM ladder per task run, remote output in each task run's logs,
+teardown policies, and what bad input says."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import runner_code
+from prefect import flow, task
+from prefect.utilities.annotations import unmapped
+
+import tether as rh
+from tether.providers.prefect import PrefectTetherFuture, TetherCluster, TetherTaskRunner
+
+pytestmark = pytest.mark.timeout(300)
+LADDER = [{"memory": "256Mi", "cpus": 1}, {"memory": "1Gi", "cpus": 1}]
+
+
+def test_submitted_tasks_run_at_once_each_in_a_worker_of_the_cluster(
+        prefect_harness, tag, tmp_path, task_runs, task_run_logs):
+    meet = str(tmp_path)
+
+    @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", launcher="local", max_workers=3))
+    def spans():
+        futures = [runner_code.span.submit(label, meet, 3) for label in ("a", "b", "c")]
+        assert all(isinstance(f, PrefectTetherFuture) for f in futures)
+        return [f.result() for f in futures], [f.cluster for f in futures]
+
+    state = spans(return_state=True)
+    results, clusters = state.result()
+    assert all(r["met"] for r in results)  # each waited until the three had started
+    assert max(r["start"] for r in results) < min(r["end"] for r in results)  # by their own clocks
+    assert len({r["pid"] for r in results}) == 3 and os.getpid() not in {r["pid"] for r in results}
+    assert all(r["imported_by_path"] for r in results)  # the worker imported runner_code
+    assert clusters == [f"pf-{tag}"] * 3
+    # each task run's remote output is in its own logs
+    logs = task_run_logs(state)
+    starts = [[m for m in logs.get(run.id, []) if m.startswith("span ")] for run in task_runs(state)]
+    assert sorted(m[0].split()[1] for m in starts) == ["a", "b", "c"] and all(len(m) == 1 for m in starts)
+    assert not rh.cluster(f"pf-{tag}").is_up()  # the runner brought it up, so it tore it down
+
+
+def test_futures_as_arguments_map_and_async_tasks(prefect_harness, tag, task_runs, task_run_logs):
+    @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", launcher="local"))
+    def fan_in():
+        parts = runner_code.span.map(["a", "bb", "ccc"], unmapped(None))
+        offset = runner_code.double.submit(5)
+        return runner_code.total.submit(parts, offset=offset).result()
+
+    state = fan_in(return_state=True)
+    assert state.result() == 16
+    runs = task_runs(state)
+    spans = {r.id for r in runs if r.name.startswith("span")}
+    summed = next(r for r in runs if r.name.startswith("total"))
+    assert len(spans) == 3
+    # Prefect tracked the futures passed as arguments as the task run's inputs
+    assert {i.id for i in summed.task_inputs["parts"]} == spans
+    assert len(summed.task_inputs["offset"]) == 1
+    assert task_run_logs(state)[summed.id][0] == "adding up 3 parts"
+
+
+def test_a_failing_task_fails_with_the_remote_error_after_its_own_retries_only(
+        prefect_harness, tag, task_runs):
+    @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", ladder=LADDER))
+    def failing():
+        return runner_code.fail.submit("bad batch").result()  # retries=1: its own
+
+    state = failing(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValueError, match="bad batch"):
+        state.result()
+    assert [r.run_count for r in task_runs(state)] == [2]  # the task's one retry, no more
+    assert rh.cluster(f"pf-{tag}").spec == LADDER[0]  # no climb for a ValueError
+    with pytest.raises(rh.NotFoundError):
+        rh.cluster(f"pf-{tag}-rung2")
+
+
+@pytest.fixture
+def cgroup_limits(monkeypatch):
+    from limits_support import require_cgroups
+
+    require_cgroups()
+    monkeypatch.setenv("TETHER_LIMITS", "cgroup")
+
+
+def hold_task():
+    """A task defined in a function: it has no import path, so it travels by value and the worker
+    imports neither this module nor Prefect."""
+
+    @task
+    def hold(mib: int) -> int:
+        import sys
+
+        assert "test_task_runner" not in sys.modules and "prefect" not in sys.modules
+        print(f"holding {mib} MiB", flush=True)
+        chunks = [bytearray(b"\x01" * (1 << 20)) for _ in range(mib)]
+        return len(chunks)
+
+    return hold
+
+
+def test_a_task_run_that_runs_out_of_memory_climbs_alone(
+        prefect_harness, tag, cgroup_limits, task_runs, task_run_logs):
+    @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", ladder=LADDER, max_workers=2))
+    def shards():
+        futures = hold_task().map([20, 400])
+        return [(f.result(), f.cluster) for f in futures]
+
+    state = shards(return_state=True)
+    assert state.result() == [(20, f"pf-{tag}"), (400, f"pf-{tag}-rung2")]
+    runs = {r.run_count: r for r in task_runs(state)}
+    assert sorted(runs) == [1, 2]  # the small shard ran once, on 256 MiB; the big one climbed
+    logs = task_run_logs(state)
+    climbed = "\n".join(logs[runs[2].id])
+    assert f"ran out of memory on cluster 'pf-{tag}'" in climbed
+    assert "the kernel OOM killer killed it at the cluster's memory limit of 256 MiB" in climbed
+    assert f"on cluster 'pf-{tag}-rung2', after running out of memory" in climbed
+    assert climbed.count("holding 400 MiB") == 2
+    assert any(f"bringing up cluster 'pf-{tag}-rung2' (rung 2 of 2, memory=1Gi cpus=1)" in m
+               for m in logs[None])
+    # nothing was resized: each rung is its own cluster, and both are down after the flow run
+    assert rh.cluster(f"pf-{tag}").spec == LADDER[0]
+    assert rh.cluster(f"pf-{tag}-rung2").spec == LADDER[1]
+    assert not rh.cluster(f"pf-{tag}").is_up() and not rh.cluster(f"pf-{tag}-rung2").is_up()
+
+
+def test_past_the_last_rung_the_task_run_fails_with_every_rung_tried(prefect_harness, tag, cgroup_limits):
+    @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", ladder=LADDER))
+    def too_big():
+        return hold_task().submit(2048).result()
+
+    state = too_big(return_state=True)
+    with pytest.raises(rh.OutOfMemoryError, match=r"every rung of the ladder: tried memory=256Mi cpus=1 "
+                                                  r"\(attempt 1\), memory=1Gi cpus=1 \(attempt 2\)"):
+        state.result()
+
+
+@pytest.mark.parametrize(("policy", "up_before", "up_after"), [
+    ("started", False, False), ("started", True, True), ("always", True, False), ("never", False, True),
+], ids=["started-brought-up", "started-was-up", "always", "never"])
+def test_teardown_policies(prefect_harness, tag, policy, up_before, up_after):
+    block = TetherCluster(cluster_name=f"pf-{tag}", launcher="local", spec={"memory": "512Mi"})
+    if up_before:
+        block.up()
+
+    @flow(task_runner=TetherTaskRunner(cluster=block, teardown=policy))
+    def one():
+        return runner_code.double.submit(2).result()
+
+    assert one() == 4
+    assert rh.cluster(f"pf-{tag}").is_up() is up_after
+    assert rh.cluster(f"pf-{tag}").spec == {"memory": "512Mi"}  # the block's
+
+
+def test_bad_input_fails_natively_saying_what_to_do(prefect_harness, tag):
+    with pytest.raises(rh.ConfigError, match="use one of 'started', 'always', 'never'"):
+        TetherTaskRunner(cluster="x", teardown="sometimes")
+    with pytest.raises(rh.ConfigError, match="memory='lots' is not a size"):
+        TetherTaskRunner(cluster="x", ladder=[{"memory": "lots"}])
+    with pytest.raises(rh.ConfigError, match="max_workers=0"):
+        TetherTaskRunner(cluster="x", max_workers=0)
+
+    @flow(task_runner=TetherTaskRunner(cluster=f"no-such-cluster-{tag}"))
+    def nowhere():
+        return runner_code.double.submit(1).result()
+
+    with pytest.raises(rh.NotFoundError, match=f"no cluster named 'no-such-cluster-{tag}'"):
+        nowhere()
+
+    @task
+    def numbers():
+        yield 1
+
+    @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", launcher="local"))
+    def generator():
+        return numbers.submit().result()
+
+    with pytest.raises(rh.ConfigError, match="task 'numbers' is a generator"):
+        generator()
