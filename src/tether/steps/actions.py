@@ -148,31 +148,6 @@ def run_function(fn: Any, cluster: str, args: Sequence[Any] = (), kwargs: dict[s
         return remote(*args, **(kwargs or {}), call_timeout=left)
 
 
-def call_deployed(name: str, cluster: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-                  *, deploy: Callable[[], Any] | None = None, what: str | None = None,
-                  ladder: Ladder | Sequence[Any] | None = None, attempt: int = 1,
-                  logger: Logger | None = None, call_id: str | None = None,
-                  timeout: float | None = None, deadline: float | None = None) -> Any:
-    """Call the function deployed as ``name`` on ``cluster`` (``deploy()`` runs first when given:
-    the caller deploys once per cluster, its own way), where the caller put this attempt.
-
-    For callers that choose the cluster of each rung themselves (Prefect's task runner gives each
-    rung its own cluster, so that one task's climb never stops the tasks running beside it): no
-    cluster is resized here. The deploy's and the call's remote output go to ``logger``; an
-    out-of-memory failure is raised as ``tether.OutOfMemoryError`` saying what comes next on
-    ``ladder`` (``next_rung``, ``exhausted``); ``call_id``, ``timeout`` and ``deadline`` as in
-    ``call``."""
-    ladder = as_ladder(ladder)
-    timeout = check_timeout(timeout, "timeout")
-    what = what or name
-    with _oom_guard(what, cluster, name, ladder, attempt), _remote_logs(logger):
-        if deploy is not None:
-            deploy()
-        left = time_left(timeout, deadline, what, cluster)
-        return named_cluster(cluster).client.call(name, "call", list(args), dict(kwargs or {}),
-                                                  call_id=call_id, timeout=left)
-
-
 #: how long before an orchestrator's own task timeout tether's call timeout fires, as a share of
 #: it (at most MARGIN_SECONDS): tether's goes first, cancels the remote call and fails cleanly
 MARGIN_SHARE, MARGIN_SECONDS = 0.1, 2.0
@@ -326,3 +301,28 @@ def _remote_logs(logger: Logger | None):
         return
     with remote_logs_to(lambda line, stream: logger.info("%s", line)):
         yield
+
+
+def call_deployed(name: str, cluster: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+                  *, deploy: Callable[[], Any] | None = None, what: str | None = None,
+                  ladder: Ladder | Sequence[Any] | None = None, attempt: int = 1,
+                  logger: Logger | None = None, call_id: str | None = None,
+                  timeout: float | None = None, deadline: float | None = None) -> Any:
+    """Call the function deployed as ``name`` on ``cluster`` (``deploy()`` runs first when given:
+    the caller deploys once per cluster, its own way), where the caller put this attempt.
+
+    For callers that choose the cluster of each rung themselves (Prefect's task runner gives each
+    rung its own cluster, so that one task's climb never stops the tasks running beside it): no
+    cluster is resized here. The deploy's and the call's remote output go to ``logger``; an
+    out-of-memory failure is raised as ``tether.OutOfMemoryError`` saying what comes next on
+    ``ladder`` (``next_rung``, ``exhausted``); ``call_id``, ``timeout`` and ``deadline`` as in
+    ``call``."""
+    ladder = as_ladder(ladder)
+    timeout = check_timeout(timeout, "timeout")
+    what = what or name
+    with _oom_guard(what, cluster, name, ladder, attempt), _remote_logs(logger):
+        if deploy is not None:
+            deploy()
+        left = time_left(timeout, deadline, what, cluster)
+        return named_cluster(cluster).client.call(name, "call", list(args), dict(kwargs or {}),
+                                                  call_id=call_id, timeout=left)

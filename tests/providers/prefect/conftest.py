@@ -20,6 +20,29 @@ def prefect_harness():
 
 
 @pytest.fixture
+def prefect_api(prefect_harness):
+    """The harness's server as a separate process sees it: ``env()`` for a ``python flow.py``
+    subprocess (``PREFECT_API_URL``), and ``flow_runs(flow_name)`` from its API."""
+    from prefect.settings import PREFECT_API_URL
+
+    class Api:
+        url = PREFECT_API_URL.value()
+
+        def env(self, **extra: str) -> dict[str, str]:
+            return {**os.environ, "PREFECT_API_URL": self.url, **extra}
+
+        @staticmethod
+        def flow_runs(flow_name: str) -> list:
+            from prefect.client.orchestration import get_client
+            from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+            with get_client(sync_client=True) as client:
+                return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+
+    return Api()
+
+
+@pytest.fixture
 def task_runs():
     """``task_runs(state)``: the task runs of the finished flow run ``state``, from the Prefect API."""
     from prefect.client.orchestration import get_client

@@ -1,8 +1,12 @@
 """``examples/dags/prefect_pipeline.py``, run as it is under the Prefect test harness on a real local
 cluster: the train task is OOM-killed at the 256 MiB cgroup limit and retried on 2 GiB, the same live
-instance evaluates, and the cluster is down at the end."""
+instance evaluates, and the cluster is down at the end; and run as a user runs it,
+``python prefect_pipeline.py``, against a Prefect server (the harness's)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
@@ -32,3 +36,15 @@ def test_the_example_flow_tears_down_when_even_the_last_rung_is_too_small(prefec
                                                   r"\(attempt 1\), memory=2Gi cpus=2 \(attempt 2\)"):
         state.result()
     assert not rh.cluster("train").is_up()  # the flow's `finally` ran
+
+
+def test_the_example_runs_as_a_script_against_a_prefect_server(prefect_harness, examples, prefect_api):
+    before = prefect_api.flow_runs("train-and-evaluate")
+    done = subprocess.run([sys.executable, "prefect_pipeline.py"], cwd=examples.folder, timeout=240,
+                          env=prefect_api.env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.rstrip().endswith("{'score': 1.0, 'weight': 1.0, 'data_mib': 512.0}")
+    assert "Starting temporary server" not in done.stdout + done.stderr  # it used the server
+    runs = [r for r in prefect_api.flow_runs("train-and-evaluate") if r.id not in {b.id for b in before}]
+    assert [r.state.type.value for r in runs] == ["COMPLETED"]
+    assert not rh.cluster("train").is_up()

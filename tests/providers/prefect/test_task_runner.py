@@ -6,6 +6,8 @@ teardown policies, and what bad input says."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import runner_code
@@ -180,3 +182,58 @@ def test_bad_input_fails_natively_saying_what_to_do(prefect_harness, tag):
 
     with pytest.raises(rh.ConfigError, match="task 'numbers' is a generator"):
         generator()
+
+
+FLOW_FILE = '''
+import os
+import subprocess
+import sys
+import sys
+
+from prefect import flow, task
+
+from tether.providers.prefect import TetherTaskRunner
+
+
+@task
+def square(x: int) -> int:
+    print(f"squaring {x}; prefect imported here: {'prefect' in sys.modules}", flush=True)
+    return x * x
+
+
+@flow(task_runner=TetherTaskRunner(cluster=os.environ["CLUSTER"], launcher="local"))
+def squares() -> list:
+    return [f.result() for f in square.map([1, 2, 3])]
+
+
+if __name__ == "__main__":
+    print("squares:", squares())
+'''
+
+
+def test_a_flow_file_run_as_a_script_sends_its_tasks_by_value(prefect_api, tag, tmp_path, run_logs):
+    (tmp_path / "squares.py").write_text(FLOW_FILE)
+    before = {r.id for r in prefect_api.flow_runs("squares")}
+    done = subprocess.run([sys.executable, "squares.py"], cwd=tmp_path, timeout=240, capture_output=True,
+                          text=True, env=prefect_api.env(CLUSTER=f"pf-{tag}"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "squares: [1, 4, 9]" in done.stdout
+    [run] = [r for r in prefect_api.flow_runs("squares") if r.id not in before]
+    assert run.state.is_completed()
+    logged = run_logs(run.state)
+    # the function came pickled from __main__: the worker never imported Prefect
+    assert sorted(m for m in logged if m.startswith("squaring")) == [
+        f"squaring {x}; prefect imported here: False" for x in (1, 2, 3)]
+    assert not rh.cluster(f"pf-{tag}").is_up()
+
+
+def test_a_function_the_cluster_lost_is_deployed_again(prefect_harness, tag):
+    @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", launcher="local", max_workers=1))
+    def twice():
+        first = runner_code.double.submit(1).result()
+        cluster = rh.cluster(f"pf-{tag}")
+        [deployed] = [k for k in cluster.keys() if k.startswith("prefect-double-")]
+        cluster.delete(deployed)  # as a daemon restarted empty would have it
+        return first, runner_code.double.submit(2).result()
+
+    assert twice() == (2, 4)

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
+
+#: what a call to a service that no task deployed tells a Prefect user to do
+MISSING_SERVICE_HINT = (
+    "Deploy it in an earlier task of the flow: deploy_service(TetherService(service_name=..., "
+    "cluster_name=..., target='package.module:Name')), or TetherService(...).deploy().")
+
+
+@functools.cache
+def missing_hint() -> dict[str, str]:
+    """``missing_hint=`` for ``tether.steps.actions.call``, when the steps take a provider's hint.
+
+    A bridge while the steps' hint lands (issue 11, the steps' branch): once merged, pass
+    ``missing_hint=MISSING_SERVICE_HINT`` directly."""
+    from tether.steps import actions
+
+    accepted = "missing_hint" in inspect.signature(actions.call).parameters
+    return {"missing_hint": MISSING_SERVICE_HINT} if accepted else {}
 
 
 class TetherCluster(Block):
@@ -96,4 +115,5 @@ class TetherService(Block):
         function's (a ``timeout`` among them is its own)."""
         from tether.steps import actions
 
-        return actions.call(self.service_name, method, args, kwargs, timeout=call_timeout)
+        return actions.call(self.service_name, method, args, kwargs, timeout=call_timeout,
+                            **missing_hint())

@@ -297,16 +297,12 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
             logger.info("[tether] run %d of task run %r: on cluster %r, after running out of memory",
                         task_run.run_count, task_run.name, run.cluster)
         service = f"{name}-{self._local.slot}"
-        deploy = None
-        if (run.cluster, service) not in self._deployed:
-            deploy = functools.partial(self._deploy, task, code, run.cluster, service)
         call_id = actions.new_call_id()
         self._in_flight[call_id] = run.cluster
         try:
-            return actions.call_deployed(
-                service, run.cluster, args, kwargs, deploy=deploy, what=f"task run {task_run.name!r}",
-                ladder=self.ladder, attempt=run.ooms + 1, logger=logger, call_id=call_id,
-                deadline=actions.native_deadline(task.timeout_seconds, started))
+            return self._call(task, code, service, run.cluster, args, kwargs, call_id,
+                              what=f"task run {task_run.name!r}", attempt=run.ooms + 1, logger=logger,
+                              deadline=actions.native_deadline(task.timeout_seconds, started))
         except OutOfMemoryError as exc:
             run.ooms += 1
             if exc.fields.get("next_rung") is not None:
@@ -314,6 +310,21 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
             raise
         finally:
             self._in_flight.pop(call_id, None)
+
+    def _call(self, task: Task[Any, Any], code: ImportSpec | None, service: str, cluster: str,
+              args: tuple, kwargs: dict[str, Any], call_id: str, **step: Any) -> Any:
+        """The call, deploying the function first the first time this worker runs it; again if
+        the cluster lost it (a daemon restarted empty, a cluster torn down and brought back)."""
+        deployed = (cluster, service) in self._deployed
+        deploy = None if deployed else functools.partial(self._deploy, task, code, cluster, service)
+        try:
+            return actions.call_deployed(service, cluster, args, kwargs, deploy=deploy, ladder=self.ladder,
+                                         call_id=call_id, **step)
+        except NotFoundError as exc:
+            if not deployed or getattr(exc, "remote_traceback", None):  # not a lost deploy
+                raise
+            self._deployed.discard((cluster, service))
+            return self._call(task, code, service, cluster, args, kwargs, call_id, **step)
 
     def _deploy(self, task: Task[Any, Any], code: ImportSpec | None, cluster: str, service: str) -> None:
         env = resolve_env(self.env)
