@@ -286,7 +286,8 @@ def _oom(exc: BaseException, cluster: str, service: str, what: str, ladder: Ladd
     if after is None:
         listing = ", ".join(f"{compute.describe(r)} (attempt {i + 1})" for i, r in enumerate(tried))
         message = (f"{what} ran out of memory on every rung of the ladder: tried {listing}. "
-                   f"The last, on {on}: {why}")
+                   f"The last, on {on}: {why.rstrip('.')}. Add a bigger rung to the ladder, or "
+                   f"give the step less to hold at once.")
     else:
         message = (f"{what} ran out of memory on {on}, attempt {attempt} on "
                    f"{compute.describe(tried[-1])}: {why}. The next attempt runs on {compute.describe(after)}.")

@@ -4,6 +4,9 @@ run left there: its task runs and its log lines."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,8 +24,10 @@ def prefect_harness():
 
 @pytest.fixture
 def prefect_api(prefect_harness):
-    """The harness's server as a separate process sees it: ``env()`` for a ``python flow.py``
-    subprocess (``PREFECT_API_URL``), and ``flow_runs(flow_name)`` from its API."""
+    """The harness's server (a real API server process) as a separate process sees it: ``env()``
+    for a ``python flow.py`` subprocess (``PREFECT_API_URL``), ``flow_runs(flow_name)`` from its
+    API, and ``run(script, *args, flow=...)``: the script run as a user runs it, with the flow runs
+    of ``flow`` it made."""
     from prefect.settings import PREFECT_API_URL
 
     class Api:
@@ -38,6 +43,14 @@ def prefect_api(prefect_harness):
 
             with get_client(sync_client=True) as client:
                 return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+
+        def run(self, script: Path, *args: str, flow: str, **env: str) -> tuple:
+            """``python script args...`` in its folder; (the finished process, its flow runs)."""
+            before = {r.id for r in self.flow_runs(flow)}
+            done = subprocess.run([sys.executable, script.name, *args], cwd=script.parent, timeout=240,
+                                  env=self.env(**env), capture_output=True, text=True)
+            assert "Starting temporary server" not in done.stdout + done.stderr  # it used this server
+            return done, [r for r in self.flow_runs(flow) if r.id not in before]
 
     return Api()
 

@@ -5,9 +5,6 @@ instance evaluates, and the cluster is down at the end; and run as a user runs i
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import tether as rh
@@ -38,13 +35,30 @@ def test_the_example_flow_tears_down_when_even_the_last_rung_is_too_small(prefec
     assert not rh.cluster("train").is_up()  # the flow's `finally` ran
 
 
-def test_the_example_runs_as_a_script_against_a_prefect_server(prefect_harness, examples, prefect_api):
-    before = prefect_api.flow_runs("train-and-evaluate")
-    done = subprocess.run([sys.executable, "prefect_pipeline.py"], cwd=examples.folder, timeout=240,
-                          env=prefect_api.env(), capture_output=True, text=True)
+def test_the_example_runs_as_a_script_against_a_prefect_server(examples, prefect_api, task_runs, run_logs):
+    done, [run] = prefect_api.run(examples.folder / "prefect_pipeline.py", flow="train-and-evaluate")
     assert done.returncode == 0, done.stdout + done.stderr
+    # evaluate() of the instance that trained, found by its name after the climb
     assert done.stdout.rstrip().endswith("{'score': 1.0, 'weight': 1.0, 'data_mib': 512.0}")
-    assert "Starting temporary server" not in done.stdout + done.stderr  # it used the server
-    runs = [r for r in prefect_api.flow_runs("train-and-evaluate") if r.id not in {b.id for b in before}]
-    assert [r.state.type.value for r in runs] == ["COMPLETED"]
+    assert run.state.is_completed()
+    calls = sorted(r.run_count for r in task_runs(run.state) if r.name.startswith("tether-call"))
+    assert calls == [1, 2]  # train ran twice (256 MiB, then 2 GiB), evaluate once
+    logged = run_logs(run.state)  # as the server has them: what its UI shows
+    assert any("the kernel OOM killer killed it at the cluster's memory limit of 256 MiB" in m for m in logged)
+    assert "score 1.00 for a model trained on 512 MiB" in logged  # the remote print, in the run's logs
+    assert sum("bringing up cluster 'train'" in m for m in logged) == 1
+    assert sum("tearing down cluster 'train'" in m for m in logged) == 1  # once, at the end
     assert not rh.cluster("train").is_up()
+
+
+def test_the_example_as_a_script_with_more_data_than_the_last_rung_fails_the_task(
+        examples, prefect_api, task_runs):
+    done, [run] = prefect_api.run(examples.folder / "prefect_pipeline.py", "--data-mib", "4096",
+                                  flow="train-and-evaluate")
+    assert done.returncode != 0
+    assert "trainer.train ran out of memory on every rung of the ladder" in done.stderr
+    assert "Add a bigger rung to the ladder" in done.stderr  # what to do
+    assert run.state.is_failed()
+    calls = [(r.state.type.value, r.run_count) for r in task_runs(run.state) if r.name.startswith("tether-call")]
+    assert calls == [("FAILED", 2)]  # train, on both rungs; evaluate never ran
+    assert not rh.cluster("train").is_up()  # the flow's `finally` tore it down

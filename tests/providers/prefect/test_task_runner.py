@@ -6,12 +6,11 @@ teardown policies, and what bad input says."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import runner_code
 from prefect import flow, task
+from prefect.futures import wait
 from prefect.utilities.annotations import unmapped
 
 import tether as rh
@@ -45,15 +44,17 @@ def test_submitted_tasks_run_at_once_each_in_a_worker_of_the_cluster(
     assert not rh.cluster(f"pf-{tag}").is_up()  # the runner brought it up, so it tore it down
 
 
-def test_futures_as_arguments_map_and_async_tasks(prefect_harness, tag, task_runs, task_run_logs):
+def test_futures_as_arguments_map_wait_and_async_tasks(prefect_harness, tag, task_runs, task_run_logs):
     @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", launcher="local"))
     def fan_in():
         parts = runner_code.span.map(["a", "bb", "ccc"], unmapped(None))
+        done, not_done = wait(parts)  # Prefect's own wait on the runner's futures
+        assert len(done) == 3 and not not_done and all(f.state.is_completed() for f in done)
         offset = runner_code.double.submit(5)
         return runner_code.total.submit(parts, offset=offset).result()
 
     state = fan_in(return_state=True)
-    assert state.result() == 16
+    assert state.result() == 16, state
     runs = task_runs(state)
     spans = {r.id for r in runs if r.name.startswith("span")}
     summed = next(r for r in runs if r.name.startswith("total"))
@@ -186,8 +187,6 @@ def test_bad_input_fails_natively_saying_what_to_do(prefect_harness, tag):
 
 FLOW_FILE = '''
 import os
-import subprocess
-import sys
 import sys
 
 from prefect import flow, task
@@ -213,12 +212,9 @@ if __name__ == "__main__":
 
 def test_a_flow_file_run_as_a_script_sends_its_tasks_by_value(prefect_api, tag, tmp_path, run_logs):
     (tmp_path / "squares.py").write_text(FLOW_FILE)
-    before = {r.id for r in prefect_api.flow_runs("squares")}
-    done = subprocess.run([sys.executable, "squares.py"], cwd=tmp_path, timeout=240, capture_output=True,
-                          text=True, env=prefect_api.env(CLUSTER=f"pf-{tag}"))
+    done, [run] = prefect_api.run(tmp_path / "squares.py", flow="squares", CLUSTER=f"pf-{tag}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "squares: [1, 4, 9]" in done.stdout
-    [run] = [r for r in prefect_api.flow_runs("squares") if r.id not in before]
     assert run.state.is_completed()
     logged = run_logs(run.state)
     # the function came pickled from __main__: the worker never imported Prefect
