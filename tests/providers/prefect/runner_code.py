@@ -45,3 +45,8 @@ async def double(x: int) -> int:
 @task(retries=1)
 def fail(message: str) -> None:
     raise ValueError(message)
+
+
+def scale(x: int, by: int = 3) -> int:
+    """A plain function, deployed as a service by ``deploy_service``."""
+    return by * x

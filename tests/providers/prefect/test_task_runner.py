@@ -14,7 +14,15 @@ from prefect.futures import wait
 from prefect.utilities.annotations import unmapped
 
 import tether as rh
-from tether.providers.prefect import PrefectTetherFuture, TetherCluster, TetherTaskRunner
+from tether.providers.prefect import (
+    PrefectTetherFuture,
+    TetherCluster,
+    TetherService,
+    TetherTaskRunner,
+    bring_up_cluster,
+    call_service,
+    deploy_service,
+)
 
 pytestmark = pytest.mark.timeout(300)
 LADDER = [{"memory": "256Mi", "cpus": 1}, {"memory": "1Gi", "cpus": 1}]
@@ -63,6 +71,21 @@ def test_futures_as_arguments_map_wait_and_async_tasks(prefect_harness, tag, tas
     assert {i.id for i in summed.task_inputs["parts"]} == spans
     assert len(summed.task_inputs["offset"]) == 1
     assert task_run_logs(state)[summed.id][0] == "adding up 3 parts"
+
+
+def test_tethers_own_tasks_submitted_to_the_runner_run_here(prefect_harness, tag):
+    block = TetherCluster(cluster_name=f"pf-{tag}", launcher="local")
+    service = TetherService(service_name=f"scale-{tag}", cluster_name=f"pf-{tag}", target="runner_code:scale")
+
+    @flow(task_runner=TetherTaskRunner(cluster=block))
+    def mixed():
+        up = bring_up_cluster.submit(block)
+        deployed = deploy_service.submit(service, wait_for=[up])
+        called = call_service.submit(service.service_name, None, [2], wait_for=[deployed])
+        doubled = runner_code.double.submit(called)
+        return called.result(), doubled.result(), called.cluster, doubled.cluster
+
+    assert mixed() == (6, 12, None, f"pf-{tag}")
 
 
 def test_a_failing_task_fails_with_the_remote_error_after_its_own_retries_only(

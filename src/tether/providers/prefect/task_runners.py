@@ -46,6 +46,10 @@ own ``ThreadPoolTaskRunner`` does, and sends only the task's function to the clu
 3. states, retries, caching, result persistence, hooks, timeouts, tags and concurrency limits are
    Prefect's own code, run where Prefect runs them.
 
+tether's own tasks (``bring_up_cluster``, ``deploy_service``, ``call_service``,
+``teardown_cluster``) submitted to this runner run here, as under Prefect's default runner: they
+drive clusters, and their calls already run remotely.
+
 The cost: a thread per task run in flight (waiting on the network), and arguments and results go
 through the flow's process, as with Prefect's default runner: pass names (a service, a path)
 rather than big data between tasks.
@@ -112,7 +116,7 @@ TEARDOWN = ("started", "always", "never")
 class _Run:
     """One task run, across its retries: where it runs now, and what failed so far."""
 
-    cluster: str
+    cluster: str | None  # None: a task run that runs here (tether's own tasks)
     ooms: int = 0
     other_retries: int = 0
 
@@ -121,7 +125,7 @@ class PrefectTetherFuture(PrefectConcurrentFuture[R]):
     """The future of a task run on a tether cluster (a thread here waits on its remote call).
 
     ``cluster`` is where the task run runs, or ran last: the runner's cluster, or a rung's after
-    it ran out of memory."""
+    it ran out of memory (None for tether's own tasks, which run here)."""
 
     def __init__(self, task_run_id: uuid.UUID, wrapped_future: concurrent.futures.Future,
                  run: _Run) -> None:
@@ -129,7 +133,7 @@ class PrefectTetherFuture(PrefectConcurrentFuture[R]):
         self._run = run
 
     @property
-    def cluster(self) -> str:
+    def cluster(self) -> str | None:
         return self._run.cluster
 
 
@@ -224,12 +228,13 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
 
         if not self._started or self._executor is None:
             raise RuntimeError("The task runner must be started before submitting work.")
-        remote = self._prepare(task)
+        here = _runs_here(task)
+        remote = task if here else self._prepare(task)
         if self._flow_logger is None:
             context = FlowRunContext.get()
             self._flow_logger = get_run_logger(context) if context else self.logger
         task_run_id = uuid.uuid4()
-        run = self._runs[task_run_id] = _Run(cluster=self.cluster)
+        run = self._runs[task_run_id] = _Run(cluster=None if here else self.cluster)
         cancel_event = self._cancel_events[task_run_id] = threading.Event()
         future = self._executor.submit(
             copy_context().run, run_task_sync, task=remote, task_run_id=task_run_id,
@@ -429,6 +434,12 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
             except Exception as exc:  # noqa: BLE001 - tear the others down, say which failed
                 logger.error("[tether] could not tear down cluster %r: %s (stop it with `tether daemon stop --cluster %s`)",
                              name, exc, name)
+
+
+def _runs_here(task: Task[Any, Any]) -> bool:
+    """tether's own tasks (``bring_up_cluster``, ``deploy_service``, ``call_service``...) drive a
+    cluster from here, as they do under any task runner: a worker has no flow run to log to."""
+    return getattr(task.fn, "__module__", "").startswith(f"{__package__}.")
 
 
 def _is_up(name: str) -> bool:
