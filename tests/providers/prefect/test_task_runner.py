@@ -6,6 +6,8 @@ teardown policies, and what bad input says."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import runner_code
@@ -256,3 +258,58 @@ def test_a_function_the_cluster_lost_is_deployed_again(prefect_harness, tag):
         return first, runner_code.double.submit(2).result()
 
     assert twice() == (2, 4)
+
+
+CANCELLED_FLOW = '''
+import os
+import time
+from pathlib import Path
+
+from prefect import flow, task
+
+from tether.providers.prefect import TetherTaskRunner
+
+
+@task
+def beat(path: str) -> None:
+    for i in range(3000):
+        Path(path).write_text(f"{os.getpid()} {i}")
+        time.sleep(0.05)
+
+
+@flow(task_runner=TetherTaskRunner(cluster=os.environ["CLUSTER"], launcher="local", teardown="never"))
+def beating() -> None:
+    beat.submit(os.environ["BEAT"]).result()
+
+
+if __name__ == "__main__":
+    beating()
+'''
+
+
+def test_a_flow_run_stopped_by_sigterm_cancels_its_remote_calls(prefect_api, tag, tmp_path):
+    """SIGTERM (what a Prefect worker sends to cancel a flow run) reaches ``cancel_all``: the task
+    run's remote call stops, though the cluster stays up (``teardown="never"``)."""
+    import signal
+    import time
+
+    (tmp_path / "beating.py").write_text(CANCELLED_FLOW)
+    beat = tmp_path / "beat"
+    proc = subprocess.Popen([sys.executable, "beating.py"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=prefect_api.env(CLUSTER=f"pf-{tag}", BEAT=str(beat)))
+    try:
+        deadline = time.monotonic() + 120
+        while not beat.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert beat.exists(), proc.communicate(timeout=60)[0] if proc.poll() is not None else "no beat"
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rh.cluster(f"pf-{tag}").is_up()  # teardown="never": only the call stopped
+    assert "CallCancelledError: the call to prefect-beat-" in output  # the task run's failure
+    last = beat.read_text()
+    time.sleep(1)  # twenty beats' worth: a call still running would have written again
+    assert beat.read_text() == last, output[-3000:]

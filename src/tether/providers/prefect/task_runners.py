@@ -86,6 +86,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -173,14 +174,22 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
         self.ladder = as_ladder(ladder)  # a bad rung fails here, where the flow is defined
         self.max_workers, self.teardown = max_workers, teardown
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._cancel_events: dict[uuid.UUID, threading.Event] = {}
+        self._in_flight: dict[str, str] = {}    # call id -> cluster
+        self._copies: list[weakref.ref[TetherTaskRunner]] = []  # a runner compares by its options
         super().__init__()
 
     # -- Prefect's TaskRunner interface ------------------------------------------------------------
 
     def duplicate(self) -> TetherTaskRunner:
-        return type(self)(self.cluster, ladder=self.ladder, launcher=self.launcher,
+        """The copy a flow run enters (Prefect runs each flow run with its own). Prefect stops a
+        flow run (SIGTERM: a cancellation, a worker stopping) through ``cancel_all`` of the flow's
+        runner, this one: it reaches the copies through ``_copies``."""
+        copy = type(self)(self.cluster, ladder=self.ladder, launcher=self.launcher,
                           spec=self.spec or None, env=self.env, max_workers=self.max_workers,
                           teardown=self.teardown)
+        self._copies = [ref for ref in self._copies if ref() is not None] + [weakref.ref(copy)]
+        return copy
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TetherTaskRunner) and self._options() == other._options()
@@ -200,8 +209,8 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
         self._deployed: set[tuple[str, str]] = set()
         self._prepared: dict[int, tuple[Task, Task, str]] = {}
         self._runs: dict[uuid.UUID, _Run] = {}
-        self._cancel_events: dict[uuid.UUID, threading.Event] = {}
-        self._in_flight: dict[str, str] = {}    # call id -> cluster
+        self._cancel_events.clear()
+        self._in_flight.clear()
         self._flow_logger: Any = None
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.max_workers, thread_name_prefix="tether-task",
@@ -209,9 +218,16 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        """Queued task runs do not start; running ones finish (as under ``ThreadPoolTaskRunner``),
+        unless the flow run is being stopped (SIGTERM, Ctrl-C): then their remote calls are
+        cancelled. Prefect leaves the task runner before it calls ``cancel_all``, so it is here
+        that a stopped flow run stops its calls; then the teardown policy runs."""
         try:
-            for event in self._cancel_events.values():  # as ThreadPoolTaskRunner: queued runs stop,
-                event.set()                              # running ones finish
+            error = exc_info[1] if len(exc_info) > 1 else None
+            if isinstance(error, BaseException) and not isinstance(error, Exception):
+                self.cancel_all()
+            for event in list(self._cancel_events.values()):
+                event.set()
             if self._executor is not None:
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 self._executor = None
@@ -248,8 +264,13 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
         self._cancel_events.pop(task_run_id, None)
 
     def cancel_all(self) -> None:
-        """Stop every task run: queued ones do not start, running ones' remote calls are cancelled."""
-        for event in self._cancel_events.values():
+        """Stop every task run: queued ones do not start, running ones' remote calls are cancelled
+        (in each flow run's copy of this runner too)."""
+        for ref in list(self._copies):
+            copy = ref()
+            if copy is not None:
+                copy.cancel_all()
+        for event in list(self._cancel_events.values()):
             event.set()
         for call_id, cluster in list(self._in_flight.items()):
             try:
