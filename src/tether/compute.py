@@ -6,6 +6,13 @@ Memory sizes take Kubernetes' suffixes (``Ki Mi Gi Ti``, powers of 1024; ``k M G
 1000), plain bytes, or a number followed by ``B``/``iB`` (``"512MB"``, ``"512MiB"``). The keys a
 launcher understands are its business (``local`` takes ``memory`` and ``cpus``): this module only
 parses, compares and prints them, so that the caller, the ladder and the daemon agree.
+
+Any JSON form of a value is accepted, since rungs travel through orchestrators' configs (Dagster's
+run config, Airflow's params, Prefect's parameters) where a number may arrive as a string:
+``{"memory": "256Mi", "cpus": 1}``, ``{"memory": 268435456, "cpus": "1"}`` and
+``{"memory": "256MiB", "cpus": 1.0}`` are one rung. ``normalize`` writes each in one canonical
+form (memory as the shortest exact quantity, ``"256Mi"``; cpus as an int when whole, ``1``), so
+rungs compare equal with ``==`` wherever they came from.
 """
 
 from __future__ import annotations
@@ -66,8 +73,25 @@ def format_bytes(size: int | None) -> str:
     return f"{size} B"
 
 
+def format_quantity(size: int) -> str | int:
+    """Bytes as the shortest exact quantity: ``268435456`` -> ``"256Mi"``, ``1500000000`` ->
+    ``"1500M"``; a size no unit divides stays an int of bytes."""
+    for unit in ("Ti", "Gi", "Mi", "Ki", "T", "G", "M", "k"):
+        scale = _UNITS[unit.lower()]
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return size
+
+
+def canonical_cpus(value: Any) -> int | float:
+    """``"1"``, ``1.0`` and ``1`` -> ``1``; ``"0.5"`` -> ``0.5``."""
+    cpus = parse_cpus(value)
+    return int(cpus) if cpus.is_integer() else cpus
+
+
 def normalize(spec: dict[str, Any] | str) -> dict[str, Any]:
-    """A compute spec with checked values; a bare string is a cluster name."""
+    """A compute spec with checked values in their canonical form (``memory`` as a quantity
+    string, ``cpus`` as a number: see the module's docstring); a bare string is a cluster name."""
     if isinstance(spec, str):
         spec = {"cluster": spec}
     if not isinstance(spec, dict) or not spec:
@@ -75,9 +99,9 @@ def normalize(spec: dict[str, Any] | str) -> dict[str, Any]:
                           f"cluster name, not {spec!r}")
     out = dict(spec)
     if "memory" in out:
-        parse_memory(out["memory"])
+        out["memory"] = format_quantity(parse_memory(out["memory"]))
     if "cpus" in out:
-        parse_cpus(out["cpus"])
+        out["cpus"] = canonical_cpus(out["cpus"])
     if "cluster" in out and (not isinstance(out["cluster"], str) or not out["cluster"]):
         raise ConfigError(f"'cluster' in a compute spec is a cluster name, not {out['cluster']!r}")
     return out

@@ -22,6 +22,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from tether.launchers.base import Launcher
+    from tether.launchers.ondemand.provisioner import Provisioner
 
 PROJECT = "tether"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -41,6 +42,16 @@ class TetherSpec:
         Each class subclasses ``tether.launchers.base.Launcher`` and has a unique ``name``: the value
         users pass as ``launcher=``. A later registration of a name replaces an earlier one, so a
         plugin can replace a built-in launcher.
+        """
+
+    @hookspec
+    def tether_provisioners(self) -> list[type[Provisioner]]:
+        """Provisioner classes this plugin provides: what makes and deletes the machines of
+        on-demand clusters (``tether.launchers.ondemand.provisioner``; SkyPilot is the built-in).
+
+        Called the first time an on-demand cluster needs machines. Each class subclasses
+        ``Provisioner`` and lists the ``provider=`` values it serves; a later registration of a
+        provider replaces an earlier one, so a plugin can take over a cloud from the built-in.
         """
 
     @hookspec(firstresult=True)
@@ -98,6 +109,16 @@ def launchers() -> dict[str, type[Launcher]]:
     for group in reversed(get_plugin_manager().hook.tether_launchers()):
         for cls in group or ():
             found[cls.name] = cls
+    return found
+
+
+def provisioners() -> dict[str, type[Provisioner]]:
+    """Every provisioner class, by the ``provider=`` value it serves (later registrations win)."""
+    found: dict[str, type[Provisioner]] = {}
+    for group in reversed(get_plugin_manager().hook.tether_provisioners()):
+        for cls in group or ():
+            for provider in cls.providers:
+                found[provider] = cls
     return found
 
 

@@ -12,6 +12,9 @@ Under ``$TETHER_HOME`` (default ``~/.tether``; on a node of a remote cluster, th
                             cluster_tls and fingerprint when a listener speaks TLS)
         daemon.pid          the same pid, for shell scripts
         limits.json         {"memory": bytes or null, "cpus": float or null}: what its daemon enforces
+        env_limits.json     {env: {"memory", "cpus"}}: envs given limits of their own (a ladder's
+                            climb); kept across restarts, removed by ``teardown()`` and when the
+                            cluster's own size changes
         autostop.json       {"minutes": m}: re-read by the running daemon when it changes
         manifest/           what was deployed, restored by the next daemon (``daemon/manifest.py``):
                             kept across restarts and crashes, removed by ``teardown()``
@@ -37,6 +40,7 @@ TOKEN = "token"
 DAEMON_RECORD = "daemon.json"
 DAEMON_PID = "daemon.pid"
 LIMITS = "limits.json"
+ENV_LIMITS = "env_limits.json"
 AUTOSTOP = "autostop.json"
 TLS_CERT = "tls.crt"
 TLS_KEY = "tls.key"
@@ -169,6 +173,23 @@ def read_limits(state_dir: Path) -> dict[str, Any]:
     data = read_json(state_dir / LIMITS)
     data = data if isinstance(data, dict) else {}
     return {"memory": data.get("memory"), "cpus": data.get("cpus")}
+
+
+def write_env_limits(state_dir: Path, envs: dict[str, dict[str, Any]]) -> None:
+    """Envs with limits of their own: ``{env: {"memory": bytes or None, "cpus": float or None}}``
+    (None: the cluster's). Written by the daemon that applies them, read by the next one."""
+    write_json(state_dir / ENV_LIMITS, {"envs": envs})
+
+
+def read_env_limits(state_dir: Path) -> dict[str, dict[str, Any]]:
+    data = read_json(state_dir / ENV_LIMITS)
+    envs = data.get("envs") if isinstance(data, dict) else None
+    return {str(k): v for k, v in envs.items() if isinstance(v, dict)} if isinstance(envs, dict) else {}
+
+
+def remove_env_limits(state_dir: Path) -> None:
+    """Every env back to the cluster's limits, from the next daemon on (a teardown, a new size)."""
+    (state_dir / ENV_LIMITS).unlink(missing_ok=True)
 
 
 def write_autostop(state_dir: Path, minutes: float | None) -> None:

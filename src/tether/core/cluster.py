@@ -224,8 +224,30 @@ class Cluster(Resource):
 
     def status(self) -> dict[str, Any]:
         """The head daemon's view: versions, envs and their worker processes, objects; with
-        several machines also ``nodes``: each one's address and daemon."""
-        status = self.client.request_json("GET", "/_tether/status")
+        several machines also ``nodes``: each one's address and daemon. ``"up"`` says whether it
+        runs: a cluster that is down is reported ``{"up": False, "status": "down", ...}`` and
+        left down (as ``tether daemon status`` does: status never starts or restarts anything)."""
+        endpoint = self.launcher.endpoint(self)
+        if endpoint is None:
+            down: dict[str, Any] = {"up": False, "status": "down", "cluster": self.name,
+                                    "launcher": self.launcher_name, "spec": dict(self.spec)}
+            known = getattr(self.launcher, "status", None)  # the local one: its state dir, a stale pid
+            record = known(self) if known is not None else {}
+            if record.get("state_dir"):
+                down["state_dir"] = record["state_dir"]
+            if record.get("pid"):
+                down["stale_pid"] = record["pid"]  # a record left by a daemon that is gone
+            return down
+        client, temporary = self._client, False
+        if client is None:  # not `self.client`: connecting may restart a daemon of another size
+            client, temporary = DaemonClient(endpoint.host, endpoint.port, endpoint.token,
+                                             cluster=self.name, fingerprint=endpoint.fingerprint), True
+        try:
+            status = client.request_json("GET", "/_tether/status")
+        finally:
+            if temporary:
+                client.close()
+        status.update({"up": True, "status": "up"})
         if hasattr(self.launcher, "node_status"):
             status["nodes"] = self.launcher.node_status(self)
         return status

@@ -23,6 +23,7 @@ from tether.daemon import http_guard, remote
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
 from tether.daemon.flow import CallQueue
+from tether.daemon.limits import LimitsError, env_limits_request
 from tether.daemon.requests import (
     BadRequest,
     check_env_spec,
@@ -193,6 +194,19 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         if force:
             await store.restart_env(worker.spec.name)
         return {"id": call_id, "cancelled": sent or force, "forced": force}
+
+    @app.post("/_tether/envs/{env}/limits")
+    async def limit_env(env: str, request: Request) -> dict[str, Any]:
+        """Give one env's workers limits of their own (a ladder's climb on a local cluster grows
+        the env that ran out of memory, not the whole cluster): its worker restarts with them
+        and its objects are made again; the other envs are not touched (``Store.limit_env``)."""
+        if not NAME_RE.match(env):
+            raise HTTPError(400, "bad_request", f"bad env name {env[:100]!r}")
+        try:
+            memory, cpus, why = env_limits_request(parse_json_body(await _body(request)))
+            return await store.limit_env(env, memory, cpus, why)
+        except (ValueError, LimitsError) as exc:
+            raise HTTPError(400, "bad_request", f"limits of env {env!r}: {exc}") from None
 
     @app.post("/_tether/nodes")
     async def set_nodes(request: Request) -> dict[str, Any]:

@@ -9,6 +9,11 @@ enforces them the strongest way this machine allows, and says which in ``/_tethe
 ``TETHER_LIMITS`` (read by the daemon) forces one: ``cgroup`` (a daemon that cannot have them does
 not start), ``watchdog``, or ``auto`` (the default).
 
+An env can have limits of its own (``Limits.set_env``, the route ``POST
+/_tether/envs/{env}/limits``): its workers then run in a group of their own with that size, apart
+from the cluster's, and its death reports say "env 'x''s memory limit". A ladder climbs that way
+on a local cluster: only the env of the service that ran out of memory grows.
+
 Every worker gets a ``Slot`` before it starts: a command prefix (joining its cgroup) and, once it
 died, a ``report``: whether it was killed for lack of memory (its cgroup's ``oom_kill`` counter rose,
 the watchdog killed it, or, on a cluster without limits, the OOM killer struck in the daemon's own
@@ -27,10 +32,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tether.compute import format_bytes
+from tether.compute import format_bytes, parse_cpus, parse_memory
 from tether.daemon import cgroups
 from tether.daemon.watchdog import Watchdog
-from tether.state import read_limits
+from tether.errors import ConfigError
+from tether.state import read_env_limits, read_limits, remove_env_limits, write_env_limits
 
 log = logging.getLogger("tether.daemon")
 
@@ -42,20 +48,17 @@ class LimitsError(RuntimeError):
     """The limits asked for cannot be enforced the way ``TETHER_LIMITS`` demands."""
 
 
-class Limits:
-    """How one daemon enforces its cluster's limits on the workers it starts."""
+class Scope:
+    """One machine size and how it is enforced: the cluster's (every env's worker by default) or
+    one env's own (``Limits.set_env``). Each has its own cgroup (or watchdog), so that an env that
+    was given more memory does not share the cluster's."""
 
-    def __init__(self, cluster: str, state_dir: Path, memory: int | None, cpus: float | None,
-                 mode: str = "auto") -> None:
-        if mode not in MODES:
-            raise LimitsError(f"{MODE_ENV}={mode!r}: use one of {', '.join(MODES)}")
-        self.memory, self.cpus, self.mode = memory, cpus, mode
+    def __init__(self, slug: str, memory: int | None, cpus: float | None, mode: str, what: str) -> None:
+        self.memory, self.cpus, self.what = memory, cpus, what
         self.group: cgroups.ClusterGroup | None = None
         self.watchdog: Watchdog | None = None
         self.fallback_reason: str | None = None
         self.affinity: set[int] | None = None
-        digest = hashlib.sha1(str(state_dir).encode()).hexdigest()[:8]
-        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in cluster)[:60] + "-" + digest
         if memory is None and cpus is None:
             return
         if mode in ("auto", "cgroup"):
@@ -65,19 +68,13 @@ class Limits:
                 if mode == "cgroup":
                     raise LimitsError(f"{MODE_ENV}=cgroup, and no cgroup can be had: {exc}") from exc
                 self.fallback_reason = str(exc)
-                log.warning("limits of cluster %r by the RSS watchdog: %s", cluster, exc)
+                log.warning("limits of %s by the RSS watchdog: %s", what, exc)
         if self.group is None and memory is not None:
             self.watchdog = Watchdog(memory)
         if cpus is not None and (self.group is None or not self.group.supports_cpu):
             allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
             if allowed:
                 self.affinity = set(allowed[:max(1, math.ceil(cpus))])
-
-    @classmethod
-    def for_daemon(cls, cluster: str, state_dir: Path) -> Limits:
-        recorded = read_limits(state_dir)
-        return cls(cluster, state_dir, recorded["memory"], recorded["cpus"],
-                   os.environ.get(MODE_ENV, "auto") or "auto")
 
     @property
     def enforced_by(self) -> str | None:
@@ -97,10 +94,6 @@ class Limits:
             info["cpu_affinity"] = sorted(self.affinity)
         return info
 
-    def slot(self, label: str) -> Slot:
-        """What a new worker of env ``label`` runs in (call before starting it)."""
-        return Slot(self, self.group.child(label) if self.group is not None else None)
-
     def close(self) -> None:
         if self.watchdog is not None:
             self.watchdog.stop()
@@ -108,10 +101,103 @@ class Limits:
             self.group.remove()
 
 
+class Limits:
+    """How one daemon enforces its cluster's limits on the workers it starts: the cluster's
+    size for every env, unless an env has limits of its own (``set_env``: a ladder that climbs
+    for one env's service grows that env's worker only, not the whole cluster). Those are kept
+    in the state dir (``tether.state.write_env_limits``) so that the next daemon of the same
+    cluster applies them too; ``forget_envs`` (a teardown) drops them."""
+
+    def __init__(self, cluster: str, state_dir: Path, memory: int | None, cpus: float | None,
+                 mode: str = "auto", envs: dict[str, dict[str, Any]] | None = None) -> None:
+        if mode not in MODES:
+            raise LimitsError(f"{MODE_ENV}={mode!r}: use one of {', '.join(MODES)}")
+        self.mode, self.state_dir = mode, state_dir
+        digest = hashlib.sha1(str(state_dir).encode()).hexdigest()[:8]
+        self._slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in cluster)[:60] + "-" + digest
+        self.cluster = Scope(self._slug, memory, cpus, mode, "the cluster's")
+        self.overrides: dict[str, dict[str, Any]] = {}  # env -> {"memory", "cpus"} as asked
+        self.envs: dict[str, Scope] = {}
+        for env, asked in (envs or {}).items():
+            try:
+                self._apply(env, asked.get("memory"), asked.get("cpus"))
+            except (LimitsError, TypeError, ValueError, AttributeError) as exc:
+                log.warning("the limits kept for env %r cannot be applied (%s): it runs with the cluster's", env, exc)
+
+    @classmethod
+    def for_daemon(cls, cluster: str, state_dir: Path) -> Limits:
+        recorded = read_limits(state_dir)
+        return cls(cluster, state_dir, recorded["memory"], recorded["cpus"],
+                   os.environ.get(MODE_ENV, "auto") or "auto", read_env_limits(state_dir))
+
+    # -- the cluster's scope, as before (status, the slot of a worker without limits of its own)
+
+    memory = property(lambda self: self.cluster.memory)
+    cpus = property(lambda self: self.cluster.cpus)
+    group = property(lambda self: self.cluster.group)
+    watchdog = property(lambda self: self.cluster.watchdog)
+    affinity = property(lambda self: self.cluster.affinity)
+    fallback_reason = property(lambda self: self.cluster.fallback_reason)
+    enforced_by = property(lambda self: self.cluster.enforced_by)
+
+    # -- envs ------------------------------------------------------------------------------------
+
+    def scope(self, env: str) -> Scope:
+        return self.envs.get(env, self.cluster)
+
+    def env_limits(self, env: str) -> dict[str, Any]:
+        """What the workers of ``env`` get: ``{"memory": bytes or None, "cpus": float or None,
+        "own": whether the env has limits of its own}``."""
+        scope = self.scope(env)
+        return {"memory": scope.memory, "cpus": scope.cpus, "own": env in self.envs}
+
+    def set_env(self, env: str, memory: int | None, cpus: float | None) -> bool:
+        """Give ``env`` its own limits (None: the cluster's for that one), kept for the next
+        daemon; False if it had those already. Call with the env's workers stopped: its old
+        cgroup goes, with whatever still runs in it."""
+        if self.overrides.get(env) == {"memory": memory, "cpus": cpus}:
+            return False
+        self._apply(env, memory, cpus)
+        write_env_limits(self.state_dir, self.overrides)
+        return True
+
+    def _apply(self, env: str, memory: int | None, cpus: float | None) -> None:
+        old = self.envs.pop(env, None)
+        if old is not None:
+            old.close()
+        self.overrides.pop(env, None)
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in env)[:40]
+        digest = hashlib.sha1(env.encode()).hexdigest()[:6]
+        scope = Scope(f"{self._slug}.env-{safe}-{digest}", self.memory if memory is None else memory,
+                      self.cpus if cpus is None else cpus, self.mode, f"env {env!r}'s")
+        self.envs[env] = scope
+        self.overrides[env] = {"memory": memory, "cpus": cpus}
+
+    def forget_envs(self) -> None:
+        """A teardown: the next daemon of this cluster gives every env the cluster's limits."""
+        remove_env_limits(self.state_dir)
+
+    def info(self) -> dict[str, Any]:
+        info = self.cluster.info()
+        if self.envs:
+            info["envs"] = {env: {**scope.info(), "asked": self.overrides.get(env)}
+                            for env, scope in self.envs.items()}
+        return info
+
+    def slot(self, label: str) -> Slot:
+        """What a new worker of env ``label`` runs in (call before starting it)."""
+        scope = self.scope(label)
+        return Slot(scope, scope.group.child(label) if scope.group is not None else None)
+
+    def close(self) -> None:
+        for scope in [self.cluster, *self.envs.values()]:
+            scope.close()
+
+
 class Slot:
     """One worker's place: the prefix of its command, and the report of its death."""
 
-    def __init__(self, limits: Limits, group: cgroups.WorkerGroup | None) -> None:
+    def __init__(self, limits: Scope, group: cgroups.WorkerGroup | None) -> None:
         self.limits, self.group = limits, group
         self.pid: int | None = None
         self._own: tuple[Path, str] | None = None
@@ -138,15 +224,15 @@ class Slot:
         """For a worker that died: ``{"oom": True, "limit", "peak", "oom_reason"}`` if it was
         killed for lack of memory, else None."""
         killed = returncode == -signal.SIGKILL
-        limit = self.limits.memory
+        limit, what = self.limits.memory, self.limits.what
         if self._watched is not None and self._watched.killed_at is not None:
             peak = max(self._watched.peak, self._watched.killed_at)
-            return _oom(limit, peak, f"the RSS watchdog killed it over the cluster's memory limit "
+            return _oom(limit, peak, f"the RSS watchdog killed it over {what} memory limit "
                                      f"of {format_bytes(limit)}")
         if self.group is not None:
             if killed and self.group.oom_kills() > 0:
                 return _oom(limit, self.group.peak(),
-                            "the kernel OOM killer killed it at the cluster's memory limit of "
+                            f"the kernel OOM killer killed it at {what} memory limit of "
                             f"{format_bytes(limit)}" if limit else "the kernel OOM killer killed it")
             return None
         if killed and self._own is not None:
@@ -161,6 +247,33 @@ class Slot:
             self.limits.watchdog.remove(self.pid)
         if self.group is not None:
             self.group.remove()
+
+
+def env_limits_request(body: Any) -> tuple[int | None, float | None, str]:
+    """``POST /_tether/envs/{env}/limits``: ``{"memory": size or null, "cpus": number or null,
+    "why": text}`` as (bytes, CPUs, why); a ValueError says what is wrong."""
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object such as {\"memory\": \"1Gi\", \"cpus\": 1}")
+    unknown = sorted(set(body) - {"memory", "cpus", "why"})
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}: an env's limits are 'memory' and 'cpus' (and 'why')")
+    try:
+        memory = parse_memory(body["memory"]) if body.get("memory") is not None else None
+        cpus = parse_cpus(body["cpus"]) if body.get("cpus") is not None else None
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
+    why = body.get("why") or ""
+    if not isinstance(why, str):
+        raise ValueError("'why' is a text")
+    return memory, cpus, why[:500]
+
+
+def describe_limits(memory: int | None, cpus: float | None) -> str:
+    """``"memory 1 GiB, 1 CPU"`` (for messages)."""
+    parts = [f"memory {format_bytes(memory)}"] if memory is not None else []
+    if cpus is not None:
+        parts.append(f"{cpus:g} CPU{'' if cpus == 1 else 's'}")
+    return ", ".join(parts) or "the cluster's limits"
 
 
 def _oom(limit: int | None, peak: int | None, reason: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from tether.daemon import remote, restore, shell, sweep
 from tether.daemon.envs import EnvBuilder
-from tether.daemon.limits import Limits
+from tether.daemon.limits import Limits, describe_limits
 from tether.daemon.manifest import Manifest
 from tether.daemon.nodes import NodeError, Nodes
 from tether.daemon.records import EnvState, ObjectRecord
@@ -278,6 +278,38 @@ class Store:
                     state.worker = None
                     state.reset_reason = restore.env_restarted(env, "by cancel(force=True)")
 
+    async def limit_env(self, env: str, memory: int | None, cpus: float | None, why: str = "") -> dict[str, Any]:
+        """Give ``env``'s workers limits of their own (None: the cluster's), e.g. more memory for
+        the service that ran out of it, leaving the other envs' workers (and their state) alone.
+
+        A worker of the old size is stopped; a fresh one starts at once with the new limits and
+        makes the env's objects again, instances marked "state reset" (their in-memory state
+        went with the worker). Returns the env's limits now, whether they changed, and
+        ``reset``: the instances of the env made again whose callers were not told yet."""
+        state = self.envs.get(env)
+        if state is None:
+            state = self.envs[env] = EnvState(EnvSpec(name=env))
+        async with state.lock:
+            changed = self.limits.overrides.get(env) != {"memory": memory, "cpus": cpus}
+            if changed:
+                await self._drop_spare(state)
+                worker, state.worker = state.worker, None
+                died = ""
+                if worker is not None:
+                    if not worker.alive and not worker.stopping:
+                        died = await restore.death_reason(worker) + "; then "
+                    await worker.stop()
+                self.limits.set_env(env, memory, cpus)
+                size = describe_limits(memory, cpus)
+                state.reset_reason = died + restore.env_restarted(env, f"with limits of its own ({size})" + (f" {why}" if why else ""))
+        if any(r.env == env and not r.node for r in self.objects.values()):
+            await self.worker(env)  # made again now (or after the worker that died), and marked
+        reset = sorted(r.name for r in self.objects.values()
+                       if r.env == env and not r.node and r.kind == "instance" and r.reset is not None
+                       and not r.reset["told"])
+        return {"env": env, "limits": self.limits.env_limits(env), "changed": changed, "reset": reset,
+                "enforced_by": self.limits.scope(env).enforced_by}
+
     async def delete(self, name: str) -> dict[str, Any]:
         if name in self.objects:
             rec = self.objects.pop(name)
@@ -350,6 +382,7 @@ class Store:
         """Forget what was deployed, here and on the cluster's other nodes (``teardown()``, just
         before the daemons stop): the next daemons start empty."""
         await self.manifest.forget()
+        self.limits.forget_envs()
         for index, link in sorted(self.nodes.links.items()):
             try:
                 await (await link.request("POST", "/_tether/forget", [], [])).body()

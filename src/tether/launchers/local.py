@@ -12,6 +12,8 @@ quota (or watches their memory when it cannot), so that a "small" local cluster 
 memory. The daemon itself stays outside: it survives its workers' OOM kills. A cluster whose size
 changed while its daemon runs is restarted on the next ``up()`` (a new machine size is a new
 machine; what was deployed comes back from the daemon's manifest, instances with fresh state).
+One env can also be given a size of its own without touching the others (``env_limits``, the
+daemon's ``POST /_tether/envs/{env}/limits``): that is how a ladder climbs on a local cluster.
 
 A daemon outlives the program that started it, and serves whoever comes next: a program in
 another virtualenv would have its code run with the first program's interpreter and packages.
@@ -81,9 +83,11 @@ class LocalLauncher(Launcher):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         with state.locked(folder / "launch.lock"):
             endpoint = self._endpoint(cluster)
-            if endpoint is not None and state.read_limits(folder) != limits_of(cluster.spec):
-                self._down(cluster)  # another machine size is another machine
-                endpoint = None
+            if state.read_limits(folder) != limits_of(cluster.spec):
+                if endpoint is not None:
+                    self._down(cluster)  # another machine size is another machine
+                    endpoint = None
+                state.remove_env_limits(folder)  # ...whose envs all start at its size
             if endpoint is not None:
                 return endpoint
             return self._start(cluster, folder)
@@ -159,8 +163,17 @@ class LocalLauncher(Launcher):
                 client.close()
 
     def forget(self, cluster: Cluster) -> None:
-        """After ``down``: forget what was deployed (``teardown()``), so the next daemon starts empty."""
+        """After ``down``: forget what was deployed (``teardown()``), so the next daemon starts
+        empty, with every env at the cluster's size."""
         state.remove_manifest(state.cluster_dir(cluster.name))
+        state.remove_env_limits(state.cluster_dir(cluster.name))
+
+    def env_limits(self, cluster: Cluster) -> dict[str, dict[str, Any]]:
+        """Envs given limits of their own (``POST /_tether/envs/{env}/limits``: a ladder grows the
+        env that ran out of memory, not the whole cluster), as their daemon keeps them: ``{env:
+        {"memory": bytes or None, "cpus": float or None}}`` (None: the cluster's). A file read: no
+        daemon needed."""
+        return state.read_env_limits(state.cluster_dir(cluster.name))
 
     def check_daemon(self, cluster: Cluster, client: DaemonClient, health: dict[str, Any]) -> bool:
         """Whether to restart a running daemon before using it: True when it runs another

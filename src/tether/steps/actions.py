@@ -5,8 +5,11 @@
 2. ``deploy(target, name, cluster)``: deploy a function or a class instance by import path under a
    name, and save how it was made (``tether.steps.services.Service``).
 3. ``call(service, method, ladder=..., attempt=n)``: call it. With a ladder, the ``n``-th attempt
-   runs on the rung chosen for it (the cluster is resized, or the service moves to the rung's
-   cluster, and is made again there); an out-of-memory failure raises ``tether.OutOfMemoryError``
+   runs on the rung chosen for it (``tether.steps.climb``: the service's env gets the rung's
+   limits on a local cluster, else the service moves to the rung's cluster or the whole cluster is
+   resized; the step's log names every instance whose state that reset, and those that define
+   ``__tether_rebuild__`` are rebuilt: ``tether.steps.resets``); an out-of-memory failure raises
+   ``tether.OutOfMemoryError``
    saying whether a bigger rung is left (``exhausted``) and which rungs were tried. Any other
    failure is raised as it is: the providers fail those without a retry. A call that outlives its
    ``timeout`` (or the orchestrator's ``deadline``) is cancelled and raises
@@ -31,11 +34,20 @@ from tether.client.daemon_client import new_call_id  # noqa: F401 - providers na
 from tether.client.logsink import remote_logs_to
 from tether.core.cluster import cluster as named_cluster
 from tether.core.function import function
+from tether.core.images import DEFAULT_ENV
 from tether.core.invoke import check_timeout, default_timeout
-from tether.errors import CallTimeoutError, ConfigError, OutOfMemoryError
-from tether.steps import upscale
+from tether.core.registry import local
+from tether.errors import CallTimeoutError, ConfigError, NotFoundError, OutOfMemoryError
+from tether.steps import resets, upscale
+from tether.steps.climb import Climb, climb, covers, current_spec
 from tether.steps.ladder import Ladder, as_ladder
 from tether.steps.services import Service, target_of
+
+#: what a step that runs a function on a cluster no step brought up is told to do, when its
+#: provider gives no hint of its own
+RUN_HINT = ("Bring it up in an earlier step (your pipeline's tether cluster step, or "
+            "tether.steps.actions.bring_up(name, launcher=..., ladder=...)), or define and save it "
+            "once: tether.cluster(name=NAME, launcher='local').save().")
 
 
 class Logger(Protocol):
@@ -53,14 +65,20 @@ def _say(logger: Logger | None, message: str) -> None:
 def bring_up(name: str, *, launcher: str | None = None, spec: dict[str, Any] | None = None,
              ladder: Ladder | Sequence[Any] | None = None, logger: Logger | None = None):
     """The named cluster, up and saved. Without ``launcher``/``spec``/``ladder`` it must be saved
-    already (or be ``"local"``); with a ladder and no spec, it starts on the first rung."""
+    already (or be ``"local"``). With a ladder and no spec, a saved cluster of that name that is up
+    on any rung (or above the first) is kept as it is: a later run, or another step process of the
+    same run, never shrinks a cluster that climbed. Otherwise it starts on the first rung."""
     ladder = as_ladder(ladder)
-    spec = dict(spec or {})
+    spec = compute.normalize(spec) if spec else {}
     if ladder is not None and not spec and launcher is None:
         first = ladder[0]
         if "cluster" in first:  # the first rung is a cluster defined elsewhere: that one
             name = first["cluster"]
         else:
+            running = _running(name)
+            if running is not None and covers({**running.spec, "cluster": name}, first):
+                _say(logger, f"cluster {name!r} is up at {compute.describe(running.spec)}: kept as it is")
+                return running
             spec = {k: v for k, v in first.items() if k != "cluster"}
     if launcher is None and not spec:
         cluster = named_cluster(name)
@@ -71,6 +89,17 @@ def bring_up(name: str, *, launcher: str | None = None, spec: dict[str, Any] | N
     cluster.up_if_not()
     cluster.save()
     return cluster
+
+
+def _running(name: str):
+    """The saved cluster ``name`` if it is up, else None (never starts anything)."""
+    if not local.exists(name):
+        return None
+    try:
+        handle = named_cluster(name)
+        return handle if handle.is_up() else None
+    except ConfigError:
+        return None
 
 
 def teardown(name: str, *, logger: Logger | None = None) -> None:
@@ -99,7 +128,8 @@ def deploy(target: Any, name: str, cluster: str, *, args: Sequence[Any] = (),
 def call(service: str, method: str | None = None, args: Sequence[Any] = (),
          kwargs: dict[str, Any] | None = None, *, ladder: Ladder | Sequence[Any] | None = None,
          attempt: int = 1, logger: Logger | None = None, call_id: str | None = None,
-         timeout: float | None = None, deadline: float | None = None) -> Any:
+         timeout: float | None = None, deadline: float | None = None,
+         missing_hint: str | None = None) -> Any:
     """Call ``service`` (its ``method``, or the function) on the rung of ``attempt``.
 
     ``call_id`` names the call so that ``cancel(service, call_id)`` can stop it from elsewhere.
@@ -111,41 +141,83 @@ def call(service: str, method: str | None = None, args: Sequence[Any] = (),
         deadline: when the step must be over (``time.monotonic()``), set by a provider from the
             orchestrator's own task timeout (``native_deadline``): the call gets what is left of
             it when it is sent, if that is less than ``timeout``.
+        missing_hint: what a service that was never deployed tells the user to do, in the
+            provider's words (e.g. "Add a TetherDeployOperator task before this one."); None:
+            a hint that names no orchestrator.
 
     Raises:
         tether.OutOfMemoryError: the call ran out of memory; ``exhausted`` says whether a bigger
             rung is left, ``next_rung`` is it, ``rungs_tried`` lists the rungs so far.
         tether.CallTimeoutError: the call outlived its timeout and was cancelled (no rung climbed).
-        Exception: any other failure, as the remote code raised it.
+        tether.NotFoundError: no service of that name was deployed (``missing_hint`` says what to do).
+        Exception: any other failure, as the remote code raised it (``__tether_rebuild__``'s too).
     """
     ladder = as_ladder(ladder)
     timeout = check_timeout(timeout, "timeout")
-    svc = Service.load(service)
+    svc = Service.load(service, hint=missing_hint)
+    env = svc.env_name
+    climbed = Climb(svc.cluster)
     if ladder is not None:
-        moved = climb(svc.cluster, ladder, attempt, logger, what=f"service {service!r}")
-        if moved != svc.cluster:
-            svc = svc.moved_to(moved)
+        climbed = climb(svc.cluster, ladder, attempt, _teller(logger), what=f"service {service!r}", env=env)
+        if climbed.cluster != svc.cluster:
+            svc = svc.moved_to(climbed.cluster)
+        resets.tell(logger, climbed)
     what = f"{service}.{method}" if method and method != "call" else service
-    with _oom_guard(what, svc.cluster, svc.name, ladder, attempt), _remote_logs(logger):
-        left = time_left(timeout, deadline, what, svc.cluster)
-        return svc.call(method, args, kwargs, call_id=call_id, timeout=left)
+    with _oom_guard(what, svc.cluster, svc.name, ladder, attempt, env), _remote_logs(logger):
+        def left() -> float | None:
+            return time_left(timeout, deadline, what, svc.cluster)
+
+        resets.rebuild_reset(climbed, svc.name, method, args, kwargs, attempt, logger, left)
+        on_remade = resets.remade(svc, method, args, kwargs, attempt, climbed.rung, logger, left)
+        return svc.call(method, args, kwargs, call_id=call_id, timeout=left(), on_remade=on_remade)
 
 
 def run_function(fn: Any, cluster: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                  *, ladder: Ladder | Sequence[Any] | None = None, attempt: int = 1,
                  logger: Logger | None = None, name: str | None = None,
-                 timeout: float | None = None, deadline: float | None = None) -> Any:
+                 timeout: float | None = None, deadline: float | None = None,
+                 missing_hint: str | None = None) -> Any:
     """Run a function (sent by value: it may live in a DAG file) on ``cluster`` at the rung of
-    ``attempt``, and return its result. ``timeout``, ``deadline`` and failures as in ``call``."""
+    ``attempt``, and return its result. ``timeout``, ``deadline`` and failures as in ``call``.
+
+    A cluster that is saved (or ``"local"``) and down is brought up first, at its saved size
+    (a ladder then puts the function on its rung). One that no step brought up and that is not
+    saved fails with a NotFoundError saying how to bring it up (``missing_hint``: in the
+    provider's words)."""
     ladder = as_ladder(ladder)
     timeout = check_timeout(timeout, "timeout")
+    _up_for_run(cluster, fn.__name__, logger, missing_hint)
+    climbed = Climb(cluster)
     if ladder is not None:
-        cluster = climb(cluster, ladder, attempt, logger, what=f"function {fn.__name__!r}")
+        climbed = climb(cluster, ladder, attempt, _teller(logger), what=f"function {fn.__name__!r}",
+                        env=DEFAULT_ENV)
+        cluster = climbed.cluster
+        resets.tell(logger, climbed)
     name = name or f"task-{fn.__name__}"
-    with _oom_guard(fn.__name__, cluster, name, ladder, attempt), _remote_logs(logger):
+    with _oom_guard(fn.__name__, cluster, name, ladder, attempt, DEFAULT_ENV), _remote_logs(logger):
+        resets.rebuild_reset(climbed, None, None, (), None, attempt, logger,
+                             lambda: time_left(timeout, deadline, fn.__name__, cluster))
         remote = function(fn, name=name, serialize=True).to(named_cluster(cluster))
         left = time_left(timeout, deadline, fn.__name__, cluster)
         return remote(*args, **(kwargs or {}), call_timeout=left)
+
+
+def _up_for_run(cluster: str, what: str, logger: Logger | None, hint: str | None) -> None:
+    """``cluster`` up for a function step: brought up if saved and down; else what to do."""
+    try:
+        handle = named_cluster(cluster)
+    except NotFoundError:
+        raise NotFoundError(
+            f"function {what!r} runs on cluster {cluster!r}, which no step brought up and which is "
+            f"not saved. {hint or RUN_HINT.replace('NAME', repr(cluster))}", cluster=cluster) from None
+    if not handle.is_up():
+        _say(logger, f"cluster {cluster!r} is down: bringing it up ({handle.launcher_name}, "
+                     f"{compute.describe(handle.spec) if handle.spec else 'default size'})")
+        handle.up_if_not()
+
+
+def _teller(logger: Logger | None):
+    return lambda message: _say(logger, message)
 
 
 #: how long before an orchestrator's own task timeout tether's call timeout fires, as a share of
@@ -182,7 +254,8 @@ def time_left(timeout: float | None, deadline: float | None, what: str, cluster:
 
 
 @contextlib.contextmanager
-def _oom_guard(what: str, cluster: str, service: str, ladder: Ladder | None, attempt: int):
+def _oom_guard(what: str, cluster: str, service: str, ladder: Ladder | None, attempt: int,
+               env: str | None = None):
     """Re-raise an out-of-memory failure (as the hook classifies it) as a tether.OutOfMemoryError
     that says what comes next; anything else passes as it is."""
     if attempt < 1:
@@ -193,85 +266,19 @@ def _oom_guard(what: str, cluster: str, service: str, ladder: Ladder | None, att
         context = {"cluster": cluster, "service": service, "attempt": attempt}
         if upscale.classify(exc, context) != "oom":
             raise
-        raise _oom(exc, cluster, service, what, ladder, attempt) from exc
+        raise _oom(exc, cluster, service, what, ladder, attempt, env) from exc
 
 
-def cancel(service: str, call_id: str) -> bool:
+def cancel(service: str, call_id: str, missing_hint: str | None = None) -> bool:
     """Stop the call ``call_id`` of ``service`` (e.g. from an orchestrator's ``on_kill``)."""
-    return Service.load(service).cancel(call_id)
-
-
-def current_spec(cluster: str) -> dict[str, Any]:
-    """A cluster as a compute spec: its name and its launcher's spec."""
-    return {**named_cluster(cluster).spec, "cluster": cluster}
-
-
-def rung_for(ladder: Ladder, attempt: int, current: dict[str, Any]) -> dict[str, Any]:
-    """The rung of ``attempt``: the ``attempt``-th rung, and on a retry (which follows an OOM on
-    ``current``) at least the rung after ``current``."""
-    target = ladder.for_attempt(attempt)
-    if attempt > 1:
-        after = ladder.next(current, "oom")
-        if after is not None and (ladder.index(after) or 0) > (ladder.index(target) or 0):
-            target = after
-    return target
-
-
-def covers(current: dict[str, Any], rung: dict[str, Any]) -> bool:
-    """Whether the cluster ``current`` is already at least ``rung`` (a step never shrinks it)."""
-    if "cluster" in rung:
-        return current.get("cluster") == rung["cluster"]
-    for key, wanted in rung.items():
-        have = current.get(key)
-        if have is None:
-            return False
-        if key in ("memory", "cpus"):
-            parse = compute.parse_memory if key == "memory" else compute.parse_cpus
-            if parse(have) < parse(wanted):
-                return False
-        elif not compute.same_value(key, have, wanted):
-            return False
-    return True
-
-
-def climb(cluster: str, ladder: Ladder, attempt: int, logger: Logger | None = None,
-          what: str = "the step") -> str:
-    """Put the work of ``attempt`` on its rung: resize ``cluster``, or pick the rung's cluster.
-    Returns the name of the cluster to run on."""
-    current = current_spec(cluster)
-    rung = rung_for(ladder, attempt, current)
-    if covers(current, rung):
-        return cluster
-    position = f"rung {(ladder.index(rung) or 0) + 1} of {len(ladder)}"
-    if "cluster" in rung:
-        _say(logger, f"attempt {attempt}: {what} moves from cluster {cluster!r} to cluster "
-                     f"{rung['cluster']!r} ({position})")
-        named_cluster(rung["cluster"]).up_if_not()
-        return rung["cluster"]
-    handle = named_cluster(cluster)
-    _say(logger, f"attempt {attempt}: cluster {cluster!r} goes from "
-                 f"{compute.describe(handle.spec) if handle.spec else 'its default size'} to "
-                 f"{compute.describe(rung)} ({position}); its services are made again there")
-    resize(handle, rung)
-    return cluster
-
-
-def resize(cluster, rung: dict[str, Any]):
-    """The same named cluster on another size: torn down, redefined with ``rung``, saved, up."""
-    spec = {**cluster.spec, **{k: v for k, v in rung.items() if k != "cluster"}}
-    resized = named_cluster(name=cluster.name, launcher=cluster.launcher_name, **spec)
-    if cluster.is_up():
-        cluster.teardown()
-    resized.up_if_not()
-    resized.save()
-    return resized
+    return Service.load(service, hint=missing_hint).cancel(call_id)
 
 
 def _oom(exc: BaseException, cluster: str, service: str, what: str, ladder: Ladder | None,
-         attempt: int) -> OutOfMemoryError:
+         attempt: int, env: str | None = None) -> OutOfMemoryError:
     base = upscale.out_of_memory(exc)
     why = getattr(base, "oom_reason", None) or base.message
-    here = current_spec(cluster)
+    here = current_spec(cluster, env)
     fields: dict[str, Any] = {"cluster": cluster, "service": service, "attempt": attempt, "rung": here}
     on = f"cluster {cluster!r} ({upscale.describe_oom(base)})"
     if ladder is None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import base64
 import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tether.core.cluster import DEFAULT_CLUSTER
 from tether.core.cluster import cluster as named_cluster
 from tether.core.function import function
 from tether.core.images import Env, resolve_env
@@ -28,8 +29,15 @@ from tether.core.module import module
 from tether.core.registry import local
 from tether.core.resources import Resource
 from tether.errors import ConfigError, NotFoundError
+from tether.steps.rebuild import METHOD as REBUILD
+from tether.steps.rebuild import RebuildContext
 
 FOLDER = "services"
+#: what a missing service's error says to do when the caller (a provider) gives no hint of its own
+MISSING_HINT = ("Deploy it first under that name: your pipeline's tether deploy step, or "
+                "tether.steps.actions.deploy(target, name, cluster).")
+#: services named in a missing service's error, per group
+LISTED = 20
 
 
 def import_target(target: str) -> Any:
@@ -99,14 +107,14 @@ class Service(Resource):
         return self
 
     @classmethod
-    def load(cls, name: str) -> Service:
-        """The record of the service ``name``; a NotFoundError names what is deployed."""
+    def load(cls, name: str, hint: str | None = None) -> Service:
+        """The record of the service ``name``. A NotFoundError lists the services deployed on
+        clusters that are up (and, apart, those whose cluster is down or gone), then ``hint``:
+        what to do, in the words of the caller's orchestrator (a provider passes its own deploy
+        step's name); without one, a hint that names none."""
         if not local.exists(f"{FOLDER}/{name}"):
-            saved = [n.split("/", 1)[1] for n in local.names() if n.startswith(FOLDER + "/")]
-            raise NotFoundError(
-                f"no service named {name!r} was deployed through tether's pipeline steps (deployed: "
-                f"{', '.join(saved) or 'none'}). Deploy it first (e.g. TetherDeployOperator, "
-                f"tether.steps.actions.deploy) under that name.", service=name)
+            raise NotFoundError(f"no service named {name!r} was deployed through tether's pipeline "
+                                f"steps ({deployed_listing()}). {hint or MISSING_HINT}", service=name)
         return cls.from_config(local.load(f"{FOLDER}/{name}"))
 
     # -- making it -------------------------------------------------------------------------------
@@ -136,6 +144,13 @@ class Service(Resource):
         args, kwargs = self._arguments()
         return module(obj).to(cluster, env=env)(*args, name=self.name, **kwargs)
 
+    @property
+    def env_name(self) -> str | None:
+        """The env whose worker holds it on the head node; None when it lives on another node
+        of the cluster (where one env cannot be sized apart)."""
+        env = Env.from_config(self.env) if self.env else Env()
+        return None if (env.compute or {}).get("node_idx") else env.env_name
+
     def stub(self) -> Any:
         """The live service on its cluster, made again from this record if the cluster lacks it
         (a new machine after a climb, a restarted daemon)."""
@@ -151,18 +166,65 @@ class Service(Resource):
 
     def call(self, method: str | None = None, args: Sequence[Any] = (),
              kwargs: dict[str, Any] | None = None, call_id: str | None = None,
-             timeout: float | None = None) -> Any:
+             timeout: float | None = None, on_remade: Callable[[str], None] | None = None) -> Any:
         """Call ``method`` of the instance, or the function (``method`` None or ``"call"``).
 
         ``call_id`` names the call, so that another thread can cancel it (``cancel``);
-        ``timeout`` (seconds, None: none) cancels it past that and raises CallTimeoutError."""
+        ``timeout`` (seconds, None: none) cancels it past that and raises CallTimeoutError.
+
+        The call goes straight to the daemon: nothing is fetched first (a step's overhead is one
+        request). When the daemon answers that it does not hold the service (a new machine after
+        a climb, a torn-down cluster brought up again, a move to another cluster), the service is
+        made again from this record, ``on_remade(why)`` runs (the step says so and rebuilds its
+        state) and the call is sent again: a call the daemon refused never ran."""
         if self.kind == "instance" and method in (None, "", "call"):
             raise ConfigError(f"service {self.name!r} is an instance of {self.target}: name the "
                               "method to call", service=self.name)
-        self.stub()  # made again first if its cluster lost it
-        client = named_cluster(self.cluster).client
-        return client.call(self.name, method or "call", args, dict(kwargs or {}), call_id=call_id,
-                           timeout=timeout)
+        method = method or "call"
+        try:
+            return named_cluster(self.cluster).client.call(self.name, method, args, dict(kwargs or {}),
+                                                           call_id=call_id, timeout=timeout)
+        except NotFoundError as exc:
+            why = self._lost(exc)
+            if why is None:
+                raise
+        self.make()
+        if on_remade is not None:
+            on_remade(why)
+        return named_cluster(self.cluster).client.call(self.name, method, args, dict(kwargs or {}),
+                                                       call_id=call_id, timeout=timeout)
+
+    def _lost(self, exc: NotFoundError) -> str | None:
+        """Why the cluster does not hold this service (a call to it answered ``exc``), or None
+        when it does: ``exc`` was about something else (a method it lacks, the remote code's own
+        NotFoundError), and is the call's answer."""
+        if getattr(exc, "remote_traceback", None) is not None:
+            return None  # raised by the remote code itself
+        info = named_cluster(self.cluster)._info(self.name)
+        if info is None:
+            return f"cluster {self.cluster!r} did not hold it"
+        if info.get("error"):
+            return f"cluster {self.cluster!r} could not make it again: {info['error']}"
+        return None
+
+    def rebuild(self, context: RebuildContext, timeout: float | None = None) -> bool:
+        """Call the instance's ``__tether_rebuild__(context)`` if its class defines one
+        (``tether.steps.rebuild``); whether it did."""
+        if self.kind != "instance":
+            return False
+        try:
+            defined: bool | None = hasattr(import_target(self.target), REBUILD)
+        except ConfigError:
+            defined = None  # not importable here: the worker knows
+        if defined is False:
+            return False
+        try:
+            named_cluster(self.cluster).client.call(self.name, REBUILD, (context,), {}, timeout=timeout)
+        except NotFoundError as exc:
+            if defined is None and getattr(exc, "remote_traceback", None) is None and REBUILD in str(exc):
+                return False
+            raise
+        return True
 
     def cancel(self, call_id: str) -> bool:
         """Stop a call started with ``call_id`` (an orchestrator killing its task)."""
@@ -187,6 +249,10 @@ class Service(Resource):
         else:
             self.args, self.kwargs, self.pickled_args = args, kwargs, None
 
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        """The constructor's arguments, as deployed: (args, kwargs)."""
+        return self._arguments()
+
     def _arguments(self) -> tuple[list[Any], dict[str, Any]]:
         if self.pickled_args:
             import pickle
@@ -194,3 +260,58 @@ class Service(Resource):
             args, kwargs = pickle.loads(base64.b64decode(self.pickled_args))
             return list(args), dict(kwargs)
         return list(self.args), dict(self.kwargs)
+
+
+def saved_on(cluster: str) -> set[str]:
+    """The services whose records say they live on ``cluster``."""
+    found = set()
+    for entry in local.names():
+        if entry.startswith(FOLDER + "/"):
+            try:
+                record = local.load(entry)
+            except (NotFoundError, ValueError):
+                continue
+            if isinstance(record, dict) and record.get("cluster") == cluster and record.get("service"):
+                found.add(record["service"])
+    return found
+
+
+def deployed_listing() -> str:
+    """``deployed: a, b (cluster 'train'); on clusters that are down: c (cluster 'old')...``:
+    the saved services by the state of their cluster (a local file or process check each; this
+    runs only on the way to an error)."""
+    groups: dict[str, dict[str, list[str]]] = {"up": {}, "down": {}, "gone": {}}
+    for entry in local.names():
+        if not entry.startswith(FOLDER + "/"):
+            continue
+        try:
+            record = local.load(entry)
+            service, cluster = record["service"], record["cluster"]
+        except (NotFoundError, KeyError, TypeError, ValueError):
+            continue
+        groups[_cluster_state(cluster)].setdefault(cluster, []).append(service)
+
+    def names(group: dict[str, list[str]]) -> str:
+        parts = [f"{', '.join(sorted(found)[:LISTED])} (cluster {cluster!r})"
+                 for cluster, found in sorted(group.items())]
+        return "; ".join(parts)
+
+    text = f"deployed: {names(groups['up']) or 'none on a cluster that is up'}"
+    if groups["down"]:
+        text += (f"; on clusters that are down (a call brings the cluster up and makes the service "
+                 f"again): {names(groups['down'])}")
+    if groups["gone"]:
+        text += f"; on clusters that are not saved any more: {names(groups['gone'])}"
+    return text
+
+
+def _cluster_state(name: str) -> str:
+    """"up", "down" (saved, not running) or "gone" (not running, and nothing saved under that
+    name: no step can bring it up again)."""
+    saved = name == DEFAULT_CLUSTER or local.exists(name)
+    try:
+        handle = named_cluster(name)  # this process's handle, if it has one, else the saved one
+        up = handle.is_up()
+    except Exception:  # noqa: BLE001 - not saved, unreadable, a launcher that cannot tell: not up
+        up = False
+    return "up" if up else "down" if saved else "gone"

@@ -117,6 +117,7 @@ ROUTES = [
     ("POST", "/_tether/nodes"),
     ("POST", "/_tether/token"),
     ("POST", "/_tether/forget"),
+    ("POST", "/_tether/envs/{add}/limits"),
     ("GET", "/{add}"),
     ("POST", "/{add}"),
     ("GET", "/{add}/call"),
@@ -153,7 +154,8 @@ def test_every_route_refuses_a_missing_or_wrong_token(session_cluster, names, ve
 def test_the_token_covers_every_route_the_daemon_has(http):
     """Every route of the daemon's OpenAPI schema is in ROUTES above (new routes get checked too)."""
     paths = set(http.get("/_tether/openapi.json").json()["paths"])
-    covered = {r.replace("/_tether/calls/{add}", "/_tether/calls/{call_id}").replace("{add}", "{name}")
+    covered = {r.replace("/_tether/calls/{add}", "/_tether/calls/{call_id}")
+               .replace("/_tether/envs/{add}", "/_tether/envs/{env}").replace("{add}", "{name}")
                .replace("/{name}/call", "/{name}/{method}") for _, r in ROUTES}
     assert paths <= covered, f"routes without a 401 test: {sorted(paths - covered)}"
 
@@ -223,6 +225,12 @@ MALFORMED = {
     "run-body-not-an-object": ("/_tether/run", "application/json", b"[1, 2]"),
     "run-commands-not-strings": ("/_tether/run", "application/json", b'{"commands": [1]}'),
     "run-unknown-kind": ("/_tether/run", "application/json", b'{"commands": ["true"], "kind": "perl"}'),
+    "env-limits-malformed-json": ("/_tether/envs/untouched/limits", "application/json", b"{nope"),
+    "env-limits-not-an-object": ("/_tether/envs/untouched/limits", "application/json", b"[1]"),
+    "env-limits-unknown-key": ("/_tether/envs/untouched/limits", "application/json", b'{"gpus": 1}'),
+    "env-limits-bad-memory": ("/_tether/envs/untouched/limits", "application/json", b'{"memory": "lots"}'),
+    "env-limits-bad-cpus": ("/_tether/envs/untouched/limits", "application/json", b'{"cpus": -2}'),
+    "env-limits-bad-env-name": ("/_tether/envs/bad%20name!/limits", "application/json", b'{"memory": "1Gi"}'),
 }
 
 

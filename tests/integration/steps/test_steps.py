@@ -4,9 +4,6 @@ and what a wrong name or an exhausted ladder says."""
 
 from __future__ import annotations
 
-import logging
-import uuid
-
 import memory_code
 import pytest
 
@@ -15,40 +12,6 @@ from tether.steps import actions as steps
 from tether.steps.services import Service
 
 SMALL, BIG = {"memory": "256Mi", "cpus": 1}, {"memory": "1Gi", "cpus": 1}
-
-
-@pytest.fixture
-def names():
-    made = []
-
-    def name(prefix: str) -> str:
-        made.append(f"{prefix}-{uuid.uuid4().hex[:6]}")
-        return made[-1]
-
-    yield name
-    for value in made:
-        try:
-            rh.cluster(value).teardown()
-        except rh.NotFoundError:
-            pass
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def logger():
-    log = logging.getLogger(f"steps-test-{uuid.uuid4().hex[:6]}")
-    log.setLevel(logging.INFO)
-    log.addHandler(handler := Lines())
-    log.lines = handler.lines
-    return log
 
 
 def test_a_step_oom_on_the_small_rung_succeeds_on_the_next_and_the_state_stays_there(names, logger):
@@ -63,13 +26,16 @@ def test_a_step_oom_on_the_small_rung_succeeds_on_the_next_and_the_state_stays_t
     assert err.limit == 256 << 20 and err.peak
     assert "The next attempt runs on memory=1Gi cpus=1" in str(err)
     assert steps.call(service, "fit", kwargs={"mib": 400}, ladder=[SMALL, BIG], attempt=2, logger=logger) == 400
-    assert rh.cluster(cluster.name).status()["limits"]["memory"] == 1 << 30  # resized in place
+    limits = rh.cluster(cluster.name).status()["limits"]
+    assert limits["memory"] == 256 << 20  # the cluster keeps its size...
+    assert limits["envs"]["default"]["memory"] == 1 << 30  # ...and the service's env grew in place
     # a later step, by name only, finds the same live (fitted) instance
     assert steps.call(service, "score", logger=logger) == "t:400"
     # ...and with the same ladder at its first attempt does not shrink the cluster back
     assert steps.call(service, "score", ladder=[SMALL, BIG], attempt=1) == "t:400"
     assert "fitting on 400 MiB" in logger.lines  # remote output went to the step's logger
-    assert any("goes from memory=256Mi cpus=1 to memory=1Gi cpus=1" in line for line in logger.lines)
+    assert any("env 'default' of cluster" in line and "goes from memory=256Mi cpus=1 to memory=1Gi cpus=1"
+               in line for line in logger.lines)
 
 
 def test_an_exhausted_ladder_raises_the_last_oom_listing_every_rung_tried(names):

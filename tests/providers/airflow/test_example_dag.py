@@ -16,9 +16,9 @@ def test_the_example_dag_trains_on_the_next_rung_after_an_oom_and_tears_down(run
     # evaluate() of the instance that trained: found by name after the climb
     assert run.xcom["evaluate"] == {"score": 1.0, "weight": 1.0, "data_mib": 512.0}
     assert run.tasks["down"] == ("success", 1)
-    assert rh.cluster("train").spec == {"memory": "2Gi", "cpus": 2}  # the rung it ended on
+    assert rh.cluster("train").spec == {"memory": "256Mi", "cpus": 1}  # a local climb grows the env, not the cluster
     assert not rh.cluster("train").is_up()
     out = capfd.readouterr()
     log = out.out + out.err
     assert "the kernel OOM killer killed it at the cluster's memory limit of 256 MiB" in log
-    assert "goes from memory=256Mi cpus=1 to memory=2Gi cpus=2" in log
+    assert "env 'default' of cluster 'train' goes from memory=256Mi cpus=1 to memory=2Gi cpus=2" in log

@@ -19,9 +19,9 @@ def test_the_example_job_trains_on_the_next_rung_after_an_oom_and_tears_down(exa
     assert result.output_for_node("evaluation") == {"score": 1.0, "weight": 1.0, "data_mib": 512.0}
     retries = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert retries == ["model"]  # one OOM on 256 MiB, then 2 GiB
-    assert rh.cluster("train").spec == {"memory": "2Gi", "cpus": "2"}  # the rung it ended on
+    assert rh.cluster("train").spec == {"memory": "256Mi", "cpus": 1}  # a local climb grows the env, not the cluster
     assert not rh.cluster("train").is_up()
     logged = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
     assert "the kernel OOM killer killed it at the cluster's memory limit of 256 MiB" in logged
-    assert "goes from memory=256Mi cpus=1 to memory=2Gi cpus=2" in logged
+    assert "env 'default' of cluster 'train' goes from memory=256Mi cpus=1 to memory=2Gi cpus=2" in logged
     assert "tearing down cluster 'train'" in logged

@@ -18,11 +18,11 @@ def test_the_example_flow_trains_on_the_next_rung_after_an_oom_and_tears_down(
     assert state.result() == {"score": 1.0, "weight": 1.0, "data_mib": 512.0}
     calls = sorted(r.run_count for r in task_runs(state) if r.name.startswith("tether-call"))
     assert calls == [1, 2]  # evaluate ran once; train twice: 256 MiB, then 2 GiB
-    assert rh.cluster("train").spec == {"memory": "2Gi", "cpus": 2}  # the rung it ended on
+    assert rh.cluster("train").spec == {"memory": "256Mi", "cpus": 1}  # a local climb grows the env, not the cluster
     assert not rh.cluster("train").is_up()
     logged = "\n".join(run_logs(state))
     assert "the kernel OOM killer killed it at the cluster's memory limit of 256 MiB" in logged
-    assert "goes from memory=256Mi cpus=1 to memory=2Gi cpus=2" in logged
+    assert "env 'default' of cluster 'train' goes from memory=256Mi cpus=1 to memory=2Gi cpus=2" in logged
     assert "tearing down cluster 'train'" in logged
 
 

@@ -109,3 +109,25 @@ def test_the_built_in_policy_is_registered_like_a_third_party_plugin():
 
     assert {ep.name: ep.value for ep in entry_points(group="tether")}.get("upscale") == "tether.steps.upscale"
     assert plugins.get_plugin_manager().get_plugin("upscale") is upscale
+
+
+@pytest.mark.parametrize("rung", [
+    {"memory": "256Mi", "cpus": 1}, {"memory": "256Mi", "cpus": "1"}, {"memory": 268435456, "cpus": 1.0},
+    {"memory": "256MiB", "cpus": "1.0"}, {"memory": 268435456.0, "cpus": 1}, {"memory": "268435456", "cpus": 1},
+], ids=repr)
+def test_a_rung_in_any_json_form_is_one_rung(rung):
+    # orchestrators' configs carry numbers as strings (Dagster's resource fields, Airflow params)
+    assert Ladder([rung, MEDIUM]) == Ladder([SMALL, MEDIUM])
+    assert Ladder([rung, MEDIUM])[0] == SMALL  # canonical: == with the README's form
+    assert Ladder([rung, MEDIUM]).next(SMALL, "oom") == MEDIUM
+    assert Ladder([SMALL, MEDIUM]).index(rung) == 0
+
+
+@pytest.mark.parametrize("given, canonical", [
+    ({"memory": "1.5G"}, {"memory": "1500M"}), ({"memory": "1.5Gi"}, {"memory": "1536Mi"}),
+    ({"memory": 1000}, {"memory": "1k"}), ({"memory": 1001}, {"memory": 1001}),
+    ({"cpus": "0.5"}, {"cpus": 0.5}), ({"cpus": 2.0, "instance_type": "m5"}, {"cpus": 2, "instance_type": "m5"}),
+], ids=repr)
+def test_normalize_writes_one_canonical_form(given, canonical):
+    assert compute.normalize(given) == canonical
+    assert compute.normalize(canonical) == canonical

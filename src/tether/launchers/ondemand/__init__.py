@@ -1,0 +1,2 @@
+"""Clusters made on demand: machines from a ``Provisioner`` (SkyPilot built in), tether on them
+through the SSH launcher's path."""

@@ -1,0 +1,171 @@
+"""Putting a step's attempt on its ladder rung, touching as little as the launcher allows.
+
+Three ways up, from the narrowest:
+
+1. **one env** (a local cluster, a rung of ``memory``/``cpus`` only): the env of the service that
+   ran out of memory gets limits of its own (the daemon's ``POST /_tether/envs/{env}/limits``).
+   Its worker restarts bigger and makes its objects again; every other env's worker, and the state
+   of the instances in it, is left alone. The cluster keeps its size.
+2. **another cluster** (a rung ``{"cluster": "big"}``): the service moves there and is made again
+   from its record; the old cluster is left as it is.
+3. **the whole cluster** (any other launcher, or a rung with keys a launcher must apply, such as
+   ``instance_type``): torn down and brought up at the rung's size, as a new machine. Every instance
+   on it starts afresh; services deployed through the steps are made again from their records on
+   their next call, anything else is gone.
+
+Each way returns a ``Climb`` naming the instances whose state the climb reset, for the step's
+warning (``actions``) and for ``__tether_rebuild__`` (``tether.steps.rebuild``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from tether import compute
+from tether.core.cluster import cluster as named_cluster
+from tether.core.images import DEFAULT_ENV
+from tether.errors import TetherError
+from tether.steps.ladder import Ladder
+from tether.steps.services import saved_on
+
+#: rung keys one env's limits can take (the others need a machine of that kind)
+ENV_KEYS = frozenset({"memory", "cpus"})
+#: seconds the daemon may take to restart an env's worker with new limits and make its objects
+#: again (their constructors run then)
+ENV_LIMITS_TIMEOUT = 600.0
+
+
+@dataclass
+class Climb:
+    """Where an attempt runs and what its climb reset.
+
+    Attributes:
+        cluster: the cluster to run on.
+        how: "none" (the rung was reached already), "env", "cluster" (the whole cluster was
+            resized) or "moved" (to the rung's cluster).
+        env: the env that was given the rung's limits (``how == "env"``).
+        reset: instances made again with fresh state by this climb (on the env's worker; or, for a
+            whole cluster, every instance it held).
+        gone: of those, the ones tether cannot make again (not deployed through the steps): the
+            whole cluster climbed and they went with it.
+        rung: the rung the attempt runs on.
+    """
+
+    cluster: str
+    how: str = "none"
+    env: str | None = None
+    reset: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    rung: dict[str, Any] | None = None
+
+
+def env_limits_of(handle: Any) -> dict[str, dict[str, Any]] | None:
+    """The envs with limits of their own on ``handle``'s cluster, or None when its launcher cannot
+    size one env (then a climb resizes the whole cluster)."""
+    launcher = handle.launcher
+    if "env_limits" in launcher.unsupported or not hasattr(launcher, "env_limits"):
+        return None
+    return launcher.env_limits(handle)
+
+
+def current_spec(cluster: str, env: str | None = None) -> dict[str, Any]:
+    """What ``env``'s worker on ``cluster`` runs on, as a compute spec: the cluster's name and spec,
+    with the env's own limits over it when it has some."""
+    handle = named_cluster(cluster)
+    spec = {**handle.spec, "cluster": cluster}
+    if env is not None:
+        own = (env_limits_of(handle) or {}).get(env) or {}
+        spec.update({key: value for key, value in own.items() if key in ENV_KEYS and value is not None})
+    return spec
+
+
+def rung_for(ladder: Ladder, attempt: int, current: dict[str, Any]) -> dict[str, Any]:
+    """The rung of ``attempt``: the ``attempt``-th rung, and on a retry (which follows an OOM on
+    ``current``) at least the rung after ``current``."""
+    target = ladder.for_attempt(attempt)
+    if attempt > 1:
+        after = ladder.next(current, "oom")
+        if after is not None and (ladder.index(after) or 0) > (ladder.index(target) or 0):
+            target = after
+    return target
+
+
+def covers(current: dict[str, Any], rung: dict[str, Any]) -> bool:
+    """Whether ``current`` is already at least ``rung`` (a step never shrinks anything)."""
+    if "cluster" in rung:
+        return current.get("cluster") == rung["cluster"]
+    for key, wanted in rung.items():
+        have = current.get(key)
+        if have is None:
+            return False
+        if key in ("memory", "cpus"):
+            parse = compute.parse_memory if key == "memory" else compute.parse_cpus
+            if parse(have) < parse(wanted):
+                return False
+        elif not compute.same_value(key, have, wanted):
+            return False
+    return True
+
+
+def climb(cluster: str, ladder: Ladder, attempt: int, say: Any = None, what: str = "the step",
+          env: str | None = DEFAULT_ENV) -> Climb:
+    """Put the work of ``attempt`` (of a service in ``env``; None: not known) on its rung.
+    ``say(message)`` reports each move."""
+    say = say or (lambda message: None)
+    current = current_spec(cluster, env)
+    rung = rung_for(ladder, attempt, current)
+    if covers(current, rung):
+        return Climb(cluster, rung=rung)
+    position = f"rung {(ladder.index(rung) or 0) + 1} of {len(ladder)}"
+    if "cluster" in rung:
+        say(f"attempt {attempt}: {what} moves from cluster {cluster!r} to cluster {rung['cluster']!r} "
+            f"({position}); it is made there again from its constructor arguments")
+        named_cluster(rung["cluster"]).up_if_not()
+        return Climb(rung["cluster"], how="moved", rung=rung)
+    handle = named_cluster(cluster)
+    if env is not None and set(rung) <= ENV_KEYS and env_limits_of(handle) is not None:
+        was = {k: v for k, v in current.items() if k in ENV_KEYS}
+        say(f"attempt {attempt}: env {env!r} of cluster {cluster!r} goes from "
+            f"{compute.describe(was) if was else 'no limit'} to {compute.describe(rung)} ({position}) "
+            f"for {what}; the cluster's other envs keep their workers and their state")
+        reset = grow_env(handle, env, rung, f"by a ladder climb (attempt {attempt} of {what}, {position})")
+        return Climb(cluster, how="env", env=env, reset=reset, rung=rung)
+    held = instances_on(handle)
+    say(f"attempt {attempt}: cluster {cluster!r} goes from "
+        f"{compute.describe(handle.spec) if handle.spec else 'its default size'} to "
+        f"{compute.describe(rung)} ({position}): a new machine, where its services are made again")
+    resize(handle, rung)
+    saved = saved_on(cluster)
+    return Climb(cluster, how="cluster", reset=held, gone=[n for n in held if n not in saved], rung=rung)
+
+
+def grow_env(handle: Any, env: str, rung: dict[str, Any], why: str) -> list[str]:
+    """Give ``env``'s worker on ``handle``'s cluster the rung's limits; the instances it made again."""
+    body = {"memory": rung.get("memory"), "cpus": rung.get("cpus"), "why": why}
+    answer = handle.client.request_json("POST", f"/_tether/envs/{quote(env, safe='')}/limits", body=body,
+                                        timeout=ENV_LIMITS_TIMEOUT)
+    return list(answer.get("reset") or [])
+
+
+def instances_on(handle: Any) -> list[str]:
+    """The instances the cluster's daemon holds (none if it is down or cannot say)."""
+    if not handle.is_up():
+        return []
+    try:
+        objects = handle.status().get("objects") or {}
+    except TetherError:
+        return []
+    return sorted(name for name, info in objects.items() if info.get("kind") == "instance")
+
+
+def resize(cluster: Any, rung: dict[str, Any]) -> Any:
+    """The same named cluster on another size: torn down, redefined with ``rung``, saved, up."""
+    spec = {**cluster.spec, **{k: v for k, v in rung.items() if k != "cluster"}}
+    resized = named_cluster(name=cluster.name, launcher=cluster.launcher_name, **spec)
+    if cluster.is_up():
+        cluster.teardown()
+    resized.up_if_not()
+    resized.save()
+    return resized
