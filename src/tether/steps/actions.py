@@ -315,7 +315,8 @@ def call_deployed(name: str, cluster: str, args: Sequence[Any] = (), kwargs: dic
                   *, deploy: Callable[[], Any] | None = None, what: str | None = None,
                   ladder: Ladder | Sequence[Any] | None = None, attempt: int = 1,
                   logger: Logger | None = None, call_id: str | None = None,
-                  timeout: float | None = None, deadline: float | None = None) -> Any:
+                  timeout: float | None = None, deadline: float | None = None,
+                  env: str | None = None) -> Any:
     """Call the function deployed as ``name`` on ``cluster`` (``deploy()`` runs first when given:
     the caller deploys once per cluster, its own way), where the caller put this attempt.
 
@@ -323,12 +324,12 @@ def call_deployed(name: str, cluster: str, args: Sequence[Any] = (), kwargs: dic
     rung its own cluster, so that one task's climb never stops the tasks running beside it): no
     cluster is resized here. The deploy's and the call's remote output go to ``logger``; an
     out-of-memory failure is raised as ``tether.OutOfMemoryError`` saying what comes next on
-    ``ladder`` (``next_rung``, ``exhausted``); ``call_id``, ``timeout`` and ``deadline`` as in
-    ``call``."""
+    ``ladder`` (``next_rung``, ``exhausted``, read from ``env``'s limits when it has its own);
+    ``call_id``, ``timeout`` and ``deadline`` as in ``call``."""
     ladder = as_ladder(ladder)
     timeout = check_timeout(timeout, "timeout")
     what = what or name
-    with _oom_guard(what, cluster, name, ladder, attempt), _remote_logs(logger):
+    with _oom_guard(what, cluster, name, ladder, attempt, env), _remote_logs(logger):
         if deploy is not None:
             deploy()
         left = time_left(timeout, deadline, what, cluster)

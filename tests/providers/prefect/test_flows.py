@@ -119,12 +119,6 @@ def test_wrong_names_fail_the_task_naming_them(prefect_harness, tag):
 
 
 def test_a_missing_service_says_how_to_deploy_it_in_prefect(prefect_harness, tag):
-    from tether.providers.prefect.blocks import missing_hint
-
-    if not missing_hint():
-        pytest.skip("tether.steps takes a provider's missing-service hint from the steps' branch on "
-                    "(issue 11): this runs once both are merged")
-
     @flow
     def undeployed():
         return call_service(f"never-deployed-{tag}", "fit")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from typing import Any
 
 from prefect.blocks.core import Block
@@ -13,18 +11,6 @@ from pydantic import Field, field_validator
 MISSING_SERVICE_HINT = (
     "Deploy it in an earlier task of the flow: deploy_service(TetherService(service_name=..., "
     "cluster_name=..., target='package.module:Name')), or TetherService(...).deploy().")
-
-
-@functools.cache
-def missing_hint() -> dict[str, str]:
-    """``missing_hint=`` for ``tether.steps.actions.call``, when the steps take a provider's hint.
-
-    A bridge while the steps' hint lands (issue 11, the steps' branch): once merged, pass
-    ``missing_hint=MISSING_SERVICE_HINT`` directly."""
-    from tether.steps import actions
-
-    accepted = "missing_hint" in inspect.signature(actions.call).parameters
-    return {"missing_hint": MISSING_SERVICE_HINT} if accepted else {}
 
 
 class TetherCluster(Block):
@@ -116,4 +102,4 @@ class TetherService(Block):
         from tether.steps import actions
 
         return actions.call(self.service_name, method, args, kwargs, timeout=call_timeout,
-                            **missing_hint())
+                            missing_hint=MISSING_SERVICE_HINT)

@@ -98,7 +98,7 @@ from prefect.task_runners import TaskRunner
 from tether import compute
 from tether.core.cluster import cluster as named_cluster
 from tether.core.function import Function
-from tether.core.images import resolve_env
+from tether.core.images import Env, resolve_env
 from tether.core.packaging import ImportSpec, import_spec
 from tether.errors import ConfigError, NotFoundError, OutOfMemoryError
 from tether.providers.prefect.blocks import TetherCluster
@@ -345,16 +345,20 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
         deploy = None if deployed else functools.partial(self._deploy, task, code, cluster, service)
         try:
             return actions.call_deployed(service, cluster, args, kwargs, deploy=deploy, ladder=self.ladder,
-                                         call_id=call_id, **step)
+                                         call_id=call_id, env=self._env().name, **step)
         except NotFoundError as exc:
             if not deployed or getattr(exc, "remote_traceback", None):  # not a lost deploy
                 raise
             self._deployed.discard((cluster, service))
             return self._call(task, code, service, cluster, args, kwargs, call_id, **step)
 
-    def _deploy(self, task: Task[Any, Any], code: ImportSpec | None, cluster: str, service: str) -> None:
+    def _env(self) -> Env:
+        """This thread's env: the runner's, named for the thread, so each has its own worker."""
         env = resolve_env(self.env)
-        env = dataclasses.replace(env, name=f"{env.name or 'prefect'}-{self._local.slot}")
+        return dataclasses.replace(env, name=f"{env.name or 'prefect'}-{self._local.slot}")
+
+    def _deploy(self, task: Task[Any, Any], code: ImportSpec | None, cluster: str, service: str) -> None:
+        env = self._env()
         function = Function(task.fn, service, serialize=code is None, spec=code)
         function.to(named_cluster(cluster), env=env, name=service)
         self._deployed.add((cluster, service))
