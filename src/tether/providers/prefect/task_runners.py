@@ -95,13 +95,13 @@ from prefect.futures import PrefectConcurrentFuture, PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner
 
-from tether import compute
 from tether.core.cluster import cluster as named_cluster
 from tether.core.function import Function
 from tether.core.images import Env, resolve_env
 from tether.core.packaging import ImportSpec, import_spec
 from tether.errors import ConfigError, NotFoundError, OutOfMemoryError
 from tether.providers.prefect.blocks import TetherCluster
+from tether.providers.prefect.runner_clusters import RunnerClusters
 from tether.steps import actions
 from tether.steps.ladder import as_ladder
 
@@ -202,16 +202,12 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
         super().__enter__()
         self._slots = itertools.count()
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._cluster_locks: dict[str, threading.Lock] = {}
-        self._ready: set[str] = set()           # clusters this runner made sure are up
-        self._started_here: list[str] = []      # ...of which it brought these up
+        self._clusters: RunnerClusters | None = None  # made by the first submit (the flow's logger)
         self._deployed: set[tuple[str, str]] = set()
         self._prepared: dict[int, tuple[Task, Task, str]] = {}
         self._runs: dict[uuid.UUID, _Run] = {}
         self._cancel_events.clear()
         self._in_flight.clear()
-        self._flow_logger: Any = None
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.max_workers, thread_name_prefix="tether-task",
             initializer=self._take_slot)
@@ -231,7 +227,8 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
             if self._executor is not None:
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 self._executor = None
-            self._tear_down()
+            if self._clusters is not None:
+                self._clusters.tear_down()
         finally:
             super().__exit__(*exc_info)
 
@@ -246,9 +243,11 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
             raise RuntimeError("The task runner must be started before submitting work.")
         here = _runs_here(task)
         remote = task if here else self._prepare(task)
-        if self._flow_logger is None:
+        if self._clusters is None:
             context = FlowRunContext.get()
-            self._flow_logger = get_run_logger(context) if context else self.logger
+            self._clusters = RunnerClusters(
+                self.cluster, launcher=self.launcher, spec=self.spec, ladder=self.ladder,
+                teardown=self.teardown, logger=get_run_logger(context) if context else self.logger)
         task_run_id = uuid.uuid4()
         run = self._runs[task_run_id] = _Run(cluster=None if here else self.cluster)
         cancel_event = self._cancel_events[task_run_id] = threading.Event()
@@ -318,7 +317,8 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
         task_run = context.task_run
         run = self._runs.setdefault(task_run.id, _Run(cluster=self.cluster))
         logger = get_run_logger()
-        self._ensure_up(run.cluster)
+        assert self._clusters is not None and run.cluster is not None
+        self._clusters.ensure_up(run.cluster)
         if run.ooms:
             logger.info("[tether] run %d of task run %r: on cluster %r, after running out of memory",
                         task_run.run_count, task_run.name, run.cluster)
@@ -332,7 +332,7 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
         except OutOfMemoryError as exc:
             run.ooms += 1
             if exc.fields.get("next_rung") is not None:
-                run.cluster = self._rung_cluster(exc.fields["next_rung"])
+                run.cluster = self._clusters.for_rung(exc.fields["next_rung"])
             raise
         finally:
             self._in_flight.pop(call_id, None)
@@ -384,94 +384,14 @@ class TetherTaskRunner(TaskRunner[PrefectTetherFuture[Any]]):
             run.other_retries += 1
         return bool(retry)
 
-    # -- clusters -------------------------------------------------------------------------------
-
     def _take_slot(self) -> None:
         self._local.slot = next(self._slots)
-
-    def _rung_cluster(self, rung: dict[str, Any]) -> str:
-        if "cluster" in rung:
-            return rung["cluster"]
-        assert self.ladder is not None
-        return f"{self.cluster}-rung{self.ladder.rungs.index(rung) + 1}"
-
-    def _ensure_up(self, name: str) -> None:
-        """The cluster ``name`` up, once per flow run (concurrent task runs wait for one bring-up)."""
-        if name in self._ready:
-            return
-        with self._lock:
-            lock = self._cluster_locks.setdefault(name, threading.Lock())
-        with lock:
-            if name in self._ready:
-                return
-            if name == self.cluster:
-                if not _is_up(name):
-                    actions.bring_up(name, launcher=self.launcher, spec=self.spec or None,
-                                     ladder=self.ladder, logger=self._flow_logger)
-                    self._started_here.append(name)
-            elif self._bring_up_rung(name):
-                self._started_here.append(name)
-            self._ready.add(name)
-
-    def _bring_up_rung(self, name: str) -> bool:
-        """Bring up the cluster of a rung; True if this runner started it."""
-        assert self.ladder is not None
-        rung = next(r for r in self.ladder if self._rung_cluster(r) == name)
-        position = f"rung {self.ladder.rungs.index(rung) + 1} of {len(self.ladder)}"
-        if "cluster" in rung:  # defined elsewhere, by name
-            handle = named_cluster(name)
-            up = handle.is_up()
-            self._flow_logger.info("[tether] cluster %r (%s) for the task runs that climb to it%s",
-                                   name, position, "" if up else ": bringing it up")
-            handle.up_if_not()
-            return not up
-        base = named_cluster(self.cluster)
-        spec = {**base.spec, **{k: v for k, v in rung.items() if k != "cluster"}}
-        wanted = named_cluster(name=name, launcher=base.launcher_name, **spec)
-        try:
-            old = named_cluster(name)
-        except NotFoundError:
-            old = None
-        if old is not None and old.is_up() and old.config() == wanted.config():
-            return False
-        if old is not None and old.is_up():
-            old.teardown()  # a rung cluster of another size, left by another ladder
-        self._flow_logger.info("[tether] bringing up cluster %r (%s, %s) for the task runs that "
-                               "run out of memory on the rung below", name, position,
-                               compute.describe(spec))
-        wanted.up_if_not()
-        wanted.save()
-        return True
-
-    def _tear_down(self) -> None:
-        logger = self._flow_logger or self.logger
-        if self.teardown == "never":
-            names = self._started_here or sorted(self._ready)
-            if names:
-                logger.info("[tether] teardown='never': cluster(s) %s left up", ", ".join(map(repr, names)))
-            return
-        names = list(self._started_here)
-        if self.teardown == "always":
-            names += [n for n in sorted(self._ready) if n not in names]
-        for name in names:
-            try:
-                actions.teardown(name, logger=logger)
-            except Exception as exc:  # noqa: BLE001 - tear the others down, say which failed
-                logger.error("[tether] could not tear down cluster %r: %s (stop it with `tether daemon stop --cluster %s`)",
-                             name, exc, name)
 
 
 def _runs_here(task: Task[Any, Any]) -> bool:
     """tether's own tasks (``bring_up_cluster``, ``deploy_service``, ``call_service``...) drive a
     cluster from here, as they do under any task runner: a worker has no flow run to log to."""
     return getattr(task.fn, "__module__", "").startswith(f"{__package__}.")
-
-
-def _is_up(name: str) -> bool:
-    try:
-        return named_cluster(name).is_up()
-    except NotFoundError:
-        return False
 
 
 def _import_path(task: Task[Any, Any]) -> ImportSpec | None:
