@@ -50,12 +50,19 @@ class RunnerClusters:
                 return
             if name == self.cluster:
                 if not _is_up(name):
-                    actions.bring_up(name, launcher=self.launcher, spec=self.spec or None,
+                    actions.bring_up(name, launcher=self.launcher, spec=self._first_spec(),
                                      ladder=self.ladder, logger=self.logger)
                     self._started.append(name)
             elif self._bring_up_rung(name):
                 self._started.append(name)
             self._ready.add(name)
+
+    def _first_spec(self) -> dict[str, Any] | None:
+        """The spec the runner's cluster starts on: its own, else (with a launcher given here,
+        which ``bring_up`` would start at its default size) the sizes of the ladder's first rung."""
+        if self.spec or self.launcher is None or self.ladder is None or "cluster" in self.ladder[0]:
+            return self.spec or None
+        return dict(self.ladder[0])
 
     def _bring_up_rung(self, name: str) -> bool:
         """Bring up the cluster of a rung; True if this flow run started it."""
