@@ -287,9 +287,10 @@ if __name__ == "__main__":
 '''
 
 
-def test_a_flow_run_stopped_by_sigterm_cancels_its_remote_calls(prefect_api, tag, tmp_path):
-    """SIGTERM (what a Prefect worker sends to cancel a flow run) reaches ``cancel_all``: the task
-    run's remote call stops, though the cluster stays up (``teardown="never"``)."""
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_flow_run_stopped_by_a_signal_cancels_its_remote_calls(prefect_api, tag, tmp_path, stop):
+    """SIGTERM (what a Prefect worker sends to cancel a flow run) or Ctrl-C: the task run's remote
+    call stops, though the cluster stays up (``teardown="never"``)."""
     import signal
     import time
 
@@ -303,7 +304,7 @@ def test_a_flow_run_stopped_by_sigterm_cancels_its_remote_calls(prefect_api, tag
         while not beat.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert beat.exists(), proc.communicate(timeout=60)[0] if proc.poll() is not None else "no beat"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(getattr(signal, stop))
         output = proc.communicate(timeout=60)[0]
     finally:
         if proc.poll() is None:
