@@ -1,5 +1,7 @@
-"""Prefect 3 integration for tether: blocks for a named cluster and a named service, and tasks
-that bring up, deploy, call (retrying out-of-memory on a bigger rung) and tear down.
+"""Prefect 3 integration for tether: blocks for a named cluster and a named service, tasks that
+bring up, deploy, call (retrying out-of-memory on a bigger rung) and tear down, and
+``TetherTaskRunner``, which runs a flow's submitted tasks in the workers of a tether cluster (see
+``tether.providers.prefect.task_runners``; the guide is docs/prefect.md).
 
 Registered through the ``prefect.collections`` entry point, so Prefect knows the blocks.
 
