@@ -69,31 +69,42 @@ def task_runs():
     return read
 
 
-def _logs(state) -> list:
+def _logs(state, expect: tuple[str, ...] = ()) -> list:
+    """The flow run's logs, once each of ``expect`` is in one of them (or after a minute): a run
+    made by another process (``python flow.py``) sent its logs before it exited, but the server
+    may store them a moment later."""
+    import time
+
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.logging.handlers import APILogWorker
 
     APILogWorker.drain_all(timeout=60)  # logs go to the API in the background: send them all
     logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+    deadline = time.monotonic() + 60
     with get_client(sync_client=True) as client:
-        return client.read_logs(log_filter=logs)
+        while True:
+            found = client.read_logs(log_filter=logs)
+            if all(any(e in log.message for log in found) for e in expect) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
 
 
 @pytest.fixture
 def run_logs():
-    """``run_logs(state)``: the log messages of the finished flow run ``state``."""
-    return lambda state: [log.message for log in _logs(state)]
+    """``run_logs(state, expect=(...))``: the log messages of the finished flow run ``state``
+    (``expect``: lines to wait for, from a run another process made)."""
+    return lambda state, expect=(): [log.message for log in _logs(state, tuple(expect))]
 
 
 @pytest.fixture
 def task_run_logs():
-    """``task_run_logs(state)``: the finished flow run's log messages by task run id (None: the
-    flow run's own)."""
+    """``task_run_logs(state, expect=(...))``: the finished flow run's log messages by task run id
+    (None: the flow run's own)."""
 
-    def read(state) -> dict:
+    def read(state, expect=()) -> dict:
         found: dict = {}
-        for log in _logs(state):
+        for log in _logs(state, tuple(expect)):
             found.setdefault(log.task_run_id, []).append(log.message)
         return found
 
