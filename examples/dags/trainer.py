@@ -14,6 +14,9 @@ class Trainer:
         self.model: dict[str, float] | None = None
 
     def train(self, data_mib: int, epochs: int = 2) -> dict[str, float]:
+        if isinstance(data_mib, bool) or not isinstance(data_mib, int) or data_mib < 1:
+            raise ValueError(f"data_mib must be a whole number of MiB, at least 1 (got {data_mib!r}): "
+                             "pass e.g. data_mib=512")
         print(f"loading {data_mib} MiB of training data", flush=True)
         data = [bytearray(b"\x01" * (1 << 20)) for _ in range(data_mib)]  # touched, so it is resident
         weight = 0.0

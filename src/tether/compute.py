@@ -132,4 +132,6 @@ def describe(spec: dict[str, Any] | None) -> str:
         return "(no spec)"
     if set(spec) == {"cluster"}:
         return f"cluster {spec['cluster']!r}"
-    return " ".join(f"{key}={value}" for key, value in spec.items())
+    order = {key: i for i, key in enumerate(COMPUTE_KEYS)}  # one order, wherever the spec came from
+    keys = sorted(spec, key=lambda key: (order.get(key, len(order)), key))
+    return " ".join(f"{key}={spec[key]}" for key in keys)

@@ -83,9 +83,9 @@ def _pool(client: DaemonClient) -> _Pool:
 
 
 async def _request(client: DaemonClient, pool: _Pool, path: str, parts: Sequence[wire.Buffer],
-                   headers: dict[str, str]):
+                   headers: dict[str, str], verb: str = "POST"):
     length = sum(memoryview(p).nbytes for p in parts)
-    head = "".join([f"POST {path} HTTP/1.1\r\nContent-Type: {wire.CONTENT_TYPE}\r\nContent-Length: {length}\r\n",
+    head = "".join([f"{verb} {path} HTTP/1.1\r\nContent-Type: {wire.CONTENT_TYPE}\r\nContent-Length: {length}\r\n",
                     *[f"{k}: {v}\r\n" for k, v in headers.items()]])
     try:
         reader, writer = await pool.get()
@@ -94,7 +94,7 @@ async def _request(client: DaemonClient, pool: _Pool, path: str, parts: Sequence
         if not isinstance(exc, ConnectionRefusedError) or not await asyncio.to_thread(client.relocate, tried):
             raise client._unreachable(exc) from exc
         # the daemon moved (restarted elsewhere) and nothing was sent: once more, at its new address
-        return await _request(client, _pool(client), path, parts, headers)
+        return await _request(client, _pool(client), path, parts, headers, verb)
     # the headers every request carries (host, token, protocol, accept) were encoded once
     writer.writelines([head.encode("latin-1") + client._fixed_headers + b"\r\n", *parts])
     await writer.drain()

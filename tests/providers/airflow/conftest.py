@@ -52,6 +52,7 @@ class DagRun:
             rows = session.query(XComModel).filter(XComModel.dag_id == dr.dag_id,
                                                    XComModel.run_id == dr.run_id).all()
             self.xcom = {row.task_id: row.value for row in rows if row.key == "return_value"}
+            self.xcoms = {(row.task_id, row.key): row.value for row in rows}
 
 
 @pytest.fixture

@@ -112,6 +112,47 @@ def test_task_tether_runs_the_function_remotely_and_climbs_on_oom(run_dag, capfd
     assert "holding 400 MiB" in out.out + out.err
 
 
+CLUSTERS = HEADER + '''
+with DAG("clusters_{tag}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+    @task.tether(cluster="afu-{tag}", ladder=LADDER)
+    def unsaved() -> int:
+        return 1
+
+    @task.tether(cluster="{saved}")
+    def saved_but_down() -> int:
+        return 2
+
+    @task.tether(cluster="afn-{tag}")
+    def unsaved_without_a_ladder() -> int:
+        return 3
+
+    unsaved() >> saved_but_down() >> unsaved_without_a_ladder()
+'''
+
+
+def test_task_tether_brings_its_cluster_up_or_says_how(run_dag, capfd):
+    """No cluster-up task: an unsaved cluster comes up on the ladder's first rung, a saved one that
+    is down comes up as saved, and an unsaved one without a ladder fails saying what to do."""
+    import uuid
+
+    saved = rh.cluster(name=f"afs-{uuid.uuid4().hex[:6]}", launcher="local", memory="512Mi").save()
+    run, tag = run_dag(CLUSTERS.replace("{saved}", saved.name))
+    try:
+        assert run.tasks["unsaved"] == ("success", 1) and run.xcom["unsaved"] == 1
+        assert rh.cluster(f"afu-{tag}").spec == {"memory": "256Mi", "cpus": 1}  # the first rung
+        assert run.tasks["saved_but_down"] == ("success", 1) and run.xcom["saved_but_down"] == 2
+        assert run.tasks["unsaved_without_a_ladder"] == ("failed", 1)
+        out = capfd.readouterr()
+        log = out.out + out.err
+        assert (f"function 'unsaved_without_a_ladder' runs on cluster 'afn-{tag}', which no step brought "
+                "up and which is not saved. Bring it up upstream: TetherClusterOperator(task_id='up', "
+                f"cluster_name='afn-{tag}', spec={{'memory': '2Gi'}}) >> this task; or give @task.tether "
+                "a ladder=[...], and it brings the cluster up on the first rung.") in log
+    finally:
+        for name in (f"afu-{tag}", saved.name):
+            rh.cluster(name).teardown()
+
+
 WRONG_NAMES = HEADER + '''
 with DAG("wrong_{tag}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
     no_cluster = TetherDeployOperator(task_id="no_cluster", target="tether_test_code:hog",
@@ -130,7 +171,11 @@ def test_wrong_names_fail_at_once_naming_what_is_missing(run_dag, capfd):
     out = capfd.readouterr()
     log = out.out + out.err
     assert f"no cluster named 'no-such-cluster-{tag}'" in log
+    assert ("Bring it up upstream of this task: TetherClusterOperator(task_id='up', "
+            f"cluster_name='no-such-cluster-{tag}'") in log  # what to do, in Airflow's terms
     assert f"no service named 'no-such-service-{tag}'" in log
+    assert ("Deploy it upstream of this task: TetherDeployOperator(task_id='deploy', "
+            f"target='package.module:Name', service_name='no-such-service-{tag}'") in log
     assert f"no Airflow connection 'no_such_conn_{tag}': create it with type 'tether'" in log
 
 

@@ -131,3 +131,9 @@ def test_a_rung_in_any_json_form_is_one_rung(rung):
 def test_normalize_writes_one_canonical_form(given, canonical):
     assert compute.normalize(given) == canonical
     assert compute.normalize(canonical) == canonical
+
+
+def test_a_rung_reads_the_same_whatever_order_its_keys_came_in():
+    """Messages name a rung one way: a spec saved as {"cpus", "memory"} reads like the ladder's."""
+    assert compute.describe({"cpus": 1, "memory": "256Mi"}) == compute.describe({"memory": "256Mi", "cpus": 1})
+    assert compute.describe({"cpus": 1, "memory": "256Mi"}) == "memory=256Mi cpus=1"

@@ -39,4 +39,6 @@ def get_provider_info() -> dict[str, Any]:
             },
         }],
         "task-decorators": [{"name": "tether", "class-name": f"{MODULE}.decorators.tether.tether_task"}],
+        "triggers": [{"integration-name": "Tether", "python-modules": [f"{MODULE}.triggers.tether"]}],
+        "extra-links": [f"{MODULE}.links.tether.TetherCallLink"],
     }

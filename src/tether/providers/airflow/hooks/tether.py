@@ -57,18 +57,13 @@ class TetherHook(BaseHook):
     def activated(self) -> Iterator[TetherSettings]:
         """Run the block with the connection's registry as ``$TETHER_HOME``."""
         settings = self.get_conn()
-        if settings.home is None:
+        with registry(settings.home):
             yield settings
-            return
-        before = os.environ.get("TETHER_HOME")
-        os.environ["TETHER_HOME"] = settings.home
-        try:
-            yield settings
-        finally:
-            if before is None:
-                os.environ.pop("TETHER_HOME", None)
-            else:
-                os.environ["TETHER_HOME"] = before
+
+    def registry_home(self) -> str | None:
+        """The registry folder this process uses with the connection (None: tether's default of
+        the process that asks), for a process that cannot read connections (the triggerer)."""
+        return self.get_conn().home or os.environ.get("TETHER_HOME") or None
 
     def test_connection(self) -> tuple[bool, str]:
         try:
@@ -76,6 +71,24 @@ class TetherHook(BaseHook):
         except Exception as exc:  # noqa: BLE001 - the UI shows the reason
             return False, str(exc)
         return True, f"registry {settings.home or '$TETHER_HOME'}, launcher {settings.launcher}"
+
+
+@contextlib.contextmanager
+def registry(home: str | None) -> Iterator[None]:
+    """Run the block with ``home`` as ``$TETHER_HOME`` (None: as it is). The variable is the
+    process's: where several registries meet in one process (the triggerer), blocks take turns."""
+    if home is None:
+        yield
+        return
+    before = os.environ.get("TETHER_HOME")
+    os.environ["TETHER_HOME"] = home
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TETHER_HOME", None)
+        else:
+            os.environ["TETHER_HOME"] = before
 
 
 def _home(host: str | None) -> str | None:

@@ -18,27 +18,46 @@ retries an out-of-memory failure on the next rung, chosen from the task's ``try_
 wait); any other failure fails the task at once, without a retry (``AirflowFailException``). The
 remote output of a call goes live into the task log.
 
+Deferrable calls: ``TetherCallOperator(deferrable=True)`` (default: Airflow's
+``[operators] default_deferrable``) prepares the call in the worker (the rung, the service made
+there, the arguments pickled), then defers to ``TetherCallTrigger``: the worker slot is released,
+the triggerer starts the call by its id and writes its remote output into the task's log, and
+the task resumes in ``execute_complete`` with the result (or the remote error, handled as above:
+an OOM retries on the next rung) fetched from the daemon by id. Clearing the task, or marking it
+failed or succeeded, cancels the remote call. The task's "Tether call" link points at the call on
+its cluster's daemon.
+
 Timeouts are Airflow's own: with ``execution_timeout`` set on a call task, tether gives the remote
 call what is left of it when the call is sent, less a small margin (10%, at most 2 s), so that
 tether's timeout fires first: the remote call is cancelled, and the task fails with
 ``tether.CallTimeoutError`` without a retry (a timeout is not an out-of-memory error: no bigger
 rung). Without ``execution_timeout``, tether's process default applies (``TETHER_CALL_TIMEOUT``
 seconds; unset: none). Should Airflow's own timeout fire first (bringing the cluster up took the
-time), ``on_kill`` cancels the remote call.
+time), ``on_kill`` cancels the remote call. A deferred call gets the same timeout, counted from
+when the task started: past it, the trigger cancels the call.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from tether.providers.airflow.hooks.tether import TetherHook
+from tether.providers.airflow.links.tether import (
+    TetherCallLink,
+    call_url,
+    push_call_link,
+    remember_call,
+)
+
+#: Airflow's default for ``deferrable=`` (``[operators] default_deferrable``), as other providers read it
+DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 def ladder_retries(kwargs: dict[str, Any], ladder: Any) -> None:
@@ -73,8 +92,69 @@ def run_step(task: BaseOperator, context: Any, action):
         raise
     except Exception as exc:
         raise AirflowFailException(
-            f"{type(exc).__name__}: {exc} (not an out-of-memory error: not retried on a bigger "
-            "machine)") from exc
+            f"{type(exc).__name__}: {in_airflow(exc)} (not an out-of-memory error: not retried on a "
+            "bigger machine)") from exc
+
+
+def deploy_hint(service: str) -> str:
+    """What a task calling a service that was never deployed is told to do, in Airflow's terms
+    (``missing_hint=`` of tether's steps)."""
+    return (f"Deploy it upstream of this task: TetherDeployOperator(task_id='deploy', "
+            f"target='package.module:Name', service_name={service!r}, cluster_name=...) >> this task.")
+
+
+def in_airflow(exc: BaseException) -> str:
+    """tether's message, with what to do said in Airflow's terms when a cluster is missing (a
+    deploy or teardown task naming a cluster no task brought up)."""
+    from tether.errors import NotFoundError
+
+    text = str(exc)
+    cluster = (getattr(exc, "fields", None) or {}).get("cluster")
+    if (isinstance(exc, NotFoundError) and cluster and text.startswith(f"no cluster named {cluster!r}")
+            and "TetherClusterOperator" not in text):
+        head = text.split(" Define it", 1)[0]
+        return (f"{head} Bring it up upstream of this task: TetherClusterOperator(task_id='up', "
+                f"cluster_name={cluster!r}, ladder=[...] or spec={{...}}) >> this task.")
+    return text
+
+
+def defer_call(task: Any, context: Any, prepare: Callable[[], Any], args: Sequence[Any],
+               kwargs: dict[str, Any], started: float) -> NoReturn:
+    """Prepare a deferrable call in this worker (``prepare()``: the rung, the service made there),
+    hand it to ``TetherCallTrigger`` and release the worker slot; the task resumes in its
+    ``execute_complete`` (``complete_call``)."""
+    from tether.providers.airflow.triggers.tether import TetherCallTrigger
+    from tether.steps import deferred
+
+    def prepared() -> tuple[Any, str, str | None]:
+        arguments = deferred.encode_arguments(args, kwargs)  # first: too big fails before any work
+        with task.hook.activated():
+            return prepare(), arguments, task.hook.registry_home()
+
+    call, arguments, home = run_step(task, context, prepared)
+    push_call_link(task, context, call["url"])
+    task.log.info("[tether] deferred: the triggerer runs call %s of %s on cluster %r (%s)",
+                  call["call_id"], call["what"], call["cluster"], call["url"])
+    limit = task.execution_timeout
+    timeout = None if limit is None else max(limit - timedelta(seconds=time.monotonic() - started),
+                                             timedelta(0))
+    task.defer(trigger=TetherCallTrigger(call=call, arguments=arguments, home=home),
+               method_name="execute_complete", timeout=timeout)
+
+
+def complete_call(task: Any, context: Any, event: dict[str, Any], ladder: Any) -> Any:
+    """The result of a deferred call when its trigger fired, or its failure as Airflow's
+    (``run_step``: an out-of-memory error retries on the next rung)."""
+    from tether.steps import deferred
+
+    attempt = context["ti"].try_number
+    remember_call(task, event["call"]["url"])
+
+    def finish() -> Any:
+        with task.hook.activated():
+            return deferred.finish(event["call"], event, ladder=ladder, attempt=attempt)
+
+    return run_step(task, context, finish)
 
 
 class _TetherOperator(BaseOperator):
@@ -165,6 +245,8 @@ class TetherCallOperator(_TetherOperator):
     :param op_args: positional arguments (templated).
     :param op_kwargs: keyword arguments (templated); a ``timeout`` among them is the function's own.
     :param ladder: a ``tether.Ladder`` or its rungs: an OOM retries on the next rung.
+    :param deferrable: release the worker slot while the call runs (``TetherCallTrigger`` waits
+        on it in the triggerer); default: Airflow's ``[operators] default_deferrable``.
 
     The call's timeout is the task's ``execution_timeout`` (a little before it: the remote call is
     cancelled and the task fails with ``tether.CallTimeoutError``, no retry); without one,
@@ -173,33 +255,50 @@ class TetherCallOperator(_TetherOperator):
 
     template_fields: Sequence[str] = ("service_name", "method", "op_args", "op_kwargs")
     template_fields_renderers = {"op_args": "py", "op_kwargs": "py"}
+    operator_extra_links = (TetherCallLink(),)
     ui_color = "#c5e0b4"
 
     def __init__(self, *, service_name: str, method: str | None = None,
                  op_args: Sequence[Any] | None = None, op_kwargs: dict[str, Any] | None = None,
-                 ladder: Any = None, **kwargs: Any) -> None:
+                 ladder: Any = None, deferrable: bool = DEFAULT_DEFERRABLE, **kwargs: Any) -> None:
         rungs = _rungs(ladder)
         ladder_retries(kwargs, rungs)
         super().__init__(**kwargs)
         self.service_name, self.method = service_name, method
         self.op_args, self.op_kwargs = list(op_args or []), dict(op_kwargs or {})
-        self.ladder = rungs
+        self.ladder, self.deferrable = rungs, deferrable
         self._call_id: str | None = None
 
     def execute(self, context: Any) -> Any:
         from tether.steps import actions
 
         attempt = context["ti"].try_number
+        started = time.monotonic()
+        deadline = step_deadline(self, started)
+        if self.deferrable:
+            from tether.steps import deferred
+
+            defer_call(self, context, lambda: deferred.prepare_call(
+                self.service_name, self.method, self.op_args, self.op_kwargs, ladder=self.ladder,
+                attempt=attempt, logger=self.log, deadline=deadline,
+                missing_hint=deploy_hint(self.service_name)), self.op_args, self.op_kwargs, started)
         self._call_id = actions.new_call_id()
-        deadline = step_deadline(self, time.monotonic())
 
         def call() -> Any:
             with self.hook.activated():
-                return actions.call(self.service_name, self.method, self.op_args, self.op_kwargs,
-                                  ladder=self.ladder, attempt=attempt, logger=self.log,
-                                  call_id=self._call_id, deadline=deadline)
+                try:
+                    return actions.call(self.service_name, self.method, self.op_args, self.op_kwargs,
+                                        ladder=self.ladder, attempt=attempt, logger=self.log,
+                                        call_id=self._call_id, deadline=deadline,
+                                        missing_hint=deploy_hint(self.service_name))
+                finally:
+                    remember_call(self, call_url(self.service_name, self._call_id))
 
         return run_step(self, context, call)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        """The deferred call ended (``TetherCallTrigger`` fired): its result, or its failure."""
+        return complete_call(self, context, event, self.ladder)
 
     def on_kill(self) -> None:
         """The task is being killed: stop its remote call too."""
@@ -209,7 +308,7 @@ class TetherCallOperator(_TetherOperator):
 
         try:
             with self.hook.activated():
-                actions.cancel(self.service_name, self._call_id)
+                actions.cancel(self.service_name, self._call_id, deploy_hint(self.service_name))
         except Exception as exc:  # noqa: BLE001 - killing goes on regardless
             self.log.warning("could not cancel remote call %s: %s", self._call_id, exc)
 
