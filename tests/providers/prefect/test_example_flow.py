@@ -72,3 +72,16 @@ def test_the_example_as_a_script_with_more_data_than_the_last_rung_fails_the_tas
     calls = [(r.state.type.value, r.run_count) for r in task_runs(run.state) if r.name.startswith("tether-call")]
     assert calls == [("FAILED", 2)]  # train, on both rungs; evaluate never ran
     assert not rh.cluster("train").is_up()  # the flow's `finally` tore it down
+
+
+def test_the_example_as_a_script_with_a_bad_data_size_fails_the_task_without_a_retry(
+        examples, prefect_api, task_runs):
+    done, [run] = prefect_api.run(examples.folder / "prefect_pipeline.py", "--data-mib", "0",
+                                  flow="train-and-evaluate")
+    assert done.returncode != 0
+    assert "ValueError: data_mib must be a whole number of MiB, at least 1 (got 0): pass e.g. data_mib=512" \
+        in done.stderr
+    assert run.state.is_failed()
+    calls = [(r.state.type.value, r.run_count) for r in task_runs(run.state) if r.name.startswith("tether-call")]
+    assert calls == [("FAILED", 1)]  # not an out-of-memory error: no retry, no climb
+    assert not rh.cluster("train").is_up()
