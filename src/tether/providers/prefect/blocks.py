@@ -22,6 +22,9 @@ class TetherCluster(Block):
 
         cluster = TetherCluster(cluster_name="train", ladder=[{"memory": "256Mi"}, {"memory": "1Gi"}])
         cluster.up()        # "train", up on 256 MiB
+        cluster.save("train-cluster")
+
+        cluster = TetherCluster.load("BLOCK_NAME")   # e.g. "train-cluster", in another flow
         cluster.teardown()
         ```
     """
@@ -71,6 +74,9 @@ class TetherService(Block):
         service = TetherService(service_name="trainer", cluster_name="train",
                                 target="my_project.train:Trainer", init_kwargs={"lr": 0.1})
         service.deploy()
+        service.save("trainer")
+
+        service = TetherService.load("BLOCK_NAME")   # e.g. "trainer", in another flow
         service.call("fit", epochs=3)
         ```
     """
