@@ -55,8 +55,10 @@ through the flow's process, as with Prefect's default runner: pass names (a serv
 rather than big data between tasks.
 
 Each of the ``max_workers`` threads has its own worker process on each cluster (env
-``prefect-<n>``): task runs in flight never share a worker, so one that runs out of memory is the
-only one killed, and a task's module is imported once per worker, not per task run.
+``prefect-<n>``): task runs in flight never share a worker, and a task's module is imported once
+per worker, not per task run. The cluster's memory limit is shared by its workers: when they
+outgrow it the kernel kills the largest, normally the task run that needed more, and the others
+carry on.
 
 The ladder per task run. Every task run starts on the runner's cluster. One that runs out of
 memory moves, for its retry, to the cluster of the next rung: a rung ``{"cluster": "big"}`` is that
