@@ -11,6 +11,7 @@ import pytest
 
 import tether as rh
 
+pytestmark = pytest.mark.timeout(300)  # a script run starts Prefect and a cluster of its own
 
 def test_the_example_flow_trains_on_the_next_rung_after_an_oom_and_tears_down(
         prefect_harness, examples, task_runs, run_logs):
