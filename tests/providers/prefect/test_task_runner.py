@@ -90,6 +90,29 @@ def test_tethers_own_tasks_submitted_to_the_runner_run_here(prefect_harness, tag
     assert mixed() == (6, 12, None, f"pf-{tag}")
 
 
+def test_an_async_flow_and_a_subflow_share_the_cluster_brought_up_and_torn_down_once(
+        prefect_harness, tag, run_logs):
+    runner = TetherTaskRunner(cluster=f"pf-{tag}", launcher="local")
+
+    @flow(task_runner=runner)
+    def child() -> int:
+        return runner_code.double.submit(4).result()
+
+    @flow(task_runner=runner)
+    async def parent() -> tuple:
+        doubled = [f.result() for f in runner_code.double.map([1, 2])]
+        return doubled, child(), rh.cluster(f"pf-{tag}").is_up()
+
+    import asyncio
+
+    state = asyncio.run(parent(return_state=True))
+    assert state.result() == ([2, 4], 8, True)  # the subflow found the cluster up, and left it up
+    logged = run_logs(state)
+    assert sum(f"bringing up cluster 'pf-{tag}'" in m for m in logged) == 1
+    assert sum(f"tearing down cluster 'pf-{tag}'" in m for m in logged) == 1
+    assert not rh.cluster(f"pf-{tag}").is_up()
+
+
 def test_a_failing_task_fails_with_the_remote_error_after_its_own_retries_only(
         prefect_harness, tag, task_runs):
     @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", ladder=LADDER))
