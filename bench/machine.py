@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 DISTRIBUTIONS = ("tether", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "cloudpickle", "httpx",
-                 "numpy", "ray", "aiohttp", "matplotlib")
+                 "numpy", "ray", "aiohttp", "matplotlib", "apache-airflow", "prefect", "dagster")
 
 
 def load() -> list[float]:

@@ -196,17 +196,19 @@ def write_json(results: dict[str, Any], path: Path) -> None:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """A PNG: one small bar chart per figure (tether, Ray, bare), with the target drawn in."""
+    """A PNG: one small bar chart per figure (tether, Ray, bare), with the target drawn in, and one
+    per step-overhead row (the orchestrator's own no-op task vs tether's, ms per task)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     shown = [r for r in rows(results) if r["values"]]
-    if not shown:
+    steps = list((results.get("step_overhead") or {}).get("rows", {}).values())
+    if not shown and not steps:
         raise ValueError("no figure has a value to chart")
     cols = 4
-    nrows = math.ceil(len(shown) / cols)
+    nrows = math.ceil((len(shown) + len(steps)) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.1 * nrows), squeeze=False)
     colors = {"tether": "#2b6cb0", "ray": "#dd6b20", "bare": "#718096"}
     targets = {f.key: f.target for f in FIGURES}
@@ -225,7 +227,16 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.tick_params(labelsize=8)
         ax.margins(y=0.25)
         ax.set_ylabel(f"{row['better']} is better", fontsize=7)
-    for ax in list(axes.flat)[len(shown):]:
+    for ax, row in zip(list(axes.flat)[len(shown):], steps, strict=False):
+        heights = [row["native_ms_per_task"], row["tether_ms_per_task"]]
+        bars = ax.bar(["native", "tether"], heights, color=[colors["bare"], colors["tether"]])
+        ax.bar_label(bars, labels=[f"{h:.2f}" for h in heights], fontsize=8)
+        ax.set_title(f"{row['label']}\nadded {row['added_ms_per_task']:+.2f} ms/task "
+                     f"({row['tasks']} tasks x {row['reps']} runs)", fontsize=8.5)
+        ax.tick_params(labelsize=8)
+        ax.margins(y=0.25)
+        ax.set_ylabel("ms per task, lower is better", fontsize=7)
+    for ax in list(axes.flat)[len(shown) + len(steps):]:
         ax.axis("off")
     fig.suptitle(f"tether vs Ray vs bare FastAPI, {results.get('when', '')}\n{summary(results)}", fontsize=10)
     fig.tight_layout()

@@ -1,14 +1,18 @@
 """`make bench`: tether next to a Ray actor and a bare FastAPI endpoint, in one run on this machine.
 
-    python bench/run.py            # the full run (~3 min on 2 cores)
-    python bench/run.py --quick    # a smoke run (~1 min): same figures, fewer samples
+    python bench/run.py                    # the full run (~2.5 min on 2 cores)
+    python bench/run.py --quick            # a smoke run (~1.5 min): same figures, fewer samples
+    python bench/run.py --peers none       # the step-overhead rows only (~1 min)
+    python bench/run.py --no-orchestrators # everything but the step-overhead rows (~1.5 min)
 
 1. In fresh interpreters: ``import tether`` (and ``import ray``) time, and local cluster cold starts.
 2. Each peer in turn, alone on the machine: started, measured on the same figures through the same
    harness (``bench/figures.py``), stopped. tether runs on its local cluster in a throwaway
    ``TETHER_HOME``; Ray is a local ``ray.init()`` with one actor; bare is ``bare_server.py``.
-3. Prints the table (figure, each peer, tether/peer ratios, the DESIGN.md target, pass/fail) and
-   writes ``bench/results/latest.json`` and ``latest.png``.
+3. Step overhead, per orchestrator (``bench/orchestrators/``): a pipeline of N no-op tasks of the
+   orchestrator's own vs N tether call steps, each orchestrator in a child process of its own.
+4. Prints the table (figure, each peer, tether/peer ratios, the DESIGN.md target, pass/fail), the
+   step-overhead rows, and writes ``bench/results/latest.json`` and ``latest.png``.
 
 Everything listens and connects on 127.0.0.1, every loop is bounded in count and seconds, and
 everything started is stopped at the end, also on errors, Ctrl-C and SIGTERM. Timing belongs
@@ -35,6 +39,9 @@ if not __package__:  # run as a script: make `bench` importable as a package
     sys.path.insert(0, str(ROOT))
 
 from bench import figures, lifecycle, machine, processes, report, settings, wrk  # noqa: E402
+from bench.orchestrators import ORCHESTRATORS  # noqa: E402
+from bench.orchestrators import runner as orchestrators  # noqa: E402
+from bench.orchestrators import table as steps_table  # noqa: E402
 
 PEER_CLASSES = {
     "tether": ("bench.peers.tether_peer", "TetherPeer"),
@@ -50,9 +57,13 @@ def log(msg: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smoke run (~1 min): fewer samples, shorter runs")
+    p.add_argument("--quick", action="store_true", help="smoke run (~1.5 min): fewer samples, shorter runs")
     p.add_argument("--peers", default="tether,ray,bare",
-                   help="comma-separated subset of tether,ray,bare (default: all)")
+                   help="comma-separated subset of tether,ray,bare (default: all), or none")
+    p.add_argument("--orchestrators", default=",".join(ORCHESTRATORS),
+                   help="step-overhead rows: comma-separated subset of airflow,prefect,dagster (default: all)")
+    p.add_argument("--no-orchestrators", action="store_true", help="skip the step-overhead rows")
+    p.add_argument("--orch-tasks", type=int, help="no-op tasks per pipeline in the step-overhead rows")
     p.add_argument("--seconds", type=float, help="duration of each calls/s measurement")
     p.add_argument("--wrk-seconds", type=float, help="duration of each wrk run")
     p.add_argument("--latency-calls", type=int, help="sequential calls for p50/p99")
@@ -66,17 +77,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                    help="folder for latest.json and latest.png (default: bench/results)")
     args = p.parse_args(argv)
-    args.peers = [x.strip() for x in args.peers.split(",") if x.strip()]
+    args.peers = [x.strip() for x in args.peers.split(",") if x.strip() and x.strip() != "none"]
     unknown = sorted(set(args.peers) - set(PEER_CLASSES))
-    if unknown or not args.peers:
-        p.error(f"--peers: unknown {unknown}; choose from {', '.join(PEER_CLASSES)}")
+    if unknown:
+        p.error(f"--peers: unknown {unknown}; choose from {', '.join(PEER_CLASSES)}, or none")
+    args.orchestrators = [] if args.no_orchestrators else \
+        [x.strip() for x in args.orchestrators.split(",") if x.strip() and x.strip() != "none"]
+    unknown = sorted(set(args.orchestrators) - set(ORCHESTRATORS))
+    if unknown:
+        p.error(f"--orchestrators: unknown {unknown}; choose from {', '.join(ORCHESTRATORS)}, or none")
+    if not args.peers and not args.orchestrators:
+        p.error("nothing to measure: --peers none and no orchestrators")
     return args
 
 
 def configure(args: argparse.Namespace) -> settings.Settings:
     chosen = settings.QUICK if args.quick else settings.FULL
     overrides = {name: getattr(args, name) for name in
-                 ("seconds", "wrk_seconds", "latency_calls", "echo_100mb_reps", "cold_starts", "import_runs")
+                 ("seconds", "wrk_seconds", "latency_calls", "echo_100mb_reps", "cold_starts", "import_runs",
+                  "orch_tasks")
                  if getattr(args, name) is not None}
     return dataclasses.replace(chosen, **overrides)
 
@@ -159,6 +178,10 @@ def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> 
             log(f"{key}: failed: {type(exc).__name__}: {exc}")
         log(f"{key}: stopped")
 
+    if args.orchestrators:  # last: every peer is stopped, the machine is as quiet as it gets
+        log(f"== step overhead: {', '.join(args.orchestrators)}")
+        orchestrators.measure_all(args.orchestrators, conf, workdir, results, log)
+
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -174,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     results = figures.new_results()
     results.update({
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": conf.as_dict(), "peers": args.peers,
+        "orchestrators": args.orchestrators,
         "machine": {**machine.info(), "loadavg_before": machine.load()},
         "versions": machine.versions(), "source": machine.source(ROOT), "peer_errors": {},
     })
-    log(f"bench: {'quick' if conf.quick else 'full'} run of {', '.join(args.peers)}; "
+    log(f"bench: {'quick' if conf.quick else 'full'} run of {', '.join(args.peers + args.orchestrators)}; "
         f"{results['machine']['cpus']} CPUs, load average {results['machine']['loadavg_before']}")
     t0, ticks = time.monotonic(), machine.cpu_ticks()
     status = 0
@@ -208,11 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     out_json, out_png = args.out / "latest.json", args.out / "latest.png"
     report.write_json(results, out_json)
     print()
-    print(report.table(results))
+    if report.rows(results) or not args.orchestrators:
+        print(report.table(results))
+        print()
+    if args.orchestrators:
+        print(steps_table.table(results))
+        print()
     for key, why in results["peer_errors"].items():
         print(f"{key} could not be measured: {why}")
-    print()
-    print(report.how_measured(results))
+    print("\n".join(x for x in (report.how_measured(results), steps_table.how_measured(results)) if x))
     print(f"\n{report.summary(results)}; {results['elapsed_s']:.0f} s in all")
     written = [out_json]
     if not args.no_chart:
@@ -224,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     print("written: " + ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in written))
     if status:
         return status
-    return 1 if results["errors"] or results["peer_errors"] else 0
+    steps_failed = results.get("step_overhead", {}).get("errors")
+    return 1 if results["errors"] or results["peer_errors"] or steps_failed else 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,13 @@ class Settings:
     load_calls: int = 100_000  # the load figure: calls from 32 threads + 64 async in flight at once
     load_max_s: float = 120.0
     subprocess_timeout_s: float = 60.0  # any one child process (cold start, import)
+    # The step-overhead rows (bench/orchestrators/): per orchestrator, pipelines of N no-op tasks,
+    # each timed at least min_reps times, more while the seconds of its row last, at most max_reps.
+    orch_tasks: int = 10
+    orch_min_reps: int = 3
+    orch_max_reps: int = 20
+    orch_seconds: float = 4.0
+    orch_timeout_s: float = 240.0  # one orchestrator's child process, its set-up included
     quick: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -44,5 +51,5 @@ FULL = Settings()
 QUICK = replace(
     FULL, warmup_calls=50, latency_calls=400, seconds=1.5, wrk_seconds=2.0, echo_1mb_reps=5,
     echo_100mb_reps=2, deploy_reps=3, redeploy_reps=2, cold_starts=1, import_runs=5, load_calls=10_000,
-    quick=True,
+    orch_tasks=5, orch_min_reps=2, orch_max_reps=6, orch_seconds=1.0, quick=True,
 )
