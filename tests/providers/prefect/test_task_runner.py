@@ -189,6 +189,18 @@ def test_past_the_last_rung_the_task_run_fails_with_every_rung_tried(prefect_har
         state.result()
 
 
+def test_without_a_ladder_an_oom_is_not_retried_by_the_tasks_own_retries(
+        prefect_harness, tag, cgroup_limits, task_runs):
+    @flow(task_runner=TetherTaskRunner(cluster=f"pf-{tag}", launcher="local", spec={"memory": "256Mi"}))
+    def no_ladder():
+        return hold_task().with_options(retries=2).submit(400).result()
+
+    state = no_ladder(return_state=True)
+    with pytest.raises(rh.OutOfMemoryError, match="No ladder says what to try next"):
+        state.result()
+    assert [r.run_count for r in task_runs(state)] == [1]  # the same size would run out again
+
+
 @pytest.mark.parametrize(("policy", "up_before", "up_after"), [
     ("started", False, False), ("started", True, True), ("always", True, False), ("never", False, True),
 ], ids=["started-brought-up", "started-was-up", "always", "never"])
