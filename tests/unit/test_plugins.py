@@ -12,6 +12,7 @@ from tether import plugins
 from tether.errors import ConfigError
 from tether.launchers.base import Endpoint, Launcher
 from tether.launchers.local import LocalLauncher
+from tether.launchers.ondemand.provisioner import Provisioner
 
 
 def test_local_launcher_is_declared_as_an_entry_point():
@@ -42,7 +43,7 @@ def test_hookspecs_are_all_declared():
     names = {name for name in dir(pm.hook) if name.startswith("tether_")}
     # every hook is fired somewhere (tests/integration/core/test_plugin_events.py for the events)
     assert names == {"tether_launchers", "tether_classify_failure", "tether_next_compute",
-                     "tether_on_deploy", "tether_on_call"}
+                     "tether_on_deploy", "tether_on_call", "tether_provisioners"}
 
 
 class FakeLauncher(Launcher):
@@ -62,10 +63,21 @@ class FakeLauncher(Launcher):
         return None
 
 
+class FakeProvisioner(Provisioner):
+    """A team's own VM API: it serves the providers it names."""
+
+    name = "vmapi-test"
+    providers = frozenset({"vmapi-test", "vmapi-test-eu"})
+
+
 class ThirdParty:
     @plugins.hookimpl
     def tether_launchers(self):
         return [FakeLauncher]
+
+    @plugins.hookimpl
+    def tether_provisioners(self):
+        return [FakeProvisioner]
 
     @plugins.hookimpl
     def tether_classify_failure(self, error, context):
@@ -79,6 +91,16 @@ def third_party():
     pm.register(plugin, name="third-party-test")
     yield plugin
     pm.unregister(plugin)
+
+
+def test_a_registered_plugin_adds_a_provisioner_for_each_provider_it_names(third_party):
+    found = plugins.provisioners()
+    assert found["vmapi-test"] is FakeProvisioner and found["vmapi-test-eu"] is FakeProvisioner
+    plugins.get_plugin_manager().unregister(third_party)
+    try:
+        assert "vmapi-test" not in plugins.provisioners()
+    finally:
+        plugins.get_plugin_manager().register(third_party, name="third-party-test")
 
 
 def test_a_registered_plugin_adds_a_launcher(third_party):
