@@ -1,4 +1,5 @@
-"""Prefect's step-overhead row: a flow of N ``call_service`` tasks vs a flow of N ``@task`` no-ops.
+"""Prefect's step-overhead rows: a flow of N ``call_service`` tasks vs a flow of N ``@task`` no-ops;
+and N no-ops submitted under ``TetherTaskRunner`` vs under Prefect's ``ThreadPoolTaskRunner``.
 
 Both flows run in this process against one ``prefect_test_harness()`` server (a temporary Prefect
 server on SQLite, started once before timing), each task called in turn from the flow, as a user
@@ -13,7 +14,7 @@ import os
 from collections.abc import Iterator
 from importlib import metadata
 
-from bench.orchestrators.child import SERVICE, Pair, exit_now, failed, main
+from bench.orchestrators.child import CLUSTER, SERVICE, Pair, exit_now, failed, main
 
 
 def run(flow) -> None:
@@ -44,10 +45,30 @@ def pipelines(n: int) -> Iterator[list[Pair]]:
         for _ in range(n):
             call_service(SERVICE)
 
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from tether.providers.prefect import TetherTaskRunner
+
+    @flow(name="bench-thread-pool", task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def submitted_here() -> None:
+        for _ in range(n):
+            noop.submit().result()
+
+    # The cluster is up already (the child's): the runner uses it and leaves it up ("started").
+    @flow(name="bench-task-runner", task_runner=TetherTaskRunner(cluster=CLUSTER, max_workers=1))
+    def submitted_there() -> None:
+        for _ in range(n):
+            noop.submit().result()
+
     with prefect_test_harness(server_startup_timeout=120):
         yield [Pair("prefect", "Prefect: call_service vs @task", lambda: run(native), lambda: run(tether),
                     "a flow calling N @task no-ops in turn, prefect_test_harness() server",
-                    "a flow calling N call_service(<deployed no-op>) in turn, the same server")]
+                    "a flow calling N call_service(<deployed no-op>) in turn, the same server"),
+               Pair("prefect_task_runner", "Prefect: TetherTaskRunner vs ThreadPoolTaskRunner",
+                    lambda: run(submitted_here), lambda: run(submitted_there),
+                    "a flow submitting N @task no-ops in turn (.submit().result()), ThreadPoolTaskRunner",
+                    "the same flow under TetherTaskRunner: each no-op in a worker of the cluster, "
+                    "deployed once per flow run")]
 
 
 def versions() -> dict[str, str]:

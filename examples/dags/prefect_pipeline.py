@@ -1,6 +1,9 @@
 """The example pipeline as a Prefect flow: train a model on a cluster that grows when it runs out of memory.
 
-Run it with ``python examples/dags/prefect_pipeline.py`` (next to ``trainer.py``).
+Run it with ``python examples/dags/prefect_pipeline.py`` (next to ``trainer.py``); with
+``PREFECT_API_URL`` set (e.g. after ``prefect server start``) the run and its logs are in that
+server's UI, else Prefect starts a temporary server for the run. ``--data-mib 4096`` is more data
+than the last rung holds: the train task fails, saying so.
 
 1. bring up a local cluster named "train" on the ladder's first rung (256 MiB, 1 CPU), and deploy
    a live ``Trainer`` on it named "trainer";
@@ -42,4 +45,8 @@ def train_and_evaluate(data_mib: int = 512) -> dict:
 
 
 if __name__ == "__main__":
-    print(train_and_evaluate())
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-mib", type=int, default=512, help="MiB of training data (default 512)")
+    print(train_and_evaluate(data_mib=parser.parse_args().data_mib))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from tether import compute
@@ -293,7 +293,8 @@ def _oom(exc: BaseException, cluster: str, service: str, what: str, ladder: Ladd
     if after is None:
         listing = ", ".join(f"{compute.describe(r)} (attempt {i + 1})" for i, r in enumerate(tried))
         message = (f"{what} ran out of memory on every rung of the ladder: tried {listing}. "
-                   f"The last, on {on}: {why}")
+                   f"The last, on {on}: {why.rstrip('.')}. Add a bigger rung to the ladder, or "
+                   f"give the step less to hold at once.")
     else:
         message = (f"{what} ran out of memory on {on}, attempt {attempt} on "
                    f"{compute.describe(tried[-1])}: {why}. The next attempt runs on {compute.describe(after)}.")
@@ -308,3 +309,29 @@ def _remote_logs(logger: Logger | None):
         return
     with remote_logs_to(lambda line, stream: logger.info("%s", line)):
         yield
+
+
+def call_deployed(name: str, cluster: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+                  *, deploy: Callable[[], Any] | None = None, what: str | None = None,
+                  ladder: Ladder | Sequence[Any] | None = None, attempt: int = 1,
+                  logger: Logger | None = None, call_id: str | None = None,
+                  timeout: float | None = None, deadline: float | None = None,
+                  env: str | None = None) -> Any:
+    """Call the function deployed as ``name`` on ``cluster`` (``deploy()`` runs first when given:
+    the caller deploys once per cluster, its own way), where the caller put this attempt.
+
+    For callers that choose the cluster of each rung themselves (Prefect's task runner gives each
+    rung its own cluster, so that one task's climb never stops the tasks running beside it): no
+    cluster is resized here. The deploy's and the call's remote output go to ``logger``; an
+    out-of-memory failure is raised as ``tether.OutOfMemoryError`` saying what comes next on
+    ``ladder`` (``next_rung``, ``exhausted``, read from ``env``'s limits when it has its own);
+    ``call_id``, ``timeout`` and ``deadline`` as in ``call``."""
+    ladder = as_ladder(ladder)
+    timeout = check_timeout(timeout, "timeout")
+    what = what or name
+    with _oom_guard(what, cluster, name, ladder, attempt, env), _remote_logs(logger):
+        if deploy is not None:
+            deploy()
+        left = time_left(timeout, deadline, what, cluster)
+        return named_cluster(cluster).client.call(name, "call", list(args), dict(kwargs or {}),
+                                                  call_id=call_id, timeout=left)

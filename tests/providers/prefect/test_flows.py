@@ -116,3 +116,25 @@ def test_wrong_names_fail_the_task_naming_them(prefect_harness, tag):
 
     with pytest.raises(rh.NotFoundError, match=f"no cluster named 'no-such-cluster-{tag}'"):
         no_cluster()
+
+
+def test_a_missing_service_says_how_to_deploy_it_in_prefect(prefect_harness, tag):
+    @flow
+    def undeployed():
+        return call_service(f"never-deployed-{tag}", "fit")
+
+    with pytest.raises(rh.NotFoundError, match=r"deploy_service\(TetherService\(service_name=") as info:
+        undeployed()
+    assert "TetherDeployOperator" not in str(info.value)  # Airflow's name, not Prefect's
+    with pytest.raises(rh.NotFoundError, match=r"deploy_service\(TetherService\("):
+        TetherService(service_name=f"never-deployed-{tag}", cluster_name="c", target="m:f").call()
+
+
+def test_the_readmes_ladder_and_named_rungs_in_a_saved_cluster_block(prefect_harness, tag):
+    readme = [{"memory": "256Mi", "cpus": 1}, {"memory": "2Gi", "cpus": 2}]
+    TetherCluster(cluster_name=f"pf-{tag}", ladder=[*readme, "gpu-cluster"]).save(f"ladder-{tag}")
+    loaded = TetherCluster.load(f"ladder-{tag}")
+    assert loaded.ladder == [*readme, {"cluster": "gpu-cluster"}]  # a name is a rung, as in tether.Ladder
+    assert TetherCluster(cluster_name="x", ladder=rh.Ladder(readme)).ladder == readme
+    with pytest.raises(ValueError, match="memory='lots' is not a size: use bytes or e.g. '512Mi'"):
+        TetherCluster(cluster_name="x", ladder=[{"memory": "lots"}])

@@ -1,5 +1,7 @@
-"""Prefect 3 integration for tether: blocks for a named cluster and a named service, and tasks
-that bring up, deploy, call (retrying out-of-memory on a bigger rung) and tear down.
+"""Prefect 3 integration for tether: blocks for a named cluster and a named service, tasks that
+bring up, deploy, call (retrying out-of-memory on a bigger rung) and tear down, and
+``TetherTaskRunner``, which runs a flow's submitted tasks in the workers of a tether cluster (see
+``tether.providers.prefect.task_runners``; the guide is docs/prefect.md).
 
 Registered through the ``prefect.collections`` entry point, so Prefect knows the blocks.
 
@@ -42,6 +44,7 @@ Prefect run logger.
 """
 
 from tether.providers.prefect.blocks import TetherCluster, TetherService
+from tether.providers.prefect.task_runners import PrefectTetherFuture, TetherTaskRunner
 from tether.providers.prefect.tasks import (
     bring_up_cluster,
     call_service,
@@ -50,5 +53,5 @@ from tether.providers.prefect.tasks import (
     teardown_cluster,
 )
 
-__all__ = ["TetherCluster", "TetherService", "bring_up_cluster", "call_service", "deploy_service",
-           "retry_on_oom", "teardown_cluster"]
+__all__ = ["PrefectTetherFuture", "TetherCluster", "TetherService", "TetherTaskRunner", "bring_up_cluster",
+           "call_service", "deploy_service", "retry_on_oom", "teardown_cluster"]

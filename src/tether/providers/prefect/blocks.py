@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import Field, field_validator
+
+#: what a call to a service that no task deployed tells a Prefect user to do
+MISSING_SERVICE_HINT = (
+    "Deploy it in an earlier task of the flow: deploy_service(TetherService(service_name=..., "
+    "cluster_name=..., target='package.module:Name')), or TetherService(...).deploy().")
 
 
 class TetherCluster(Block):
@@ -17,6 +22,9 @@ class TetherCluster(Block):
 
         cluster = TetherCluster(cluster_name="train", ladder=[{"memory": "256Mi"}, {"memory": "1Gi"}])
         cluster.up()        # "train", up on 256 MiB
+        cluster.save("train-cluster")
+
+        cluster = TetherCluster.load("BLOCK_NAME")   # e.g. "train-cluster", in another flow
         cluster.teardown()
         ```
     """
@@ -29,9 +37,19 @@ class TetherCluster(Block):
     launcher: str | None = Field(default=None, description="Its launcher when defined here (local, ssh...).")
     spec: dict[str, Any] = Field(default_factory=dict,
                                  description="Its spec when defined here, e.g. {'memory': '2Gi'}.")
-    ladder: list[dict[str, Any]] | None = Field(
-        default=None, description="Compute to climb to on out-of-memory, smallest first; without a "
-                                  "spec the cluster starts on the first rung.")
+    ladder: list[dict[str, Any] | str] | None = Field(
+        default=None, description="Compute to climb to on out-of-memory, smallest first (each rung a "
+                                  "spec such as {'memory': '2Gi', 'cpus': 2}, or a cluster's name); "
+                                  "without a spec the cluster starts on the first rung.")
+
+    @field_validator("ladder", mode="before")
+    @classmethod
+    def _check_ladder(cls, value: Any) -> Any:
+        """A ``tether.Ladder`` or a list of rungs, checked as the steps will read it (a bad size
+        fails here, when the block is made, not when a task climbs)."""
+        from tether.steps.ladder import as_ladder
+
+        return None if value is None else as_ladder(value).config()
 
     def up(self, logger: Any = None) -> str:
         """Bring the cluster up (or reuse it); returns its name."""
@@ -56,6 +74,9 @@ class TetherService(Block):
         service = TetherService(service_name="trainer", cluster_name="train",
                                 target="my_project.train:Trainer", init_kwargs={"lr": 0.1})
         service.deploy()
+        service.save("trainer")
+
+        service = TetherService.load("BLOCK_NAME")   # e.g. "trainer", in another flow
         service.call("fit", epochs=3)
         ```
     """
@@ -86,4 +107,5 @@ class TetherService(Block):
         function's (a ``timeout`` among them is its own)."""
         from tether.steps import actions
 
-        return actions.call(self.service_name, method, args, kwargs, timeout=call_timeout)
+        return actions.call(self.service_name, method, args, kwargs, timeout=call_timeout,
+                            missing_hint=MISSING_SERVICE_HINT)

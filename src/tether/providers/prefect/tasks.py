@@ -21,7 +21,7 @@ from typing import Any
 from prefect import task
 from prefect.logging import get_run_logger
 
-from tether.providers.prefect.blocks import TetherCluster, TetherService
+from tether.providers.prefect.blocks import MISSING_SERVICE_HINT, TetherCluster, TetherService
 
 MAX_RUNGS = 10
 
@@ -76,7 +76,7 @@ def call_service(service: TetherService | str, method: str | None = None, args: 
     deadline = _deadline(time.monotonic())
     name = service.service_name if isinstance(service, TetherService) else service
     return actions.call(name, method, args or [], kwargs or {}, ladder=ladder, attempt=_run_count(),
-                      logger=get_run_logger(), deadline=deadline)
+                      logger=get_run_logger(), deadline=deadline, missing_hint=MISSING_SERVICE_HINT)
 
 
 @task(name="tether-teardown")
