@@ -6,6 +6,8 @@ climbs the ladder on the retry; a timeout cancels the remote call."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -173,9 +175,8 @@ with DAG("deferred_rebuilt_{tag}", schedule=None, start_date=datetime(2026, 1, 1
 
 def test_a_deferred_climb_names_the_reset_instances_and_rebuilds_them_with_the_tasks_inputs(run_dag, capfd, tmp_path):
     import shutil
-    from pathlib import Path
 
-    from conftest import DAGS
+    DAGS = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])  # set by conftest (not imported: "conftest" is another folder's in a full run)
 
     code = Path(shutil.copy(Path(__file__).parents[2] / "integration" / "steps" / "rebuild_code.py",
                             DAGS / "rebuild_code.py"))

@@ -46,7 +46,7 @@ def test_the_example_dag_trains_on_the_next_rung_after_an_oom_and_tears_down(run
 def airflow_cli(airflow_home, examples):
     """``airflow dags test tether_train [-c CONF]`` as a user runs it: the example's two files in the
     dags folder, the real CLI in its own process; returns its exit code and its output."""
-    from conftest import DAGS
+    DAGS = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])  # set by conftest (not imported: "conftest" is another folder's in a full run)
 
     copied = [Path(shutil.copy(examples.folder / name, DAGS / name))
               for name in ("airflow_pipeline.py", "trainer.py")]

@@ -43,8 +43,9 @@ left; any other failure fails the task run at once. The remote output of every c
 Prefect run logger.
 """
 
+from typing import Any
+
 from tether.providers.prefect.blocks import TetherCluster, TetherService
-from tether.providers.prefect.task_runners import PrefectTetherFuture, TetherTaskRunner
 from tether.providers.prefect.tasks import (
     bring_up_cluster,
     call_service,
@@ -55,3 +56,17 @@ from tether.providers.prefect.tasks import (
 
 __all__ = ["PrefectTetherFuture", "TetherCluster", "TetherService", "TetherTaskRunner", "bring_up_cluster",
            "call_service", "deploy_service", "retry_on_oom", "teardown_cluster"]
+
+#: imported when first named: the task runner brings tether's call machinery, and Prefect imports
+#: this package (its ``prefect.collections`` entry point) in every process, flows or not
+_LAZY = {"TetherTaskRunner": "task_runners", "PrefectTetherFuture": "task_runners"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
