@@ -184,8 +184,22 @@ def run_function(fn: Any, cluster: str, args: Sequence[Any] = (), kwargs: dict[s
     (a ladder then puts the function on its rung). One that no step brought up and that is not
     saved fails with a NotFoundError saying how to bring it up (``missing_hint``: in the
     provider's words)."""
-    ladder = as_ladder(ladder)
     timeout = check_timeout(timeout, "timeout")
+    with placed_function(fn, cluster, ladder=ladder, attempt=attempt, logger=logger, name=name,
+                         timeout=timeout, deadline=deadline, missing_hint=missing_hint) as (remote, cluster, _):
+        left = time_left(timeout, deadline, fn.__name__, cluster)
+        return remote(*args, **(kwargs or {}), call_timeout=left)
+
+
+@contextlib.contextmanager
+def placed_function(fn: Any, cluster: str, *, ladder: Ladder | Sequence[Any] | None = None, attempt: int = 1,
+                    logger: Logger | None = None, name: str | None = None, timeout: float | None = None,
+                    deadline: float | None = None, missing_hint: str | None = None):
+    """``fn`` deployed by value on ``cluster`` at the rung of ``attempt``: yields ``(remote,
+    cluster, name)`` (the cluster it landed on, after a move) inside the out-of-memory guard and
+    the remote-log capture, so that what the caller does with it (call it now, or name a call
+    for later: ``steps.deferred``) is covered by them."""
+    ladder = as_ladder(ladder)
     _up_for_run(cluster, fn.__name__, logger, missing_hint)
     climbed = Climb(cluster)
     if ladder is not None:
@@ -197,9 +211,7 @@ def run_function(fn: Any, cluster: str, args: Sequence[Any] = (), kwargs: dict[s
     with _oom_guard(fn.__name__, cluster, name, ladder, attempt, DEFAULT_ENV), _remote_logs(logger):
         resets.rebuild_reset(climbed, None, None, (), None, attempt, logger,
                              lambda: time_left(timeout, deadline, fn.__name__, cluster))
-        remote = function(fn, name=name, serialize=True).to(named_cluster(cluster))
-        left = time_left(timeout, deadline, fn.__name__, cluster)
-        return remote(*args, **(kwargs or {}), call_timeout=left)
+        yield function(fn, name=name, serialize=True).to(named_cluster(cluster)), cluster, name
 
 
 def _up_for_run(cluster: str, what: str, logger: Logger | None, hint: str | None) -> None:

@@ -32,7 +32,6 @@ from tether.client import follow as following
 from tether.client.daemon_client import CANCEL_TIMEOUT, new_call_id
 from tether.core.cluster import Cluster
 from tether.core.cluster import cluster as named_cluster
-from tether.core.function import function
 from tether.core.images import DEFAULT_ENV
 from tether.core.invoke import check_timeout
 from tether.protocol import wire
@@ -43,7 +42,7 @@ from tether.steps.actions import (
     _remote_logs,
     _say,
     _teller,
-    _up_for_run,
+    placed_function,
     time_left,
 )
 from tether.steps.climb import Climb, climb
@@ -117,19 +116,9 @@ def prepare_function(fn: Any, cluster: str, *, ladder: Ladder | Sequence[Any] | 
     """Deploy ``fn`` by value on ``cluster`` at the rung of ``attempt`` and name its call, as
     ``actions.run_function`` does up to the call (a saved cluster that is down is brought up; an
     unsaved one fails, ``missing_hint`` saying how)."""
-    ladder = as_ladder(ladder)
-    _up_for_run(cluster, fn.__name__, logger, missing_hint)
-    climbed = Climb(cluster)
-    if ladder is not None:
-        climbed = climb(cluster, ladder, attempt, _teller(logger), what=f"function {fn.__name__!r}",
-                        env=DEFAULT_ENV)
-        cluster = climbed.cluster
-        resets.tell(logger, climbed)
-    name = name or f"task-{fn.__name__}"
-    with _oom_guard(fn.__name__, cluster, name, ladder, attempt, DEFAULT_ENV), _remote_logs(logger):
-        resets.rebuild_reset(climbed, None, None, (), None, attempt, logger,
-                             lambda: time_left(timeout, deadline, fn.__name__, cluster))
-        function(fn, name=name, serialize=True).to(named_cluster(cluster))
+    with placed_function(fn, cluster, ladder=ladder, attempt=attempt, logger=logger, name=name,
+                         timeout=timeout, deadline=deadline, missing_hint=missing_hint) as (_, cluster, name):
+        pass
     return _named(cluster, name, "call", fn.__name__, timeout, deadline, call_id, DEFAULT_ENV)
 
 
