@@ -208,7 +208,10 @@ def _launch(kind: str) -> Instance:
     group = ClusterGroup(f"testcloud-{BACKEND.factory.slot}-{host.index}", TYPES[kind], None)
     pids = subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True).stdout.split()
     for pid in pids:  # the sshd: everything it starts from now on is in the machine's memory
-        (group.group / "cgroup.procs").write_text(pid)
+        with contextlib.suppress(ProcessLookupError):  # a connection probe's child, gone since
+            (group.group / "cgroup.procs").write_text(pid)
+    if host.proc is not None and str(host.proc.pid) not in (group.group / "cgroup.procs").read_text().split():
+        raise RuntimeError(f"the sshd of {host.ip} is not in its instance's cgroup")
     return Instance(f"tc-{BACKEND.factory.slot}-{host.index}", host, kind, group)
 
 

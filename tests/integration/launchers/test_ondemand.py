@@ -16,6 +16,7 @@ from placed_code import importable
 from process_helpers import wait_until
 
 import tether as rh
+from tether.testing.launcher_contract import LauncherContract
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -144,3 +145,14 @@ def test_bad_input_is_refused_before_anything_is_launched(testcloud):
     with pytest.raises(rh.LaunchError, match="no instance type 'smal'; close matches: small"):
         cluster.up_if_not()
     assert BACKEND.launches == launches and not _instances(name)
+
+
+class TestOnDemandLauncher(LauncherContract):
+    """The suite every launcher passes, on a one-machine testcloud cluster per test."""
+
+    @pytest.fixture
+    def contract_cluster(self, testcloud):
+        cluster = rh.ondemand_cluster(_name("contract-od"), instance_type="small", provider="testcloud")
+        yield cluster
+        cluster.teardown()
+        assert not _instances(cluster.name)
