@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import hosts
+from limits_support import require_cgroups
 
 from tether.daemon.cgroups import ClusterGroup
 from tether.launchers.ondemand.provisioner import (
@@ -175,6 +176,13 @@ def tether_provisioners() -> list[type[Provisioner]]:
     return [TestCloud]
 
 
+def provide_testcloud(test_hosts: hosts.HostFactory):
+    """The body of a test module's ``testcloud`` fixture: ``yield from provide_testcloud(...)``."""
+    require_cgroups()
+    with installed(test_hosts) as backend:
+        yield backend
+
+
 @contextlib.contextmanager
 def installed(factory: hosts.HostFactory):
     """``provider="testcloud"`` for the duration (the plugin registered, the hosts factory set);
@@ -212,7 +220,23 @@ def _launch(kind: str) -> Instance:
             (group.group / "cgroup.procs").write_text(pid)
     if host.proc is not None and str(host.proc.pid) not in (group.group / "cgroup.procs").read_text().split():
         raise RuntimeError(f"the sshd of {host.ip} is not in its instance's cgroup")
+    _show_cgroups(host, group)
     return Instance(f"tc-{BACKEND.factory.slot}-{host.index}", host, kind, group)
+
+
+def _show_cgroups(host: hosts.TestHost, group: ClusterGroup) -> None:
+    """Mount the memory hierarchy in the host's own mount namespace (``ip netns exec`` gave it a
+    fresh /sys without one), as a machine has it: the daemon there reads its own group's OOM kills
+    to tell a worker the kernel killed for lack of memory from one killed otherwise."""
+    if host.proc is None:
+        return
+    if group.version == "v2":
+        script = "mount -t cgroup2 cgroup2 /sys/fs/cgroup"
+    else:
+        script = ("mount -t tmpfs -o mode=755 cgroups /sys/fs/cgroup && mkdir /sys/fs/cgroup/memory && "
+                  "mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory")
+    subprocess.run(["nsenter", "-t", str(host.proc.pid), "-m", "sh", "-c", script], check=True,
+                   capture_output=True, timeout=30)
 
 
 def _kill_sshd(instance: Instance) -> None:

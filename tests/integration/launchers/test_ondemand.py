@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from ondemand_support import BACKEND, host_gone, installed
+from ondemand_support import BACKEND, host_gone, provide_testcloud
 from placed_code import importable
 from process_helpers import wait_until
 
@@ -29,18 +29,14 @@ def where(tag):
 
 
 @pytest.fixture(scope="module")
-def testcloud(test_hosts):
-    from limits_support import require_cgroups
-
-    require_cgroups()
-    with installed(test_hosts) as backend:
-        yield backend
-
-
-@pytest.fixture(scope="module")
 def code(tmp_path_factory):
     with importable(tmp_path_factory.mktemp("ondemand"), "ondemand_code", CODE) as module:
         yield module
+
+
+@pytest.fixture(scope="module")
+def testcloud(test_hosts):
+    yield from provide_testcloud(test_hosts)
 
 
 def _name(prefix: str) -> str:

@@ -57,6 +57,8 @@ class OnDemandLauncher(SshLauncher):
     name = "ondemand"
     spec_keys = specs.SPEC_KEYS
     unsupported: dict[str, str] = {}
+    #: a ladder's rung of bigger machines is provisioned as a cluster of its own (steps/climb.py)
+    makes_machines = True
 
     # -- the definition ---------------------------------------------------------------------------
 
