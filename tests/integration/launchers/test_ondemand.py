@@ -58,7 +58,8 @@ def test_two_nodes_come_up_serve_calls_and_teardown_deletes_them(testcloud, code
         made = _instances(name)
         assert [i.type for i in made] == ["small", "small"]
         assert where("head")["home"] == made[0].host.home  # ran on the head instance
-        on_node = rh.function(code.where).to(cluster, env=rh.env(name="node1", compute={"node_idx": 1}))
+        on_node = rh.function(code.where).to(cluster, env=rh.env(name="node1", compute={"node_idx": 1}),
+                                            name="where-node1")
         assert on_node("node")["home"] == made[1].host.home
         err = capfd.readouterr().err
         assert "2 machine(s) made (small, $0.02/h)" in err
@@ -74,6 +75,11 @@ def test_two_nodes_come_up_serve_calls_and_teardown_deletes_them(testcloud, code
         again.up_if_not()
         again.up_if_not()
         assert BACKEND.launches[name] == 1  # up_if_not of a running cluster launches nothing
+
+        cluster.restart_server()  # the daemons restart; the machines stay
+        assert where("again")["home"] == made[0].host.home
+        assert BACKEND.launches[name] == 1 and _instances(name) == made
+        assert cluster.ssh(node=1, command="true") == 0
     finally:
         cluster.teardown()
     assert not _instances(name)
@@ -92,7 +98,17 @@ def test_autostop_deletes_an_idle_cluster(testcloud, code):
         wait_until(lambda: name in BACKEND.autostopped, timeout=120, what="the testcloud autostop")
         assert host_gone(instance.host)
         assert not cluster.is_up()
-        assert cluster.status()["status"] == "down"
+        assert cluster.status()["status"] == "down" and cluster.status()["machines"] == []
+
+        # deleted behind the caller's back: up_if_not() makes new machines (as on SSH after an
+        # autostop, a handle reconnects through up_if_not)
+        cluster.autostop_mins = -1
+        cluster.up_if_not()
+        assert rh.function(code.where).to(cluster)("back")["home"] != instance.host.home
+        assert BACKEND.launches[name] == 2
+        (again,) = _instances(name)
+        cluster.autostop_mins = 0.05  # set on a running cluster: the provisioner's autostop too
+        wait_until(lambda: host_gone(again.host), timeout=120, what="the new autostop")
     finally:
         cluster.teardown()
 
