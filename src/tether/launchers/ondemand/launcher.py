@@ -235,7 +235,6 @@ class OnDemandLauncher(SshLauncher):
             "machines": [{"id": m.id, "host": m.host, "internal_ip": m.internal_ip,
                           "instance_type": m.instance_type, "price_per_hour": m.price_per_hour}
                          for m in machines],
-            "autostop_mins": cluster.spec.get("autostop_mins"),
         }
 
 
