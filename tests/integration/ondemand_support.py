@@ -190,6 +190,7 @@ def installed(factory: hosts.HostFactory):
     pm = get_plugin_manager()
     module = sys.modules[__name__]
     BACKEND.factory = factory
+    _remove_leftovers(factory.slot)
     if not pm.is_registered(module):
         pm.register(module, name="testcloud")
     try:
@@ -239,6 +240,19 @@ def _show_cgroups(host: hosts.TestHost, group: ClusterGroup) -> None:
                    capture_output=True, timeout=30)
 
 
+def _remove_leftovers(slot: int) -> None:
+    """The cgroups of instances a killed session left in this slot (their hosts are gone with
+    the slot's cleanup)."""
+    base = ClusterGroup(f"testcloud-{slot}-probe", None, None)
+    for group in base.group.parent.glob(f"{base.group.name.rsplit('-', 1)[0]}-*"):
+        with contextlib.suppress(OSError):
+            for pid in (group / "cgroup.procs").read_text().split():
+                hosts._kill(int(pid))
+        with contextlib.suppress(OSError):
+            group.rmdir()
+    base.remove()
+
+
 def _kill_sshd(instance: Instance) -> None:
     if instance.host.proc is not None:
         instance.host.proc.kill()
@@ -267,6 +281,10 @@ def _destroy(instance: Instance) -> None:
             time.sleep(0.05)
     subprocess.run(["userdel", "--force", "--remove", host.user], capture_output=True)
     subprocess.run(["rm", "-rf", host.home], capture_output=True)
+    deadline = time.monotonic() + 10
+    while instance.group.group.exists() and time.monotonic() < deadline:  # its last tasks left
+        instance.group.remove()
+        time.sleep(0.05)
 
 
 def _mib(size: int) -> str:
