@@ -33,7 +33,7 @@ from urllib.parse import quote
 from tether import compute
 from tether.core.cluster import cluster as named_cluster
 from tether.core.images import DEFAULT_ENV
-from tether.errors import TetherError
+from tether.errors import ConfigError, TetherError
 from tether.steps.ladder import Ladder
 from tether.steps.services import Service, saved_on
 
@@ -122,7 +122,10 @@ def covers(current: dict[str, Any], rung: dict[str, Any]) -> bool:
             return False
         if key in ("memory", "cpus"):
             parse = compute.parse_memory if key == "memory" else compute.parse_cpus
-            if parse(have) < parse(wanted):
+            try:
+                if parse(have) < parse(wanted):
+                    return False
+            except ConfigError:  # a cloud's form ("32+": at least 32 GB) has no size to compare
                 return False
         elif not compute.same_value(key, have, wanted):
             return False

@@ -78,7 +78,7 @@ def test_the_request_carries_every_keyword(nowhere):
     ({"num_nodes": True}, "num_nodes is a number of machines"),
     ({"use_spot": "yes"}, "use_spot is True or False"),
     ({"cpus": "many"}, "cpus is a number"),
-    ({"memory": "32GB"}, "memory is a number"),
+    ({"memory": "lots"}, "memory is a number"),
     ({"accelerators": "A10G:x"}, "accelerators is 'KIND' or 'KIND:COUNT'"),
     ({"disk_size": -5}, "disk_size is a number of GB"),
     ({"open_ports": ["http"]}, "open_ports is a port or a list of ports"),
@@ -97,3 +97,12 @@ def test_bad_values_are_refused_at_definition(nowhere, spec, message):
 def test_an_unknown_provider_names_the_installed_ones_and_what_to_install(nowhere):
     with pytest.raises(ConfigError, match=r"provider='aws' \(installed: kubernetes, nowhere\).*tether\[sky\]"):
         tether.cluster("od-unit-g", instance_type="m5.large", provider="aws")
+
+
+@pytest.mark.parametrize(("memory", "asked"), [
+    ("32+", "32+"), ("32", "32"), (32, "32"), ("2Gi", "2+"), ("512Mi", "0.5+"), (2 * 1024**3, "2+"),
+])
+def test_memory_in_the_clouds_form_or_tethers_a_rungs_size_is_at_least_that(nowhere, memory, asked):
+    spec = {"provider": "nowhere", "memory": memory}
+    OnDemandLauncher().validate(spec)
+    assert specs.request(spec).memory == asked

@@ -30,3 +30,9 @@ def test_a_cluster_rung_is_reached_only_on_that_cluster():
 
 def test_rung_clusters_are_named_after_the_base_cluster():
     assert RUNG_SUFFIX.sub("", "train.rung2") == "train" and RUNG_SUFFIX.sub("", "train") == "train"
+
+
+def test_a_clouds_memory_form_is_not_a_size_to_compare():
+    ladder = Ladder([{"memory": "1Gi"}, {"memory": "4Gi"}])
+    assert not reached(ladder, {"memory": "32+", "provider": "aws"}, ladder[0])
+    assert reached(ladder, {"memory": "4Gi", "provider": "aws"}, ladder[1])

@@ -14,6 +14,7 @@ import os
 import re
 from typing import Any
 
+from tether.compute import parse_memory
 from tether.errors import ConfigError
 from tether.launchers.ondemand.provisioner import MachineRequest
 
@@ -68,10 +69,13 @@ def check(spec: dict[str, Any]) -> None:
         value = spec.get(key)
         if value is None:
             continue
+        if key == "memory" and not isinstance(value, bool) and _quantity(value) is not None:
+            continue  # tether's form (a ladder's rung, "2Gi"): the request asks for at least that
         if isinstance(value, bool) or not _AMOUNT.match(str(value)):
             raise ConfigError(f"{key} is a number, or a number and '+' for at least that much "
                               f"(e.g. {'4' if key == 'cpus' else '32'} or "
-                              f"'{'4+' if key == 'cpus' else '32+'}'), not {value!r}")
+                              f"'{'4+' if key == 'cpus' else '32+'}'"
+                              f"{', or a size such as 2Gi' if key == 'memory' else ''}), not {value!r}")
         spec[key] = str(value)
     disk = spec.get("disk_size")
     if disk is not None and (isinstance(disk, bool) or not isinstance(disk, int) or disk <= 0):
@@ -118,12 +122,34 @@ def spec_ports(spec: dict[str, Any]) -> None:
     spec["open_ports"] = parsed
 
 
+def _quantity(value: Any) -> float | None:
+    """GiB in a size of tether's form (``"2Gi"``, ``"512Mi"``, bytes), or None for a cloud's
+    (``"32"``, ``"32+"``: GB)."""
+    if isinstance(value, int | float):  # Runhouse's memory=32 is GB; a size in bytes is big
+        return None if value < 1024**2 else value / 1024**3
+    if _AMOUNT.match(str(value)):
+        return None
+    try:
+        return parse_memory(value) / 1024**3
+    except ConfigError:
+        return None
+
+
+def memory_request(value: Any) -> str | None:
+    """The memory of a request in SkyPilot's form: a size of tether's form (a ladder's rung)
+    asks for at least that much (``"2Gi"`` -> ``"2+"``)."""
+    if value is None:
+        return None
+    gib = _quantity(value)
+    return str(value) if gib is None else f"{round(gib, 2):g}+"
+
+
 def request(spec: dict[str, Any]) -> MachineRequest:
     """The ``MachineRequest`` of a checked spec."""
     return MachineRequest(
         provider=spec.get("provider") or DEFAULT_PROVIDER,
         instance_type=spec.get("instance_type"), accelerators=spec.get("accelerators"),
-        cpus=spec.get("cpus"), memory=spec.get("memory"), disk_size=spec.get("disk_size"),
+        cpus=spec.get("cpus"), memory=memory_request(spec.get("memory")), disk_size=spec.get("disk_size"),
         region=spec.get("region"), zone=spec.get("zone"), use_spot=bool(spec.get("use_spot", False)),
         num_nodes=int(spec.get("num_nodes", 1)), image=spec.get("image"),
         open_ports=tuple(spec.get("open_ports") or ()), autostop_mins=spec.get("autostop_mins"),
