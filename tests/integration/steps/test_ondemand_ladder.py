@@ -98,3 +98,22 @@ def test_shrink_keep_leaves_the_small_machines_and_their_services(testcloud, cod
     assert Service.load(hog).cluster == big and Service.load(keeper).cluster == name
     assert steps.call(keeper, "score") == "k:8"  # the small machine kept its state
     assert "keeps its machines (shrink='keep')" in "\n".join(logger.lines)
+
+
+def test_a_failed_climb_leaves_no_bigger_machine_and_the_small_one_serving(testcloud, code, names, logger):
+    name, svc = names("odf"), names("fitter")
+    big = f"{name}.rung2"
+    names(big)
+    _bring_up(name, logger)
+    steps.deploy(code.Model, svc, name, args=["f"])
+    with pytest.raises(rh.OutOfMemoryError):
+        steps.call(svc, "fit", kwargs={"mib": 400}, ladder=LADDER, attempt=1, logger=logger)
+    BACKEND.fail["sshd_refuses"] = 0  # the large machine is made, and tether cannot get on it
+    try:
+        with pytest.raises(rh.LaunchError, match=r"cleaned up: tc-") as caught:
+            steps.call(svc, "fit", kwargs={"mib": 400}, ladder=LADDER, attempt=2, logger=logger)
+    finally:
+        BACKEND.fail.clear()
+    assert caught.value.cleaned_up and big not in BACKEND.clusters  # nothing keeps billing
+    assert _types(name) == ["small"] and Service.load(svc).cluster == name
+    assert steps.call(svc, "fit", kwargs={"mib": 8}) == 8  # the small machine still serves
