@@ -29,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Module": ("tether.core.module", "Module"),
     "cluster": ("tether.core.cluster", "cluster"),
     "Cluster": ("tether.core.cluster", "Cluster"),
+    "ondemand_cluster": ("tether.core.cluster", "ondemand_cluster"),
     "env": ("tether.core.images", "env"),
     "Env": ("tether.core.images", "Env"),
     "load": ("tether.core.resources", "load"),
@@ -76,7 +77,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from tether.core.cluster import Cluster, cluster
+    from tether.core.cluster import Cluster, cluster, ondemand_cluster
     from tether.core.function import Function, function
     from tether.core.images import Env, env
     from tether.core.module import Module, module

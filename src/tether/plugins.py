@@ -28,7 +28,8 @@ PROJECT = "tether"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-BUILTIN_PLUGINS = ("tether.launchers.local", "tether.launchers.ssh.launcher", "tether.steps.upscale")
+BUILTIN_PLUGINS = ("tether.launchers.local", "tether.launchers.ssh.launcher",
+                   "tether.launchers.ondemand.launcher", "tether.steps.upscale")
 
 
 class TetherSpec:
@@ -98,7 +99,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
     for name in BUILTIN_PLUGINS:  # running from a source tree that was never installed
         module = importlib.import_module(name)
         if not pm.is_registered(module):
-            pm.register(module, name=name.rsplit(".", 1)[-1])
+            short = name.rsplit(".", 1)[-1]  # two built-ins' modules are both named "launcher"
+            pm.register(module, name=short if pm.get_plugin(short) is None else name)
     pm.check_pending()
     return pm
 

@@ -139,12 +139,18 @@ class Cluster(Resource):
         """Stop the cluster's daemons and their workers; what was deployed is forgotten (the
         next daemon starts empty).
 
-        Machines that the cluster did not create (the ``local`` one, your own over SSH) stay.
+        Machines that the cluster did not create (the ``local`` one, your own over SSH) stay;
+        machines made on demand are deleted.
         """
         with self._lock:
             self._forget_deployed()
             self._close_clients()
-            self.launcher.down(self)
+            try:
+                self.launcher.down(self)
+            finally:  # machines the launcher made (on demand) go even when a daemon would not stop
+                terminate = getattr(self.launcher, "terminate", None)
+                if terminate is not None:
+                    terminate(self)
             forget = getattr(self.launcher, "forget", None)
             if forget is not None:  # a daemon that was not running cannot forget by itself
                 forget(self)
@@ -237,6 +243,7 @@ class Cluster(Resource):
                 down["state_dir"] = record["state_dir"]
             if record.get("pid"):
                 down["stale_pid"] = record["pid"]  # a record left by a daemon that is gone
+            down.update(self._machine_status())
             return down
         client, temporary = self._client, False
         if client is None:  # not `self.client`: connecting may restart a daemon of another size
@@ -250,7 +257,13 @@ class Cluster(Resource):
         status.update({"up": True, "status": "up"})
         if hasattr(self.launcher, "node_status"):
             status["nodes"] = self.launcher.node_status(self)
+        status.update(self._machine_status())
         return status
+
+    def _machine_status(self) -> dict[str, Any]:
+        """The machines a launcher made (on demand): ids, type, price; {} for other launchers."""
+        machines = getattr(self.launcher, "machine_status", None)
+        return machines(self) if machines is not None else {}
 
     def node_client(self, node: Any = None) -> DaemonClient:
         """The client of one node's daemon (``node``: index or address; None is the head)."""
@@ -452,9 +465,33 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
         return found
 
 
+#: keywords that ask for machines made on demand (``tether.cluster(name, instance_type=...)``);
+#: ``memory``/``cpus`` alone size a local cluster
+ONDEMAND_KEYS = frozenset({"instance_type", "accelerators", "provider", "region", "zone", "use_spot",
+                           "disk_size", "num_nodes", "open_ports", "context", "namespace",
+                           "kube_config_path"})
+
+
 def _infer_launcher(spec: dict[str, Any]) -> str:
-    """Runhouse's forms: ``ips=[...]`` means your own machines over SSH."""
-    return "ssh" if spec.get("ips") else "local"
+    """Runhouse's forms: ``ips=[...]`` means your own machines over SSH; ``instance_type=``,
+    ``provider=``... machines made on demand."""
+    if spec.get("ips"):
+        return "ssh"
+    if any(spec.get(key) is not None for key in ONDEMAND_KEYS):
+        return "ondemand"
+    return "local"
+
+
+def ondemand_cluster(name: str, **spec: Any) -> Cluster:
+    """A cluster whose machines are made for it (Runhouse's ``rh.ondemand_cluster``).
+
+    Takes ``instance_type``, ``accelerators`` ("A10G:1"), ``cpus``/``memory`` ("4+", "32+"),
+    ``disk_size``, ``provider`` ("aws", "gcp", "azure", "lambda", "kubernetes"...), ``region``,
+    ``zone``, ``use_spot``, ``num_nodes``, ``image`` (a docker image id), ``autostop_mins`` (default:
+    60, -1: never), ``open_ports``; Kubernetes: ``context``, ``namespace``, ``kube_config_path``.
+    Nothing is launched until it is used (``up_if_not()``, a deploy).
+    """
+    return cluster(name, launcher=spec.pop("launcher", None) or "ondemand", **spec)
 
 
 def here() -> Cluster:
