@@ -31,6 +31,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Cluster": ("tether.core.cluster", "Cluster"),
     "env": ("tether.core.images", "env"),
     "Env": ("tether.core.images", "Env"),
+    "Image": ("tether.core.image", "Image"),
     "load": ("tether.core.resources", "load"),
     "get": ("tether.core.invoke", "get"),
     "RemoteRef": ("tether.core.invoke", "RemoteRef"),
@@ -78,6 +79,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.core.cluster import Cluster, cluster
     from tether.core.function import Function, function
+    from tether.core.image import Image
     from tether.core.images import Env, env
     from tether.core.module import Module, module
     from tether.core.resources import Resource, exists, load
