@@ -16,8 +16,7 @@ from pathlib import Path
 
 import image_code
 import pytest
-from installer_support import layered_python, site_packages
-from test_envs import build_wheel
+from installer_support import build_wheel, layered_python, site_packages
 
 import tether as rh
 from tether.errors import ConfigError, LaunchError
