@@ -2,6 +2,7 @@
 
     python bench/run.py            # the full run (~3 min on 2 cores)
     python bench/run.py --quick    # a smoke run (~1 min): same figures, fewer samples
+    python bench/run.py --env-build --peers none   # only: an env with 3 packages, uv vs pip
 
 1. In fresh interpreters: ``import tether`` (and ``import ray``) time, and local cluster cold starts.
 2. Each peer in turn, alone on the machine: started, measured on the same figures through the same
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if not __package__:  # run as a script: make `bench` importable as a package
     sys.path.insert(0, str(ROOT))
 
-from bench import figures, lifecycle, machine, processes, report, settings, wrk  # noqa: E402
+from bench import env_build, figures, lifecycle, machine, processes, report, settings, wrk  # noqa: E402
 
 PEER_CLASSES = {
     "tether": ("bench.peers.tether_peer", "TetherPeer"),
@@ -52,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run (~1 min): fewer samples, shorter runs")
     p.add_argument("--peers", default="tether,ray,bare",
-                   help="comma-separated subset of tether,ray,bare (default: all)")
+                   help="comma-separated subset of tether,ray,bare (default: all), or none")
     p.add_argument("--seconds", type=float, help="duration of each calls/s measurement")
     p.add_argument("--wrk-seconds", type=float, help="duration of each wrk run")
     p.add_argument("--latency-calls", type=int, help="sequential calls for p50/p99")
@@ -63,12 +64,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-install", action="store_true",
                    help="never apt-get install wrk (by default it is installed when missing, as root)")
     p.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
+    p.add_argument("--env-build", action="store_true",
+                   help="also build an env with three packages, with uv and with pip, cold and cached "
+                        "(bench/env_build.py; downloads from the package index, ~2 min)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                    help="folder for latest.json and latest.png (default: bench/results)")
     args = p.parse_args(argv)
-    args.peers = [x.strip() for x in args.peers.split(",") if x.strip()]
+    args.peers = [x.strip() for x in args.peers.split(",") if x.strip() and x.strip() != "none"]
     unknown = sorted(set(args.peers) - set(PEER_CLASSES))
-    if unknown or not args.peers:
+    if unknown or not (args.peers or args.env_build):
         p.error(f"--peers: unknown {unknown}; choose from {', '.join(PEER_CLASSES)}")
     return args
 
@@ -146,6 +150,10 @@ def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> 
         if "r" in cold:
             figures.record(results, "cold_start_wall_s", "tether", lambda: cold["r"]["cold_start_wall_s"], log)
             results["details"].setdefault("tether", {})["cold_start_samples"] = cold["r"]["samples"]
+
+    if args.env_build:
+        log("== env build: three packages, uv then pip, each with an empty cache, then cached")
+        env_build.record(results, workdir, log)
 
     for key in args.peers:
         log(f"== {key}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tether.client.daemon_client import DaemonClient
 from tether.core.image import Image, resolve_image
-from tether.core.image_apply import apply_image, forget_image
+from tether.core.image_apply import apply_image, check_docker, forget_image
 from tether.core.images import Env, resolve_env
 from tether.core.registry import local
 from tether.core.resources import Resource
@@ -62,20 +62,7 @@ class Cluster(Resource):
         self.image: Image | None = resolve_image(image)
         self._image_lock = threading.RLock()
         self._image_done = self._image_busy = False
-        self._check_docker()
-
-    def _check_docker(self) -> None:
-        """A docker base needs a launcher that makes the machines: refused here, at definition."""
-        if self.image is None or not self.image.docker_image or getattr(self.launcher, "docker_images", False):
-            return
-        able = sorted(name for name, cls in launchers().items() if getattr(cls, "docker_images", False))
-        raise ConfigError(
-            f"cluster {self.name!r} uses the {self.launcher_name!r} launcher, whose machine already runs: "
-            f"it cannot start it from the docker image {self.image.docker_image!r} (Image.from_docker). "
-            + (f"Launchers that can: {', '.join(able)} (e.g. tether.ondemand_cluster(..., image=...)). "
-               if able else "None of the installed launchers can (on-demand clusters can, with tether[sky]). ")
-            + "Or drop from_docker() and keep the image's other steps, which run on any launcher.",
-            cluster=self.name)
+        check_docker(self)
 
     # -- definition --------------------------------------------------------------------------------
 
@@ -366,7 +353,8 @@ class Cluster(Resource):
         return self.launcher.ssh_tunnel(self, local_port, remote_port, node=node)
 
     def install_packages(self, reqs: Sequence[str], node: Any = None, from_local: bool = False) -> None:
-        """pip install ``reqs`` into the cluster's default env (the daemon's interpreter).
+        """Install ``reqs`` into the cluster's default env (the daemon's interpreter), with uv
+        where the node has it, else pip.
 
         Args:
             node: an index or address, "all", or None (the head).
@@ -379,12 +367,10 @@ class Cluster(Resource):
             self.up_if_not()
             self.launcher.install_local_packages(self, reqs, self.launcher.select(self, node))
             return
-        code = ("import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-m', 'pip', "
-                f"'install', '--disable-pip-version-check', *{reqs!r}]))")
-        for index in self.launcher.select(self, node):
-            (code_, out, err), = self.node_client(index).run([code], "python", stream_logs=True)
-            if code_:
-                raise LaunchError(f"pip install {' '.join(reqs)} failed on node {index} of "
+        for index in self.launcher.select(self, node):  # by the node's installer: uv, else pip
+            (code, out, err), = self.node_client(index).run(reqs, "install", stream_logs=True)
+            if code:
+                raise LaunchError(f"installing {' '.join(reqs)} failed on node {index} of "
                                   f"{self.name!r}:\n{(err or out)[-2000:]}", cluster=self.name)
 
     # -- objects -------------------------------------------------------------------------------------

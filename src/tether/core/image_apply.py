@@ -26,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from tether import state
-from tether.errors import LaunchError, NotFoundError, TetherError
+from tether.errors import ConfigError, LaunchError, NotFoundError, TetherError
+from tether.plugins import launchers
 
 if TYPE_CHECKING:
     from tether.client.daemon_client import DaemonClient
@@ -64,6 +65,22 @@ def apply_image(cluster: Cluster, image: Image | None = None, *,
                 failures[0].add_note(f"also: {other}")
             raise failures[0]
         return [f.result() for f in futures]
+
+
+def check_docker(cluster: Cluster) -> None:
+    """A docker base needs a launcher that makes the machines (``Launcher.docker_images``): a
+    ConfigError at definition otherwise, naming the launchers that can."""
+    image = cluster.image
+    if image is None or not image.docker_image or getattr(cluster.launcher, "docker_images", False):
+        return
+    able = sorted(name for name, cls in launchers().items() if getattr(cls, "docker_images", False))
+    raise ConfigError(
+        f"cluster {cluster.name!r} uses the {cluster.launcher_name!r} launcher, whose machine already "
+        f"runs: it cannot start it from the docker image {image.docker_image!r} (Image.from_docker). "
+        + (f"Launchers that can: {', '.join(able)} (e.g. tether.ondemand_cluster(..., image=...)). "
+           if able else "None of the installed launchers can (on-demand clusters can, with tether[sky]). ")
+        + "Or drop from_docker() and keep the image's other steps, which run on any launcher.",
+        cluster=cluster.name)
 
 
 def forget_image(clients: Sequence[DaemonClient]) -> None:

@@ -49,7 +49,7 @@ def build(cluster, capfd) -> tuple[dict, str]:
 def test_an_env_is_built_with_uv_where_the_daemon_has_it(local, capfd):
     ready, said = build(local(uv=True), capfd)
     assert ready["installer"] == "uv"
-    assert f"installing into env 'withtoolz-" in said and "with uv 0." in said
+    assert "installing into env 'withtoolz-" in said and "with uv 0." in said
     assert "ready (built with uv" in said
 
 
