@@ -79,7 +79,9 @@ def check_docker(cluster: Cluster) -> None:
         f"runs: it cannot start it from the docker image {image.docker_image!r} (Image.from_docker). "
         + (f"Launchers that can: {', '.join(able)} (e.g. tether.ondemand_cluster(..., image=...)). "
            if able else "None of the installed launchers can (on-demand clusters can, with tether[sky]). ")
-        + "Or drop from_docker() and keep the image's other steps, which run on any launcher.",
+        + "Or drop from_docker() and keep the image's other steps, which run on any launcher."
+        + (f" (image={image.docker_image!r} is not the name of a saved tether.Image either.)"
+           if image.name is None and not image.steps else ""),
         cluster=cluster.name)
 
 
@@ -100,6 +102,7 @@ def _apply_node(cluster: str, image: Image, client: DaemonClient, node: str,
                           "cluster.restart_server() restarts it with this tether", cluster=cluster,
                           node=node) from None
     records = known.get("records") or {}
+    current = known.get("env_vars") or {}  # the image env vars the node's daemon has now
     steps = image.keyed_steps()
     title = f"image {image.name!r}" if image.name else "image"
     done: list[dict[str, Any]] = []
@@ -112,6 +115,8 @@ def _apply_node(cluster: str, image: Image, client: DaemonClient, node: str,
             continue
         begin = time.monotonic()
         installer = _run_step(cluster, image, step, number, client, where)
+        if step.kind == "set_env_vars":
+            current = _env_vars_up_to(image, number)
         seconds = time.monotonic() - begin
         record = {"key": key, "index": number - 1, "kind": step.kind, "step": step.describe(),
                   "image": image.name, "seconds": round(seconds, 3), "at": time.time(),
@@ -120,21 +125,25 @@ def _apply_node(cluster: str, image: Image, client: DaemonClient, node: str,
         say(f"{where}{f' (with {installer})' if installer else ''}", seconds)
         done.append({"key": key, "step": step.kind, "ran": True, "seconds": seconds, "installer": installer})
     wanted = image.env_vars()
-    if (known.get("env_vars") or {}) != wanted and not any(
-            s.kind == "set_env_vars" for _, s in steps):  # the image no longer sets any: clear them
+    if current != wanted:  # steps skipped (changed back to an older image), or none sets them now
         client.request_json("POST", "/_tether/image", body={"env_vars": wanted})
     return done
+
+
+def _env_vars_up_to(image: Image, number: int) -> dict[str, str]:
+    """The env vars of the image's first ``number`` steps (later steps win)."""
+    merged: dict[str, str] = {}
+    for step in image.steps[:number]:
+        if step.kind == "set_env_vars":
+            merged.update(step.args["env_vars"])
+    return merged
 
 
 def _run_step(cluster: str, image: Image, step: ImageStep, number: int, client: DaemonClient,
               where: str) -> str | None:
     """Run one step on one node; the installer's label for ``install_packages``."""
-    if step.kind == "set_env_vars":
-        merged: dict[str, str] = {}
-        for other in image.steps[:number]:
-            if other.kind == "set_env_vars":
-                merged.update(other.args["env_vars"])
-        client.request_json("POST", "/_tether/image", body={"env_vars": merged})
+    if step.kind == "set_env_vars":  # the env vars so far: the steps after it see them
+        client.request_json("POST", "/_tether/image", body={"env_vars": _env_vars_up_to(image, number)})
         return None
     if step.kind == "install_packages":
         results = client.run(list(step.args["reqs"]), "install", stream_logs=False)

@@ -82,6 +82,10 @@ def test_steps_run_once_in_order_and_a_changed_step_reruns_with_the_steps_after_
     assert rh.function(image_code.env_var).to(changed, name="env-var")("IMAGE_VALUE") == "two"
     assert again.get("env-var")("IMAGE_VALUE") == "two"  # running workers restarted with it
 
+    back = made(image("one")).up_if_not()  # changed back: that chain's steps are all recorded
+    assert lines(first) == ["ran"] and lines(second) == ["one", "two"]
+    assert back.get("env-var")("IMAGE_VALUE") == "one"  # ...and the env vars follow the image
+
     changed.reset_image()
     made(image("two")).up_if_not()  # forgotten: every step runs again
     assert lines(first) == ["ran", "ran"] and lines(second) == ["one", "two", "two"]
