@@ -106,10 +106,13 @@ def _apply_node(cluster: str, image: Image, client: DaemonClient, node: str,
     steps = image.keyed_steps()
     title = f"image {image.name!r}" if image.name else "image"
     done: list[dict[str, Any]] = []
+    if steps and all(key in records for key, _ in steps):  # the usual warm bring-up: one line
+        say(f"{node}: {title}: all {len(steps)} step(s) done before, skipped")
     for number, (key, step) in enumerate(steps, start=1):
         where = f"{node}: {title} step {number}/{len(steps)} {step.describe()}"
         if key in records:
-            say(f"{where}: done before, skipped")
+            if not all(k in records for k, _ in steps):
+                say(f"{where}: done before, skipped")
             done.append({"key": key, "step": step.kind, "ran": False, "seconds": 0.0,
                          "installer": records[key].get("installer")})
             continue
