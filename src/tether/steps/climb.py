@@ -189,7 +189,8 @@ def instances_on(handle: Any) -> list[str]:
 def resize(cluster: Any, rung: dict[str, Any]) -> Any:
     """The same named cluster on another size: torn down, redefined with ``rung``, saved, up."""
     spec = {**cluster.spec, **{k: v for k, v in rung.items() if k != "cluster"}}
-    resized = named_cluster(name=cluster.name, launcher=cluster.launcher_name, **spec)
+    resized = named_cluster(name=cluster.name, launcher=cluster.launcher_name,
+                            image=getattr(cluster, "image", None), **spec)  # the same setup steps
     if cluster.is_up():
         cluster.teardown()
     resized.up_if_not()
