@@ -1,0 +1,130 @@
+"""``SkyProvisioner`` on SkyPilot's SDK, as far as it goes without a cloud.
+
+SkyPilot's SDK sends each call to its API server and ``sky.get`` waits for the result. That
+server cannot run in the test venv (it needs uvicorn<0.36; see the Makefile), so
+``in_process_server`` stands in for its transport only: each SDK call runs, when its request is
+got, the function SkyPilot's server runs for it (``sky.core.status``, ``sky.core.down``,
+``sky.execution.launch``...), on SkyPilot's real state in the throwaway HOME. No cloud exists
+here: what runs is SkyPilot's own bookkeeping and its own ``sky check``, which finds no
+credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tether import plugins
+from tether.errors import ConfigError
+from tether.launchers.ondemand.provisioner import MachineRequest, ProvisionError
+from tether.launchers.sky.provisioner import SkyProvisioner
+
+
+@pytest.fixture
+def in_process_server(monkeypatch):
+    """The SDK calls tether makes, each run by SkyPilot's server-side function when got."""
+    import sky
+    from sky import core, execution
+    from sky.client import sdk
+
+    calls: list[str] = []
+
+    def request(name, run):
+        def submit(*args, **kwargs):
+            calls.append(name)
+            return lambda: run(*args, **kwargs)
+        return submit
+
+    def status(names=None, refresh=sky.StatusRefreshMode.NONE, all_users=False, *,
+               _include_credentials=False, **_):
+        return core.status(names, refresh, all_users, include_credentials=_include_credentials)
+
+    monkeypatch.setattr(sky, "launch", request("launch", execution.launch))
+    monkeypatch.setattr(sky, "status", request("status", status))
+    monkeypatch.setattr(sky, "down", request("down", core.down))
+    monkeypatch.setattr(sky, "stop", request("stop", core.stop))
+    monkeypatch.setattr(sky, "autostop", request("autostop", core.autostop))
+    monkeypatch.setattr(sdk, "enabled_clouds", request("enabled_clouds", core.enabled_clouds))
+    monkeypatch.setattr(sky, "get", lambda got: got())
+    monkeypatch.setattr(sky, "stream_and_get", lambda got, *a, **k: got())
+    return calls
+
+
+def test_sky_is_the_built_in_provisioner_of_every_cloud():
+    found = plugins.provisioners()
+    for provider in ("aws", "gcp", "azure", "lambda", "kubernetes", "k8s", "runpod"):
+        assert found[provider] is SkyProvisioner
+
+
+def test_registering_it_imports_no_skypilot():
+    program = ("import sys, json, tether.plugins as p; p.provisioners(); "
+               "print(json.dumps([m for m in sys.modules if m == 'sky' or m.startswith('sky.')]))")
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_machines_of_a_cluster_skypilot_never_made_is_empty(in_process_server):
+    assert SkyProvisioner().machines("never-made") == []
+    assert in_process_server == ["status"]
+
+
+def test_terminate_and_stop_of_nothing_are_no_ops(in_process_server):
+    provisioner = SkyProvisioner()
+    provisioner.terminate("never-made")
+    provisioner.terminate("never-made")
+    provisioner.stop("never-made")
+    assert in_process_server == ["down", "down", "stop"]
+
+
+def test_autostop_of_a_cluster_that_is_not_there_says_so(in_process_server):
+    with pytest.raises(ProvisionError, match="could not set autostop on.*never-made"):
+        SkyProvisioner().set_autostop("never-made", 30)
+
+
+def test_a_launch_without_credentials_names_the_cloud_and_leaves_nothing(in_process_server,
+                                                                         enabled_clouds):
+    """SkyPilot's launch runs its own ``sky check`` (no cloud has credentials here) and refuses;
+    the cluster it never made is looked for and nothing is left to delete."""
+    enabled_clouds()
+    said: list[str] = []
+    request = MachineRequest(provider="aws", instance_type="m6i.large", autostop_mins=30)
+    with pytest.raises(ProvisionError) as caught:
+        SkyProvisioner().create("no-creds", request, said.append)
+    text = str(caught.value)
+    assert "Cloud access is not set up" in text  # SkyPilot's own check found none
+    assert "SkyPilot has no usable credentials for aws" in text and "`sky check aws`" in text
+    assert "SkyPilot made no machine, nothing is left running" in text
+    assert caught.value.cleaned_up == []
+    assert said == ["launching 1 x m6i.large on aws with SkyPilot as cluster 'no-creds' "
+                    "(autodown after 30 idle minutes)"]
+    assert in_process_server[:2] == ["status", "launch"] and "down" in in_process_server
+    assert SkyProvisioner().machines("no-creds") == []
+
+
+def test_check_refuses_a_bad_request_before_any_sdk_call(in_process_server):
+    with pytest.raises(ConfigError, match="close matches.*m6i.large"):
+        SkyProvisioner().check(MachineRequest(provider="aws", instance_type="m6i.larg"))
+    assert in_process_server == []
+
+
+def test_check_names_a_cloud_without_credentials(in_process_server, enabled_clouds):
+    enabled_clouds("GCP")
+    with pytest.raises(ProvisionError, match=r"no usable credentials for aws.*`sky check aws`.*"
+                                             r"enabled clouds: gcp"):
+        SkyProvisioner().check(MachineRequest(provider="aws", instance_type="m6i.large"))
+    SkyProvisioner().check(MachineRequest(provider="gcp", instance_type="n2-standard-8"))
+    assert in_process_server == ["enabled_clouds", "enabled_clouds"]
+
+
+def test_price_comes_from_the_catalog():
+    provisioner = SkyProvisioner()
+    spot = MachineRequest(provider="aws", instance_type="g5.xlarge", region="us-east-1",
+                          use_spot=True, num_nodes=2)
+    assert provisioner.price(spot) == pytest.approx(2 * 0.403)
+    on_demand = MachineRequest(provider="gcp", instance_type="n2-standard-8")
+    assert provisioner.price(on_demand) == pytest.approx(0.388)
+    assert provisioner.price(MachineRequest(provider="aws", cpus="4+")) is None
