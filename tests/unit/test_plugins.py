@@ -41,8 +41,8 @@ def test_hookspecs_are_all_declared():
     pm = plugins.get_plugin_manager()
     names = {name for name in dir(pm.hook) if name.startswith("tether_")}
     # every hook is fired somewhere (tests/integration/core/test_plugin_events.py for the events)
-    assert names == {"tether_launchers", "tether_classify_failure", "tether_next_compute",
-                     "tether_on_deploy", "tether_on_call"}
+    assert names == {"tether_launchers", "tether_provisioners", "tether_classify_failure",
+                     "tether_next_compute", "tether_on_deploy", "tether_on_call"}
 
 
 class FakeLauncher(Launcher):
