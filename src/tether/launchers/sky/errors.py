@@ -42,15 +42,15 @@ def instance_types(cloud: str) -> list[str]:
         return []
 
 
-def close_instance_types(cloud: str, name: str, n: int = 5) -> list[str]:
+def close_instance_types(cloud: str, name: str, n: int = 4) -> list[str]:
     """The catalog's instance types nearest ``name`` (difflib), best first."""
-    return difflib.get_close_matches(name, instance_types(cloud), n=n, cutoff=0.5)
+    return difflib.get_close_matches(name, instance_types(cloud), n=n, cutoff=0.75)
 
 
 def unknown_instance_type(cloud: str, name: str) -> ConfigError:
     close = close_instance_types(cloud, name)
     hint = (f"; close matches in SkyPilot's {cloud} catalog: {', '.join(close)}" if close
-            else f"; list the types with `sky show-gpus --infra {cloud} --all` or your cloud's docs")
+            else f"; list the types with `sky gpus list --infra {cloud} --all` or your cloud's docs")
     return ConfigError(f"instance_type={name!r} is not an instance type of {cloud}{hint}",
                        provider=cloud, instance_type=name)
 
