@@ -46,6 +46,14 @@ def _field(record: Any, key: str) -> Any:
         return getattr(record, key, None)
 
 
+def _hourly(resources: Any) -> float:
+    """One node's dollars per hour (infinite when the catalog has no price: never cheapest)."""
+    try:
+        return float(resources.get_cost(3600))
+    except Exception:  # noqa: BLE001 - Kubernetes and some clouds have no price
+        return float("inf")
+
+
 class SkyProvisioner(Provisioner):
     """Makes, lists, stops and deletes an on-demand cluster's machines with SkyPilot."""
 
@@ -169,16 +177,42 @@ class SkyProvisioner(Provisioner):
         except Exception as exc:  # noqa: BLE001
             raise errors.translate_error(exc, MachineRequest(), doing="set autostop on") from exc
 
+    def plan(self, request: MachineRequest) -> dict[str, Any]:
+        """What SkyPilot would launch for ``request`` on the cloud asked for: the cheapest of
+        the launchable resources that cloud's catalog offers (the choice SkyPilot's optimizer
+        makes within one cloud). Computed here from SkyPilot's catalog: no credentials, no API
+        server (``sky.optimize`` through the server returns no plan, only its log), nothing
+        launched. The region is the cheapest one unless ``region=`` was given."""
+        cloud = translate.cloud_of(request)
+        task = translate.to_task("tether-plan", request)
+        wanted = next(iter(task.resources))
+        with translate.sky_context(request):
+            try:
+                wanted.validate()
+                feasible = wanted.cloud.get_feasible_launchable_resources(
+                    wanted, num_nodes=request.num_nodes)
+            except Exception as exc:  # noqa: BLE001 - SkyPilot's errors, translated at one boundary
+                raise errors.translate_error(exc, request, doing="plan") from exc
+        if not feasible.resources_list:
+            fuzzy = ", ".join(str(c) for c in feasible.fuzzy_candidate_list or ())
+            raise ProvisionError(
+                f"SkyPilot's {cloud} catalog has nothing for {errors.describe(request)}"
+                + (f": {errors.plain(feasible.hint)}" if feasible.hint else "")
+                + (f"; close offers: {fuzzy}" if fuzzy else ""), provider=cloud)
+        best = min(feasible.resources_list, key=_hourly)
+        hourly = _hourly(best)
+        return {"cloud": cloud, "instance_type": best.instance_type,
+                "accelerators": best.accelerators, "region": best.region,
+                "use_spot": best.use_spot, "num_nodes": request.num_nodes,
+                "price_per_hour": None if hourly == float("inf") else hourly * request.num_nodes}
+
     def price(self, request: MachineRequest) -> float | None:
         """Dollars per hour of all nodes, from SkyPilot's catalog (spot prices with
-        ``use_spot``); None without an instance type (the optimizer picks it at launch)."""
-        if not request.instance_type:
-            return None
-        task = translate.to_task("tether-price", request)
-        resources = next(iter(task.resources))
+        ``use_spot``), for SkyPilot's plan of the request; None when it cannot be priced
+        (Kubernetes, a shape the catalog lacks)."""
         try:
-            return float(resources.get_cost(3600)) * request.num_nodes
-        except Exception:  # noqa: BLE001 - no price in the catalog (Kubernetes): unknown
+            return self.plan(request)["price_per_hour"]
+        except (ProvisionError, ConfigError):
             return None
 
     # -- helpers -----------------------------------------------------------------------------

@@ -127,4 +127,24 @@ def test_price_comes_from_the_catalog():
     assert provisioner.price(spot) == pytest.approx(2 * 0.403)
     on_demand = MachineRequest(provider="gcp", instance_type="n2-standard-8")
     assert provisioner.price(on_demand) == pytest.approx(0.388)
-    assert provisioner.price(MachineRequest(provider="aws", cpus="4+")) is None
+    assert provisioner.price(MachineRequest(provider="aws", instance_type="g5.xlargee")) is None
+
+
+def test_plan_is_the_cheapest_launchable_offer_and_needs_no_credentials(enabled_clouds):
+    """SkyPilot's catalog offers for the request on the cloud asked for, the cheapest first, as
+    its optimizer chooses within one cloud; no cloud has credentials here."""
+    enabled_clouds()
+    provisioner = SkyProvisioner()
+    plan = provisioner.plan(MachineRequest(provider="aws", cpus="4+", memory="16+", num_nodes=2))
+    assert plan == {"cloud": "aws", "instance_type": "m6i.xlarge", "accelerators": None,
+                    "region": None, "use_spot": False, "num_nodes": 2,
+                    "price_per_hour": pytest.approx(2 * 0.192)}
+    gpu = provisioner.plan(MachineRequest(provider="aws", accelerators="A10G:1", use_spot=True,
+                                          region="us-west-2"))
+    assert (gpu["instance_type"], gpu["region"]) == ("g5.xlarge", "us-west-2")
+    assert gpu["price_per_hour"] == pytest.approx(0.421)  # that region's spot price
+    with pytest.raises(ProvisionError, match="Accelerators for m6i.large: None"):
+        provisioner.plan(MachineRequest(provider="aws", instance_type="m6i.large",
+                                        accelerators="A10G:1"))
+    with pytest.raises(ProvisionError, match="catalog has nothing for 1 x H100:8 on aws"):
+        provisioner.plan(MachineRequest(provider="aws", accelerators="H100:8"))
