@@ -90,13 +90,15 @@ class SkyProvisioner(Provisioner):
     # -- the machines ------------------------------------------------------------------------
 
     def create(self, cluster: str, request: MachineRequest, say: Say) -> list[Machine]:
-        """Launch ``request`` as SkyPilot cluster ``cluster`` (or find it up and return its
-        machines). All or nothing: a failed launch of a new cluster is ``sky down``-ed, and the
-        ProvisionError says what was cleaned up."""
+        """Launch ``request`` as SkyPilot cluster ``cluster``, or find it up and return its
+        machines (a stopped one is started again by the launch). All or nothing: a failed
+        launch of a new cluster is ``sky down``-ed, and the ProvisionError says what was cleaned
+        up; a cluster that existed before is left as it was."""
         sky = _sky()
-        existing = self.machines(cluster)
-        if existing and self._matches(existing, request):
+        status, existing = self._state(cluster)
+        if status == "UP" and self._matches(existing, request):
             return existing
+        existed = status is not None
         task = translate.to_task(cluster, request)
         autostop = translate.launch_kwargs(request)
         say(f"launching {errors.describe(request)} with SkyPilot as cluster {cluster!r}"
@@ -106,23 +108,30 @@ class SkyProvisioner(Provisioner):
             try:
                 sky.stream_and_get(sky.launch(task, cluster_name=cluster, **autostop))
             except KeyboardInterrupt:
-                if not existing:  # Ctrl-C mid-launch: nothing is left billing either
+                if not existed:  # Ctrl-C mid-launch: nothing is left billing either
                     self._clean_up(cluster)
                 raise
             except Exception as exc:  # noqa: BLE001 - SkyPilot's errors, translated at one boundary
-                cleaned = [] if existing else self._clean_up(cluster)
+                cleaned = [] if existed else self._clean_up(cluster)
                 raise errors.translate_error(
-                    exc, request, cleaned_up=cleaned, existed=bool(existing)) from exc
+                    exc, request, cleaned_up=cleaned, existed=existed) from exc
         made = self.machines(cluster)
         if len(made) != request.num_nodes:
-            cleaned = [] if existing else self._clean_up(cluster)
+            cleaned = [] if existed else self._clean_up(cluster)
             raise ProvisionError(
                 f"SkyPilot launched cluster {cluster!r} but reports {len(made)} reachable "
                 f"node(s) of {request.num_nodes}", cleaned_up=cleaned, cluster=cluster)
         return made
 
     def machines(self, cluster: str) -> list[Machine]:
-        """The cluster's nodes SkyPilot knows (head first); [] when it has no such cluster."""
+        """The cluster's nodes SkyPilot knows (head first), running or stopped; [] when it has
+        no such cluster."""
+        return self._state(cluster)[1]
+
+    def _state(self, cluster: str) -> tuple[str | None, list[Machine]]:
+        """SkyPilot's status of ``cluster`` (``UP``, ``STOPPED``, ``INIT``; None: no such
+        cluster) and its machines, from one ``sky.status`` (refreshed when autostop is set, so a
+        cluster SkyPilot autodowned is gone)."""
         sky = _sky()
         from sky import exceptions as sky_exc
 
@@ -130,15 +139,16 @@ class SkyProvisioner(Provisioner):
             records = sky.get(sky.status([cluster], refresh=sky.StatusRefreshMode.AUTO,
                                          _include_credentials=True))
         except sky_exc.ClusterDoesNotExist:
-            return []
+            return None, []
         except Exception as exc:  # noqa: BLE001 - SkyPilot's errors, translated at one boundary
             raise errors.translate_error(exc, MachineRequest(), doing="list the machines of") from exc
         for record in records or ():
             if _field(record, "name") == cluster:
-                return machines.machines_of(
-                    {"handle": _field(record, "handle"),
-                     "credentials": _field(record, "credentials")})
-        return []
+                status = _field(record, "status")
+                found = machines.machines_of({"handle": _field(record, "handle"),
+                                              "credentials": _field(record, "credentials")})
+                return str(getattr(status, "value", status)), found
+        return None, []
 
     def stop(self, cluster: str) -> None:
         """``sky stop``: the machines stop, their disks stay (and bill). Kubernetes pods cannot

@@ -14,6 +14,7 @@ SkyPilot fixes its catalog directory when it is imported, so HOME is set before 
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import shutil
 import sys
 import tempfile
@@ -120,3 +121,34 @@ def enabled_clouds():
     yield enable
     enable()
 
+
+def _handle(infra: str, instance_type: str, ips: list[tuple[str, str]], *, ports=None,
+            ssh_user: str = "ubuntu", docker_user: str | None = None, instance_ids=None,
+            cluster: str = "trainer", cluster_yaml: str | None = None):
+    """SkyPilot's handle of a launched cluster, as its client receives it (pickled)."""
+    import sky
+    from sky.backends import cloud_vm_ray_backend
+    from sky.provision import common
+
+    ids = instance_ids or [f"i-{n}" for n in range(len(ips))]
+    info = common.ClusterInfo(
+        instances={ids[n]: [common.InstanceInfo(instance_id=ids[n], internal_ip=internal,
+                                                external_ip=external, tags={})]
+                   for n, (internal, external) in enumerate(ips)},
+        head_instance_id=ids[0], provider_name=infra.split("/")[0], ssh_user=ssh_user,
+        docker_user=docker_user)
+    made = cloud_vm_ray_backend.CloudVmRayResourceHandle(
+        cluster_name=cluster, cluster_name_on_cloud=f"{cluster}-2ea4", cluster_yaml=cluster_yaml,
+        launched_nodes=len(ips),
+        launched_resources=sky.Resources(infra=infra, instance_type=instance_type),
+        stable_internal_external_ips=ips, stable_ssh_ports=ports or [22] * len(ips),
+        cluster_info=info)
+    made.docker_user = docker_user
+    return pickle.loads(pickle.dumps(made))
+
+
+@pytest.fixture
+def make_handle():
+    """SkyPilot's handle of a launched cluster (``CloudVmRayResourceHandle`` with its
+    ``ClusterInfo``, as its provisioner fills them), as its client receives it (pickled)."""
+    return _handle

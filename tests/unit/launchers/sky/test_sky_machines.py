@@ -9,7 +9,6 @@ travel from SkyPilot's API server to its client, and the credentials are the dic
 from __future__ import annotations
 
 import os
-import pickle
 import shlex
 import stat
 
@@ -18,36 +17,11 @@ import pytest
 from tether import state
 from tether.launchers.sky import machines
 
-
-def handle(infra: str, instance_type: str, ips: list[tuple[str, str]], *, ports=None,
-           ssh_user: str = "ubuntu", docker_user: str | None = None, instance_ids=None):
-    """SkyPilot's handle of a launched cluster, as its client receives it (pickled)."""
-    import sky
-    from sky.backends import cloud_vm_ray_backend
-    from sky.provision import common
-
-    ids = instance_ids or [f"i-{n}" for n in range(len(ips))]
-    info = common.ClusterInfo(
-        instances={ids[n]: [common.InstanceInfo(instance_id=ids[n], internal_ip=internal,
-                                                external_ip=external, tags={})]
-                   for n, (internal, external) in enumerate(ips)},
-        head_instance_id=ids[0], provider_name=infra.split("/")[0], ssh_user=ssh_user,
-        docker_user=docker_user)
-    made = cloud_vm_ray_backend.CloudVmRayResourceHandle(
-        cluster_name="trainer", cluster_name_on_cloud="trainer-2ea4", cluster_yaml=None,
-        launched_nodes=len(ips),
-        launched_resources=sky.Resources(infra=infra, instance_type=instance_type),
-        stable_internal_external_ips=ips, stable_ssh_ports=ports or [22] * len(ips),
-        cluster_info=info)
-    made.docker_user = docker_user
-    return pickle.loads(pickle.dumps(made))
-
-
 KEY = {"ssh_user": "ubuntu", "ssh_private_key": "~/.sky/clients/0a1b2c3d/ssh/sky-key"}
 
 
-def test_vm_nodes_head_first_with_their_endpoint_key_and_price():
-    record = {"handle": handle("aws/us-east-1", "g5.xlarge",
+def test_vm_nodes_head_first_with_their_endpoint_key_and_price(make_handle):
+    record = {"handle": make_handle("aws/us-east-1", "g5.xlarge",
                                [("10.0.0.5", "3.80.1.5"), ("10.0.0.6", "3.80.1.6")],
                                instance_ids=["i-0head", "i-0work"]),
               "credentials": dict(KEY)}
@@ -61,8 +35,8 @@ def test_vm_nodes_head_first_with_their_endpoint_key_and_price():
     assert head.price_per_hour == pytest.approx(1.006)  # the fixture catalog's on-demand price
 
 
-def test_a_key_sent_as_text_is_written_private_next_to_the_clusters_state():
-    record = {"handle": handle("gcp/us-central1", "n2-standard-8", [("10.1.0.2", "34.1.2.3")]),
+def test_a_key_sent_as_text_is_written_private_next_to_the_clusters_state(make_handle):
+    record = {"handle": make_handle("gcp/us-central1", "n2-standard-8", [("10.1.0.2", "34.1.2.3")]),
               "credentials": {"ssh_user": "gcpuser",
                               "ssh_private_key_content": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc"}}
     (machine,) = machines.machines_of(record)
@@ -72,8 +46,8 @@ def test_a_key_sent_as_text_is_written_private_next_to_the_clusters_state():
     assert machine.user == "ubuntu"  # the handle's user (its ClusterInfo) wins over the record's
 
 
-def test_a_docker_image_on_a_vm_is_reached_through_the_vm():
-    record = {"handle": handle("aws/us-east-1", "g5.xlarge", [("10.0.0.5", "3.80.1.5")],
+def test_a_docker_image_on_a_vm_is_reached_through_the_vm(make_handle):
+    record = {"handle": make_handle("aws/us-east-1", "g5.xlarge", [("10.0.0.5", "3.80.1.5")],
                                ports=[2222], docker_user="root"),
               "credentials": dict(KEY)}
     (machine,) = machines.machines_of(record)
@@ -85,10 +59,10 @@ def test_a_docker_image_on_a_vm_is_reached_through_the_vm():
     assert proxy[proxy.index("-i") + 1] == machine.key_path
 
 
-def test_kubernetes_pods_are_reached_through_skypilots_proxy():
+def test_kubernetes_pods_are_reached_through_skypilots_proxy(make_handle):
     from sky.server import common as server_common
 
-    record = {"handle": handle("k8s/lab-ctx", "4CPU--16GB",
+    record = {"handle": make_handle("k8s/lab-ctx", "4CPU--16GB",
                                [("10.244.0.7", "10.244.0.7"), ("10.244.1.9", "10.244.1.9")],
                                ssh_user="sky", instance_ids=["trainer-2ea4-head",
                                                              "trainer-2ea4-worker1"]),

@@ -12,12 +12,13 @@ credentials.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from tether import plugins
+from tether import plugins, state
 from tether.errors import ConfigError
 from tether.launchers.ondemand.provisioner import MachineRequest, ProvisionError
 from tether.launchers.sky.provisioner import SkyProvisioner
@@ -103,6 +104,50 @@ def test_a_launch_without_credentials_names_the_cloud_and_leaves_nothing(in_proc
                     "(autodown after 30 idle minutes)"]
     assert in_process_server[:2] == ["status", "launch"] and "down" in in_process_server
     assert SkyProvisioner().machines("no-creds") == []
+
+
+def test_a_cluster_skypilot_has_up_is_found_not_launched(in_process_server, make_handle,
+                                                         sky_home):
+    """A cluster recorded UP in SkyPilot's own state (as its provisioner records one after a
+    launch): ``machines`` reads it through ``sky.status``, and ``create`` of the same request
+    returns those machines with no launch; another size would be a launch (SkyPilot refuses to
+    resize a cluster, and one that existed is left as it was)."""
+    from sky import global_user_state, models
+    from sky.utils import auth_utils, common_utils
+
+    # SkyPilot's own SSH key (it makes one per user), and the cluster config it writes at launch
+    private_key, _ = auth_utils.get_or_generate_keys()
+    cluster_yaml = sky_home / ".sky" / "generated" / "up2.yml"
+    cluster_yaml.parent.mkdir(parents=True, exist_ok=True)
+    cluster_yaml.write_text(
+        "cluster_name: up2-2ea4\nprovider:\n  module: sky.provision.kubernetes\n"
+        f"  context: lab-ctx\nauth:\n  ssh_user: sky\n  ssh_private_key: {private_key}\n")
+    # Kubernetes: SkyPilot's status checks the owner of a cluster with the cloud's SDK
+    # (boto3...), which the test venv has not; for Kubernetes it reads the kubeconfig
+    handle = make_handle("k8s/lab-ctx", "4CPU--16GB", [("10.244.0.7", "10.244.0.7"),
+                                                       ("10.244.1.9", "10.244.1.9")],
+                         ssh_user="sky", cluster="up2", cluster_yaml=str(cluster_yaml))
+    global_user_state.add_or_update_user(models.User(id=common_utils.get_user_hash(),
+                                                     name="tester"))
+    global_user_state.add_or_update_cluster("up2", handle, requested_resources=None, ready=True)
+    try:
+        provisioner = SkyProvisioner()
+        found = provisioner.machines("up2")
+        assert [m.host for m in found] == ["10.244.0.7", "10.244.1.9"]
+        assert all("kubernetes-pod-ssh-proxy" in m.proxy_command for m in found)
+        # SkyPilot sends the key's text with the status (its API server may be elsewhere)
+        assert found[0].key_path == str(state.cluster_dir("up2") / "sky-key")
+        with open(found[0].key_path) as mine, open(os.path.expanduser(private_key)) as skys:
+            assert mine.read().rstrip("\n") == skys.read().rstrip("\n")
+        same = MachineRequest(provider="kubernetes", instance_type="4CPU--16GB", num_nodes=2,
+                              extra={"context": "lab-ctx"})
+        assert provisioner.create("up2", same, pytest.fail) == found
+        assert in_process_server == ["status", "status"]
+        assert not provisioner._matches(found, MachineRequest(provider="kubernetes",
+                                                              instance_type="8CPU--32GB",
+                                                              num_nodes=2))
+    finally:
+        global_user_state.remove_cluster("up2", terminate=True)
 
 
 def test_check_refuses_a_bad_request_before_any_sdk_call(in_process_server):
