@@ -83,7 +83,7 @@ lint: $(STAMP)
 
 clean:
 	@if $(PY) -c '' 2>/dev/null; then $(PY) -c "$$DAEMON_CHECK" ours; fi
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info bench/results
+	rm -rf $(VENV) .venv-skyserver .pytest_cache .ruff_cache build dist src/*.egg-info bench/results
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
 
 # The sky extra (SkyPilot) next to the test extras. SkyPilot caps click<8.2 and uvicorn<0.36 for its
