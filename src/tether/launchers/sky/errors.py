@@ -76,16 +76,16 @@ def reasons(error: BaseException) -> list[str]:
 
 def translate_error(error: BaseException, request: MachineRequest, *,
                     cleaned_up: list[str] | None = None, existed: bool = False,
-                    doing: str = "launch") -> TetherError:
+                    doing: str = "launch", cluster: str | None = None) -> TetherError:
     """The tether error for a SkyPilot exception raised while ``doing`` (launch, stop...).
 
     ``cleaned_up``: None when nothing could have been made (a check, a stop); a list (maybe
     empty) after a failed launch: what was deleted. ``existed``: the cluster was up before the
-    launch and is left as it was.
+    launch and is left as it was. ``cluster``: named in the message (stop, teardown...).
     """
     from sky import exceptions as sky_exc
 
-    translated = _translate(sky_exc, error, request, cleaned_up, doing)
+    translated = _translate(sky_exc, error, request, cleaned_up, doing, cluster)
     if cleaned_up == [] and isinstance(translated, ProvisionError):
         note = ("the cluster that was up before is left as it was" if existed
                 else "SkyPilot made no machine, nothing is left running")
@@ -94,7 +94,7 @@ def translate_error(error: BaseException, request: MachineRequest, *,
 
 
 def _translate(sky_exc: Any, error: BaseException, request: MachineRequest,
-               cleaned_up: list[str] | None, doing: str) -> TetherError:
+               cleaned_up: list[str] | None, doing: str, cluster: str | None) -> TetherError:
     if isinstance(error, TetherError):
         return error
     cloud = cloud_of(request) if request.provider else "the cloud"
@@ -112,21 +112,26 @@ def _translate(sky_exc: Any, error: BaseException, request: MachineRequest,
     if isinstance(error, (sky_exc.ResourcesUnavailableError, sky_exc.ResourcesMismatchError,
                           sky_exc.ProvisionPrechecksError, sky_exc.KubernetesValidationError)):
         return ProvisionError(
-            f"SkyPilot could not {doing} {describe(request)}: " + " | ".join(reasons(error)),
+            f"SkyPilot could not {doing} {describe(request, cluster)}: "
+            + " | ".join(reasons(error)),
             cleaned_up=cleaned_up, provider=cloud, reasons=reasons(error))
     if isinstance(error, ValueError) and not isinstance(error, sky_exc.ClusterDoesNotExist):
         match = re.search(r"Invalid instance type '([^']+)'|No instance type (\S+) found", text)
         if match and request.provider:
             return unknown_instance_type(cloud, match.group(1) or match.group(2).rstrip("."))
-        return ConfigError(f"SkyPilot refused {describe(request)}: {text}", provider=cloud)
-    return ProvisionError(f"SkyPilot could not {doing} {describe(request)}: "
+        return ConfigError(f"SkyPilot refused {describe(request, cluster)}: {text}", provider=cloud)
+    return ProvisionError(f"SkyPilot could not {doing} {describe(request, cluster)}: "
                           f"{type(error).__name__}: {text}", cleaned_up=cleaned_up, provider=cloud)
 
 
-def describe(request: MachineRequest) -> str:
-    """``2 x g5.xlarge on aws/us-east-1`` for messages."""
+def describe(request: MachineRequest, cluster: str | None = None) -> str:
+    """``2 x g5.xlarge on aws/us-east-1`` for messages; ``cluster 'x'`` for a cluster's own
+    operations (stop, teardown), with its request when there is one."""
     shown: dict[str, Any] = request.as_dict()
     shape = (request.instance_type or request.accelerators
              or ", ".join(f"{k}={shown[k]}" for k in ("cpus", "memory") if k in shown) or "machines")
     where = "/".join(p for p in (request.provider, request.region, request.zone) if p)
-    return f"{request.num_nodes} x {shape} on {where or 'any cloud'}"
+    shown_request = f"{request.num_nodes} x {shape} on {where or 'any cloud'}"
+    if cluster is None:
+        return shown_request
+    return f"cluster {cluster!r}" + (f" ({shown_request})" if request.provider else "")

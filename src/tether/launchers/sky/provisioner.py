@@ -141,7 +141,8 @@ class SkyProvisioner(Provisioner):
         except sky_exc.ClusterDoesNotExist:
             return None, []
         except Exception as exc:  # noqa: BLE001 - SkyPilot's errors, translated at one boundary
-            raise errors.translate_error(exc, MachineRequest(), doing="list the machines of") from exc
+            raise errors.translate_error(exc, MachineRequest(), doing="list the machines of",
+                                         cluster=cluster) from exc
         for record in records or ():
             if _field(record, "name") == cluster:
                 status = _field(record, "status")
@@ -163,7 +164,8 @@ class SkyProvisioner(Provisioner):
         except sky_exc.NotSupportedError:
             self.terminate(cluster)
         except Exception as exc:  # noqa: BLE001
-            raise errors.translate_error(exc, MachineRequest(), doing="stop") from exc
+            raise errors.translate_error(exc, MachineRequest(), doing="stop",
+                                         cluster=cluster) from exc
 
     def terminate(self, cluster: str) -> None:
         """``sky down``: the machines and their disks are deleted. A no-op without a cluster."""
@@ -175,7 +177,8 @@ class SkyProvisioner(Provisioner):
         except sky_exc.ClusterDoesNotExist:
             return
         except Exception as exc:  # noqa: BLE001
-            raise errors.translate_error(exc, MachineRequest(), doing="delete") from exc
+            raise errors.translate_error(exc, MachineRequest(), doing="delete",
+                                         cluster=cluster) from exc
 
     def set_autostop(self, cluster: str, minutes: float | None, down: bool = True) -> None:
         """SkyPilot's autostop (``down``: autodown), run by SkyPilot's agent on the head node, so
@@ -185,7 +188,8 @@ class SkyProvisioner(Provisioner):
         try:
             sky.get(sky.autostop(cluster, idle, down=down))
         except Exception as exc:  # noqa: BLE001
-            raise errors.translate_error(exc, MachineRequest(), doing="set autostop on") from exc
+            raise errors.translate_error(exc, MachineRequest(), doing="set autostop on",
+                                         cluster=cluster) from exc
 
     def plan(self, request: MachineRequest) -> dict[str, Any]:
         """What SkyPilot would launch for ``request`` on the cloud asked for: the cheapest of

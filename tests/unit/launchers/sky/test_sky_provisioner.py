@@ -82,7 +82,8 @@ def test_terminate_and_stop_of_nothing_are_no_ops(in_process_server):
 
 
 def test_autostop_of_a_cluster_that_is_not_there_says_so(in_process_server):
-    with pytest.raises(ProvisionError, match="could not set autostop on.*never-made"):
+    with pytest.raises(ProvisionError, match="could not set autostop on cluster 'never-made': "
+                                             "ClusterDoesNotExist"):
         SkyProvisioner().set_autostop("never-made", 30)
 
 
