@@ -193,3 +193,32 @@ def test_dry_run_on_gcp_attaches_the_gpu_to_the_host_vm(enabled_clouds):
                                    accelerators="T4:1", region="us-central1"))
     assert (best.instance_type, best.accelerators, best.zone) == (
         "n1-standard-8", {"T4": 1}, "us-central1-a")
+
+
+# -- across SkyPilot's wire: the client sends the task to its API server as YAML -----------------
+
+
+@pytest.mark.parametrize("request_", [
+    MachineRequest(provider="aws", instance_type="g5.xlarge", accelerators="A10G:1",
+                   region="us-east-1", zone="us-east-1a", use_spot=True, disk_size=200,
+                   image="nvcr.io/nvidia/pytorch:24.01-py3", open_ports=(8080,), num_nodes=2),
+    MachineRequest(provider="gcp", accelerators="T4:1", cpus="8+", region="us-central1"),
+    MachineRequest(provider="kubernetes", cpus="4+", memory="16+", image="python:3.11-slim",
+                   extra={"context": "lab-ctx"}),
+], ids=["aws", "gcp", "kubernetes"])
+def test_the_task_survives_skypilots_wire(request_):
+    """``sky.launch`` dumps the DAG to YAML (``dag_utils.dump_dag_to_yaml_str``) and the server
+    loads it back: what tether built must come out the same on the server's side."""
+    from sky import dag as dag_lib
+    from sky.utils import dag_utils
+
+    task = translate.to_task("wire", request_)
+    with dag_lib.Dag() as dag:
+        dag.add(task)
+    (loaded,) = dag_utils.load_dag_from_yaml_str(dag_utils.dump_dag_to_yaml_str(dag)).tasks
+    assert (loaded.name, loaded.num_nodes) == ("wire", request_.num_nodes)
+    (sent,), (got,) = task.resources, loaded.resources
+    for field in ("cloud", "instance_type", "accelerators", "cpus", "memory", "region", "zone",
+                  "use_spot", "disk_size", "image_id", "ports"):
+        assert str(getattr(got, field)) == str(getattr(sent, field)), field
+    got.validate()
