@@ -107,48 +107,130 @@ def test_a_launch_without_credentials_names_the_cloud_and_leaves_nothing(in_proc
     assert SkyProvisioner().machines("no-creds") == []
 
 
-def test_a_cluster_skypilot_has_up_is_found_not_launched(in_process_server, make_handle,
-                                                         sky_home):
-    """A cluster recorded UP in SkyPilot's own state (as its provisioner records one after a
-    launch): ``machines`` reads it through ``sky.status``, and ``create`` of the same request
-    returns those machines with no launch; another size would be a launch (SkyPilot refuses to
-    resize a cluster, and one that existed is left as it was)."""
+@pytest.fixture
+def record_cluster(make_handle, sky_home):
+    """Record a Kubernetes cluster in SkyPilot's own state the way its provisioner does when it
+    has made the pods: the handle, the cluster config (where the SSH user and key come from), the
+    user who launched it. (Kubernetes: SkyPilot's status checks a cluster's owner with the
+    cloud's SDK, boto3..., which the test venv has not; for Kubernetes it reads the kubeconfig.)"""
     from sky import global_user_state, models
     from sky.utils import auth_utils, common_utils
 
-    # SkyPilot's own SSH key (it makes one per user), and the cluster config it writes at launch
-    private_key, _ = auth_utils.get_or_generate_keys()
-    cluster_yaml = sky_home / ".sky" / "generated" / "up2.yml"
-    cluster_yaml.parent.mkdir(parents=True, exist_ok=True)
-    cluster_yaml.write_text(
-        "cluster_name: up2-2ea4\nprovider:\n  module: sky.provision.kubernetes\n"
-        f"  context: lab-ctx\nauth:\n  ssh_user: sky\n  ssh_private_key: {private_key}\n")
-    # Kubernetes: SkyPilot's status checks the owner of a cluster with the cloud's SDK
-    # (boto3...), which the test venv has not; for Kubernetes it reads the kubeconfig
-    handle = make_handle("k8s/lab-ctx", "4CPU--16GB", [("10.244.0.7", "10.244.0.7"),
-                                                       ("10.244.1.9", "10.244.1.9")],
-                         ssh_user="sky", cluster="up2", cluster_yaml=str(cluster_yaml))
-    global_user_state.add_or_update_user(models.User(id=common_utils.get_user_hash(),
-                                                     name="tester"))
-    global_user_state.add_or_update_cluster("up2", handle, requested_resources=None, ready=True)
-    try:
-        provisioner = SkyProvisioner()
-        found = provisioner.machines("up2")
-        assert [m.host for m in found] == ["10.244.0.7", "10.244.1.9"]
-        assert all("kubernetes-pod-ssh-proxy" in m.proxy_command for m in found)
-        # SkyPilot sends the key's text with the status (its API server may be elsewhere)
-        assert found[0].key_path == str(state.cluster_dir("up2") / "sky-key")
-        with open(found[0].key_path) as mine, open(os.path.expanduser(private_key)) as skys:
-            assert mine.read().rstrip("\n") == skys.read().rstrip("\n")
-        same = MachineRequest(provider="kubernetes", instance_type="4CPU--16GB", num_nodes=2,
-                              extra={"context": "lab-ctx"})
-        assert provisioner.create("up2", same, pytest.fail) == found
-        assert in_process_server == ["status", "status"]
-        assert not provisioner._matches(found, MachineRequest(provider="kubernetes",
-                                                              instance_type="8CPU--32GB",
-                                                              num_nodes=2))
-    finally:
-        global_user_state.remove_cluster("up2", terminate=True)
+    recorded = []
+    private_key, _ = auth_utils.get_or_generate_keys()  # SkyPilot's own key, one per user
+
+    def record(name: str, ips: list[tuple[str, str]], *, ready: bool = True):
+        cluster_yaml = sky_home / ".sky" / "generated" / f"{name}.yml"
+        cluster_yaml.parent.mkdir(parents=True, exist_ok=True)
+        cluster_yaml.write_text(
+            f"cluster_name: {name}-2ea4\nprovider:\n  module: sky.provision.kubernetes\n"
+            f"  context: lab-ctx\nauth:\n  ssh_user: sky\n  ssh_private_key: {private_key}\n")
+        handle = make_handle("k8s/lab-ctx", "4CPU--16GB", ips, ssh_user="sky", cluster=name,
+                             cluster_yaml=str(cluster_yaml),
+                             instance_ids=[f"{name}-2ea4-{n}" for n in range(len(ips))])
+        global_user_state.add_or_update_user(models.User(id=common_utils.get_user_hash(),
+                                                         name="tester"))
+        global_user_state.add_or_update_cluster(name, handle, requested_resources=None,
+                                                ready=ready)
+        recorded.append(name)
+        return private_key
+
+    yield record
+    for name in recorded:
+        global_user_state.remove_cluster(name, terminate=True)
+
+
+PODS = [("10.244.0.7", "10.244.0.7"), ("10.244.1.9", "10.244.1.9")]
+TWO_PODS = MachineRequest(provider="kubernetes", instance_type="4CPU--16GB", num_nodes=2,
+                          extra={"context": "lab-ctx"})
+
+
+def test_a_cluster_skypilot_has_up_is_found_not_launched(in_process_server, record_cluster):
+    """A cluster recorded UP in SkyPilot's own state: ``machines`` reads it through
+    ``sky.status``, and ``create`` of the same request returns those machines with no launch;
+    another size would be a launch (SkyPilot refuses to resize a cluster, and one that existed
+    is left as it was)."""
+    private_key = record_cluster("up2", PODS)
+    provisioner = SkyProvisioner()
+    found = provisioner.machines("up2")
+    assert [m.host for m in found] == ["10.244.0.7", "10.244.1.9"]
+    assert [m.id for m in found] == ["up2-2ea4-0", "up2-2ea4-1"]
+    assert all("kubernetes-pod-ssh-proxy" in m.proxy_command for m in found)
+    # SkyPilot sends the key's text with the status (its API server may be elsewhere)
+    assert found[0].key_path == str(state.cluster_dir("up2") / "sky-key")
+    with open(found[0].key_path) as mine, open(os.path.expanduser(private_key)) as skys:
+        assert mine.read().rstrip("\n") == skys.read().rstrip("\n")
+    assert provisioner.create("up2", TWO_PODS, pytest.fail) == found
+    assert in_process_server == ["status", "status"]
+    assert not provisioner._matches(found, MachineRequest(provider="kubernetes",
+                                                          instance_type="8CPU--32GB",
+                                                          num_nodes=2))
+
+
+@pytest.fixture
+def half_made_launch(monkeypatch, in_process_server, record_cluster):
+    """SkyPilot's launch as it goes when the cloud makes the first pod and then has no room
+    for the second: its provisioner has recorded the cluster (INIT) when it raises its
+    ResourcesUnavailableError. No cloud exists here: this stands for the cloud's answer;
+    ``sky.down`` is SkyPilot's own bookkeeping of a teardown (the record goes)."""
+    import sky
+    from sky import exceptions as sky_exc
+    from sky import global_user_state
+
+    def launch(task, cluster_name=None, **_):
+        def run():
+            record_cluster(cluster_name, PODS[:1], ready=False)
+            raise sky_exc.ResourcesUnavailableError(
+                "Failed to provision all possible launchable resources. Relax the task's "
+                "resource requirements: 2x Kubernetes(4CPU--16GB)",
+                failover_history=[sky_exc.ResourcesUnavailableError(
+                    "Insufficient resources in Kubernetes context lab-ctx: 0/3 nodes are "
+                    "available: 3 Insufficient cpu.")])
+        in_process_server.append("launch")
+        return run
+
+    def down(cluster_name, **_):
+        def run():
+            global_user_state.remove_cluster(cluster_name, terminate=True)
+        in_process_server.append("down")
+        return run
+
+    monkeypatch.setattr(sky, "launch", launch)
+    monkeypatch.setattr(sky, "down", down)
+    return in_process_server
+
+
+def test_a_launch_that_fails_half_way_deletes_what_it_made(half_made_launch):
+    provisioner = SkyProvisioner()
+    with pytest.raises(ProvisionError) as caught:
+        provisioner.create("half", TWO_PODS, lambda _: None)
+    assert caught.value.cleaned_up == ["half-2ea4-0"]
+    text = str(caught.value)
+    assert "0/3 nodes are available: 3 Insufficient cpu" in text  # SkyPilot's reason
+    assert text.endswith("(cleaned up: half-2ea4-0)")
+    assert half_made_launch == ["status", "launch", "status", "down"]
+    assert provisioner.machines("half") == []
+
+
+def test_ctrl_c_during_a_launch_deletes_what_it_made(half_made_launch, monkeypatch):
+    import sky
+
+    launch = sky.launch
+
+    def interrupted(task, cluster_name=None, **kwargs):
+        run = launch(task, cluster_name, **kwargs)
+
+        def stopped():
+            with pytest.raises(Exception):  # noqa: B017 - the record is made, then Ctrl-C
+                run()
+            raise KeyboardInterrupt
+        return stopped
+
+    monkeypatch.setattr(sky, "launch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        SkyProvisioner().create("ctrl-c", TWO_PODS, lambda _: None)
+    assert half_made_launch[-1] == "down"
+    assert SkyProvisioner().machines("ctrl-c") == []
 
 
 def test_check_refuses_a_bad_request_before_any_sdk_call(in_process_server):
