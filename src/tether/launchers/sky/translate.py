@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +161,12 @@ def to_task(cluster: str, request: MachineRequest) -> sky.Task:
 
     if request.num_nodes < 1:
         raise ConfigError(f"num_nodes={request.num_nodes}: a cluster has at least one node")
+    config = resources_config(request)
+    try:
+        resources = sky.Resources(**config)
+    except ValueError as exc:  # a value SkyPilot cannot read ("A10G:two", cpus="many")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+        raise ConfigError(f"SkyPilot refused {config}: {text}") from exc
     task = sky.Task(name=cluster, num_nodes=request.num_nodes)
-    task.set_resources(sky.Resources(**resources_config(request)))
+    task.set_resources(resources)
     return task

@@ -125,6 +125,16 @@ def test_task_has_the_nodes_and_no_commands():
         translate.to_task("trainer", MachineRequest(provider="aws", num_nodes=0))
 
 
+@pytest.mark.parametrize(("fields", "match"), [
+    ({"accelerators": "A10G:two"}, "accelerators"),
+    ({"cpus": "many"}, "cpus"),
+    ({"memory": "lots+"}, "memory"),
+], ids=["accelerator-count", "cpus", "memory"])
+def test_a_value_skypilot_cannot_read_is_a_config_error(fields, match):
+    with pytest.raises(ConfigError, match=f"SkyPilot refused .*{match}"):
+        translate.to_task("trainer", MachineRequest(provider="aws", **fields))
+
+
 def test_autostop_is_skypilots_autodown_in_launch():
     import sky
 
