@@ -30,23 +30,26 @@ def sky_home():
     """A throwaway HOME holding the catalog and a kubeconfig, set before SkyPilot is imported."""
     home = Path(tempfile.mkdtemp(prefix="tether-sky-home-"))
     patch = pytest.MonkeyPatch()
-    patch.setenv("HOME", str(home))
-    patch.delenv("SKY_RUNTIME_DIR", raising=False)
-    patch.delenv("KUBECONFIG", raising=False)
-    patch.setenv("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
-    (home / ".kube").mkdir()
-    (home / ".kube" / "config").write_text(KUBECONFIG)
-    if "sky" in sys.modules:  # imported earlier in this process: its catalog dir is elsewhere
-        from sky.catalog import common
+    try:
+        patch.setenv("HOME", str(home))
+        patch.delenv("SKY_RUNTIME_DIR", raising=False)
+        patch.delenv("KUBECONFIG", raising=False)
+        patch.setenv("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
+        (home / ".kube").mkdir()
+        (home / ".kube" / "config").write_text(KUBECONFIG)
+        if "sky" in sys.modules:  # imported earlier in this process: its catalog is elsewhere
+            from sky.catalog import common
 
-        assert common.get_catalog_path("").startswith(str(home)), (
-            "SkyPilot was imported before this package's tests: its catalog is not the fixture's")
-    import sky  # noqa: F401 - now, with HOME set
+            assert common.get_catalog_path("").startswith(str(home)), (
+                "SkyPilot was imported before this folder's tests: its catalog is not the "
+                "fixture's")
+        import sky  # noqa: F401 - now, with HOME set
 
-    write_catalog(home)
-    yield home
-    patch.undo()
-    shutil.rmtree(home, ignore_errors=True)
+        write_catalog(home)
+        yield home
+    finally:
+        patch.undo()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
