@@ -17,6 +17,7 @@ from typing import Any
 
 from tether.errors import ConfigError, TetherError
 from tether.launchers.ondemand.provisioner import MachineRequest, ProvisionError
+from tether.launchers.sky.guard import keeps_tracebacks
 from tether.launchers.sky.translate import cloud_of
 
 #: SkyPilot's texts for a cloud it has no usable credentials for (its optimizer: "requires AWS
@@ -30,6 +31,7 @@ def plain(text: object) -> str:
     return _ANSI.sub("", str(text)).strip()
 
 
+@keeps_tracebacks
 def instance_types(cloud: str) -> list[str]:
     """Every instance type in SkyPilot's catalog of ``cloud`` ([] when it has none or cannot be
     read: a message then names no close matches rather than failing)."""

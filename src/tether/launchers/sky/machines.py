@@ -24,6 +24,7 @@ from typing import Any
 
 from tether import state
 from tether.launchers.ondemand.provisioner import Machine, ProvisionError
+from tether.launchers.sky.guard import keeps_tracebacks
 
 #: where SkyPilot runs sshd in the container of a docker ``image_id`` on a VM
 DOCKER_SSH_PORT = 10022
@@ -65,6 +66,7 @@ def docker_proxy(vm_user: str, vm_port: int, key: str | None) -> str:
     return f"ssh {identity}{_SSH_OPTIONS} -p {vm_port} -W localhost:%p {vm_user}@%h"
 
 
+@keeps_tracebacks
 def machines_of(record: Mapping[str, Any]) -> list[Machine]:
     """The ``Machine`` of each node of a ``sky.status`` record, head first; [] when the cluster
     has no nodes up (stopped, or still being made: SkyPilot knows no IPs yet)."""

@@ -24,6 +24,7 @@ from tether.launchers.ondemand.provisioner import (
     Say,
 )
 from tether.launchers.sky import errors, machines, translate
+from tether.launchers.sky.guard import keeps_tracebacks
 
 
 def _sky() -> Any:
@@ -62,6 +63,7 @@ class SkyProvisioner(Provisioner):
 
     # -- before anything is launched ---------------------------------------------------------
 
+    @keeps_tracebacks
     def check(self, request: MachineRequest) -> None:
         """Refuse what SkyPilot would refuse, before launching: a bad keyword, an instance type
         or region its catalog does not have (naming close matches), a cloud without credentials
@@ -89,6 +91,7 @@ class SkyProvisioner(Provisioner):
 
     # -- the machines ------------------------------------------------------------------------
 
+    @keeps_tracebacks
     def create(self, cluster: str, request: MachineRequest, say: Say) -> list[Machine]:
         """Launch ``request`` as SkyPilot cluster ``cluster``, or find it up and return its
         machines (a stopped one is started again by the launch). All or nothing: a failed
@@ -123,6 +126,7 @@ class SkyProvisioner(Provisioner):
                 f"node(s) of {request.num_nodes}", cleaned_up=cleaned, cluster=cluster)
         return made
 
+    @keeps_tracebacks
     def machines(self, cluster: str) -> list[Machine]:
         """The cluster's nodes SkyPilot knows (head first), running or stopped; [] when it has
         no such cluster."""
@@ -151,6 +155,7 @@ class SkyProvisioner(Provisioner):
                 return str(getattr(status, "value", status)), found
         return None, []
 
+    @keeps_tracebacks
     def stop(self, cluster: str) -> None:
         """``sky stop``: the machines stop, their disks stay (and bill). Kubernetes pods cannot
         stop: they are deleted."""
@@ -167,6 +172,7 @@ class SkyProvisioner(Provisioner):
             raise errors.translate_error(exc, MachineRequest(), doing="stop",
                                          cluster=cluster) from exc
 
+    @keeps_tracebacks
     def terminate(self, cluster: str) -> None:
         """``sky down``: the machines and their disks are deleted. A no-op without a cluster."""
         sky = _sky()
@@ -180,6 +186,7 @@ class SkyProvisioner(Provisioner):
             raise errors.translate_error(exc, MachineRequest(), doing="delete",
                                          cluster=cluster) from exc
 
+    @keeps_tracebacks
     def set_autostop(self, cluster: str, minutes: float | None, down: bool = True) -> None:
         """SkyPilot's autostop (``down``: autodown), run by SkyPilot's agent on the head node, so
         that it happens with the caller gone. None or negative: cancel it."""
@@ -191,6 +198,7 @@ class SkyProvisioner(Provisioner):
             raise errors.translate_error(exc, MachineRequest(), doing="set autostop on",
                                          cluster=cluster) from exc
 
+    @keeps_tracebacks
     def plan(self, request: MachineRequest) -> dict[str, Any]:
         """What SkyPilot would launch for ``request`` on the cloud asked for: the cheapest of
         the launchable resources that cloud's catalog offers (the choice SkyPilot's optimizer
@@ -220,6 +228,7 @@ class SkyProvisioner(Provisioner):
                 "use_spot": best.use_spot, "num_nodes": request.num_nodes,
                 "price_per_hour": None if hourly == float("inf") else hourly * request.num_nodes}
 
+    @keeps_tracebacks
     def price(self, request: MachineRequest) -> float | None:
         """Dollars per hour of all nodes, from SkyPilot's catalog (spot prices with
         ``use_spot``), for SkyPilot's plan of the request; None when it cannot be priced

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tether.errors import ConfigError
 from tether.launchers.ondemand.provisioner import MachineRequest
+from tether.launchers.sky.guard import keeps_tracebacks
 
 if TYPE_CHECKING:
     import sky
@@ -154,6 +155,7 @@ def sky_context(request: MachineRequest) -> Iterator[None]:
                 os.environ["KUBECONFIG"] = saved
 
 
+@keeps_tracebacks
 def to_task(cluster: str, request: MachineRequest) -> sky.Task:
     """The ``sky.Task`` that makes ``cluster``'s machines: no setup and no run command (tether
     brings itself up over SSH afterwards, the same way as on machines someone already has)."""

@@ -52,6 +52,19 @@ def sky_home():
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _tracebacks_as_they_were():
+    """SkyPilot leaves ``sys.tracebacklimit = 0`` after raising (see ``guard``); tests that call
+    it directly must not empty the tracebacks of the tests after them."""
+    saved = getattr(sys, "tracebacklimit", None)
+    yield
+    if saved is None:
+        if hasattr(sys, "tracebacklimit"):
+            del sys.tracebacklimit
+    else:
+        sys.tracebacklimit = saved
+
+
 @pytest.fixture
 def enabled_clouds():
     """Record in SkyPilot's own state (in the throwaway HOME) which clouds ``sky check`` found

@@ -142,3 +142,22 @@ def test_an_unreachable_api_server_says_how_to_start_it():
 def test_tethers_own_errors_pass_through():
     mine = ConfigError("already ours")
     assert errors.translate_error(mine, MachineRequest(provider="aws")) is mine
+
+
+def test_skypilots_errors_leave_the_callers_tracebacks_alone():
+    """SkyPilot sets ``sys.tracebacklimit = 0`` when it raises a user-facing error and leaves it
+    so: SkyPilot called directly does; through tether it is put back."""
+    import sys
+
+    import sky
+
+    assert not hasattr(sys, "tracebacklimit")
+    with pytest.raises(ValueError):
+        sky.Resources(infra="aws", instance_type="g5.xlargee").validate()
+    assert sys.tracebacklimit == 0  # SkyPilot's doing
+    del sys.tracebacklimit
+    with pytest.raises(ConfigError):
+        SkyProvisioner().check(MachineRequest(provider="aws", instance_type="g5.xlargee"))
+    with pytest.raises(ConfigError):
+        translate.to_task("t", MachineRequest(provider="aws", accelerators="A10G:two"))
+    assert not hasattr(sys, "tracebacklimit")
