@@ -6,9 +6,9 @@ after the hooks below. It registers through the ``tether`` entry-point group::
     [project.entry-points.tether]
     my_launcher = "my_package.my_launcher"
 
-The built-in plugins register exactly that way (``local`` and ``ssh`` launchers, the ``upscale``
-failure classifier and ladder policy); running from a source tree that was never installed, they
-are registered by name (``BUILTIN_PLUGINS``). A built-in answer is ``trylast``: a third party's
+The built-in plugins register exactly that way (``local`` and ``ssh`` launchers, the ``sky``
+provisioner, the ``upscale`` failure classifier and ladder policy); running from a source tree
+that was never installed, they are registered by name (``BUILTIN_PLUGINS``). A built-in answer is ``trylast``: a third party's
 answer to a ``firstresult`` hook wins.
 """
 
@@ -29,7 +29,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 BUILTIN_PLUGINS = ("tether.launchers.local", "tether.launchers.ssh.launcher",
-                   "tether.launchers.ondemand.launcher", "tether.steps.upscale")
+                   "tether.launchers.ondemand.launcher", "tether.launchers.sky", "tether.steps.upscale")
 
 
 class TetherSpec:
