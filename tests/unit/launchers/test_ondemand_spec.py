@@ -62,15 +62,29 @@ def test_values_are_normalized_and_autostop_has_a_default(nowhere, monkeypatch):
 
 def test_the_request_carries_every_keyword(nowhere):
     spec = {"provider": "kubernetes", "instance_type": "4CPU--16GB", "num_nodes": 2, "use_spot": True,
-            "region": "r", "zone": "z", "disk_size": 100, "image": "docker:img", "open_ports": [80, 443],
+            "region": "r", "zone": "z", "disk_size": 100, "open_ports": [80, 443],
             "context": "kind-a", "namespace": "ml", "kube_config_path": "~/.kube/other"}
-    OnDemandLauncher().validate(spec)
-    request = specs.request(spec)
+    made = tether.ondemand_cluster("od-unit-req", image="docker:img", **spec)
+    request = made.launcher.request(made)
     assert (request.provider, request.instance_type, request.num_nodes, request.use_spot) == (
         "kubernetes", "4CPU--16GB", 2, True)
     assert (request.region, request.zone, request.disk_size, request.image) == ("r", "z", 100, "docker:img")
     assert request.open_ports == (80, 443)
     assert request.extra == {"context": "kind-a", "namespace": "ml", "kube_config_path": "~/.kube/other"}
+
+
+def test_the_request_image_is_the_clusters_docker_base(nowhere):
+    """``image=`` is taken by ``Cluster`` (a ``tether.Image``); the launcher asks the provisioner
+    for its docker base, in SkyPilot's form. Without a docker base (steps only), no image."""
+    image = tether.Image("x").from_docker("python:3.11-slim").install_packages(["numpy"])
+    made = tether.ondemand_cluster("od-unit-img", provider="nowhere", image=image)
+    assert made.launcher.docker_images
+    assert made.launcher.request(made).image == "docker:python:3.11-slim"
+    steps_only = tether.ondemand_cluster("od-unit-img2", provider="nowhere",
+                                         image=tether.Image("y").run_bash(["true"]))
+    assert steps_only.launcher.request(steps_only).image is None
+    assert tether.ondemand_cluster("od-unit-img3", provider="nowhere").launcher.request(
+        tether.ondemand_cluster("od-unit-img3", provider="nowhere")).image is None
 
 
 @pytest.mark.parametrize(("spec", "message"), [
@@ -94,9 +108,34 @@ def test_bad_values_are_refused_at_definition(nowhere, spec, message):
         OnDemandLauncher().validate({"provider": "nowhere", **spec})
 
 
-def test_an_unknown_provider_names_the_installed_ones_and_what_to_install(nowhere):
+@pytest.fixture
+def without_sky(nowhere):
+    """The built-in SkyPilot provisioner unregistered (as a third-party-only install would be)."""
+    pm = plugins.get_plugin_manager()
+    module = pm.unregister(name="sky")
+    assert module is not None
+    yield
+    pm.register(module, name="sky")
+
+
+def test_an_unknown_provider_names_the_installed_ones_and_what_to_install(without_sky):
     with pytest.raises(ConfigError, match=r"provider='aws' \(installed: kubernetes, nowhere\).*tether\[sky\]"):
         tether.cluster("od-unit-g", instance_type="m5.large", provider="aws")
+
+
+def test_without_a_provider_skypilot_picks_the_cheapest_cloud(nowhere):
+    """No provider=: the default ("cheapest") is served by the built-in SkyPilot provisioner."""
+    from tether.launchers.sky import SkyProvisioner
+
+    made = tether.ondemand_cluster("od-unit-h", cpus="4+", memory="16+")
+    assert specs.request(made.spec).provider == specs.DEFAULT_PROVIDER == "cheapest"
+    assert type(OnDemandLauncher().provisioner(made)) is SkyProvisioner
+
+
+def test_without_a_provider_and_without_skypilot_the_error_names_the_installed_ones(without_sky):
+    with pytest.raises(ConfigError, match=r"provider='cheapest' \(installed: kubernetes, nowhere\)"
+                                          r".*tether\[sky\]"):
+        tether.ondemand_cluster("od-unit-i", cpus="4+")
 
 
 @pytest.mark.parametrize(("memory", "asked"), [

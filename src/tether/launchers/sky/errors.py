@@ -57,7 +57,14 @@ def unknown_instance_type(cloud: str, name: str) -> ConfigError:
                        provider=cloud, instance_type=name)
 
 
-def no_credentials(cloud: str, reason: str, cleaned_up: list[str] | None = None) -> ProvisionError:
+def no_credentials(cloud: str | None, reason: str, cleaned_up: list[str] | None = None) -> ProvisionError:
+    """``cloud`` None: provider='cheapest', SkyPilot had no cloud to choose from."""
+    if cloud is None:
+        return ProvisionError(
+            "SkyPilot has no usable credentials for any cloud (provider='cheapest' lets it pick "
+            "the cheapest of the clouds it may use): set up a cloud's credentials, then run `sky "
+            f"check` and see that it says enabled, or give provider= (SkyPilot: {reason})",
+            cleaned_up=cleaned_up, provider="cheapest", reason=reason)
     return ProvisionError(
         f"SkyPilot has no usable credentials for {cloud}: set them up, then run `sky check "
         f"{cloud}` and see that it says enabled (SkyPilot: {reason})",
@@ -99,14 +106,15 @@ def _translate(sky_exc: Any, error: BaseException, request: MachineRequest,
                cleaned_up: list[str] | None, doing: str, cluster: str | None) -> TetherError:
     if isinstance(error, TetherError):
         return error
-    cloud = cloud_of(request) if request.provider else "the cloud"
+    picked = cloud_of(request) if request.provider else None  # None: SkyPilot picks the cloud
+    cloud = picked or "the cloud"
     text = plain(error)
     if isinstance(error, (sky_exc.NoCloudAccessError, sky_exc.CloudUserIdentityError,
                           sky_exc.InvalidCloudCredentials)):
-        return no_credentials(cloud, text, cleaned_up)
+        return no_credentials(picked, text, cleaned_up)
     if isinstance(error, sky_exc.ResourcesUnavailableError) and any(
             _CREDENTIALS.search(reason) for reason in reasons(error)):
-        return no_credentials(cloud, " | ".join(reasons(error)), cleaned_up)
+        return no_credentials(picked, " | ".join(reasons(error)), cleaned_up)
     if isinstance(error, sky_exc.ApiServerConnectionError):
         return ProvisionError(
             f"cannot {doing} on {cloud}: SkyPilot's API server is not reachable ({text}); start it "
@@ -119,7 +127,7 @@ def _translate(sky_exc: Any, error: BaseException, request: MachineRequest,
             cleaned_up=cleaned_up, provider=cloud, reasons=reasons(error))
     if isinstance(error, ValueError) and not isinstance(error, sky_exc.ClusterDoesNotExist):
         match = re.search(r"Invalid instance type '([^']+)'|No instance type (\S+) found", text)
-        if match and request.provider:
+        if match and picked:
             return unknown_instance_type(cloud, match.group(1) or match.group(2).rstrip("."))
         return ConfigError(f"SkyPilot refused {describe(request, cluster)}: {text}", provider=cloud)
     return ProvisionError(f"SkyPilot could not {doing} {describe(request, cluster)}: "
@@ -133,6 +141,8 @@ def describe(request: MachineRequest, cluster: str | None = None) -> str:
     shape = (request.instance_type or request.accelerators
              or ", ".join(f"{k}={shown[k]}" for k in ("cpus", "memory") if k in shown) or "machines")
     where = "/".join(p for p in (request.provider, request.region, request.zone) if p)
+    if request.provider == "cheapest":
+        where = "the cheapest cloud"
     shown_request = f"{request.num_nodes} x {shape} on {where or 'any cloud'}"
     if cluster is None:
         return shown_request

@@ -85,7 +85,9 @@ class SkyProvisioner(Provisioner):
                 enabled = [str(c).lower() for c in sky.get(sdk.enabled_clouds())]
             except Exception as exc:  # noqa: BLE001 - the API server, as any other SkyPilot error
                 raise errors.translate_error(exc, request, doing="check credentials") from exc
-        if cloud not in enabled:
+        if cloud is None and not enabled:  # provider="cheapest": SkyPilot picks among these
+            raise errors.no_credentials(None, "enabled clouds: none")
+        if cloud is not None and cloud not in enabled:
             raise errors.no_credentials(
                 cloud, f"enabled clouds: {', '.join(enabled) or 'none'}")
 
@@ -206,6 +208,10 @@ class SkyProvisioner(Provisioner):
         server (``sky.optimize`` through the server returns no plan, only its log), nothing
         launched. The region is the cheapest one unless ``region=`` was given."""
         cloud = translate.cloud_of(request)
+        if cloud is None:
+            raise ConfigError(
+                f"provider={translate.CHEAPEST!r}: SkyPilot picks the cloud when it launches, among "
+                "the clouds `sky check` enabled on its API server; give provider= for a plan or price")
         task = translate.to_task("tether-plan", request)
         wanted = next(iter(task.resources))
         with translate.sky_context(request):

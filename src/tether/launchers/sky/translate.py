@@ -30,21 +30,32 @@ CLOUDS = frozenset({
     "shadeform", "vast", "verda", "vsphere", "yotta",
 })
 ALIASES = {"k8s": "kubernetes", "digitalocean": "do"}
-PROVIDERS = CLOUDS | frozenset(ALIASES)
+#: ``provider="cheapest"`` (the on-demand default, no ``provider=``): no cloud in
+#: ``sky.Resources``, so SkyPilot's optimizer picks the cheapest offer among the clouds ``sky
+#: check`` enabled (its own behaviour when a task names no cloud)
+CHEAPEST = "cheapest"
+PROVIDERS = CLOUDS | frozenset(ALIASES) | {CHEAPEST}
 
 #: ``MachineRequest.extra`` keys each provider takes (anything else is refused: a typo would
 #: otherwise launch a machine that is not the one asked for)
 EXTRA_KEYS = {"kubernetes": frozenset({"context", "namespace", "kube_config_path"})}
 
 
-def cloud_of(request: MachineRequest) -> str:
-    """SkyPilot's canonical cloud name for ``request.provider`` (``k8s`` -> ``kubernetes``)."""
+def cloud_of(request: MachineRequest) -> str | None:
+    """SkyPilot's canonical cloud name for ``request.provider`` (``k8s`` -> ``kubernetes``);
+    None for ``cheapest`` (SkyPilot picks the cloud)."""
     provider = (request.provider or "").lower()
     provider = ALIASES.get(provider, provider)
+    if provider == CHEAPEST:
+        if request.extra:
+            raise ConfigError(
+                f"{', '.join(sorted(request.extra))} need a provider= (e.g. provider='kubernetes'); "
+                "without one SkyPilot picks the cheapest cloud")
+        return None
     if provider not in CLOUDS:
         raise ConfigError(
             f"provider={request.provider!r} is not a cloud SkyPilot provisions; use one of: "
-            f"{', '.join(sorted(CLOUDS))}")
+            f"{', '.join(sorted(CLOUDS))}, or {CHEAPEST!r} (SkyPilot picks the cloud)")
     unknown = set(request.extra) - EXTRA_KEYS.get(provider, frozenset())
     if unknown:
         allowed = sorted(EXTRA_KEYS.get(provider, ()))
@@ -54,10 +65,17 @@ def cloud_of(request: MachineRequest) -> str:
     return provider
 
 
-def infra_of(request: MachineRequest) -> str:
+def infra_of(request: MachineRequest) -> str | None:
     """SkyPilot's ``infra=`` string: ``aws``, ``aws/us-east-1``, ``gcp/us-central1/us-central1-a``;
-    Kubernetes: ``k8s/<context>`` (SkyPilot's regions on Kubernetes are kubeconfig contexts)."""
+    Kubernetes: ``k8s/<context>`` (SkyPilot's regions on Kubernetes are kubeconfig contexts);
+    None for ``cheapest`` (no cloud: SkyPilot's optimizer chooses one)."""
     cloud = cloud_of(request)
+    if cloud is None:
+        if request.region or request.zone:
+            raise ConfigError(
+                "region=/zone= name a region of one cloud: give provider= too (e.g. "
+                "provider='aws', region='us-east-1'); without it SkyPilot picks the cheapest cloud")
+        return None
     if cloud == "kubernetes":
         if request.region or request.zone:
             raise ConfigError(
@@ -83,7 +101,10 @@ def image_id_of(image: str | None) -> str | None:
 
 def resources_config(request: MachineRequest) -> dict[str, Any]:
     """The keywords of ``sky.Resources(...)`` for one node of ``request`` (only what was set)."""
-    config: dict[str, Any] = {"infra": infra_of(request)}
+    config: dict[str, Any] = {}
+    infra = infra_of(request)
+    if infra is not None:
+        config["infra"] = infra
     for key in ("instance_type", "accelerators", "cpus", "memory", "disk_size"):
         value = getattr(request, key)
         if value is not None:

@@ -276,3 +276,19 @@ def test_plan_is_the_cheapest_launchable_offer_and_needs_no_credentials(enabled_
                                         accelerators="A10G:1"))
     with pytest.raises(ProvisionError, match="catalog has nothing for 1 x H100:8 on aws"):
         provisioner.plan(MachineRequest(provider="aws", accelerators="H100:8"))
+
+
+def test_cheapest_is_served_and_checked_against_any_enabled_cloud(in_process_server,
+                                                                  enabled_clouds):
+    """provider="cheapest" (no provider=): SkyPilot may pick any cloud it has credentials for;
+    with none, the error says so and names `sky check`. It has no price before launch."""
+    assert plugins.provisioners()["cheapest"] is SkyProvisioner
+    request = MachineRequest(provider="cheapest", cpus="4+", memory="16+")
+    enabled_clouds()
+    with pytest.raises(ProvisionError, match=r"no usable credentials for any cloud.*`sky check`"):
+        SkyProvisioner().check(request)
+    enabled_clouds("GCP")
+    SkyProvisioner().check(request)
+    assert SkyProvisioner().price(request) is None
+    with pytest.raises(ConfigError, match="SkyPilot picks the cloud when it launches"):
+        SkyProvisioner().plan(request)

@@ -232,3 +232,62 @@ def test_the_task_survives_skypilots_wire(request_):
                   "use_spot", "disk_size", "image_id", "ports"):
         assert str(getattr(got, field)) == str(getattr(sent, field)), field
     got.validate()
+
+
+# -- provider="cheapest" (an on-demand cluster without provider=): SkyPilot picks the cloud -------
+
+
+def test_cheapest_names_no_cloud_and_keeps_the_shape(enabled_clouds):
+    enabled_clouds("AWS", "GCP")  # a Resources without a cloud is checked against the enabled ones
+    request = MachineRequest(provider="cheapest", cpus="8+", memory="30+", use_spot=True,
+                             image="python:3.11-slim", open_ports=(8080,))
+    assert "infra" not in translate.resources_config(request)
+    built = resources(request)
+    assert built.cloud is None  # SkyPilot's optimizer chooses it at launch
+    assert (built.cpus, built.memory, built.use_spot, built.ports) == ("8+", "30+", True, ["8080"])
+    assert built.extract_docker_image() == "python:3.11-slim"
+
+
+def test_cheapest_is_the_cheapest_offer_of_the_enabled_clouds(enabled_clouds):
+    """The dry run over the fixture catalog: 8 cpus and 32 GB on demand are cheapest on AWS
+    (m6i.2xlarge $0.384/h, GCP n2-standard-8 $0.388/h), on spot on GCP ($0.094/h vs $0.152/h).
+    With only AWS enabled, AWS's offer is taken; provider="aws" stays on AWS."""
+    enabled_clouds("AWS", "GCP")
+    best = optimize(MachineRequest(provider="cheapest", cpus="8+", memory="32+"))
+    assert (str(best.cloud), best.instance_type) == ("AWS", "m6i.2xlarge")
+    spot = MachineRequest(provider="cheapest", cpus="8+", memory="32+", use_spot=True)
+    best = optimize(spot)
+    assert (str(best.cloud), best.instance_type) == ("GCP", "n2-standard-8")
+    on_aws = optimize(MachineRequest(provider="aws", cpus="8+", memory="32+", use_spot=True))
+    assert (str(on_aws.cloud), on_aws.instance_type) == ("AWS", "m6i.2xlarge")
+    enabled_clouds("AWS")
+    best = optimize(spot)
+    assert (str(best.cloud), best.instance_type) == ("AWS", "m6i.2xlarge")
+
+
+def test_cheapest_with_an_accelerator_goes_to_a_cloud_that_has_it(enabled_clouds):
+    enabled_clouds("AWS", "GCP")
+    best = optimize(MachineRequest(provider="cheapest", accelerators="A10G:1"))
+    assert (str(best.cloud), best.instance_type) == ("AWS", "g5.xlarge")
+
+
+@pytest.mark.parametrize(("fields", "match"), [
+    ({"region": "us-east-1"}, "give provider= too"),
+    ({"zone": "us-east-1a"}, "give provider= too"),
+    ({"extra": {"namespace": "x"}}, "namespace need a provider="),
+], ids=["region", "zone", "k8s-key"])
+def test_cheapest_refuses_what_belongs_to_one_cloud(fields, match):
+    with pytest.raises(ConfigError, match=match):
+        translate.resources_config(MachineRequest(provider="cheapest", **fields))
+
+
+def test_cheapest_survives_skypilots_wire():
+    from sky import dag as dag_lib
+    from sky.utils import dag_utils
+
+    task = translate.to_task("wire", MachineRequest(provider="cheapest", cpus="4+", num_nodes=2))
+    with dag_lib.Dag() as dag:
+        dag.add(task)
+    (loaded,) = dag_utils.load_dag_from_yaml_str(dag_utils.dump_dag_to_yaml_str(dag)).tasks
+    (got,) = loaded.resources
+    assert (got.cloud, got.cpus, loaded.num_nodes) == (None, "4+", 2)
