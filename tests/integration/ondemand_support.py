@@ -69,6 +69,9 @@ class Backend:
     clusters: dict[str, list[Instance]] = field(default_factory=dict)
     fail: dict[str, int] = field(default_factory=dict)
     launches: dict[str, int] = field(default_factory=dict)  # create() calls that made machines
+    #: the docker image each cluster's machines were asked to start from (``MachineRequest.image``):
+    #: recorded, not run (a test host is no container); the image's other steps run for real
+    images: dict[str, str | None] = field(default_factory=dict)
     terminated: list[str] = field(default_factory=list)  # instance ids, in order
     autostopped: list[str] = field(default_factory=list)  # clusters deleted by their autostop
     watchers: dict[str, threading.Event] = field(default_factory=dict)
@@ -120,6 +123,7 @@ class TestCloud(Provisioner):
                     raise ProvisionError(str(exc), cleaned_up=ids) from None
                 raise
             BACKEND.launches[cluster] = BACKEND.launches.get(cluster, 0) + 1
+            BACKEND.images[cluster] = request.image
             return [i.machine() for i in made]
 
     def machines(self, cluster: str) -> list[Machine]:

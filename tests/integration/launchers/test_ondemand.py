@@ -8,9 +8,11 @@ every daemon, worker, tunnel and call below is real.
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import pytest
+from installer_support import build_wheel
 from ondemand_support import BACKEND, host_gone, provide_testcloud
 from placed_code import importable
 from process_helpers import wait_until
@@ -25,6 +27,10 @@ import os
 
 def where(tag):
     return {"tag": tag, "uid": os.getuid(), "home": os.path.expanduser("~")}
+
+def from_image(module, var):
+    import importlib
+    return importlib.import_module(module).VALUE, os.environ.get(var)
 '''
 
 
@@ -157,6 +163,40 @@ def test_bad_input_is_refused_before_anything_is_launched(testcloud):
     with pytest.raises(rh.LaunchError, match="no instance type 'smal'; close matches: small"):
         cluster.up_if_not()
     assert BACKEND.launches == launches and not _instances(name)
+
+
+def test_an_image_asks_for_its_docker_base_and_its_steps_run_once(testcloud, code, tmp_path, capfd):
+    """``image=`` a ``tether.Image``: the provisioner is asked for its docker base (testcloud
+    records it: a test host is no container), and its steps run for real on the machine at
+    bring-up, once: a new handle's ``up_if_not()`` skips them. The machine has no package index:
+    the package installed is a wheel the first step writes there."""
+    package = f"tether_odimg_{uuid.uuid4().hex[:6]}"
+    wheel = build_wheel(tmp_path, package, "1.0", {f"{package}/__init__.py": "VALUE = 'in-the-image'\n"})
+    remote = f"/tmp/{wheel.name}"
+    blob = base64.b64encode(wheel.read_bytes()).decode()
+
+    image = (rh.Image("odimg").from_docker("python:3.11-slim")
+             .run_bash([f"echo {blob} | base64 -d > {remote}", "echo ran >> ~/image-runs"])
+             .install_packages([remote])
+             .set_env_vars({"ODIMG_VALUE": "on-demand"}))
+    name = _name("odimg")
+    cluster = rh.ondemand_cluster(name, instance_type="small", provider="testcloud", image=image)
+    try:
+        cluster.up_if_not()
+        assert BACKEND.images[name] == "docker:python:3.11-slim"
+        (instance,) = _instances(name)
+        assert instance.host.ssh("cat ~/image-runs").stdout.split() == ["ran"]
+        value = rh.function(code.from_image).to(cluster, name="from-image")
+        assert value(package, "ODIMG_VALUE") == ("in-the-image", "on-demand")
+        capfd.readouterr()
+        # a new handle, as a later process has (rh.ondemand_cluster would return this one)
+        rh.Cluster(name, "ondemand", image=image, **cluster.spec).up_if_not()
+        assert "image 'odimg': all 3 step(s) done before, skipped" in capfd.readouterr().err
+        assert instance.host.ssh("cat ~/image-runs").stdout.split() == ["ran"]
+        assert BACKEND.launches[name] == 1
+    finally:
+        cluster.teardown()
+    assert not _instances(name)
 
 
 class TestOnDemandLauncher(LauncherContract):

@@ -59,6 +59,8 @@ class OnDemandLauncher(SshLauncher):
     unsupported: dict[str, str] = {}
     #: a ladder's rung of bigger machines is provisioned as a cluster of its own (steps/climb.py)
     makes_machines = True
+    #: the machines start from ``cluster.image``'s docker base (``MachineRequest.image``)
+    docker_images = True
 
     # -- the definition ---------------------------------------------------------------------------
 
@@ -84,7 +86,11 @@ class OnDemandLauncher(SshLauncher):
                               "is its plugin installed here?", cluster=cluster.name) from None
 
     def request(self, cluster: Cluster) -> MachineRequest:
-        return specs.request(cluster.spec)
+        """The spec's request, with the docker base of ``cluster.image`` (``image=`` is taken by
+        ``Cluster`` itself, as a ``tether.Image``: a docker id given there is its ``from_docker``),
+        in SkyPilot's form ``"docker:<id>"``. The image's other steps run over SSH at bring-up."""
+        image = cluster.image.image_id if cluster.image is not None else None
+        return dataclasses.replace(specs.request(cluster.spec), image=image)
 
     # -- machines ----------------------------------------------------------------------------------
 

@@ -20,7 +20,9 @@ from tether.launchers.ondemand.provisioner import MachineRequest
 
 #: the keys that describe the machines (a ``MachineRequest``'s fields)
 MACHINE_KEYS = frozenset({"instance_type", "accelerators", "cpus", "memory", "disk_size", "provider",
-                          "region", "zone", "use_spot", "num_nodes", "image", "open_ports"})
+                          "region", "zone", "use_spot", "num_nodes", "open_ports"})
+# ``image=`` is not a spec key: ``Cluster`` takes it (a ``tether.Image``, or a docker id as its
+# ``from_docker``), and the launcher puts its docker base in the request (``launcher.request``).
 #: Kubernetes only: which cluster, which namespace, which kubeconfig
 KUBERNETES_KEYS = frozenset({"context", "namespace", "kube_config_path"})
 #: how tether comes up on the machines (the SSH launcher's options)
@@ -85,10 +87,6 @@ def check(spec: dict[str, Any]) -> None:
         raise ConfigError(f"num_nodes is a number of machines (1 or more), not {nodes!r}")
     if not isinstance(spec.get("use_spot", False), bool):
         raise ConfigError(f"use_spot is True or False, not {spec['use_spot']!r}")
-    image = spec.get("image")
-    if image is not None and (not isinstance(image, str) or not image.strip()):
-        raise ConfigError(f"image is a docker image id (e.g. 'docker:nvcr.io/nvidia/pytorch:24.01-py3'), "
-                          f"not {image!r}")
     spec_ports(spec)
     if spec.get("provider") != "kubernetes":
         stray = sorted(KUBERNETES_KEYS & {k for k, v in spec.items() if v is not None})
@@ -145,13 +143,14 @@ def memory_request(value: Any) -> str | None:
 
 
 def request(spec: dict[str, Any]) -> MachineRequest:
-    """The ``MachineRequest`` of a checked spec."""
+    """The ``MachineRequest`` of a checked spec (without the image: ``launcher.request`` adds
+    the cluster's)."""
     return MachineRequest(
         provider=spec.get("provider") or DEFAULT_PROVIDER,
         instance_type=spec.get("instance_type"), accelerators=spec.get("accelerators"),
         cpus=spec.get("cpus"), memory=memory_request(spec.get("memory")), disk_size=spec.get("disk_size"),
         region=spec.get("region"), zone=spec.get("zone"), use_spot=bool(spec.get("use_spot", False)),
-        num_nodes=int(spec.get("num_nodes", 1)), image=spec.get("image"),
+        num_nodes=int(spec.get("num_nodes", 1)),
         open_ports=tuple(spec.get("open_ports") or ()), autostop_mins=spec.get("autostop_mins"),
         extra={k: spec[k] for k in sorted(KUBERNETES_KEYS) if spec.get(k) is not None})
 
