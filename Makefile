@@ -37,7 +37,7 @@ ifneq ($(shell $(PY) -c 'print("ok")' 2>/dev/null),ok)
 $(STAMP): FORCE
 endif
 
-.PHONY: help venv demo test bench lint clean constraints FORCE
+.PHONY: help venv demo test bench lint clean constraints constraints-sky sky-overlay FORCE
 FORCE:
 
 help:
@@ -53,6 +53,7 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*
 	$(PIP_INSTALL) --upgrade pip setuptools wheel
 	$(PIP_INSTALL) --no-build-isolation --editable '.[$(TEST_EXTRAS)]'
+	$(MAKE_SKY_OVERLAY)
 	@touch $@
 
 $(BENCH_STAMP): $(STAMP)
@@ -82,8 +83,41 @@ lint: $(STAMP)
 
 clean:
 	@if $(PY) -c '' 2>/dev/null; then $(PY) -c "$$DAEMON_CHECK" ours; fi
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info bench/results
+	rm -rf $(VENV) .venv-skyserver .pytest_cache .ruff_cache build dist src/*.egg-info bench/results
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+
+# The sky extra (SkyPilot) next to the test extras. SkyPilot caps click<8.2 and uvicorn<0.36 for its
+# CLI and its API server; import-linter (dev) needs click>=8.2 and Airflow 3.3 uvicorn>=0.37, so pip
+# cannot resolve them in one venv. SkyPilot goes in without its own requirements, then the rest of
+# them (all but click and uvicorn) and the extra's other packages, at the pins of $(CONSTRAINTS).
+# tether's tests use SkyPilot's classes, catalogs and exceptions, not its CLI or API server.
+# `pip install 'tether[sky]'` on its own resolves as usual.
+define MAKE_SKY_OVERLAY
+$(PY) -c "$$SKY_REQUIREMENTS" skypilot > $(VENV)/sky-requirements.txt
+$(PIP_INSTALL) --no-deps -r $(VENV)/sky-requirements.txt
+$(PY) -c "$$SKY_REQUIREMENTS" rest > $(VENV)/sky-requirements.txt
+$(PIP_INSTALL) -r $(VENV)/sky-requirements.txt
+endef
+
+# Run as `python -c "$$SKY_REQUIREMENTS" skypilot|rest`: the sky extra's SkyPilot pin, or what it
+# needs besides (SkyPilot's own requirements but click and uvicorn, and the extra's other entries).
+define SKY_REQUIREMENTS
+import sys, tomllib
+from importlib.metadata import requires
+from packaging.requirements import Requirement
+extra = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["sky"]
+if sys.argv[1] == "skypilot":
+    print(*[r for r in extra if Requirement(r).name == "skypilot"], sep="\n")
+    sys.exit(0)
+needs = [r for r in extra if Requirement(r).name != "skypilot"]
+for text in requires("skypilot"):
+    req = Requirement(text)
+    if req.name.lower() in ("click", "uvicorn") or (req.marker and not req.marker.evaluate({"extra": ""})):
+        continue
+    needs.append(str(req))
+print(*needs, sep="\n")
+endef
+export SKY_REQUIREMENTS
 
 # Re-resolve every pin from scratch (the newest versions pyproject.toml allows), in a throwaway venv.
 constraints:
@@ -91,12 +125,21 @@ constraints:
 	$(PYTHON) -m venv .venv-resolve
 	.venv-resolve/bin/pip install --disable-pip-version-check --quiet --upgrade pip setuptools wheel
 	.venv-resolve/bin/pip install --disable-pip-version-check --quiet --editable '.[$(PINNED_EXTRAS)]'
+	$(MAKE) constraints-sky
 	{ echo "# Exact pins for tether's base dependencies and its $(PINNED_EXTRAS) extras (plus pip/setuptools/wheel,"; \
 	  echo "# which build the editable install without build isolation). \`make venv\` installs with -c this file."; \
 	  echo "# Resolved with pip on $$(.venv-resolve/bin/python -c 'import platform as p; print(p.python_implementation(), p.python_version() + ",", p.system().lower(), p.machine())'), on $$(date -u +%F). Regenerate with \`make constraints\`."; \
-	  echo "# fastapi stays <0.137 (pyproject): Airflow 3.3 caps it."; \
+	  echo "# fastapi stays <0.137 (pyproject): Airflow 3.3 caps it. The sky extra is installed apart (Makefile: MAKE_SKY_OVERLAY),"; \
+	  echo "# so skypilot's click<8.2 and uvicorn<0.36 are not met in the test venv: tether uses neither its CLI nor its API server."; \
 	  .venv-resolve/bin/pip freeze --all --exclude-editable; } > $(CONSTRAINTS)
 	rm -rf .venv-resolve
+
+# The sky extra in the resolve venv, the way `make venv` installs it (newest versions, no pins).
+constraints-sky:
+	$(MAKE) PY=.venv-resolve/bin/python PIP_INSTALL='.venv-resolve/bin/pip install --disable-pip-version-check --quiet' VENV=.venv-resolve sky-overlay
+
+sky-overlay:
+	$(MAKE_SKY_OVERLAY)
 
 # Run as `python -c "$$DAEMON_CHECK" stale|ours` with the venv's interpreter.
 #   stale: stop the local daemon if it was started by another interpreter (another checkout or

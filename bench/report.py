@@ -76,6 +76,15 @@ FIGURES = (
     Figure("import_ms", "`import` time, net of `python -c pass` (ms)", "{:,.0f}", "lower",
            Target("<= 150 ms", "<=", 150.0)),
     Figure("import_gross_ms", "`import` time, whole `python -c \"import ...\"` (ms)", "{:,.0f}", "lower"),
+    # --env-build (bench/env_build.py): one env with three packages, built with uv, then with pip
+    Figure("env_build_uv_cold_s", "env with 3 packages, uv, empty cache (s)", "{:.1f}", "lower"),
+    Figure("env_build_pip_cold_s", "env with 3 packages, pip, empty cache (s)", "{:.1f}", "lower"),
+    Figure("env_build_cold_uv_pip", "env build, empty caches: uv / pip", "{:.2f}", "lower",
+           Target("<= 0.3 x pip", "<=", 0.3)),
+    Figure("env_build_uv_cached_s", "env with 3 packages, uv, cache warm (s)", "{:.2f}", "lower"),
+    Figure("env_build_pip_cached_s", "env with 3 packages, pip, cache warm (s)", "{:.2f}", "lower"),
+    Figure("env_build_cached_uv_pip", "env build, caches warm: uv / pip", "{:.2f}", "lower",
+           Target("<= 0.3 x pip", "<=", 0.3)),
 )
 
 # Cells whose way of measuring differs from what the row says get a mark and a footnote.

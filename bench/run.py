@@ -4,6 +4,7 @@
     python bench/run.py --quick            # a smoke run (~1.5 min): same figures, fewer samples
     python bench/run.py --peers none       # the step-overhead rows only (~1 min)
     python bench/run.py --no-orchestrators # everything but the step-overhead rows (~1.5 min)
+    python bench/run.py --env-build --peers none --no-orchestrators   # only: an env with 3 packages, uv vs pip
 
 1. In fresh interpreters: ``import tether`` (and ``import ray``) time, and local cluster cold starts.
 2. Each peer in turn, alone on the machine: started, measured on the same figures through the same
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if not __package__:  # run as a script: make `bench` importable as a package
     sys.path.insert(0, str(ROOT))
 
-from bench import figures, lifecycle, machine, processes, report, settings, wrk  # noqa: E402
+from bench import env_build, figures, lifecycle, machine, processes, report, settings, wrk  # noqa: E402
 from bench.orchestrators import ORCHESTRATORS  # noqa: E402
 from bench.orchestrators import runner as orchestrators  # noqa: E402
 from bench.orchestrators import table as steps_table  # noqa: E402
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-install", action="store_true",
                    help="never apt-get install wrk (by default it is installed when missing, as root)")
     p.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
+    p.add_argument("--env-build", action="store_true",
+                   help="also build an env with three packages, with uv and with pip, cold and cached "
+                        "(bench/env_build.py; downloads from the package index, ~2 min)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                    help="folder for latest.json and latest.png (default: bench/results)")
     args = p.parse_args(argv)
@@ -86,8 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.orchestrators) - set(ORCHESTRATORS))
     if unknown:
         p.error(f"--orchestrators: unknown {unknown}; choose from {', '.join(ORCHESTRATORS)}, or none")
-    if not args.peers and not args.orchestrators:
-        p.error("nothing to measure: --peers none and no orchestrators")
+    if not args.peers and not args.orchestrators and not args.env_build:
+        p.error("nothing to measure: --peers none, no orchestrators and no --env-build")
     return args
 
 
@@ -165,6 +169,10 @@ def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> 
         if "r" in cold:
             figures.record(results, "cold_start_wall_s", "tether", lambda: cold["r"]["cold_start_wall_s"], log)
             results["details"].setdefault("tether", {})["cold_start_samples"] = cold["r"]["samples"]
+
+    if args.env_build:
+        log("== env build: three packages, uv then pip, each with an empty cache, then cached")
+        env_build.record(results, workdir, log)
 
     for key in args.peers:
         log(f"== {key}")

@@ -29,8 +29,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Module": ("tether.core.module", "Module"),
     "cluster": ("tether.core.cluster", "cluster"),
     "Cluster": ("tether.core.cluster", "Cluster"),
+    "ondemand_cluster": ("tether.core.cluster", "ondemand_cluster"),
     "env": ("tether.core.images", "env"),
     "Env": ("tether.core.images", "Env"),
+    "Image": ("tether.core.image", "Image"),
     "load": ("tether.core.resources", "load"),
     "get": ("tether.core.invoke", "get"),
     "RemoteRef": ("tether.core.invoke", "RemoteRef"),
@@ -76,8 +78,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from tether.core.cluster import Cluster, cluster
+    from tether.core.cluster import Cluster, cluster, ondemand_cluster
     from tether.core.function import Function, function
+    from tether.core.image import Image
     from tether.core.images import Env, env
     from tether.core.module import Module, module
     from tether.core.resources import Resource, exists, load

@@ -6,9 +6,9 @@ after the hooks below. It registers through the ``tether`` entry-point group::
     [project.entry-points.tether]
     my_launcher = "my_package.my_launcher"
 
-The built-in plugins register exactly that way (``local`` and ``ssh`` launchers, the ``upscale``
-failure classifier and ladder policy); running from a source tree that was never installed, they
-are registered by name (``BUILTIN_PLUGINS``). A built-in answer is ``trylast``: a third party's
+The built-in plugins register exactly that way (``local`` and ``ssh`` launchers, the ``sky``
+provisioner, the ``upscale`` failure classifier and ladder policy); running from a source tree
+that was never installed, they are registered by name (``BUILTIN_PLUGINS``). A built-in answer is ``trylast``: a third party's
 answer to a ``firstresult`` hook wins.
 """
 
@@ -28,7 +28,8 @@ PROJECT = "tether"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-BUILTIN_PLUGINS = ("tether.launchers.local", "tether.launchers.ssh.launcher", "tether.steps.upscale")
+BUILTIN_PLUGINS = ("tether.launchers.local", "tether.launchers.ssh.launcher",
+                   "tether.launchers.ondemand.launcher", "tether.launchers.sky", "tether.steps.upscale")
 
 
 class TetherSpec:
@@ -98,7 +99,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
     for name in BUILTIN_PLUGINS:  # running from a source tree that was never installed
         module = importlib.import_module(name)
         if not pm.is_registered(module):
-            pm.register(module, name=name.rsplit(".", 1)[-1])
+            short = name.rsplit(".", 1)[-1]  # two built-ins' modules are both named "launcher"
+            pm.register(module, name=short if pm.get_plugin(short) is None else name)
     pm.check_pending()
     return pm
 

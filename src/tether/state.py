@@ -18,6 +18,11 @@ Under ``$TETHER_HOME`` (default ``~/.tether``; on a node of a remote cluster, th
         autostop.json       {"minutes": m}: re-read by the running daemon when it changes
         manifest/           what was deployed, restored by the next daemon (``daemon/manifest.py``):
                             kept across restarts and crashes, removed by ``teardown()``
+        image/<key>.json    an Image step done on this node (``core/image_apply.py``): its key
+                            chains the step's content to the steps before it; kept across
+                            restarts and teardowns (the machine keeps what the step did)
+        image_env.json      {"env_vars": {...}}: an Image's set_env_vars, given to every worker
+                            and command the daemon starts
         nodes.json ...      a launcher's own records (the ssh launcher: nodes, tunnels)
     resources/              the local registry (``tether.core.registry.local``)
 
@@ -45,6 +50,8 @@ AUTOSTOP = "autostop.json"
 TLS_CERT = "tls.crt"
 TLS_KEY = "tls.key"
 MANIFEST = "manifest"
+IMAGE = "image"
+IMAGE_ENV = "image_env.json"
 
 
 def tether_home() -> Path:
@@ -212,6 +219,48 @@ def remove_manifest(state_dir: Path) -> None:
     import shutil
 
     shutil.rmtree(state_dir / MANIFEST, ignore_errors=True)
+
+
+# -- an Image's records -------------------------------------------------------------------------
+
+
+def read_image_records(state_dir: Path) -> dict[str, dict[str, Any]]:
+    """The Image steps done on this node: ``{key: record}``."""
+    out = {}
+    folder = state_dir / IMAGE
+    if folder.is_dir():
+        for path in folder.glob("*.json"):
+            record = read_json(path)
+            if isinstance(record, dict):
+                out[path.stem] = record
+    return out
+
+
+def write_image_record(state_dir: Path, key: str, record: dict[str, Any]) -> None:
+    """Record an Image step as done (``key``: hex digits, from ``ImageStep.key``)."""
+    if not key or not all(c in "0123456789abcdef" for c in key):
+        raise ValueError(f"an image step key is hex digits, not {key[:40]!r}")
+    folder = state_dir / IMAGE
+    folder.mkdir(mode=0o700, exist_ok=True)
+    write_json(folder / f"{key}.json", record)
+
+
+def remove_image_records(state_dir: Path) -> None:
+    """Forget every Image step done here: the next bring-up runs them all again."""
+    import shutil
+
+    shutil.rmtree(state_dir / IMAGE, ignore_errors=True)
+
+
+def write_image_env(state_dir: Path, env_vars: dict[str, str]) -> None:
+    write_json(state_dir / IMAGE_ENV, {"env_vars": env_vars})
+
+
+def read_image_env(state_dir: Path) -> dict[str, str]:
+    """An Image's env vars for the workers and commands of ``state_dir``'s daemon."""
+    data = read_json(state_dir / IMAGE_ENV)
+    env = data.get("env_vars") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
 
 
 # -- processes and locks ---------------------------------------------------------------------------

@@ -103,3 +103,16 @@ def test_autostop_none_means_never(folder):
 def test_pid_alive():
     assert state.pid_alive(os.getpid())
     assert not state.pid_alive(0) and not state.pid_alive(True) and not state.pid_alive("1")
+
+
+def test_image_records_and_env(tmp_path):
+    assert state.read_image_records(tmp_path) == {} and state.read_image_env(tmp_path) == {}
+    state.write_image_record(tmp_path, "abc123", {"kind": "run_bash"})
+    assert state.read_image_records(tmp_path) == {"abc123": {"kind": "run_bash"}}
+    assert oct((tmp_path / "image" / "abc123.json").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ValueError, match="hex digits"):
+        state.write_image_record(tmp_path, "../token", {})
+    state.write_image_env(tmp_path, {"A": "1"})
+    assert state.read_image_env(tmp_path) == {"A": "1"}
+    state.remove_image_records(tmp_path)
+    assert state.read_image_records(tmp_path) == {}

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tether.client.daemon_client import DaemonClient
+from tether.core.image import Image, resolve_image
+from tether.core.image_apply import apply_image, check_docker, forget_image
 from tether.core.images import Env, resolve_env
 from tether.core.registry import local
 from tether.core.resources import Resource
@@ -39,7 +41,8 @@ class Cluster(Resource):
 
     RESOURCE_TYPE = "cluster"
 
-    def __init__(self, name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: Any) -> None:
+    def __init__(self, name: str = DEFAULT_CLUSTER, launcher: str | None = None,
+                 image: Image | str | dict | None = None, **spec: Any) -> None:
         if not name or not all(_NAME_RE.match(part) for part in name.split("/")):
             raise ConfigError(
                 f"bad cluster name {name!r}: use letters, digits, '_', '-', '.' (starting with a letter "
@@ -55,6 +58,11 @@ class Cluster(Resource):
         #: what the last code sync of a deploy sent, one ``SyncResult`` per node (remote launchers)
         self.last_sync: list[Any] = []
         self.launcher.validate(spec)
+        #: the machines' setup (``tether.Image``): its steps run once per node at bring-up
+        self.image: Image | None = resolve_image(image)
+        self._image_lock = threading.RLock()
+        self._image_done = self._image_busy = False
+        check_docker(self)
 
     # -- definition --------------------------------------------------------------------------------
 
@@ -73,8 +81,11 @@ class Cluster(Resource):
                 "launchers register through the 'tether' entry-point group") from None
 
     def config(self) -> dict[str, Any]:
-        return {"type": self.RESOURCE_TYPE, "name": self.name, "launcher": self.launcher_name,
-                "spec": self.launcher.config_spec(self.spec)}
+        config = {"type": self.RESOURCE_TYPE, "name": self.name, "launcher": self.launcher_name,
+                  "spec": self.launcher.config_spec(self.spec)}
+        if self.image is not None:
+            config["image"] = self.image.config()
+        return config
 
     @property
     def ips(self) -> list[str]:
@@ -102,7 +113,8 @@ class Cluster(Resource):
     def from_config(cls, config: dict[str, Any]) -> Cluster:
         """The cluster a config describes, shared with this process's other handles of that name
         (one connection per cluster and process)."""
-        return cluster(config["name"], config.get("launcher") or "local", **(config.get("spec") or {}))
+        return cluster(config["name"], config.get("launcher") or "local", image=config.get("image"),
+                       **(config.get("spec") or {}))
 
     def __repr__(self) -> str:
         return f"<Cluster {self.name!r} launcher={self.launcher_name}>"
@@ -139,12 +151,18 @@ class Cluster(Resource):
         """Stop the cluster's daemons and their workers; what was deployed is forgotten (the
         next daemon starts empty).
 
-        Machines that the cluster did not create (the ``local`` one, your own over SSH) stay.
+        Machines that the cluster did not create (the ``local`` one, your own over SSH) stay;
+        machines made on demand are deleted.
         """
         with self._lock:
             self._forget_deployed()
             self._close_clients()
-            self.launcher.down(self)
+            try:
+                self.launcher.down(self)
+            finally:  # machines the launcher made (on demand) go even when a daemon would not stop
+                terminate = getattr(self.launcher, "terminate", None)
+                if terminate is not None:
+                    terminate(self)
             forget = getattr(self.launcher, "forget", None)
             if forget is not None:  # a daemon that was not running cannot forget by itself
                 forget(self)
@@ -165,6 +183,7 @@ class Cluster(Resource):
                 client.close()
         self._client = None
         self._node_clients.clear()
+        self._image_done = False  # a new daemon (or machine) is checked again
 
     def rotate_token(self) -> Cluster:
         """Give the cluster's daemons new bearer tokens, at once.
@@ -197,6 +216,8 @@ class Cluster(Resource):
         """The client of the head daemon; brings the cluster up on first use and checks versions."""
         client = self._client
         if client is not None:
+            if self.image is not None and not self._image_done:
+                self._ensure_image()
             return client
         with self._lock:
             if self._client is None:
@@ -209,7 +230,36 @@ class Cluster(Resource):
                     client = self._connect()
                     client.check_version()
                 self._client = client
-            return self._client
+            client = self._client
+        if self.image is not None and not self._image_done:
+            self._ensure_image()
+        return client
+
+    def _ensure_image(self) -> None:
+        """Run the image's steps not yet done on the nodes (once per connection of this handle;
+        ``tether.core.image_apply``). Other threads wait; this thread's own calls go through."""
+        with self._image_lock:
+            if self._image_done or self._image_busy:
+                return
+            self._image_busy = True
+            try:
+                apply_image(self, self.image)
+                self._image_done = True
+            finally:
+                self._image_busy = False
+
+    def reset_image(self, node: Any = "all") -> Cluster:
+        """Forget the image steps recorded on the nodes (and its env vars), so that the next
+        ``up_if_not()`` runs every step again: what to do when a step's effect was undone by hand,
+        or to re-run a step that reads something that changed (a ``git pull``, a moving tag)."""
+        indices = self.launcher.select(self, node)
+        with self._image_lock:
+            self._image_busy = True  # connecting here must not run the steps it is to forget
+            try:
+                forget_image([self.node_client(i) for i in indices])
+            finally:
+                self._image_busy = self._image_done = False
+        return self
 
     def _connect(self) -> DaemonClient:
         endpoint = self.launcher.up(self)
@@ -237,6 +287,7 @@ class Cluster(Resource):
                 down["state_dir"] = record["state_dir"]
             if record.get("pid"):
                 down["stale_pid"] = record["pid"]  # a record left by a daemon that is gone
+            down.update(self._machine_status())
             return down
         client, temporary = self._client, False
         if client is None:  # not `self.client`: connecting may restart a daemon of another size
@@ -250,7 +301,13 @@ class Cluster(Resource):
         status.update({"up": True, "status": "up"})
         if hasattr(self.launcher, "node_status"):
             status["nodes"] = self.launcher.node_status(self)
+        status.update(self._machine_status())
         return status
+
+    def _machine_status(self) -> dict[str, Any]:
+        """The machines a launcher made (on demand): ids, type, price; {} for other launchers."""
+        machines = getattr(self.launcher, "machine_status", None)
+        return machines(self) if machines is not None else {}
 
     def node_client(self, node: Any = None) -> DaemonClient:
         """The client of one node's daemon (``node``: index or address; None is the head)."""
@@ -309,7 +366,8 @@ class Cluster(Resource):
         return self.launcher.ssh_tunnel(self, local_port, remote_port, node=node)
 
     def install_packages(self, reqs: Sequence[str], node: Any = None, from_local: bool = False) -> None:
-        """pip install ``reqs`` into the cluster's default env (the daemon's interpreter).
+        """Install ``reqs`` into the cluster's default env (the daemon's interpreter), with uv
+        where the node has it, else pip.
 
         Args:
             node: an index or address, "all", or None (the head).
@@ -322,12 +380,10 @@ class Cluster(Resource):
             self.up_if_not()
             self.launcher.install_local_packages(self, reqs, self.launcher.select(self, node))
             return
-        code = ("import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-m', 'pip', "
-                f"'install', '--disable-pip-version-check', *{reqs!r}]))")
-        for index in self.launcher.select(self, node):
-            (code_, out, err), = self.node_client(index).run([code], "python", stream_logs=True)
-            if code_:
-                raise LaunchError(f"pip install {' '.join(reqs)} failed on node {index} of "
+        for index in self.launcher.select(self, node):  # by the node's installer: uv, else pip
+            (code, out, err), = self.node_client(index).run(reqs, "install", stream_logs=True)
+            if code:
+                raise LaunchError(f"installing {' '.join(reqs)} failed on node {index} of "
                                   f"{self.name!r}:\n{(err or out)[-2000:]}", cluster=self.name)
 
     # -- objects -------------------------------------------------------------------------------------
@@ -435,7 +491,8 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
                 config = local.load(name)
                 if config.get("type") != "cluster":
                     raise ConfigError(f"{name!r} is saved as a {config.get('type')}, not a cluster")
-                found = Cluster(config["name"], config.get("launcher"), **(config.get("spec") or {}))
+                found = Cluster(config["name"], config.get("launcher"), image=config.get("image"),
+                                **(config.get("spec") or {}))
             elif name == DEFAULT_CLUSTER:
                 found = Cluster(DEFAULT_CLUSTER, "local")
             else:
@@ -452,9 +509,33 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
         return found
 
 
+#: keywords that ask for machines made on demand (``tether.cluster(name, instance_type=...)``);
+#: ``memory``/``cpus`` alone size a local cluster
+ONDEMAND_KEYS = frozenset({"instance_type", "accelerators", "provider", "region", "zone", "use_spot",
+                           "disk_size", "num_nodes", "open_ports", "context", "namespace",
+                           "kube_config_path"})
+
+
 def _infer_launcher(spec: dict[str, Any]) -> str:
-    """Runhouse's forms: ``ips=[...]`` means your own machines over SSH."""
-    return "ssh" if spec.get("ips") else "local"
+    """Runhouse's forms: ``ips=[...]`` means your own machines over SSH; ``instance_type=``,
+    ``provider=``... machines made on demand."""
+    if spec.get("ips"):
+        return "ssh"
+    if any(spec.get(key) is not None for key in ONDEMAND_KEYS):
+        return "ondemand"
+    return "local"
+
+
+def ondemand_cluster(name: str, **spec: Any) -> Cluster:
+    """A cluster whose machines are made for it (Runhouse's ``rh.ondemand_cluster``).
+
+    Takes ``instance_type``, ``accelerators`` ("A10G:1"), ``cpus``/``memory`` ("4+", "32+"),
+    ``disk_size``, ``provider`` ("aws", "gcp", "azure", "lambda", "kubernetes"...), ``region``,
+    ``zone``, ``use_spot``, ``num_nodes``, ``image`` (a docker image id), ``autostop_mins`` (default:
+    60, -1: never), ``open_ports``; Kubernetes: ``context``, ``namespace``, ``kube_config_path``.
+    Nothing is launched until it is used (``up_if_not()``, a deploy).
+    """
+    return cluster(name, launcher=spec.pop("launcher", None) or "ondemand", **spec)
 
 
 def here() -> Cluster:

@@ -21,6 +21,7 @@ from tether.errors import ConfigError
 TYPES: dict[str, str] = {
     "cluster": "tether.core.cluster:Cluster",
     "env": "tether.core.images:Env",
+    "image": "tether.core.image:Image",
     "function": "tether.core.function:Function",
     "module": "tether.core.module:Module",
     "instance": "tether.core.stubs:RemoteInstance",

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from tether import state
 from tether._version import __version__
 from tether.daemon import http_guard, remote
 from tether.daemon.call_route import CallRoute
@@ -27,6 +28,7 @@ from tether.daemon.limits import LimitsError, env_limits_request
 from tether.daemon.requests import (
     BadRequest,
     check_env_spec,
+    check_image_update,
     check_nodes,
     check_run,
     check_timeout,
@@ -160,9 +162,30 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     async def run(request: Request):
         run = check_run(parse_json_body(await _body(request)))
         out = CallQueue()  # a caller that stops reading costs at most TETHER_OUTPUT_BUFFER
+        env_vars = {**state.read_image_env(store.state_dir), **run["env_vars"]}  # an Image's first
         task = spawn(run_commands(run["commands"], run["kind"], store.builder.default_python, run["cwd"],
-                                  run["env_vars"], run["stop_on_error"], out))
+                                  env_vars, run["stop_on_error"], out))
         return MessagesResponse(out, on_abandon=lambda streaming: task.cancel())
+
+    @app.get("/_tether/image")
+    async def image_records() -> dict[str, Any]:
+        """The Image steps done on this node (``{key: record}``) and the image's env vars."""
+        return {"records": state.read_image_records(store.state_dir),
+                "env_vars": state.read_image_env(store.state_dir)}
+
+    @app.post("/_tether/image")
+    async def image_update(request: Request) -> dict[str, Any]:
+        """``{"record": {"key": ..., ...}}`` records a step as done; ``{"env_vars": {...}}`` sets
+        the image's env vars (running workers restart with them); ``{"forget": true}`` forgets
+        every record, so that the next bring-up runs every step again."""
+        body = check_image_update(parse_json_body(await _body(request)))
+        if "record" in body:
+            state.write_image_record(store.state_dir, body["record"]["key"], body["record"])
+            return {"recorded": body["record"]["key"]}
+        if "env_vars" in body:
+            return await store.set_image_env(body["env_vars"])
+        state.remove_image_records(store.state_dir)
+        return {"forgot": True}
 
     @app.get("/_tether/calls/{call_id}")
     async def call_result(call_id: str, request: Request, timeout: float | None = None):

@@ -3,7 +3,9 @@
 A venv is keyed by a hash of (base interpreter, reqs), built once and reused while the spec is
 unchanged. It is layered on the default interpreter's packages (a ``.pth`` file appends them after
 the venv's own), so the env's reqs win and everything else the project already has stays importable.
-Progress lines (venv creation, pip output) are handed to ``progress`` so the caller sees them live.
+Progress lines (venv creation, the installer's output) are handed to ``progress`` so the caller
+sees them live; they say which installer built the env: uv where the node has it, else pip
+(``tether.daemon.installer``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from tether.daemon import installer
 from tether.errors import LaunchError
 
 Progress = Callable[[str], Awaitable[None]]
@@ -46,14 +49,15 @@ class EnvBuilder:
                 return str(exe)
             if target.exists():
                 shutil.rmtree(target)
-            await progress(f"[tether] creating env {name!r}: venv at {target}\n")
-            await _run([base, "-m", "venv", str(target)], progress)
+            tool = installer.find()
+            await progress(f"[tether] creating env {name!r} with {tool.label}: venv at {target}\n")
+            await _run(tool.venv_argv(base, str(target)), progress)
             await _layer_on(base, exe)
-            await progress(f"[tether] installing into env {name!r}: {' '.join(reqs)}\n")
-            await _run([str(exe), "-m", "pip", "install", "--disable-pip-version-check",
-                        "--progress-bar", "off", *reqs], progress)
-            (target / ".tether-ready").write_text(json.dumps({"reqs": list(reqs), "base": base}))
-            await progress(f"[tether] env {name!r} ready\n")
+            await progress(f"[tether] installing into env {name!r} with {tool.label}: {' '.join(reqs)}\n")
+            await _run(tool.install_argv(str(exe), list(reqs)), progress)
+            (target / ".tether-ready").write_text(json.dumps({"reqs": list(reqs), "base": base,
+                                                              "installer": tool.name}))
+            await progress(f"[tether] env {name!r} ready (built with {tool.label})\n")
             return str(exe)
 
 

@@ -194,6 +194,12 @@ class Limits:
             scope.close()
 
 
+#: the kernel's OOM killer takes a worker before the daemon: on a machine (or a memory cgroup)
+#: that runs out of memory, a second kill while the first victim's memory is being freed must not
+#: take the daemon, which reports the death and serves on (anyone may raise a process's score)
+WORKER_OOM_SCORE_ADJ = 500
+
+
 class Slot:
     """One worker's place: the prefix of its command, and the report of its death."""
 
@@ -210,6 +216,8 @@ class Slot:
 
     def started(self, pid: int) -> None:
         self.pid = pid
+        with contextlib.suppress(OSError):  # not Linux, or the worker is gone already
+            Path(f"/proc/{pid}/oom_score_adj").write_text(str(WORKER_OOM_SCORE_ADJ))
         if self.limits.affinity:
             with contextlib.suppress(OSError):  # before the worker made threads: they inherit it
                 os.sched_setaffinity(pid, self.limits.affinity)

@@ -229,19 +229,39 @@ def check_nodes(body: Any) -> tuple[list[dict[str, Any]], float | None]:
 
 def check_run(body: Any) -> dict[str, Any]:
     """``POST /_tether/run``: commands, kind, cwd, env_vars, stop_on_error."""
+    # kind "install": the commands are requirements, installed by the node's installer (uv or pip)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with 'commands'")
     commands = body.get("commands")
     if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
         raise BadRequest("'commands' must be a list of strings")
-    if body.get("kind", "bash") not in ("bash", "python"):
-        raise BadRequest("'kind' is 'bash' or 'python'")
+    if body.get("kind", "bash") not in ("bash", "python", "install"):
+        raise BadRequest("'kind' is 'bash', 'python' or 'install' (the commands are requirements, "
+                         "installed into the default env by uv or pip)")
     if body.get("cwd") is not None and not isinstance(body["cwd"], str):
         raise BadRequest(f"'cwd' must be a string, not {_kind(body['cwd'])}")
     env_vars = body.get("env_vars") or {}
     _check_env_vars(env_vars, "'env_vars'")
     return {"commands": commands, "kind": body.get("kind", "bash"), "cwd": body.get("cwd"),
             "env_vars": env_vars, "stop_on_error": bool(body.get("stop_on_error"))}
+
+
+def check_image_update(body: Any) -> dict[str, Any]:
+    """``POST /_tether/image``: one of ``record`` (with a hex ``key``), ``env_vars``, ``forget``."""
+    if not isinstance(body, dict) or len(set(body) & {"record", "env_vars", "forget"}) != 1:
+        raise BadRequest("the body is a JSON object with one of 'record', 'env_vars' or 'forget'")
+    if "record" in body:
+        record = body["record"]
+        key = record.get("key") if isinstance(record, dict) else None
+        if not isinstance(key, str) or not 8 <= len(key) <= 64 or any(c not in "0123456789abcdef" for c in key):
+            raise BadRequest("'record' is an object whose 'key' is 8 to 64 lowercase hex digits")
+        return {"record": record}
+    if "env_vars" in body:
+        _check_env_vars(body["env_vars"], "'env_vars'")
+        return {"env_vars": dict(body["env_vars"])}
+    if body["forget"] is not True:
+        raise BadRequest("'forget' is true")
+    return {"forget": True}
 
 
 def check_timeout(timeout: float | str | None) -> float | None:

@@ -21,7 +21,7 @@ import os
 import signal
 from collections import deque
 
-from tether.daemon import children
+from tether.daemon import children, installer
 from tether.protocol import wire
 
 _running = 0  # commands running now (``/_tether/status``: a daemon busy with them is not idle)
@@ -40,11 +40,15 @@ async def run_commands(commands: list[str], kind: str, python: str, cwd: str | N
     results = []
     _running += 1
     try:
-        for command in commands:
-            if kind == "python":
-                argv = [python, "-c", command]
-            else:
-                argv = ["bash", "-c", command]
+        if kind == "install":  # one install of every requirement, by the node's installer
+            tool = installer.find()
+            header = f"[tether] installing {' '.join(commands)} with {tool.label}\n"
+            out.put_nowait(wire.Message(wire.LOG, 0, [memoryview(b"out"), memoryview(header.encode())]))
+            argvs = [tool.install_argv(python, commands)]
+        else:
+            header = ""
+            argvs = [[python, "-c", c] if kind == "python" else ["bash", "-c", c] for c in commands]
+        for argv in argvs:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.DEVNULL, cwd=cwd or None, env={**os.environ, **env_vars},
@@ -60,7 +64,7 @@ async def run_commands(commands: list[str], kind: str, python: str, cwd: str | N
                 raise
             finally:
                 children.unwatch(proc.pid)
-            results.append([code, captured[0], captured[1]])
+            results.append([code, header + captured[0], captured[1]])
             if code and stop_on_error:
                 break
         out.put_nowait(wire.Message(wire.RESULT, 0, [memoryview(wire.json_frame(results))]))

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tether import state as state_files
 from tether.daemon import remote, restore, shell, sweep
 from tether.daemon.envs import EnvBuilder
 from tether.daemon.limits import Limits, describe_limits
@@ -277,6 +278,32 @@ class Store:
                     await state.worker.stop()
                     state.worker = None
                     state.reset_reason = restore.env_restarted(env, "by cancel(force=True)")
+
+    async def set_image_env(self, env_vars: dict[str, str]) -> dict[str, Any]:
+        """An Image's env vars (``set_env_vars``) for every worker and command from now on.
+
+        When they changed, the workers already running (the one prestarted at daemon start, the
+        spares, the envs' live workers) are stopped so that their next start has them; an env
+        that holds objects starts again at once and makes them again (instances with fresh state,
+        as after a restart). Returns ``{"changed": bool, "restarted": [env...]}``."""
+        if state_files.read_image_env(self.state_dir) == env_vars:
+            return {"changed": False, "restarted": []}
+        state_files.write_image_env(self.state_dir, env_vars)
+        if self.prestarted is not None:
+            worker, self.prestarted = self.prestarted, None
+            await worker.stop()
+        restarted = []
+        for name, env in list(self.envs.items()):
+            async with env.lock:
+                await self._drop_spare(env)
+                if env.worker is not None:
+                    await env.worker.stop()
+                    env.worker = None
+                    env.reset_reason = restore.env_restarted(name, "for the image's new env vars")
+                    restarted.append(name)
+            if any(r.env == name and not r.node for r in self.objects.values()):
+                await self.worker(name)
+        return {"changed": True, "restarted": restarted}
 
     async def limit_env(self, env: str, memory: int | None, cpus: float | None, why: str = "") -> dict[str, Any]:
         """Give ``env``'s workers limits of their own (None: the cluster's), e.g. more memory for

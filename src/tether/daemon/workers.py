@@ -177,7 +177,9 @@ class WorkerProcess:
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(path)
         self._listener.listen(1)
-        env = {**os.environ, **dict(self.spec.env_vars), **self.extra_env}
+        # an Image's env vars (set_env_vars), re-read at each start: the env's own win over them
+        image_env = state.read_image_env(self.runtime_dir.parent)
+        env = {**os.environ, **image_env, **dict(self.spec.env_vars), **self.extra_env}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(self.runtime_dir), env.get("PYTHONPATH", "")) if p
         )

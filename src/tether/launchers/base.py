@@ -71,6 +71,10 @@ class Launcher:
     spec_keys: ClassVar[frozenset[str]] = frozenset()
     #: feature -> why this launcher does not have it
     unsupported: ClassVar[dict[str, str]] = {}
+    #: whether its machines can start from a docker image (``tether.Image.from_docker``): only a
+    #: launcher that makes the machines can (it reads ``cluster.image.docker_image``, or SkyPilot's
+    #: form ``cluster.image.image_id``); the others refuse such an image at definition
+    docker_images: ClassVar[bool] = False
 
     def validate(self, spec: dict[str, Any]) -> None:
         """Refuse a spec this launcher cannot honour, with what it takes (called at definition,

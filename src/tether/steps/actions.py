@@ -83,7 +83,7 @@ def bring_up(name: str, *, launcher: str | None = None, spec: dict[str, Any] | N
     if launcher is None and not spec:
         cluster = named_cluster(name)
     else:
-        cluster = named_cluster(name=name, launcher=launcher or "local", **spec)
+        cluster = named_cluster(name=name, launcher=launcher, **spec)  # None: from the spec
     _say(logger, f"bringing up cluster {cluster.name!r} ({cluster.launcher_name}, "
                  f"{compute.describe(cluster.spec) if cluster.spec else 'default size'})")
     cluster.up_if_not()

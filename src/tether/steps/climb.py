@@ -8,7 +8,13 @@ Three ways up, from the narrowest:
    of the instances in it, is left alone. The cluster keeps its size.
 2. **another cluster** (a rung ``{"cluster": "big"}``): the service moves there and is made again
    from its record; the old cluster is left as it is.
-3. **the whole cluster** (any other launcher, or a rung with keys a launcher must apply, such as
+3. **bigger machines** (a cluster whose launcher makes its machines, ``ondemand``, and a rung of
+   ``instance_type``/``accelerators``/``cpus``/``memory``): the rung is provisioned as a cluster of
+   its own (``<name>.rung<n>``, saved), and the service moves there, under the same name; later
+   steps find it there from its record. The cluster's ``shrink=`` says what becomes of the smaller
+   machines: ``"terminate"`` (the default) deletes them, and every service recorded on them moves
+   too; ``"keep"`` leaves them running with the other services and their state.
+4. **the whole cluster** (any other launcher, or a rung with keys a launcher must apply, such as
    ``instance_type``): torn down and brought up at the rung's size, as a new machine. Every instance
    on it starts afresh; services deployed through the steps are made again from their records on
    their next call, anything else is gone.
@@ -19,6 +25,7 @@ warning (``actions``) and for ``__tether_rebuild__`` (``tether.steps.rebuild``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -26,12 +33,16 @@ from urllib.parse import quote
 from tether import compute
 from tether.core.cluster import cluster as named_cluster
 from tether.core.images import DEFAULT_ENV
-from tether.errors import TetherError
+from tether.errors import ConfigError, TetherError
 from tether.steps.ladder import Ladder
-from tether.steps.services import saved_on
+from tether.steps.services import Service, saved_on
 
 #: rung keys one env's limits can take (the others need a machine of that kind)
 ENV_KEYS = frozenset({"memory", "cpus"})
+#: rung keys that size a machine made on demand (a rung replaces all of them)
+MACHINE_KEYS = frozenset({"instance_type", "accelerators", "cpus", "memory"})
+#: the suffix of the cluster a rung of bigger machines is provisioned as
+RUNG_SUFFIX = re.compile(r"\.rung\d+$")
 #: seconds the daemon may take to restart an env's worker with new limits and make its objects
 #: again (their constructors run then)
 ENV_LIMITS_TIMEOUT = 600.0
@@ -92,6 +103,15 @@ def rung_for(ladder: Ladder, attempt: int, current: dict[str, Any]) -> dict[str,
     return target
 
 
+def reached(ladder: Ladder, current: dict[str, Any], rung: dict[str, Any]) -> bool:
+    """Whether ``current`` is at ``rung`` or above it: by its values, or by its place on the
+    ladder (an ``instance_type`` has no order but the ladder's)."""
+    if covers(current, rung):
+        return True
+    here, there = ladder.index(current), ladder.index(rung)
+    return here is not None and there is not None and here >= there and "cluster" not in rung
+
+
 def covers(current: dict[str, Any], rung: dict[str, Any]) -> bool:
     """Whether ``current`` is already at least ``rung`` (a step never shrinks anything)."""
     if "cluster" in rung:
@@ -102,7 +122,10 @@ def covers(current: dict[str, Any], rung: dict[str, Any]) -> bool:
             return False
         if key in ("memory", "cpus"):
             parse = compute.parse_memory if key == "memory" else compute.parse_cpus
-            if parse(have) < parse(wanted):
+            try:
+                if parse(have) < parse(wanted):
+                    return False
+            except ConfigError:  # a cloud's form ("32+": at least 32 GB) has no size to compare
                 return False
         elif not compute.same_value(key, have, wanted):
             return False
@@ -116,7 +139,7 @@ def climb(cluster: str, ladder: Ladder, attempt: int, say: Any = None, what: str
     say = say or (lambda message: None)
     current = current_spec(cluster, env)
     rung = rung_for(ladder, attempt, current)
-    if covers(current, rung):
+    if reached(ladder, current, rung):
         return Climb(cluster, rung=rung)
     position = f"rung {(ladder.index(rung) or 0) + 1} of {len(ladder)}"
     if "cluster" in rung:
@@ -132,6 +155,9 @@ def climb(cluster: str, ladder: Ladder, attempt: int, say: Any = None, what: str
             f"for {what}; the cluster's other envs keep their workers and their state")
         reset = grow_env(handle, env, rung, f"by a ladder climb (attempt {attempt} of {what}, {position})")
         return Climb(cluster, how="env", env=env, reset=reset, rung=rung)
+    if getattr(handle.launcher, "makes_machines", False) and set(rung) & MACHINE_KEYS:
+        return to_bigger_machines(handle, rung, ladder.index(rung) or 0, say,
+                                  f"attempt {attempt}: {what}", position)
     held = instances_on(handle)
     say(f"attempt {attempt}: cluster {cluster!r} goes from "
         f"{compute.describe(handle.spec) if handle.spec else 'its default size'} to "
@@ -163,9 +189,45 @@ def instances_on(handle: Any) -> list[str]:
 def resize(cluster: Any, rung: dict[str, Any]) -> Any:
     """The same named cluster on another size: torn down, redefined with ``rung``, saved, up."""
     spec = {**cluster.spec, **{k: v for k, v in rung.items() if k != "cluster"}}
-    resized = named_cluster(name=cluster.name, launcher=cluster.launcher_name, **spec)
+    resized = named_cluster(name=cluster.name, launcher=cluster.launcher_name,
+                            image=getattr(cluster, "image", None), **spec)  # the same setup steps
     if cluster.is_up():
         cluster.teardown()
     resized.up_if_not()
     resized.save()
     return resized
+
+
+def to_bigger_machines(handle: Any, rung: dict[str, Any], index: int, say: Any, who: str,
+                       position: str) -> Climb:
+    """Provision ``rung`` as a cluster of its own and move there (see the module's docstring, 3).
+
+    The bigger cluster is up before anything is torn down: a failed launch leaves the smaller
+    machines serving (and the launcher deletes what it made of the bigger ones)."""
+    base = RUNG_SUFFIX.sub("", handle.name)
+    name = f"{base}.rung{index + 1}"
+    spec = {k: v for k, v in handle.spec.items() if k not in MACHINE_KEYS}
+    spec.update({k: v for k, v in rung.items() if k != "cluster"})
+    shrink = handle.spec.get("shrink", "terminate")
+    say(f"{who} moves from cluster {handle.name!r} ({_size(handle.spec)}) to bigger machines, "
+        f"cluster {name!r} ({compute.describe(rung)}, {position}); it is made there again from its record")
+    bigger = named_cluster(name=name, launcher=handle.launcher_name, **spec)
+    bigger.up_if_not()
+    bigger.save()
+    if shrink != "terminate":
+        say(f"cluster {handle.name!r} keeps its machines (shrink={shrink!r}) and its other services; "
+            f"teardown() deletes them")
+        return Climb(name, how="moved", rung=rung)
+    held = instances_on(handle)
+    moved = sorted(saved_on(handle.name))
+    for service in moved:
+        Service.load(service).moved_to(name)
+    say(f"cluster {handle.name!r} is torn down and its machines deleted (shrink='terminate')"
+        + (f"; its services move to {name!r}: {', '.join(moved)}" if moved else ""))
+    handle.teardown()
+    return Climb(name, how="moved", reset=held, gone=[n for n in held if n not in moved], rung=rung)
+
+
+def _size(spec: dict[str, Any]) -> str:
+    sized = {k: v for k, v in spec.items() if k in MACHINE_KEYS}
+    return compute.describe(sized) if sized else "its default size"

@@ -17,8 +17,8 @@ a third-party launcher runs the same suite against itself::
 Each test brings the cluster up itself, deploys code from a throwaway project (a folder with a
 ``pyproject.toml``, as a user's project is, so remote launchers sync it like any other), calls it,
 and checks what a user sees: the result, the remote output in the caller's terminal, the remote
-exception's own type, a clear error for bad input after which the daemon still serves, and a
-teardown that really stops the daemon. Nothing is mocked: the suite needs a launcher that really
+exception's own type, a clear error for bad input after which the daemon still serves, an Image
+whose steps run once on every node, and a teardown that really stops the daemon. Nothing is mocked: the suite needs a launcher that really
 brings compute up.
 """
 
@@ -52,6 +52,9 @@ def fail(message):
 
 def where():
     return {"pid": os.getpid(), "cwd": os.getcwd()}
+
+def env_var(name):
+    return os.environ.get(name)
 
 class Counter:
     def __init__(self, start=0):
@@ -158,6 +161,28 @@ class LauncherContract:
         finally:
             stranger.close()
         assert add(40, 2) == 42  # after all of it, the daemon serves
+
+    # -- images -------------------------------------------------------------------------------
+
+    def test_an_image_runs_its_steps_once_on_every_node(self, contract_cluster, contract_code):
+        marker = f"/tmp/tether-contract-image-{uuid.uuid4().hex[:8]}"
+        image = (tether.Image("contract").run_bash([f"echo ran >> {marker}"])
+                 .set_env_vars({"TETHER_CONTRACT_IMAGE": "yes"}))
+
+        def handle() -> tether.Cluster:  # a new handle each time, as a later process has
+            return tether.Cluster(contract_cluster.name, contract_cluster.launcher_name, image=image,
+                                  **contract_cluster.spec)
+
+        cluster = handle().up_if_not()
+        try:
+            handle().up_if_not()  # every step is recorded on every node: nothing runs again
+            counts = cluster.run_bash([f"wc -l < {marker}"], node="all", stream_logs=False)
+            assert [out.strip() for ((_, out, _),) in counts] == ["1"] * len(cluster.ips)
+            env_var = tether.function(contract_code.env_var).to(cluster, name=_name("env-var"))
+            assert env_var("TETHER_CONTRACT_IMAGE") == "yes"  # the image's env vars reach the workers
+        finally:
+            cluster.run_bash([f"rm -f {marker}"], node="all", stream_logs=False)
+            cluster.reset_image()
 
     # -- teardown ------------------------------------------------------------------------------
 

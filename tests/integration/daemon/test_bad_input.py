@@ -118,6 +118,8 @@ ROUTES = [
     ("POST", "/_tether/token"),
     ("POST", "/_tether/forget"),
     ("POST", "/_tether/envs/{add}/limits"),
+    ("GET", "/_tether/image"),
+    ("POST", "/_tether/image"),
     ("GET", "/{add}"),
     ("POST", "/{add}"),
     ("GET", "/{add}/call"),
@@ -231,6 +233,13 @@ MALFORMED = {
     "env-limits-bad-memory": ("/_tether/envs/untouched/limits", "application/json", b'{"memory": "lots"}'),
     "env-limits-bad-cpus": ("/_tether/envs/untouched/limits", "application/json", b'{"cpus": -2}'),
     "env-limits-bad-env-name": ("/_tether/envs/bad%20name!/limits", "application/json", b'{"memory": "1Gi"}'),
+    "image-malformed-json": ("/_tether/image", "application/json", b"{nope"),
+    "image-no-action": ("/_tether/image", "application/json", b'{"other": 1}'),
+    "image-two-actions": ("/_tether/image", "application/json", b'{"forget": true, "env_vars": {}}'),
+    "image-record-bad-key": ("/_tether/image", "application/json", b'{"record": {"key": "../../token"}}'),
+    "image-record-not-an-object": ("/_tether/image", "application/json", b'{"record": "abc"}'),
+    "image-env-vars-not-strings": ("/_tether/image", "application/json", b'{"env_vars": {"A": [1]}}'),
+    "image-forget-not-true": ("/_tether/image", "application/json", b'{"forget": "yes"}'),
 }
 
 

@@ -369,7 +369,7 @@ def test_env_node_idx_past_the_last_node_is_refused(ssh_hosts, ssh_cluster, remo
 
 
 def test_install_from_the_nodes_own_index(test_hosts, ssh_cluster, tmp_path):
-    """install_from='index': only tether's (and pip's) wheels are sent; the dependencies come from
+    """install_from='index': only tether's (and pip's, and uv's) wheels are sent; the dependencies come from
     the index the node's pip is configured with (here a mirror served on the test network)."""
     from tether.launchers.ssh import wheelhouse
 
@@ -392,7 +392,8 @@ def test_install_from_the_nodes_own_index(test_hosts, ssh_cluster, tmp_path):
         [(code, out, _)] = cluster.run_bash("whoami")
         assert (code, out.strip()) == (0, host.user)
         shipped = host.ssh("ls ~/.tether/wheels").stdout.split()
-        assert sorted(w.split("-")[0] for w in shipped if w.endswith(".whl")) == ["pip", "tether"]
+        uv = ["uv"] if wheelhouse._installed("uv") else []  # shipped with them when installed here
+        assert sorted(w.split("-")[0] for w in shipped if w.endswith(".whl")) == ["pip", "tether", *uv]
         served = log.read_text()
         assert "GET /simple/cloudpickle/" in served and "GET /simple/fastapi/" in served
     finally:

@@ -9,7 +9,11 @@ On-prem machines (and the test hosts) often have no package index, so the node i
   a hash of the sources;
 * its runtime dependencies at the **versions installed here** (cloudpickle must match on both
   sides), walked from tether's metadata with the markers evaluated for the node's Python;
-* pip itself (the node's venv is made ``--without-pip``: Debian's python3 lacks ensurepip).
+* pip itself (the node's venv is made ``--without-pip``: Debian's python3 lacks ensurepip);
+* uv, when it is installed here (``tether[uv]``): the node's daemon then builds envs with it
+  (``tether.daemon.installer``). Its wheel is the one from the index (a repacked one would lack
+  the ``uv`` binary, a script outside site-packages); when none can be had for the node, the node
+  goes without, and builds envs with pip.
 
 Each wheel comes from the first place that has one fitting the node's tags: the cache
 (``$TETHER_HOME/wheels/``), this environment's installed distribution repacked as a wheel
@@ -218,6 +222,10 @@ def collect(node: NodePython, label: str, deps: bool = True) -> tuple[list[Path]
     wanted = [("pip", pip_version)] + (pins if deps else [])
     wheels = [tether_wheel()]
     folder = wheels_dir()
+    uv = _uv_wheel(node, folder)
+    if uv is not None:
+        wheels.append(uv)
+        lines.append(f"uv=={md.version('uv')}")
     missing: list[tuple[str, str | None]] = []
     for name, version in wanted:
         wheel = _cached(name, version, node, folder)
@@ -230,6 +238,20 @@ def collect(node: NodePython, label: str, deps: bool = True) -> tuple[list[Path]
     if missing:
         wheels += _download(missing, node, folder, label)
     return wheels, lines
+
+
+def _uv_wheel(node: NodePython, folder: Path) -> Path | None:
+    """uv's wheel for ``node`` at the version installed here: from the cache, else downloaded;
+    None when uv is not installed here or no wheel can be had (the node then uses pip)."""
+    if not _installed("uv"):
+        return None
+    version = md.version("uv")
+    wheel = _cached("uv", version, node, folder)
+    if wheel is None:
+        subprocess.run([*_pip_download(node, folder), "--no-deps", f"uv=={version}"],
+                       capture_output=True, text=True)
+        wheel = _cached("uv", version, node, folder)
+    return wheel
 
 
 def _installed(name: str) -> bool:
@@ -292,7 +314,8 @@ def _cache_lock():
 
 
 def _make_house(node: NodePython, label: str, deps: bool) -> Path:
-    house = wheels_dir() / "houses" / f"{node.key}-{__version__}-{source_hash()}-{'all' if deps else 'own'}"
+    uv = f"-uv{md.version('uv')}" if _installed("uv") else ""  # a house made without uv is another house
+    house = wheels_dir() / "houses" / f"{node.key}-{__version__}-{source_hash()}-{'all' if deps else 'own'}{uv}"
     if (house / "requirements.txt").exists() and all(p.exists() for p in house.iterdir()):
         return house  # complete, and its name fixes its contents: never replaced under a reader
     wheels, lines = collect(node, label, deps)
