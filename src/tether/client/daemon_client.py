@@ -27,6 +27,19 @@ from tether.client import http11
 from tether.client.replies import TRANSPORT_ERRORS, Reply, http_error, unreachable
 from tether.protocol import shm, wire
 
+
+def _caller() -> str:
+    """Who calls, for the daemon's call records: ``user@host:pid`` (a forked child's pid is its
+    parent's until its client is made again)."""
+    import socket
+
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+    text = f"{user}@{socket.gethostname()}:{os.getpid()}"
+    return "".join(c for c in text if " " < c <= "~")[:200]
+
+
+_CALLER = _caller()
+
 #: what ``resolve`` returns: the daemon's current (host, port, token, TLS fingerprint or None), or
 #: None when it is down
 Address = tuple[str, int, str, "str | None"]
@@ -62,7 +75,8 @@ class DaemonClient:
         # the headers every request carries, encoded once: this client reads WARN messages
         self._fixed_headers = (f"Host: {host}:{port}\r\nAuthorization: {self._auth}\r\n"
                                f"{wire.VERSION_HEADER}: {wire.PROTOCOL_VERSION}\r\n"
-                               f"{wire.ACCEPT_HEADER}: warn\r\n").encode("latin-1")
+                               f"{wire.ACCEPT_HEADER}: warn\r\n{wire.CALLER_HEADER}: {_CALLER}\r\n"
+                               ).encode("latin-1")
 
     @property
     def url(self) -> str:

@@ -20,10 +20,11 @@ from fastapi.responses import JSONResponse, Response
 
 from tether import state
 from tether._version import __version__
-from tether.daemon import http_guard, remote
+from tether.daemon import history_routes, http_guard, remote
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
 from tether.daemon.flow import CallQueue
+from tether.daemon.history import History
 from tether.daemon.limits import LimitsError, env_limits_request
 from tether.daemon.requests import (
     BadRequest,
@@ -73,11 +74,14 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         calls.clear()
+        await asyncio.to_thread(history.close)
         await store.shutdown()
 
     app = FastAPI(title="tether daemon", version=__version__, lifespan=lifespan,
                   docs_url="/_tether/docs", openapi_url="/_tether/openapi.json", redoc_url=None)
-    call_route = CallRoute(store, calls, spawn)
+    history = History(store.state_dir)
+    call_route = CallRoute(store, calls, spawn, history)
+    history_routes.register(app, history, calls, HTTPError)
 
     @app.exception_handler(HTTPError)
     async def on_http_error(request: Request, exc: HTTPError):
@@ -113,7 +117,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     @app.get("/_tether/status")
     async def status() -> dict[str, Any]:
         return {"tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info, **store.status(),
-                "shm_files": shm.status(store.shm)}
+                "shm_files": shm.status(store.shm), "recording": history.info()}
 
     @app.post("/_tether/forget")
     async def forget() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from tether.daemon import http_guard, proxy, responses, restore
 from tether.daemon.calls import CallTable, CallTracker
+from tether.daemon.history import History
 from tether.daemon.requests import BadRequest, decode_message, json_call_frame, read_body
 from tether.daemon.store import CrossNodeRef, Store, UnknownName
 from tether.protocol import shm, wire
@@ -28,13 +29,14 @@ _KEEP = wire.KEEP_HEADER.encode()
 _REFS = wire.REFS_HEADER.encode()
 _SHM = wire.SHM_HEADER.encode()
 _ACCEPT = wire.ACCEPT_HEADER.encode()
+_CALLER = wire.CALLER_HEADER.encode()
 
 
 class CallRoute:
     """The ASGI handler of calls; ``spawn`` runs background tasks that end with the daemon."""
 
-    def __init__(self, store: Store, calls: CallTable, spawn) -> None:
-        self.store, self.calls, self.spawn = store, calls, spawn
+    def __init__(self, store: Store, calls: CallTable, spawn, history: History) -> None:
+        self.store, self.calls, self.spawn, self.history = store, calls, spawn, history
 
     async def __call__(self, scope, receive, send, name: str, method: str) -> None:
         try:
@@ -50,7 +52,7 @@ class CallRoute:
         if rec is not None and rec.node:  # it lives on another node: the head forwards the call
             await proxy.forward(self, scope, receive, send, rec, method)
             return
-        ctype = length = stream_logs = call_id = keep = refs = shared = accept = None
+        ctype = length = stream_logs = call_id = keep = refs = shared = accept = caller = None
         for key, value in scope["headers"]:
             if key == b"content-type":
                 ctype = value
@@ -68,6 +70,8 @@ class CallRoute:
                 shared = value
             elif key == _ACCEPT:
                 accept = value
+            elif key == _CALLER:
+                caller = value
         flags = 0
         if scope["method"] == "POST" and ctype is not None and ctype.startswith(_CTYPE):
             msg = decode_message(await read_body(receive, length), wire.CALL)
@@ -102,7 +106,14 @@ class CallRoute:
             await responses.send_error(send, 503, "worker_unavailable", str(exc))
             return
         del frames  # the arguments are on their way to the worker: don't hold them while waiting
-        tracker = CallTracker(self, self.calls.start(call_id, name, method, worker, ipc_id), queue)
+        record = self.calls.start(call_id, name, method, worker, ipc_id)
+        record.caller = caller
+        history = self.history
+        if history.enabled:
+            record.output = queue.sink = history.output()
+            if history.followers:
+                history.started(record)
+        tracker = CallTracker(self, record, queue)
         if keep:
             tracker.on_result = lambda: store.register_ref(keep, worker.spec.name)
         handout = (lambda msg: shm.handout(msg, store.shm)) if meta.get("shm") else None

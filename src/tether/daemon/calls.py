@@ -28,7 +28,7 @@ class ExpiredCall(LookupError):
 
 class CallRecord:
     __slots__ = ("id", "name", "method", "worker", "ipc_id", "started", "finished", "result", "done",
-                 "streaming", "size", "node", "upstream")
+                 "streaming", "size", "node", "upstream", "caller", "output")
 
     def __init__(self, call_id: str, name: str, method: str, worker: Any, ipc_id: int,
                  node: int = 0, upstream: Any = None) -> None:
@@ -40,6 +40,8 @@ class CallRecord:
         self.done = asyncio.Event()
         self.streaming = False  # a generator: its items went to the caller, only the end is kept
         self.size = 0
+        self.caller: bytes | None = None  # x-tether-caller: user@host:pid (daemon/history.py)
+        self.output: Any = None  # a history.CallOutput: what the call printed, for its record
 
     def info(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "method": self.method, "started": self.started,
@@ -134,7 +136,10 @@ class CallTracker:
     def end(self, msg: wire.Message) -> None:
         if msg.kind == wire.RESULT and self.on_result is not None:
             self.on_result()
-        self.route.calls.finish(self.record, msg)
+        record = self.record
+        worker = record.worker
+        self.route.calls.finish(record, msg)
+        self.route.history.end(record, msg, worker.pid if worker is not None else None)
 
     def abandon(self, streaming: bool) -> None:
         # A generator whose reader went away is stopped (closing the local iterator early stops

@@ -76,6 +76,7 @@ class CallQueue(asyncio.Queue):
     _open: list[bool] | None = None  # the call's stdout, stderr: in the middle of a line
     _batch = 0  # CREDIT is sent in batches of this (0: no window announced)
     _owed = 0
+    sink: Any = None  # a history.CallOutput: keeps the call's output for its record and followers
 
     def __init__(self, worker: Any = None, call_id: int = 0, output_buffer: int | None = None) -> None:
         super().__init__()
@@ -89,6 +90,8 @@ class CallQueue(asyncio.Queue):
         if type(item) is wire.Message:
             kind = item.kind
             if kind == wire.LOG and self.output_limit:
+                if self.sink is not None:
+                    self.sink.add(item)
                 self._put_log(item)
                 return
             if kind == wire.STREAM and item.frames:

@@ -1,0 +1,320 @@
+"""Every call recorded (docs/calls.md): kept in ``calls.sqlite`` in the state dir, off the call path.
+
+The call path does two cheap things: a call's output lines go to its bounded ``CallOutput``
+(only calls that print pay for it), and a call's end appends one tuple to ``History.ended`` (a
+deque). A background thread drains that deque into SQLite in batches (one transaction each), reads
+the worker's peak memory, and keeps the file within its bounds. If SQLite fails (a full disk, an
+unwritable file) recording stops, logged once, and calls go on being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tether.protocol import wire
+
+log = logging.getLogger("tether.daemon")
+
+FILE = "calls.sqlite"
+LINE_MAX = 8192
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+  id TEXT PRIMARY KEY, object TEXT, method TEXT, caller TEXT, node INTEGER, started REAL,
+  duration REAL, outcome TEXT, error_type TEXT, error_message TEXT, peak_memory INTEGER,
+  lines INTEGER, dropped INTEGER);
+CREATE INDEX IF NOT EXISTS calls_started ON calls(started);
+CREATE TABLE IF NOT EXISTS output (id TEXT PRIMARY KEY, started REAL, bytes INTEGER, lines TEXT);
+"""
+OUTCOMES = ("running", "ok", "error", "cancelled", "out_of_memory", "worker_died", "timeout")
+
+
+def _knob(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+class CallOutput:
+    """One call's output: the newest lines (a bounded deque), how many were dropped, and the
+    queues of its followers (each gets every line from when it started following)."""
+
+    __slots__ = ("lines", "dropped", "followers", "ended", "partial")
+
+    def __init__(self, max_lines: int) -> None:
+        self.lines: collections.deque = collections.deque(maxlen=max_lines)
+        self.dropped = 0
+        self.followers: list[asyncio.Queue] | None = None
+        self.ended: str | None = None  # the outcome, once ended
+        self.partial: dict[str, str] | None = None  # a stream's line not ended yet
+
+    def add(self, msg: wire.Message) -> None:
+        """A LOG message (``[stream, text]``, one write: part of a line, or several), from
+        ``CallQueue._put``: kept and followed line by line."""
+        stream = "err" if msg.frames[0] == b"err" else "out"
+        text = bytes(msg.frames[1]).decode("utf-8", "replace")
+        partial = self.partial
+        if partial and stream in partial:
+            text = partial.pop(stream) + text
+        parts = text.split("\n")
+        rest = parts.pop()
+        for part in parts:
+            self._line(stream, part + "\n")
+        if rest:
+            if len(rest) >= LINE_MAX:
+                self._line(stream, rest)
+            else:
+                if partial is None:
+                    partial = self.partial = {}
+                partial[stream] = rest
+
+    def finish(self) -> None:
+        """The call ended: a line it left unfinished is kept as it is."""
+        if self.partial:
+            for stream, rest in list(self.partial.items()):
+                self._line(stream, rest)
+            self.partial = None
+
+    def _line(self, stream: str, text: str) -> None:
+        lines = self.lines
+        if len(lines) == lines.maxlen:
+            self.dropped += 1
+        line = (stream, text[:LINE_MAX], time.time())
+        lines.append(line)
+        if self.followers:
+            event = {"event": "line", "stream": line[0], "text": line[1], "at": line[2]}
+            for queue in self.followers:
+                queue.put_nowait(event)
+
+
+def outcome_of(msg: wire.Message) -> tuple[str, str | None, str | None, int | None]:
+    """(outcome, error type, error message, peak memory when the error says it)."""
+    if msg.kind != wire.ERROR:
+        return "ok", None, None, None
+    try:
+        meta = msg.json(0)
+    except (ValueError, TypeError):
+        return "error", None, None, None
+    kind, type_name = meta.get("kind"), meta.get("type") or None
+    if type_name and type_name.startswith("builtins."):
+        type_name = type_name[9:]
+    message = (meta.get("message") or "")[:4000]
+    if kind == wire.CANCELLED:
+        return "cancelled", type_name, message, None
+    if kind == wire.WORKER_DIED:
+        if meta.get("oom"):
+            return "out_of_memory", type_name, message, meta.get("peak")
+        return "worker_died", type_name, message, None
+    if type_name and "Timeout" in type_name:
+        return "timeout", type_name, message, None
+    return "error", type_name, message, None
+
+
+def _peak_of(pid: int | None) -> int | None:
+    """The worker's resident high-water mark (VmHWM), in bytes."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def parse_caller(raw: bytes | None) -> dict[str, Any]:
+    """``user@host:pid`` (the client's ``x-tether-caller``) as a dict; {} if absent or odd."""
+    if not raw:
+        return {}
+    text = raw.decode("latin-1")[:300]
+    user, _, rest = text.partition("@")
+    host, _, pid = rest.rpartition(":")
+    return {"user": user, "host": host, "pid": int(pid) if pid.isdigit() else None}
+
+
+class History:
+    """The records of one daemon's calls. ``ended`` is the call path's only touch point."""
+
+    def __init__(self, state_dir: Path, node: int = 0) -> None:
+        env = os.environ.get
+        self.enabled = env("TETHER_RECORDS", "1") not in ("0", "false", "no")
+        self.path = Path(env("TETHER_RECORDS_FILE") or state_dir / FILE)
+        self.max_count = int(_knob("TETHER_RECORDS_MAX_COUNT", 10000))
+        self.max_age = _knob("TETHER_RECORDS_MAX_AGE", 7 * 86400)
+        self.max_lines = max(1, int(_knob("TETHER_RECORDS_OUTPUT_LINES", 1000)))
+        self.max_output = int(_knob("TETHER_RECORDS_OUTPUT_BYTES", 64 << 20))
+        self.node = node
+        self.error: str | None = None
+        self.written = 0  # records written since the daemon started
+        self.ended: collections.deque = collections.deque(maxlen=100_000)
+        self.followers: list[tuple[asyncio.Queue, Any]] = []  # (queue, filter) of new calls
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None
+        if self.enabled:
+            try:
+                self._db = self._open()
+            except (sqlite3.Error, OSError) as exc:
+                self._fail(exc)
+            self._thread = threading.Thread(target=self._run, name="tether-history", daemon=True)
+            self._thread.start()
+
+    # -- the call path ------------------------------------------------------------------------
+
+    def output(self) -> CallOutput | None:
+        return CallOutput(self.max_lines) if self.enabled else None
+
+    def started(self, record: Any) -> None:
+        if self.followers:
+            self._tell("started", self.running_row(record))
+
+    def end(self, record: Any, msg: wire.Message, pid: int | None) -> None:
+        """A call ended: one append (the thread does the rest)."""
+        if not self.enabled:
+            return
+        item = (record.id, record.name, record.method, record.caller, record.node,
+                record.started, record.finished, msg, pid, record.output)
+        self.ended.append(item)
+        out = record.output
+        if out is not None and out.partial:
+            out.finish()
+        if out is not None and out.followers:
+            out.ended = outcome_of(msg)[0]
+            for queue in out.followers:
+                queue.put_nowait(None)
+        if self.followers:
+            self._tell("ended", self._row(item, None))
+        if len(self.ended) == 1:
+            self._wake.set()
+
+    def _tell(self, event: str, row: dict[str, Any]) -> None:
+        for queue, wanted in self.followers:
+            if wanted(row):
+                if queue.qsize() < 10_000:
+                    queue.put_nowait({"event": event, "call": row})
+                else:
+                    queue.dropped = getattr(queue, "dropped", 0) + 1
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    def running_row(self, record: Any) -> dict[str, Any]:
+        out = record.output
+        return {"id": record.id, "object": record.name, "method": record.method,
+                "caller": parse_caller(record.caller), "node": record.node or self.node,
+                "started": record.started, "duration": None, "outcome": "running",
+                "error_type": None, "error_message": None, "peak_memory": None,
+                "output": {"lines": len(out.lines) if out else 0, "dropped": out.dropped if out else 0}}
+
+    def _row(self, item: tuple, peak: int | None) -> dict[str, Any]:
+        call_id, name, method, caller, node, started, finished, msg, pid, out = item
+        outcome, etype, emsg, err_peak = outcome_of(msg)
+        return {"id": call_id, "object": name, "method": method, "caller": parse_caller(caller),
+                "node": node or self.node, "started": started,
+                "duration": (finished or started) - started, "outcome": outcome,
+                "error_type": etype, "error_message": emsg, "peak_memory": err_peak or peak,
+                "output": {"lines": len(out.lines) if out else 0, "dropped": out.dropped if out else 0}}
+
+    # -- the background thread -------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return db
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = f"{type(exc).__name__}: {exc} ({self.path})"
+            log.error("call records stopped: %s. Calls are served as before; records of new calls "
+                      "are not kept until the daemon restarts with a writable %s.", self.error, self.path)
+
+    def _run(self) -> None:
+        last_trim = 0.0
+        while not self._stop:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            time.sleep(0.05)  # let a burst gather into one batch
+            batch = []
+            while self.ended:
+                batch.append(self.ended.popleft())
+            if not batch or self._db is None or self.error is not None:
+                continue
+            try:
+                self._write(batch)
+                now = time.time()
+                if now - last_trim > 5 or len(batch) > 500:
+                    self._trim(now)
+                    last_trim = now
+            except (sqlite3.Error, OSError) as exc:
+                self._fail(exc)
+
+    def _write(self, batch: list[tuple]) -> None:
+        rows, outputs = [], []
+        for item in batch:
+            row = self._row(item, _peak_of(item[8]))
+            rows.append((row["id"], row["object"], row["method"], json.dumps(row["caller"]), row["node"],
+                         row["started"], row["duration"], row["outcome"], row["error_type"],
+                         row["error_message"], row["peak_memory"], row["output"]["lines"],
+                         row["output"]["dropped"]))
+            out = item[9]
+            if out is not None and out.lines:
+                text = json.dumps(list(out.lines))
+                outputs.append((row["id"], row["started"], len(text), text))
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany("INSERT OR REPLACE INTO output VALUES (?,?,?,?)", outputs)
+            db.execute("COMMIT")
+            self.written += len(rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _trim(self, now: float) -> None:
+        db = self._db
+        db.execute("DELETE FROM calls WHERE started < ?", (now - self.max_age,))
+        db.execute("DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY started DESC "
+                   "LIMIT -1 OFFSET ?)", (self.max_count,))
+        db.execute("DELETE FROM output WHERE id NOT IN (SELECT id FROM calls)")
+        total = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM output").fetchone()[0]
+        if total > self.max_output:
+            cut, over = None, total - self.max_output
+            for started, size in db.execute("SELECT started, bytes FROM output ORDER BY started"):
+                over -= size
+                cut = started
+                if over <= 0:
+                    break
+            db.execute("DELETE FROM output WHERE started <= ?", (cut,))
+
+    def info(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "error": self.error, "written": self.written,
+                "max_count": self.max_count, "max_age": self.max_age, "file": str(self.path)}
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until what ended is written (tests, shutdown)."""
+        end = time.monotonic() + timeout
+        while self.ended and time.monotonic() < end and self._thread and self._thread.is_alive():
+            self._wake.set()
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.flush()
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(2)
