@@ -110,7 +110,7 @@ class CallRoute:
         record.caller = caller
         history = self.history
         if history.enabled:
-            record.output = queue.sink = history.output()
+            queue.record = record  # what it prints is kept with it
             if history.followers:
                 history.started(record)
         tracker = CallTracker(self, record, queue)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from tether.daemon.history import CallOutput
 from tether.protocol import wire
 
 #: bytes of printed output one call may queue before the rest is dropped (counted)
@@ -76,7 +77,7 @@ class CallQueue(asyncio.Queue):
     _open: list[bool] | None = None  # the call's stdout, stderr: in the middle of a line
     _batch = 0  # CREDIT is sent in batches of this (0: no window announced)
     _owed = 0
-    sink: Any = None  # a history.CallOutput: keeps the call's output for its record and followers
+    record: Any = None  # a recorded call (calls.CallRecord): its output is kept (history.py)
 
     def __init__(self, worker: Any = None, call_id: int = 0, output_buffer: int | None = None) -> None:
         super().__init__()
@@ -90,8 +91,8 @@ class CallQueue(asyncio.Queue):
         if type(item) is wire.Message:
             kind = item.kind
             if kind == wire.LOG and self.output_limit:
-                if self.sink is not None:
-                    self.sink.add(item)
+                if self.record is not None:
+                    self._keep(item)
                 self._put_log(item)
                 return
             if kind == wire.STREAM and item.frames:
@@ -116,6 +117,14 @@ class CallQueue(asyncio.Queue):
                 self._gap = None
             return item.message()
         return item
+
+    def _keep(self, msg: wire.Message) -> None:
+        """Output kept for the call's record and its followers (the first line makes its buffer:
+        a call that prints nothing costs nothing)."""
+        out = self.record.output
+        if out is None:
+            out = self.record.output = CallOutput()
+        out.add(msg)
 
     # -- the policies --------------------------------------------------------------------------
 

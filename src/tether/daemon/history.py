@@ -44,13 +44,18 @@ def _knob(name: str, default: float) -> float:
         return default
 
 
+OK = ("ok", None, None, None)
+#: lines of output kept per call (the newest)
+MAX_LINES = max(1, int(_knob("TETHER_RECORDS_OUTPUT_LINES", 1000)))
+
+
 class CallOutput:
     """One call's output: the newest lines (a bounded deque), how many were dropped, and the
     queues of its followers (each gets every line from when it started following)."""
 
     __slots__ = ("lines", "dropped", "followers", "ended", "partial")
 
-    def __init__(self, max_lines: int) -> None:
+    def __init__(self, max_lines: int = MAX_LINES) -> None:
         self.lines: collections.deque = collections.deque(maxlen=max_lines)
         self.dropped = 0
         self.followers: list[asyncio.Queue] | None = None
@@ -152,11 +157,12 @@ class History:
         self.path = Path(env("TETHER_RECORDS_FILE") or state_dir / FILE)
         self.max_count = int(_knob("TETHER_RECORDS_MAX_COUNT", 10000))
         self.max_age = _knob("TETHER_RECORDS_MAX_AGE", 7 * 86400)
-        self.max_lines = max(1, int(_knob("TETHER_RECORDS_OUTPUT_LINES", 1000)))
+        self.max_lines = MAX_LINES
         self.max_output = int(_knob("TETHER_RECORDS_OUTPUT_BYTES", 64 << 20))
         self.node = node
         self.error: str | None = None
         self.written = 0  # records written since the daemon started
+        self._callers: dict[bytes | None, str] = {}
         self.ended: collections.deque = collections.deque(maxlen=100_000)
         self.followers: list[tuple[asyncio.Queue, Any]] = []  # (queue, filter) of new calls
         self._wake = threading.Event()
@@ -173,9 +179,6 @@ class History:
 
     # -- the call path ------------------------------------------------------------------------
 
-    def output(self) -> CallOutput | None:
-        return CallOutput(self.max_lines) if self.enabled else None
-
     def started(self, record: Any) -> None:
         if self.followers:
             self._tell("started", self.running_row(record))
@@ -184,14 +187,17 @@ class History:
         """A call ended: one append (the thread does the rest)."""
         if not self.enabled:
             return
+        # Only immutable scalars kept (the message is not held: its frames may be big, and a
+        # tuple of scalars is soon untracked by the garbage collector).
+        fields = OK if msg.kind != wire.ERROR else outcome_of(msg)
         item = (record.id, record.name, record.method, record.caller, record.node,
-                record.started, record.finished, msg, pid, record.output)
+                record.started, record.finished, fields, pid, record.output)
         self.ended.append(item)
         out = record.output
         if out is not None and out.partial:
             out.finish()
         if out is not None and out.followers:
-            out.ended = outcome_of(msg)[0]
+            out.ended = fields[0]
             for queue in out.followers:
                 queue.put_nowait(None)
         if self.followers:
@@ -218,8 +224,8 @@ class History:
                 "output": {"lines": len(out.lines) if out else 0, "dropped": out.dropped if out else 0}}
 
     def _row(self, item: tuple, peak: int | None) -> dict[str, Any]:
-        call_id, name, method, caller, node, started, finished, msg, pid, out = item
-        outcome, etype, emsg, err_peak = outcome_of(msg)
+        call_id, name, method, caller, node, started, finished, fields, pid, out = item
+        outcome, etype, emsg, err_peak = fields
         return {"id": call_id, "object": name, "method": method, "caller": parse_caller(caller),
                 "node": node or self.node, "started": started,
                 "duration": (finished or started) - started, "outcome": outcome,
@@ -247,7 +253,7 @@ class History:
         while not self._stop:
             self._wake.wait(1.0)
             self._wake.clear()
-            time.sleep(0.05)  # let a burst gather into one batch
+            time.sleep(0.2)  # let a burst gather into one batch
             batch = []
             while self.ended:
                 batch.append(self.ended.popleft())
@@ -263,17 +269,28 @@ class History:
                 self._fail(exc)
 
     def _write(self, batch: list[tuple]) -> None:
-        rows, outputs = [], []
-        for item in batch:
-            row = self._row(item, _peak_of(item[8]))
-            rows.append((row["id"], row["object"], row["method"], json.dumps(row["caller"]), row["node"],
-                         row["started"], row["duration"], row["outcome"], row["error_type"],
-                         row["error_message"], row["peak_memory"], row["output"]["lines"],
-                         row["output"]["dropped"]))
-            out = item[9]
-            if out is not None and out.lines:
-                text = json.dumps(list(out.lines))
-                outputs.append((row["id"], row["started"], len(text), text))
+        # This thread shares the GIL with the event loop: per row only what must be done (one
+        # peak read per worker per batch, each caller's JSON made once).
+        rows, outputs, peaks, callers = [], [], {}, self._callers
+        for call_id, name, method, caller, node, started, finished, fields, pid, out in batch:
+            outcome, etype, emsg, peak = fields
+            if peak is None and pid:
+                peak = peaks.get(pid, -1)
+                if peak == -1:
+                    peak = peaks[pid] = _peak_of(pid)
+            who = callers.get(caller)
+            if who is None:
+                if len(callers) > 10_000:
+                    callers.clear()
+                who = callers[caller] = json.dumps(parse_caller(caller))
+            lines = dropped = 0
+            if out is not None:
+                lines, dropped = len(out.lines), out.dropped
+                if lines:
+                    text = json.dumps(list(out.lines))
+                    outputs.append((call_id, started, len(text), text))
+            rows.append((call_id, name, method, who, node or self.node, started,
+                         (finished or started) - started, outcome, etype, emsg, peak, lines, dropped))
         db = self._db
         db.execute("BEGIN")
         try:

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Query
 from fastapi.responses import StreamingResponse
 
 from tether.daemon.calls import CallTable
-from tether.daemon.history import OUTCOMES, History
+from tether.daemon.history import OUTCOMES, CallOutput, History
 
 NDJSON = "application/x-ndjson"
 PING = 15.0
@@ -155,6 +155,8 @@ def register(app: FastAPI, history: History, calls: CallTable, error) -> None:
         row = await find(call_id)  # 404 before the stream starts
         live = calls.running.get(call_id) or calls.finished.get(call_id)
         out = getattr(live, "output", None)
+        if out is None and live is not None and row["outcome"] == "running":
+            out = live.output = CallOutput()  # followed before its first line
         queue: asyncio.Queue | None = None
         if out is not None:
             lines, dropped = list(out.lines), out.dropped
