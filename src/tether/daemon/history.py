@@ -26,14 +26,18 @@ log = logging.getLogger("tether.daemon")
 
 FILE = "calls.sqlite"
 LINE_MAX = 8192
+# No index but the rowid (``seq``, the order calls ended in): each index costs every call an
+# insert and a delete once the bound is reached, and a scan of ``max_count`` rows (a lookup by id,
+# a filter) takes under a millisecond at the default bound.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
-  id TEXT PRIMARY KEY, object TEXT, method TEXT, caller TEXT, node INTEGER, started REAL,
-  duration REAL, outcome TEXT, error_type TEXT, error_message TEXT, peak_memory INTEGER,
-  lines INTEGER, dropped INTEGER);
-CREATE INDEX IF NOT EXISTS calls_started ON calls(started);
-CREATE TABLE IF NOT EXISTS output (id TEXT PRIMARY KEY, started REAL, bytes INTEGER, lines TEXT);
+  seq INTEGER PRIMARY KEY, id TEXT, object TEXT, method TEXT, caller TEXT, node INTEGER,
+  started REAL, duration REAL, outcome TEXT, error_type TEXT, error_message TEXT,
+  peak_memory INTEGER, lines INTEGER, dropped INTEGER);
+CREATE TABLE IF NOT EXISTS output (seq INTEGER PRIMARY KEY, id TEXT, bytes INTEGER, lines TEXT);
 """
+COLUMNS = ("id", "object", "method", "caller", "node", "started", "duration", "outcome",
+           "error_type", "error_message", "peak_memory", "lines", "dropped")
 OUTCOMES = ("running", "ok", "error", "cancelled", "out_of_memory", "worker_died", "timeout")
 
 
@@ -288,14 +292,15 @@ class History:
                 lines, dropped = len(out.lines), out.dropped
                 if lines:
                     text = json.dumps(list(out.lines))
-                    outputs.append((call_id, started, len(text), text))
+                    outputs.append((call_id, len(text), text))
             rows.append((call_id, name, method, who, node or self.node, started,
                          (finished or started) - started, outcome, etype, emsg, peak, lines, dropped))
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            db.executemany("INSERT OR REPLACE INTO output VALUES (?,?,?,?)", outputs)
+            db.executemany(f"INSERT INTO calls ({','.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})",
+                           rows)
+            db.executemany("INSERT INTO output (id, bytes, lines) VALUES (?,?,?)", outputs)
             db.execute("COMMIT")
             self.written += len(rows)
         except BaseException:
@@ -304,19 +309,19 @@ class History:
 
     def _trim(self, now: float) -> None:
         db = self._db
-        db.execute("DELETE FROM calls WHERE started < ?", (now - self.max_age,))
-        db.execute("DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY started DESC "
-                   "LIMIT -1 OFFSET ?)", (self.max_count,))
-        db.execute("DELETE FROM output WHERE id NOT IN (SELECT id FROM calls)")
+        last = db.execute("SELECT MAX(seq) FROM calls").fetchone()[0] or 0
+        db.execute("DELETE FROM calls WHERE seq <= ? OR started < ?", (last - self.max_count, now - self.max_age))
+        first = db.execute("SELECT MIN(seq) FROM calls").fetchone()[0] or last + 1
+        db.execute("DELETE FROM output WHERE id NOT IN (SELECT id FROM calls WHERE seq >= ?)", (first,))
         total = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM output").fetchone()[0]
-        if total > self.max_output:
+        if total > self.max_output:  # the oldest calls' output goes first
             cut, over = None, total - self.max_output
-            for started, size in db.execute("SELECT started, bytes FROM output ORDER BY started"):
+            for seq, size in db.execute("SELECT seq, bytes FROM output ORDER BY seq"):
                 over -= size
-                cut = started
+                cut = seq
                 if over <= 0:
                     break
-            db.execute("DELETE FROM output WHERE started <= ?", (cut,))
+            db.execute("DELETE FROM output WHERE seq <= ?", (cut,))
 
     def info(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "error": self.error, "written": self.written,

@@ -13,12 +13,11 @@ from fastapi import FastAPI, Query
 from fastapi.responses import StreamingResponse
 
 from tether.daemon.calls import CallTable
-from tether.daemon.history import OUTCOMES, CallOutput, History
+from tether.daemon.history import COLUMNS, OUTCOMES, CallOutput, History
 
 NDJSON = "application/x-ndjson"
 PING = 15.0
-_COLUMNS = ("id", "object", "method", "caller", "node", "started", "duration", "outcome",
-            "error_type", "error_message", "peak_memory", "lines", "dropped")
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM calls"
 
 
 class NotRecorded(LookupError):
@@ -26,7 +25,7 @@ class NotRecorded(LookupError):
 
 
 def _db_row(values: tuple) -> dict[str, Any]:
-    row = dict(zip(_COLUMNS, values, strict=True))
+    row = dict(zip(COLUMNS, values, strict=True))
     row["caller"] = json.loads(row["caller"] or "{}")
     row["output"] = {"lines": row.pop("lines"), "dropped": row.pop("dropped")}
     return row
@@ -81,7 +80,7 @@ def register(app: FastAPI, history: History, calls: CallTable, error) -> None:
             args += outcome
         if failed:
             where.append("outcome NOT IN ('ok', 'running')")
-        sql = f"SELECT * FROM calls WHERE {' AND '.join(where)} ORDER BY started DESC LIMIT ?"
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
         stored = await asyncio.to_thread(_read, history, sql, (*args, limit))
         wanted = _filter(service, outcome, failed, since, before)
         rows = {r["id"]: r for r in map(_db_row, stored)}
@@ -139,7 +138,7 @@ def register(app: FastAPI, history: History, calls: CallTable, error) -> None:
         for item in list(history.ended):
             if item[0] == call_id:
                 return history._row(item, None)
-        stored = await asyncio.to_thread(_read, history, "SELECT * FROM calls WHERE id = ?", (call_id,))
+        stored = await asyncio.to_thread(_read, history, f"{_SELECT} WHERE id = ? ORDER BY seq DESC LIMIT 1", (call_id,))
         if stored:
             return _db_row(stored[0])
         raise _missing(call_id)
@@ -167,7 +166,7 @@ def register(app: FastAPI, history: History, calls: CallTable, error) -> None:
                     out.followers = []
                 out.followers.append(queue)
         else:
-            stored = await asyncio.to_thread(_read, history, "SELECT lines FROM output WHERE id = ?", (call_id,))
+            stored = await asyncio.to_thread(_read, history, "SELECT lines FROM output WHERE id = ? ORDER BY seq DESC LIMIT 1", (call_id,))
             lines = json.loads(stored[0][0]) if stored else []
             dropped = row["output"]["dropped"] + (row["output"]["lines"] - len(lines))
             ended = True
