@@ -54,6 +54,8 @@ FIGURES = (
     Figure("latency_p99_ms", "no-op call p99 latency, Python client (ms)", "{:.3f}", "lower"),
     Figure("threads16_calls_per_s", "calls/s, 16 client threads", "{:,.0f}", "higher",
            Target(">= Ray actor calls/s", ">=", 1.0, "ray")),
+    Figure("records_on_off", "calls/s with every call recorded / without (16 threads)", "{:.3f}", "higher",
+           Target(">= 0.95 (drop <= 5%)", ">=", 0.95)),
     Figure("inflight64_calls_per_s", "calls/s, 64 async calls in flight", "{:,.0f}", "higher"),
     Figure("acall64_calls_per_s", "calls/s, 64 in flight via DaemonClient.acall", "{:,.0f}", "higher"),
     Figure("wrk_calls_per_s", "calls/s, wrk on GET /noop/call", "{:,.0f}", "higher",

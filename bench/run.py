@@ -174,6 +174,12 @@ def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> 
         log("== env build: three packages, uv then pip, each with an empty cache, then cached")
         env_build.record(results, workdir, log)
 
+    if "tether" in args.peers:
+        from bench import records_ab
+
+        log("tether: recording every call on vs off (two daemons, alternating windows)")
+        figures.record(results, "records_on_off", "tether", lambda: records_ab.measure(4 * conf.seconds), log)
+
     for key in args.peers:
         log(f"== {key}")
         peer = make_peer(key, workdir)

@@ -253,22 +253,26 @@ class History:
                       "are not kept until the daemon restarts with a writable %s.", self.error, self.path)
 
     def _run(self) -> None:
-        last_trim = 0.0
+        last_trim, dirty = 0.0, False
         while not self._stop:
             self._wake.wait(1.0)
             self._wake.clear()
-            time.sleep(0.2)  # let a burst gather into one batch
+            if self.ended:
+                time.sleep(0.2)  # let a burst gather into one batch
             batch = []
             while self.ended:
                 batch.append(self.ended.popleft())
-            if not batch or self._db is None or self.error is not None:
+            if self._db is None or self.error is not None:
                 continue
             try:
-                self._write(batch)
+                if batch:
+                    self._write(batch)
+                    dirty = True
                 now = time.time()
-                if now - last_trim > 5 or len(batch) > 500:
+                # the bounds are kept every few seconds (a trim costs little per row deleted)
+                if (dirty and (now - last_trim > 5 or len(batch) > 500)) or now - last_trim > 60:
                     self._trim(now)
-                    last_trim = now
+                    last_trim, dirty = now, False
             except (sqlite3.Error, OSError) as exc:
                 self._fail(exc)
 

@@ -80,7 +80,7 @@ def register(app: FastAPI, history: History, calls: CallTable, error) -> None:
             args += outcome
         if failed:
             where.append("outcome NOT IN ('ok', 'running')")
-        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY started DESC LIMIT ?"
         stored = await asyncio.to_thread(_read, history, sql, (*args, limit))
         wanted = _filter(service, outcome, failed, since, before)
         rows = {r["id"]: r for r in map(_db_row, stored)}

@@ -149,6 +149,23 @@ def test_a_call_printing_past_its_bound_keeps_the_newest_lines_and_says_how_many
         c.teardown()
 
 
+def test_records_are_bounded_by_count_the_newest_kept(monkeypatch):
+    monkeypatch.setenv("TETHER_RECORDS_MAX_COUNT", "5")
+    c = rh.cluster(name=f"rec-{uuid.uuid4().hex[:6]}", launcher="local").up_if_not()
+    try:
+        rh.function(records_code.noop).to(c, name="noop")
+        ids = [f"bounded-{i:02d}" for i in range(12)]
+        for call_id in ids:
+            c.client.call("noop", "call", (), call_id=call_id)
+        with http(c) as h:
+            kept = wait_for(lambda: [r["id"] for r in records(h)] if len(records(h)) <= 5 else None,
+                            "the records to be trimmed to 5")
+            assert kept == ids[:-6:-1]
+            assert h.get(f"/_tether/calls/{ids[0]}/record").status_code == 404
+    finally:
+        c.teardown()
+
+
 def test_following_an_unknown_call_is_a_404_naming_it(cluster):
     with http(cluster) as h:
         for path in ("/_tether/calls/no-such-call/output?follow=1", "/_tether/calls/no-such-call/record"):
