@@ -194,12 +194,14 @@ class History:
         # Only immutable scalars kept (the message is not held: its frames may be big, and a
         # tuple of scalars is soon untracked by the garbage collector).
         fields = OK if msg.kind != wire.ERROR else outcome_of(msg)
-        item = (record.id, record.name, record.method, record.caller, record.node,
-                record.started, record.finished, fields, pid, record.output)
-        self.ended.append(item)
         out = record.output
-        if out is not None and out.partial:
-            out.finish()
+        if out is not None:
+            record.output = None  # the item holds it until written: kept results don't keep output
+            if out.partial:
+                out.finish()  # before the writer thread can see it
+        item = (record.id, record.name, record.method, record.caller, record.node,
+                record.started, record.finished, fields, pid, out)
+        self.ended.append(item)
         if out is not None and out.followers:
             out.ended = fields[0]
             for queue in out.followers:
@@ -275,6 +277,8 @@ class History:
                     last_trim, dirty = now, False
             except (sqlite3.Error, OSError) as exc:
                 self._fail(exc)
+            except Exception:  # a bug here must not end recording for good: this batch is lost
+                log.exception("call records: a batch of %d records was not written", len(batch))
 
     def _write(self, batch: list[tuple]) -> None:
         # This thread shares the GIL with the event loop: per row only what must be done (one

@@ -152,10 +152,12 @@ def register(app: FastAPI, history: History, calls: CallTable, error) -> None:
     async def call_output(call_id: str, follow: bool = False, tail: int | None = Query(default=None, ge=0)):
         """What a call printed; ``follow``: lines as they come until the call ends."""
         row = await find(call_id)  # 404 before the stream starts
-        live = calls.running.get(call_id) or calls.finished.get(call_id)
+        live = calls.running.get(call_id)
         out = getattr(live, "output", None)
-        if out is None and live is not None and row["outcome"] == "running":
+        if out is None and live is not None:
             out = live.output = CallOutput()  # followed before its first line
+        if out is None:  # ended, maybe not written yet
+            out = next((item[9] for item in list(history.ended) if item[0] == call_id), None)
         queue: asyncio.Queue | None = None
         if out is not None:
             lines, dropped = list(out.lines), out.dropped
