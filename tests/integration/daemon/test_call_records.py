@@ -14,8 +14,11 @@ import time
 import uuid
 
 import httpx
+import memory_code
 import pytest
 import records_code
+import remote_code
+from limits_support import require_cgroups
 
 import tether as rh
 
@@ -164,6 +167,48 @@ def test_records_are_bounded_by_count_the_newest_kept(monkeypatch):
             assert h.get(f"/_tether/calls/{ids[0]}/record").status_code == 404
     finally:
         c.teardown()
+
+
+def test_a_worker_that_dies_and_a_cancelled_call_are_recorded_as_such(cluster):
+    rh.function(remote_code.die).to(cluster, name="die")
+    rh.function(remote_code.sleepy).to(cluster, name="sleepy")
+    with pytest.raises(rh.WorkerDiedError):
+        cluster.client.call("die", "call", ("exit",), call_id="died")
+    raised: list[BaseException] = []
+
+    def call_and_be_cancelled() -> None:
+        try:
+            cluster.client.call("sleepy", "call", (60,), call_id="cancelled")
+        except rh.TetherError as exc:
+            raised.append(exc)
+
+    caller = threading.Thread(target=call_and_be_cancelled, daemon=True)
+    caller.start()
+    with http(cluster) as h:
+        wait_for(lambda: h.get("/_tether/calls/cancelled/record").status_code == 200, "the call to start")
+        assert h.get("/_tether/calls/cancelled/record").json()["outcome"] == "running"
+        assert h.post("/_tether/calls/cancelled/cancel").json()["cancelled"]
+        caller.join(30)
+        assert raised, "the cancelled call raised nothing"
+        died = wait_for(lambda: h.get("/_tether/calls/died/record").json(), "the record")
+        assert died["outcome"] == "worker_died" and died["error_type"] == "WorkerDied"
+        cancelled = wait_for(lambda: (r := h.get("/_tether/calls/cancelled/record").json())["outcome"] != "running"
+                             and r, "the cancelled call to end")
+        assert cancelled["outcome"] == "cancelled", cancelled
+        assert [r["id"] for r in records(h, outcome=["worker_died", "cancelled"])] == ["cancelled", "died"]
+
+
+def test_an_out_of_memory_kill_is_recorded_with_its_peak(make_cluster, monkeypatch):
+    require_cgroups()
+    monkeypatch.setenv("TETHER_LIMITS", "cgroup")
+    c = make_cluster(memory="256Mi", cpus=1)
+    rh.function(memory_code.hog).to(c, name="hog")
+    with pytest.raises(rh.OutOfMemoryError):
+        c.client.call("hog", "call", (1024,), call_id="oom")
+    with http(c) as h:
+        row = h.get("/_tether/calls/oom/record").json()
+    assert row["outcome"] == "out_of_memory" and row["error_type"] == "OOMKilled"
+    assert 128 << 20 < row["peak_memory"] <= (256 << 20) + (1 << 20)
 
 
 def test_following_an_unknown_call_is_a_404_naming_it(cluster):
