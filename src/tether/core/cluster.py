@@ -264,7 +264,13 @@ class Cluster(Resource):
     def _connect(self) -> DaemonClient:
         endpoint = self.launcher.up(self)
         return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
-                            fingerprint=endpoint.fingerprint, resolve=self._address)
+                            fingerprint=endpoint.fingerprint, resolve=self._address, gone=self._gone)
+
+    def _gone(self) -> str | None:
+        """Why the daemon cannot be reached, when the launcher knows (its machines were deleted:
+        ``OnDemandLauncher.gone``), for the error of a call that could not reach it."""
+        gone = getattr(self.launcher, "gone", None)
+        return gone(self) if gone is not None else None
 
     def _address(self) -> tuple[str, int, str, str | None] | None:
         """Where the head daemon is now (after a restart, a stub's client follows it there)."""
