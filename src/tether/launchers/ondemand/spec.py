@@ -62,6 +62,7 @@ def check(spec: dict[str, Any]) -> None:
         value = spec.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ConfigError(f"{key} is a name (a string), not {value!r}")
+    _runhouse_instance_type(spec)
     accelerators = spec.get("accelerators")
     if isinstance(accelerators, dict):
         if len(accelerators) != 1:
@@ -111,6 +112,26 @@ def check(spec: dict[str, Any]) -> None:
     if spec.get("shrink", "terminate") not in ("terminate", "keep"):
         raise ConfigError("shrink is 'terminate' (a ladder climb deletes the smaller machines, the "
                           "default) or 'keep'")
+
+
+_SHORTHAND = re.compile(r"^([A-Za-z][\w\-]*):(\d+(\.\d+)?\+?)$")
+
+
+def _runhouse_instance_type(spec: dict[str, Any]) -> None:
+    """Runhouse's shorthand in ``instance_type``: ``"A10G:1"`` is ``accelerators="A10G:1"`` and
+    ``"CPU:4"`` (``"CPU:4+"``) is ``cpus="4"``; a cloud's own type names (``g5.xlarge``,
+    ``n2-standard-8``, Kubernetes' ``4CPU--16GB``) have no colon and stay instance types."""
+    value = spec.get("instance_type")
+    match = _SHORTHAND.match(value) if isinstance(value, str) else None
+    if match is None:
+        return
+    kind, count = match.group(1), match.group(2)
+    key, meant = ("cpus", count) if kind.upper() == "CPU" else ("accelerators", f"{kind}:{count}")
+    if spec.get(key) is not None:
+        raise ConfigError(f"instance_type={value!r} means {key}={meant!r} (Runhouse's shorthand), and "
+                          f"{key}={spec[key]!r} is given too: give one of them")
+    del spec["instance_type"]
+    spec[key] = meant
 
 
 def spec_ports(spec: dict[str, Any]) -> None:
