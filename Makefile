@@ -8,8 +8,10 @@
 #   make clean   remove .venv, caches and bench results (stops a local daemon run from this .venv)
 #
 # Every package is installed at the exact version pinned in constraints.txt (`make constraints`
-# re-resolves it). The install is keyed on the contents of pyproject.toml and constraints.txt:
-# when neither changed, `make venv` does nothing.
+# re-resolves it). Two steps, each done once: `make demo` installs tether and its runtime deps only
+# (a few seconds); `make test`, `make lint` and `make venv` add the test extras (Airflow, Prefect,
+# Dagster, pytest, SkyPilot...) the first time they run. Each step is keyed on the contents of
+# pyproject.toml and constraints.txt: when neither changed, it does nothing.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -20,22 +22,34 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONSTRAINTS := constraints.txt
-PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --quiet -c $(CONSTRAINTS)
+# Not --quiet: pip's "Collecting ..." and "Installing collected packages" lines are the progress a
+# first run shows; --progress-bar off keeps them one line each in a log too.
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --progress-bar off -c $(CONSTRAINTS)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # The extras whose pins constraints.txt holds (`make constraints`).
 PINNED_EXTRAS := dev,bench,airflow,prefect,dagster
 # What `make test` installs: the test tools and the orchestrators the provider tests run.
 TEST_EXTRAS := dev,airflow,prefect,dagster
+BENCH_EXTRAS := $(TEST_EXTRAS),bench
 
 KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | cksum | cut -d' ' -f1)
+# tether and its runtime deps (what `make demo` needs); then the test extras on top (STAMP).
+BASE_STAMP := $(VENV)/.installed-base-$(KEY)
 STAMP := $(VENV)/.installed-$(KEY)
 BENCH_STAMP := $(VENV)/.installed-bench-$(KEY)
 
 # A .venv whose interpreter no longer runs (Python moved or upgraded) is rebuilt.
 ifneq ($(shell $(PY) -c 'print("ok")' 2>/dev/null),ok)
-$(STAMP): FORCE
+$(BASE_STAMP): FORCE
 endif
+
+# `$(call PHASE,what,command)`: one line saying what is being installed, pip's own lines, then how
+# long it took, so a first run is never a long silence.
+define PHASE
+@echo "==> installing $(1) into $(VENV) (versions pinned in $(CONSTRAINTS))"
+@start=$$(date +%s); ( $(2) ); echo "==> $(1): done in $$(( $$(date +%s) - start )) s"
+endef
 
 .PHONY: help venv demo test bench lint clean constraints constraints-sky sky-overlay FORCE
 FORCE:
@@ -45,25 +59,28 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP):
+$(BASE_STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "$(CONSTRAINTS) pins packages for Python >= 3.11; run with PYTHON=python3.11 (or newer)")'
 	@if ! $(PY) -c '' 2>/dev/null; then \
 	    rm -rf $(VENV); echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); fi
-	@echo "installing tether[$(TEST_EXTRAS)] into $(VENV) at the versions pinned in $(CONSTRAINTS)"
 	@rm -f $(VENV)/.installed-*
-	$(PIP_INSTALL) --upgrade pip setuptools wheel
-	$(PIP_INSTALL) --no-build-isolation --editable '.[$(TEST_EXTRAS)]'
-	$(MAKE_SKY_OVERLAY)
+	$(call PHASE,pip setuptools wheel,$(PIP_INSTALL) --upgrade pip setuptools wheel)
+	$(call PHASE,tether,$(PIP_INSTALL) --no-build-isolation --editable .)
+	@touch $@
+
+$(STAMP): $(BASE_STAMP)
+	$(call PHASE,tether[$(TEST_EXTRAS)] (the test extras),$(PIP_INSTALL) --no-build-isolation --editable '.[$(TEST_EXTRAS)]')
+	$(call PHASE,the sky extra (SkyPilot: see MAKE_SKY_OVERLAY),$(MAKE_SKY_OVERLAY))
 	@touch $@
 
 $(BENCH_STAMP): $(STAMP)
-	$(PIP_INSTALL) --no-build-isolation --editable '.[$(TEST_EXTRAS),bench]'
+	$(call PHASE,tether[bench] (Ray...),$(PIP_INSTALL) --no-build-isolation --editable '.[$(BENCH_EXTRAS)]')
 	@touch $@
 
 # The quickstart uses the default local cluster ($TETHER_HOME, default ~/.tether). A daemon left
 # there by an older run is stopped first if it is stale (see DAEMON_CHECK below); a current one is
 # kept, with the objects it serves.
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	@$(PY) -c "$$DAEMON_CHECK" stale
 	$(PY) examples/quickstart.py
 
@@ -92,12 +109,10 @@ clean:
 # them (all but click and uvicorn) and the extra's other packages, at the pins of $(CONSTRAINTS).
 # tether's tests use SkyPilot's classes, catalogs and exceptions, not its CLI or API server.
 # `pip install 'tether[sky]'` on its own resolves as usual.
-define MAKE_SKY_OVERLAY
-$(PY) -c "$$SKY_REQUIREMENTS" skypilot > $(VENV)/sky-requirements.txt
-$(PIP_INSTALL) --no-deps -r $(VENV)/sky-requirements.txt
-$(PY) -c "$$SKY_REQUIREMENTS" rest > $(VENV)/sky-requirements.txt
-$(PIP_INSTALL) -r $(VENV)/sky-requirements.txt
-endef
+MAKE_SKY_OVERLAY = $(PY) -c "$$SKY_REQUIREMENTS" skypilot > $(VENV)/sky-requirements.txt \
+    && $(PIP_INSTALL) --no-deps -r $(VENV)/sky-requirements.txt \
+    && $(PY) -c "$$SKY_REQUIREMENTS" rest > $(VENV)/sky-requirements.txt \
+    && $(PIP_INSTALL) -r $(VENV)/sky-requirements.txt
 
 # Run as `python -c "$$SKY_REQUIREMENTS" skypilot|rest`: the sky extra's SkyPilot pin, or what it
 # needs besides (SkyPilot's own requirements but click and uvicorn, and the extra's other entries).

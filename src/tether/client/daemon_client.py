@@ -55,12 +55,17 @@ class DaemonClient:
     connection that is refused (nothing was sent, so trying again is safe) asks it once and, if
     the daemon moved (it was restarted on another port), the client follows and tries again. A
     request that may have reached a daemon is never sent twice.
+
+    ``gone()``, when given, is asked once the daemon cannot be reached: a sentence saying why
+    (the machines were deleted behind the handle's back, and what to do) that the error then
+    leads with, or None.
     """
 
     def __init__(self, host: str, port: int, token: str, cluster: str = "local",
                  fingerprint: str | None = None,
-                 resolve: Callable[[], Address | None] | None = None) -> None:
-        self.cluster, self._resolve = cluster, resolve
+                 resolve: Callable[[], Address | None] | None = None,
+                 gone: Callable[[], str | None] | None = None) -> None:
+        self.cluster, self._resolve, self._gone = cluster, resolve, gone
         self._local = threading.local()
         self._moving = threading.Lock()
         self._address(host, port, token, fingerprint)
@@ -387,6 +392,14 @@ class DaemonClient:
 
             if isinstance(exc, PinMismatch):  # it answered, and is not the daemon we pinned
                 return errors.ConnectionError(f"cluster {self.cluster!r}: {exc}", cluster=self.cluster)
+        why = None
+        if self._gone is not None:
+            try:
+                why = self._gone()
+            except Exception:  # noqa: BLE001 - no reason known: the plain error below
+                why = None
+        if why:
+            return errors.ConnectionError(f"{why} (its daemon at {self.url}: {exc})", cluster=self.cluster)
         return unreachable(self.cluster, self.url, exc)
 
     # -- the control plane ------------------------------------------------------------------

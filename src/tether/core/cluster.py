@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tether.client.daemon_client import DaemonClient
 from tether.core.image import Image, resolve_image
-from tether.core.image_apply import apply_image, check_docker, forget_image
+from tether.core.image_apply import apply_image, check_docker, forget_image, image_status
 from tether.core.images import Env, resolve_env
 from tether.core.registry import local
 from tether.core.resources import Resource
@@ -264,7 +264,13 @@ class Cluster(Resource):
     def _connect(self) -> DaemonClient:
         endpoint = self.launcher.up(self)
         return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
-                            fingerprint=endpoint.fingerprint, resolve=self._address)
+                            fingerprint=endpoint.fingerprint, resolve=self._address, gone=self._gone)
+
+    def _gone(self) -> str | None:
+        """Why the daemon cannot be reached, when the launcher knows (its machines were deleted:
+        ``OnDemandLauncher.gone``), for the error of a call that could not reach it."""
+        gone = getattr(self.launcher, "gone", None)
+        return gone(self) if gone is not None else None
 
     def _address(self) -> tuple[str, int, str, str | None] | None:
         """Where the head daemon is now (after a restart, a stub's client follows it there)."""
@@ -301,8 +307,34 @@ class Cluster(Resource):
         status.update({"up": True, "status": "up"})
         if hasattr(self.launcher, "node_status"):
             status["nodes"] = self.launcher.node_status(self)
+        if self.image is not None:
+            status["image"] = self._image_status(client)
         status.update(self._machine_status())
         return status
+
+    def _image_status(self, head: DaemonClient) -> dict[str, Any]:
+        """Which of the image's steps each node has done (``image_apply.image_status``)."""
+        try:
+            names = self.ips
+        except TetherError:
+            names = []
+        clients: list[tuple[str, DaemonClient | Exception]] = []
+        for index in self.launcher.select(self, "all"):
+            name = f"node {index} ({names[index]})" if index < len(names) else f"node {index}"
+            if index == 0:
+                clients.append((name, head))
+                continue
+            try:
+                client = self._node_clients.get(index)
+                if client is None:
+                    endpoint = self.launcher.node_endpoint(self, index)
+                    client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
+                                          fingerprint=endpoint.fingerprint)
+                    self._node_clients[index] = client
+                clients.append((name, client))
+            except TetherError as exc:
+                clients.append((name, exc))
+        return image_status(self.image, clients)
 
     def _machine_status(self) -> dict[str, Any]:
         """The machines a launcher made (on demand): ids, type, price; {} for other launchers."""

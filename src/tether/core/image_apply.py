@@ -85,6 +85,40 @@ def check_docker(cluster: Cluster) -> None:
         cluster=cluster.name)
 
 
+def image_status(image: Image | None, clients: Sequence[tuple[str, DaemonClient | Exception]]) -> dict[str, Any]:
+    """What ``cluster.status()["image"]`` says: per node, which of ``image``'s steps are done
+    there (from the node's own records: when, how long, with which installer) and the names of
+    the image env vars its daemon has. ``clients``: ``(node name, its client, or why there is
+    none)``, head first. Reads only; a node that cannot answer says why."""
+    steps = image.keyed_steps() if image is not None else []
+    nodes: list[dict[str, Any]] = []
+    for node, client in clients:
+        entry: dict[str, Any] = {"node": node}
+        nodes.append(entry)
+        try:
+            if isinstance(client, Exception):
+                raise client
+            known = client.request_json("GET", "/_tether/image")
+        except NotFoundError:
+            entry["error"] = "its daemon predates Images: cluster.restart_server() restarts it"
+            continue
+        except TetherError as exc:
+            entry["error"] = str(exc)
+            continue
+        records = known.get("records") or {}
+        entry["steps"] = []
+        for number, (key, step) in enumerate(steps, start=1):
+            record = records.get(key)
+            done = {"at": record.get("at"), "seconds": record.get("seconds"),
+                    "installer": record.get("installer")} if record is not None else {}
+            entry["steps"].append({"number": number, "kind": step.kind, "step": step.describe(),
+                                   "done": record is not None, **done})
+        entry["done"] = sum(1 for s in entry["steps"] if s["done"])
+        entry["recorded"] = len(records)  # this image's steps and any other image's
+        entry["env_vars"] = sorted(known.get("env_vars") or {})
+    return {"name": image.name if image is not None else None, "steps": len(steps), "nodes": nodes}
+
+
 def forget_image(clients: Sequence[DaemonClient]) -> None:
     """Forget every step recorded on these nodes and the image's env vars, so that the next
     bring-up runs every step again (``cluster.reset_image()``)."""

@@ -10,7 +10,8 @@ Three ways up, from the narrowest:
    from its record; the old cluster is left as it is.
 3. **bigger machines** (a cluster whose launcher makes its machines, ``ondemand``, and a rung of
    ``instance_type``/``accelerators``/``cpus``/``memory``): the rung is provisioned as a cluster of
-   its own (``<name>.rung<n>``, saved), and the service moves there, under the same name; later
+   its own (``<name>.rung<n>``, saved with ``rung_of=<name>`` in its spec: what a rung cluster is,
+   and of which cluster, is read from there, never from its name), and the service moves there, under the same name; later
    steps find it there from its record. The cluster's ``shrink=`` says what becomes of the smaller
    machines: ``"terminate"`` (the default) deletes them, and every service recorded on them moves
    too; ``"keep"`` leaves them running with the other services and their state.
@@ -25,7 +26,6 @@ warning (``actions``) and for ``__tether_rebuild__`` (``tether.steps.rebuild``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -41,8 +41,8 @@ from tether.steps.services import Service, saved_on
 ENV_KEYS = frozenset({"memory", "cpus"})
 #: rung keys that size a machine made on demand (a rung replaces all of them)
 MACHINE_KEYS = frozenset({"instance_type", "accelerators", "cpus", "memory"})
-#: the suffix of the cluster a rung of bigger machines is provisioned as
-RUNG_SUFFIX = re.compile(r"\.rung\d+$")
+#: the spec key a rung cluster of bigger machines records the cluster it is a rung of in
+RUNG_OF = "rung_of"
 #: seconds the daemon may take to restart an env's worker with new limits and make its objects
 #: again (their constructors run then)
 ENV_LIMITS_TIMEOUT = 600.0
@@ -204,10 +204,14 @@ def to_bigger_machines(handle: Any, rung: dict[str, Any], index: int, say: Any, 
 
     The bigger cluster is up before anything is torn down: a failed launch leaves the smaller
     machines serving (and the launcher deletes what it made of the bigger ones)."""
-    base = RUNG_SUFFIX.sub("", handle.name)
+    base = rung_base(handle)
     name = f"{base}.rung{index + 1}"
+    if name == handle.name:  # cannot be: the handle would be at this rung already
+        raise ConfigError(f"cluster {handle.name!r} is rung {index + 1} of {base!r} already")
+    _refuse_foreign(name, base)
     spec = {k: v for k, v in handle.spec.items() if k not in MACHINE_KEYS}
     spec.update({k: v for k, v in rung.items() if k != "cluster"})
+    spec[RUNG_OF] = base
     shrink = handle.spec.get("shrink", "terminate")
     say(f"{who} moves from cluster {handle.name!r} ({_size(handle.spec)}) to bigger machines, "
         f"cluster {name!r} ({compute.describe(rung)}, {position}); it is made there again from its record")
@@ -226,6 +230,24 @@ def to_bigger_machines(handle: Any, rung: dict[str, Any], index: int, say: Any, 
         + (f"; its services move to {name!r}: {', '.join(moved)}" if moved else ""))
     handle.teardown()
     return Climb(name, how="moved", reset=held, gone=[n for n in held if n not in moved], rung=rung)
+
+
+def rung_base(handle: Any) -> str:
+    """The cluster ``handle`` is a rung of (its saved ``rung_of``), or its own name: a cluster the
+    user named ``x.rung2`` is a cluster of its own, not a rung of ``x``."""
+    return handle.spec.get(RUNG_OF) or handle.name
+
+
+def _refuse_foreign(name: str, base: str) -> None:
+    """A saved cluster of that name that is not a rung of ``base`` (the user's own) is not taken."""
+    try:
+        found = named_cluster(name)
+    except TetherError:
+        return  # no cluster of that name
+    if found.spec.get(RUNG_OF) != base:
+        raise ConfigError(f"a ladder climb of cluster {base!r} would make its rung as cluster {name!r}, "
+                          f"but a cluster of that name exists and is not a rung of {base!r}: rename or "
+                          "delete that one, or rename this one")
 
 
 def _size(spec: dict[str, Any]) -> str:

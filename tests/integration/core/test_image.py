@@ -150,3 +150,22 @@ def test_bad_steps_are_config_errors():
     with pytest.raises(ConfigError, match="env_vars"):
         rh.Image().set_env_vars({"A": object()})
 
+
+
+def test_status_shows_which_steps_each_node_has_done(made, tmp_path):
+    def image(value: str):
+        return rh.Image("trainer").run_bash([f"echo {value} >> {tmp_path / 'ran.log'}"]).set_env_vars({"V": value})
+
+    made(image("one")).up_if_not()
+    shown = made(image("one")).status()["image"]  # another handle, as a later process sees it
+    assert (shown["name"], shown["steps"]) == ("trainer", 2)
+    (node,) = shown["nodes"]
+    assert node["done"] == 2 and node["env_vars"] == ["V"]
+    assert [(s["number"], s["kind"], s["done"]) for s in node["steps"]] == [
+        (1, "run_bash", True), (2, "set_env_vars", True)]
+    assert all(s["at"] and s["seconds"] is not None for s in node["steps"])
+
+    changed = made(image("two"))  # not brought up with it: status() says what is left to run
+    (node,) = changed.status()["image"]["nodes"]
+    assert [s["done"] for s in node["steps"]] == [False, False] and node["recorded"] == 2
+    assert lines(tmp_path / "ran.log") == ["one"]  # status() ran nothing

@@ -99,12 +99,21 @@ def test_autostop_deletes_an_idle_cluster(testcloud, code):
     name = _name("odstop")
     cluster = rh.cluster(name, instance_type="small", provider="testcloud", autostop_mins=0.05)  # 3 s
     try:
-        cluster.up_if_not()
+        where = rh.function(code.where).to(cluster)
+        assert where("before")["tag"] == "before"
         (instance,) = _instances(name)
         wait_until(lambda: name in BACKEND.autostopped, timeout=120, what="the testcloud autostop")
         assert host_gone(instance.host)
-        assert not cluster.is_up()
+        wait_until(lambda: not cluster.is_up(), timeout=30, what="the tunnel to end with its machine")
         assert cluster.status()["status"] == "down" and cluster.status()["machines"] == []
+
+        # the handle still holds its connection: its next call says what happened and what to do
+        with pytest.raises(rh.ConnectionError, match=rf"machines of cluster '{name}' were deleted "
+                           rf"\({instance.id}; by its autostop after 0.05 min idle, or by hand\): "
+                           r"cluster.up_if_not\(\) makes new ones"):
+            where("after")
+        with pytest.raises(rh.ConnectionError, match=r"were deleted .*up_if_not"):
+            cluster.run_bash(["true"], stream_logs=False)
 
         # deleted behind the caller's back: up_if_not() makes new machines (as on SSH after an
         # autostop, a handle reconnects through up_if_not)

@@ -73,6 +73,10 @@ def test_image_steps_run_once_per_node_and_env_builds_use_uv(ssh_hosts, ssh_clus
     assert capfd.readouterr().err.count("image 'nodes': all 3 step(s) done before, skipped") == 2
     for host in ssh_hosts:
         assert host.ssh("cat ~/image-runs").stdout.split() == ["ran"]
+    shown = fresh.status()["image"]  # each node's own records: every step done on both
+    assert [(n["node"], n["done"]) for n in shown["nodes"]] == [
+        (f"node {i} ({h.ip})", 3) for i, h in enumerate(ssh_hosts)]
+    assert shown["nodes"][1]["steps"][1]["installer"].startswith("uv ")
 
     # an env with reqs on the node: its venv is built with uv too
     env = rh.env(reqs=[remote_wheel], name="withwheel")

@@ -15,6 +15,7 @@ from placed_code import importable
 
 import tether as rh
 from tether.steps import actions as steps
+from tether.steps import climb
 from tether.steps.services import Service
 
 pytestmark = pytest.mark.timeout(900)
@@ -117,3 +118,39 @@ def test_a_failed_climb_leaves_no_bigger_machine_and_the_small_one_serving(testc
     assert caught.value.cleaned_up and big not in BACKEND.clusters  # nothing keeps billing
     assert _types(name) == ["small"] and Service.load(svc).cluster == name
     assert steps.call(svc, "fit", kwargs={"mib": 8}) == 8  # the small machine still serves
+
+
+def test_a_user_cluster_named_like_a_rung_is_its_own_cluster(testcloud, code, names, logger):
+    """``x.rung2`` named so by its user is not rung 2 of ``x``: its climb makes ``x.rung2.rung2``,
+    and a rung cluster says what it is in its saved spec (``rung_of``), not in its name."""
+    name, svc = f"{names('odn')}.rung2", names("fitter")
+    big = f"{name}.rung2"
+    try:
+        _bring_up(name, logger)
+        steps.deploy(code.Model, svc, name, args=["n"])
+        with pytest.raises(rh.OutOfMemoryError):
+            steps.call(svc, "fit", kwargs={"mib": 400}, ladder=LADDER, attempt=1, logger=logger)
+        assert steps.call(svc, "fit", kwargs={"mib": 400}, ladder=LADDER, attempt=2, logger=logger) == 400
+        assert Service.load(svc).cluster == big
+        assert _types(big) == ["large"] and name not in BACKEND.clusters
+        assert rh.cluster(big).spec["rung_of"] == name  # saved: a later process reads it too
+    finally:
+        for cluster in (big, name):
+            try:
+                rh.cluster(cluster).teardown()
+            except rh.NotFoundError:
+                pass
+
+
+def test_a_climb_does_not_take_over_a_user_cluster_of_the_rungs_name(testcloud, names, logger):
+    """The user's own saved ``x.rung2`` is refused as x's rung, before anything is launched."""
+    name = names("odo")
+    mine = rh.ondemand_cluster(f"{name}.rung2", instance_type="small", provider="testcloud").save()
+    small = rh.ondemand_cluster(name, instance_type="small", provider="testcloud")
+    launches = dict(BACKEND.launches)
+    try:
+        with pytest.raises(rh.ConfigError, match=r"exists and is not a rung of"):
+            climb.to_bigger_machines(small, {"instance_type": "large"}, 1, logger.info, "a test", "rung 2 of 2")
+        assert BACKEND.launches == launches and f"{name}.rung2" not in BACKEND.clusters
+    finally:
+        mine.delete_configs()

@@ -145,3 +145,29 @@ def test_memory_in_the_clouds_form_or_tethers_a_rungs_size_is_at_least_that(nowh
     spec = {"provider": "nowhere", "memory": memory}
     OnDemandLauncher().validate(spec)
     assert specs.request(spec).memory == asked
+
+
+# -- Runhouse's instance_type shorthand ('A10G:1': accelerators, 'CPU:4': cpus) -----------------
+
+
+@pytest.mark.parametrize(("given", "meant"), [
+    ({"instance_type": "A10G:1"}, {"accelerators": "A10G:1"}),
+    ({"instance_type": "H100:8", "cpus": "32+"}, {"accelerators": "H100:8", "cpus": "32+"}),
+    ({"instance_type": "CPU:4"}, {"cpus": "4"}),
+    ({"instance_type": "CPU:4+"}, {"cpus": "4+"}),
+    ({"instance_type": "g5.xlarge"}, {"instance_type": "g5.xlarge"}),
+    ({"instance_type": "n2-standard-8"}, {"instance_type": "n2-standard-8"}),
+    ({"instance_type": "4CPU--16GB"}, {"instance_type": "4CPU--16GB"}),
+])
+def test_runhouse_instance_type_shorthand(given, meant):
+    spec = {"provider": "aws", **given}
+    specs.check(spec)
+    shape = {k: v for k, v in spec.items() if k in ("instance_type", "accelerators", "cpus")}
+    assert shape == meant
+    request = specs.request(spec)
+    assert (request.instance_type, request.accelerators) == (meant.get("instance_type"), meant.get("accelerators"))
+
+
+def test_the_shorthand_and_its_keyword_together_are_refused():
+    with pytest.raises(ConfigError, match="means accelerators='A10G:1'.*give one of them"):
+        specs.check({"provider": "aws", "instance_type": "A10G:1", "accelerators": "T4:1"})

@@ -3,7 +3,9 @@ ladder's order decides, so a later step's first attempt never shrinks a cluster 
 
 from __future__ import annotations
 
-from tether.steps.climb import RUNG_SUFFIX, reached
+from types import SimpleNamespace
+
+from tether.steps.climb import reached, rung_base
 from tether.steps.ladder import Ladder
 
 LADDER = Ladder([{"instance_type": "small"}, {"instance_type": "large"}])
@@ -28,8 +30,10 @@ def test_a_cluster_rung_is_reached_only_on_that_cluster():
     assert not reached(ladder, {"instance_type": "small", "cluster": "train"}, ladder[1])
 
 
-def test_rung_clusters_are_named_after_the_base_cluster():
-    assert RUNG_SUFFIX.sub("", "train.rung2") == "train" and RUNG_SUFFIX.sub("", "train") == "train"
+def test_a_rung_cluster_is_known_by_its_saved_rung_of_never_by_its_name():
+    assert rung_base(SimpleNamespace(name="train.rung2", spec={"rung_of": "train"})) == "train"
+    assert rung_base(SimpleNamespace(name="train", spec={})) == "train"
+    assert rung_base(SimpleNamespace(name="mine.rung2", spec={})) == "mine.rung2"  # the user's own name
 
 
 def test_a_clouds_memory_form_is_not_a_size_to_compare():

@@ -220,6 +220,25 @@ class OnDemandLauncher(SshLauncher):
                 progress.step(f"cluster {cluster.name!r}: terminated {len(machines)} machine(s): "
                               + ", ".join(m.id for m in machines))
 
+    def gone(self, cluster: Cluster) -> str | None:
+        """Why a handle cannot reach the daemon, when the machines it came up on were deleted
+        behind its back (the cluster's autostop, the console, another process's teardown): a
+        sentence saying so and that ``up_if_not()`` makes new ones. None while they exist."""
+        recorded = self.machines(cluster)
+        if not recorded:
+            return (f"cluster {cluster.name!r} is down (torn down, or its machines deleted): "
+                    "cluster.up_if_not() makes new machines; then deploy again (.to(cluster))")
+        alive = {m.id for m in self.provisioner(cluster).machines(cluster.name)}
+        lost = [m.id for m in recorded if m.id not in alive]
+        if not lost:
+            return None
+        minutes = cluster.spec.get("autostop_mins")
+        autostop = (f"by its autostop after {minutes:g} min idle, " if isinstance(minutes, int | float)
+                    and minutes >= 0 else "")
+        return (f"the machines of cluster {cluster.name!r} were deleted ({', '.join(lost)}; "
+                f"{autostop}or by hand): cluster.up_if_not() makes new ones, then deploy again "
+                "(.to(cluster)): what ran there is gone")
+
     # -- autostop, status ---------------------------------------------------------------------------
 
     def set_autostop(self, cluster: Cluster, minutes: float | None) -> None:

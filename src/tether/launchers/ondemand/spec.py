@@ -27,7 +27,11 @@ MACHINE_KEYS = frozenset({"instance_type", "accelerators", "cpus", "memory", "di
 KUBERNETES_KEYS = frozenset({"context", "namespace", "kube_config_path"})
 #: how tether comes up on the machines (the SSH launcher's options)
 BRING_UP_KEYS = frozenset({"autostop_mins", "install_from", "python", "shrink"})
-SPEC_KEYS = MACHINE_KEYS | KUBERNETES_KEYS | BRING_UP_KEYS
+#: set by a ladder climb only (``steps/climb.py``): the cluster this one is a rung of. What a rung
+#: cluster is lives here, in its saved config, not in its name: a user's own cluster may well be
+#: called ``x.rung2``
+RUNG_KEYS = frozenset({"rung_of"})
+SPEC_KEYS = MACHINE_KEYS | KUBERNETES_KEYS | BRING_UP_KEYS | RUNG_KEYS
 
 #: minutes idle before an on-demand cluster's machines are deleted, unless ``autostop_mins=`` says
 #: otherwise (-1: never); ``TETHER_ONDEMAND_AUTOSTOP_MINS`` changes the default
@@ -58,6 +62,7 @@ def check(spec: dict[str, Any]) -> None:
         value = spec.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ConfigError(f"{key} is a name (a string), not {value!r}")
+    _runhouse_instance_type(spec)
     accelerators = spec.get("accelerators")
     if isinstance(accelerators, dict):
         if len(accelerators) != 1:
@@ -101,9 +106,32 @@ def check(spec: dict[str, Any]) -> None:
     if spec.get("install_from", "local") not in ("local", "index"):
         raise ConfigError("install_from is 'local' (wheels sent from this machine, the default) or "
                           "'index' (the machines' own package index)")
+    rung_of = spec.get("rung_of")
+    if rung_of is not None and (not isinstance(rung_of, str) or not rung_of.strip()):
+        raise ConfigError(f"rung_of is the name of the cluster this one is a ladder rung of, not {rung_of!r}")
     if spec.get("shrink", "terminate") not in ("terminate", "keep"):
         raise ConfigError("shrink is 'terminate' (a ladder climb deletes the smaller machines, the "
                           "default) or 'keep'")
+
+
+_SHORTHAND = re.compile(r"^([A-Za-z][\w\-]*):(\d+(\.\d+)?\+?)$")
+
+
+def _runhouse_instance_type(spec: dict[str, Any]) -> None:
+    """Runhouse's shorthand in ``instance_type``: ``"A10G:1"`` is ``accelerators="A10G:1"`` and
+    ``"CPU:4"`` (``"CPU:4+"``) is ``cpus="4"``; a cloud's own type names (``g5.xlarge``,
+    ``n2-standard-8``, Kubernetes' ``4CPU--16GB``) have no colon and stay instance types."""
+    value = spec.get("instance_type")
+    match = _SHORTHAND.match(value) if isinstance(value, str) else None
+    if match is None:
+        return
+    kind, count = match.group(1), match.group(2)
+    key, meant = ("cpus", count) if kind.upper() == "CPU" else ("accelerators", f"{kind}:{count}")
+    if spec.get(key) is not None:
+        raise ConfigError(f"instance_type={value!r} means {key}={meant!r} (Runhouse's shorthand), and "
+                          f"{key}={spec[key]!r} is given too: give one of them")
+    del spec["instance_type"]
+    spec[key] = meant
 
 
 def spec_ports(spec: dict[str, Any]) -> None:

@@ -183,6 +183,17 @@ def test_dry_run_plans_the_spot_gpu_node(enabled_clouds):
     assert (best.instance_type, best.use_spot, best.region) == ("g5.xlarge", True, "us-east-1")
 
 
+def test_dry_run_of_runhouses_instance_type_shorthand(enabled_clouds):
+    """``rh.cluster("a10g", instance_type="A10G:1", provider="aws")`` as Runhouse's docs (and
+    tether's README) write it: an A10G machine, not an instance type named "A10G:1"."""
+    from tether.launchers.ondemand import spec as specs
+
+    enabled_clouds("AWS")
+    spec = {"provider": "aws", "instance_type": "A10G:1"}
+    specs.check(spec)
+    assert optimize(specs.request(spec)).instance_type == "g5.xlarge"
+
+
 def test_dry_run_picks_the_smallest_type_with_enough_cpus_and_memory(enabled_clouds):
     enabled_clouds("AWS")
     best = optimize(MachineRequest(provider="aws", cpus="4+", memory="16+"))

@@ -1,0 +1,28 @@
+"""What tether's wheel carries beyond its modules: ``py.typed`` (PEP 561).
+
+Without it a type checker treats an installed tether as untyped and ignores every annotation.
+The wheel is built here the way `make venv` builds the editable install (no build isolation, no
+dependencies, offline).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(180)
+def test_the_wheel_ships_py_typed(tmp_path: Path) -> None:
+    assert (ROOT / "src" / "tether" / "py.typed").is_file()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--disable-pip-version-check", "--wheel-dir", str(tmp_path), str(ROOT)],
+                   check=True, timeout=170, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("tether-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert "tether/py.typed" in zf.namelist()
