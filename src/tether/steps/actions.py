@@ -154,14 +154,8 @@ def call(service: str, method: str | None = None, args: Sequence[Any] = (),
     """
     ladder = as_ladder(ladder)
     timeout = check_timeout(timeout, "timeout")
-    svc = Service.load(service, hint=missing_hint)
+    svc, climbed = service_on_rung(service, ladder, attempt, logger, missing_hint)
     env = svc.env_name
-    climbed = Climb(svc.cluster)
-    if ladder is not None:
-        climbed = climb(svc.cluster, ladder, attempt, _teller(logger), what=f"service {service!r}", env=env)
-        if climbed.cluster != svc.cluster:
-            svc = svc.moved_to(climbed.cluster)
-        resets.tell(logger, climbed)
     what = f"{service}.{method}" if method and method != "call" else service
     with _oom_guard(what, svc.cluster, svc.name, ladder, attempt, env), _remote_logs(logger):
         def left() -> float | None:
@@ -170,6 +164,21 @@ def call(service: str, method: str | None = None, args: Sequence[Any] = (),
         resets.rebuild_reset(climbed, svc.name, method, args, kwargs, attempt, logger, left)
         on_remade = resets.remade(svc, method, args, kwargs, attempt, climbed.rung, logger, left)
         return svc.call(method, args, kwargs, call_id=call_id, timeout=left(), on_remade=on_remade)
+
+
+def service_on_rung(service: str, ladder: Ladder | None, attempt: int, logger: Logger | None,
+                    missing_hint: str | None) -> tuple[Service, Climb]:
+    """The saved ``service``, put on the rung of ``attempt`` (moved with its cluster when the rung
+    is another cluster; the step's log names the instances the climb reset), and the climb."""
+    svc = Service.load(service, hint=missing_hint)
+    climbed = Climb(svc.cluster)
+    if ladder is not None:
+        climbed = climb(svc.cluster, ladder, attempt, _teller(logger), what=f"service {service!r}",
+                        env=svc.env_name)
+        if climbed.cluster != svc.cluster:
+            svc = svc.moved_to(climbed.cluster)
+        resets.tell(logger, climbed)
+    return svc, climbed
 
 
 def run_function(fn: Any, cluster: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,

@@ -41,13 +41,11 @@ from tether.steps.actions import (
     _oom_guard,
     _remote_logs,
     _say,
-    _teller,
     placed_function,
+    service_on_rung,
     time_left,
 )
-from tether.steps.climb import Climb, climb
 from tether.steps.ladder import Ladder, as_ladder
-from tether.steps.services import Service
 
 #: the encoded arguments of a deferred call travel through the orchestrator's database
 MAX_ARGUMENT_BYTES = 1 << 20
@@ -85,14 +83,8 @@ def prepare_call(service: str, method: str | None = None, args: Sequence[Any] = 
     it. ``timeout``/``deadline``/``missing_hint`` as in ``actions.call`` (``deadline`` is
     ``time.monotonic()``)."""
     ladder = as_ladder(ladder)
-    svc = Service.load(service, hint=missing_hint)
+    svc, climbed = service_on_rung(service, ladder, attempt, logger, missing_hint)
     env = svc.env_name
-    climbed = Climb(svc.cluster)
-    if ladder is not None:
-        climbed = climb(svc.cluster, ladder, attempt, _teller(logger), what=f"service {service!r}", env=env)
-        if climbed.cluster != svc.cluster:
-            svc = svc.moved_to(climbed.cluster)
-        resets.tell(logger, climbed)
     if svc.kind == "instance" and method in (None, "", "call"):
         raise errors.ConfigError(f"service {svc.name!r} is an instance of {svc.target}: name the "
                                  "method to call", service=svc.name)

@@ -8,12 +8,9 @@ and RECORD), and the daemon runs pip with PIP_NO_INDEX so nothing is looked up o
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.util
 import os
 import uuid
-import zipfile
 from pathlib import Path
 
 import installer_support
@@ -22,26 +19,7 @@ import remote_code
 
 import tether as rh
 
-
-def build_wheel(dest: Path, dist: str, version: str, files: dict[str, str]) -> Path:
-    """A pure-Python wheel of ``files`` (path -> source), made by hand."""
-    info = f"{dist}-{version}.dist-info"
-    contents = {
-        **files,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tether-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    wheel = dest / f"{dist}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        for path, text in contents.items():
-            data = text.encode()
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            z.writestr(path, data)
-            record.append(f"{path},sha256={digest},{len(data)}")
-        record.append(f"{info}/RECORD,,")
-        z.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
-    return wheel
+build_wheel = installer_support.build_wheel  # a pure-Python wheel made by hand
 
 
 @pytest.fixture(scope="module")
