@@ -43,7 +43,7 @@ from tether.launchers.progress import Progress
 from tether.launchers.ssh import openssh as ssh
 from tether.launchers.ssh import tunnels
 from tether.launchers.ssh.bootstrap import Node
-from tether.launchers.ssh.launcher import SshLauncher
+from tether.launchers.ssh.launcher import SshLauncher, _state
 from tether.plugins import hookimpl
 from tether.state import cluster_dir, locked, read_json, write_json
 
@@ -282,12 +282,6 @@ def _autostop_note(name: str, minutes: float | None) -> str:
                 "autostop_mins= sets one")
     return (f"cluster {name!r}: autostop after {minutes:g} min idle deletes its machines "
             "(autostop_mins= changes it, -1: never)")
-
-
-def _state(cluster: Cluster) -> Path:
-    state = cluster_dir(cluster.name)
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return state
 
 
 @hookimpl
