@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tether import state
 from tether._version import __version__
-from tether.daemon import history_routes, http_guard, remote
+from tether.daemon import dashboard, events, history_routes, http_guard, remote, timeline_routes
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
 from tether.daemon.flow import CallQueue
@@ -42,6 +42,7 @@ from tether.daemon.responses import MessageResponse, MessagesResponse, send_erro
 from tether.daemon.shell import run_commands
 from tether.daemon.store import Store, UnknownName
 from tether.daemon.tokens import Tokens
+from tether.daemon.usage import Usage
 from tether.protocol import shm, wire
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
@@ -67,9 +68,20 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         task.add_done_callback(tasks.discard)
         return task
 
+    def live_workers():
+        """(env, pid) of each live worker, for the usage sampler: the envs' and the prestarted one."""
+        workers = [env.worker for env in list(store.envs.values())] + [store.prestarted]
+        pids = {w.pid: w.spec.name for w in workers if w is not None and w.alive and w.pid}
+        return [(env, pid) for pid, env in pids.items()]
+
+    usage = Usage.from_env(live_workers)
+    events.EVENTS.configure(store.state_dir)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        usage.start()
         yield
+        usage.stop()
         for task in list(tasks):  # running commands and deploys end with the daemon
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -82,6 +94,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     history = History(store.state_dir)
     call_route = CallRoute(store, calls, spawn, history)
     history_routes.register(app, history, calls, HTTPError)
+    timeline_routes.register(app, usage, events.EVENTS, HTTPError)
 
     @app.exception_handler(HTTPError)
     async def on_http_error(request: Request, exc: HTTPError):
@@ -252,6 +265,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         return {"nodes": store.nodes.info()}
 
     tokens = Tokens(token, cluster, info.get("token_path", "its state dir"))
+    dashboard.register(app, tokens)
 
     @app.post("/_tether/token")
     async def rotate_token() -> dict[str, Any]:
@@ -317,7 +331,13 @@ class DaemonApp:
             elif key == b"x-tether-version":
                 version = value
         if not hmac.compare_digest(got, self.tokens.expected):
-            return await send_error(send, 401, *self.tokens.refusal(got))
+            # the dashboard's session cookie, its login page and files (never the call path's cost)
+            gate = dashboard.gate(scope, self.tokens)
+            if gate == dashboard.TO_LOGIN:
+                return await dashboard.to_login(send)
+            if gate == dashboard.DENY:
+                return await send_error(send, 401, *self.tokens.refusal(got))
+            return await self._app(scope, receive, send)
         if version is not None and version != self.version:
             return await send_error(
                 send, 409, "version_mismatch",
@@ -333,6 +353,9 @@ class DaemonApp:
             if len(parts) <= 2 and all(parts):
                 return await self.call_route(scope, receive, send, parts[0],
                                              parts[1] if len(parts) == 2 else "call")
+        await self._app(scope, receive, send)
+
+    async def _app(self, scope, receive, send) -> None:
         try:
             await self.app(scope, receive, send)
         except Exception as exc:

@@ -13,6 +13,7 @@ Tokens are never logged: a rotation logs that it happened, and when.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import secrets
@@ -31,19 +32,29 @@ log = logging.getLogger("tether.daemon")
 _RETIRED = 16
 
 
+def session_of(token: str) -> bytes:
+    """The dashboard's session cookie value for ``token`` (``daemon/dashboard.py``): derived from
+    it, so that a rotation ends every session, and never the token itself."""
+    return hmac.new(token.encode(), b"tether dashboard session", hashlib.sha256).hexdigest().encode()
+
+
 class Tokens:
     """The token a request must carry (``expected``: the whole ``Authorization`` value), and
     the ones it replaced."""
 
     def __init__(self, token: str, cluster: str, token_path: str) -> None:
         self.expected = f"Bearer {token}".encode()
+        self.session = session_of(token)
         self.cluster, self.token_path = cluster, token_path
+        # one cookie per cluster: cookies ignore the port, and clusters share localhost
+        self.cookie = b"tether_" + hashlib.sha256(cluster.encode()).hexdigest()[:12].encode()
         self._retired: deque[tuple[bytes, float]] = deque(maxlen=_RETIRED)
         self._lock = asyncio.Lock()
 
     def replace(self, token: str) -> None:
         self._retired.append((self.expected, time.time()))
         self.expected = f"Bearer {token}".encode()
+        self.session = session_of(token)
 
     def refusal(self, got: bytes) -> tuple[str, str]:
         """The 401's (kind, message) for a request whose token is not ``expected``."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tether import state
-from tether.daemon import children, liveness, sweep
+from tether.daemon import children, events, liveness, sweep
 from tether.daemon.flow import CallQueue
 from tether.daemon.limits import oom_message
 from tether.errors import LaunchError
@@ -230,6 +230,8 @@ class WorkerProcess:
         self._server.close()
         self.watch = liveness.Watch(self)
         log.info("worker for env %r started (pid %s)", self.spec.name, self.pid)
+        events.record("worker_started", f"worker for env {self.spec.name!r} started (pid {self.pid})",
+                      env=self.spec.name, pid=self.pid)
 
     def _wait_exit(self, loop: asyncio.AbstractEventLoop) -> None:
         """A thread per worker waits for its exit (what asyncio's child watcher does too)."""
@@ -309,6 +311,15 @@ class WorkerProcess:
                         self.spec.name, self.pid, oom["oom_reason"], oom["limit"], oom["peak"])
         elif self.returncode not in (0, None):
             log.warning("worker for env %r (pid %s) %s", self.spec.name, self.pid, how["how"])
+        if oom:
+            events.record("oom_kill", f"worker for env {self.spec.name!r} (pid {self.pid}) ran out of "
+                          f"memory: {oom['oom_reason']}", env=self.spec.name, pid=self.pid,
+                          limit=oom["limit"], peak=oom["peak"], calls=len(pending))
+        else:
+            events.record("worker_died", f"worker for env {self.spec.name!r} (pid {self.pid}) "
+                          f"{'was stopped' if self.stopping else how['how']}", env=self.spec.name,
+                          pid=self.pid, exitcode=how["exitcode"], signal=how["signal"],
+                          stopped=self.stopping, calls=len(pending))
 
     # -- requests ------------------------------------------------------------------------------
 
