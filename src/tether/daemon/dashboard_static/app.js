@@ -122,9 +122,11 @@
     const width = 160, height = 32;
     const box = svg("svg", {class: "spark " + cls, width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img"});
     const now = Date.now() / 1000;
+    // the samples' own span (a young worker's fill the box), at most the window
+    const span = points.length ? Math.min(WINDOW_S, Math.max(30, now - points[0][0])) : WINDOW_S;
     const max = Math.max(1, ...points.map(function (p) { return p[index]; }));
     const coords = points.map(function (p) {
-      const x = width * (1 - (now - p[0]) / WINDOW_S);
+      const x = width * (1 - (now - p[0]) / span);
       const y = height - 2 - (height - 4) * (p[index] / max);
       return x.toFixed(1) + "," + y.toFixed(1);
     });
