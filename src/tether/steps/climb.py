@@ -135,12 +135,38 @@ def covers(current: dict[str, Any], rung: dict[str, Any]) -> bool:
 def climb(cluster: str, ladder: Ladder, attempt: int, say: Any = None, what: str = "the step",
           env: str | None = DEFAULT_ENV) -> Climb:
     """Put the work of ``attempt`` (of a service in ``env``; None: not known) on its rung.
-    ``say(message)`` reports each move."""
+    ``say(message)`` reports each move; a move is also posted to the dashboard's timeline."""
     say = say or (lambda message: None)
     current = current_spec(cluster, env)
     rung = rung_for(ladder, attempt, current)
     if reached(ladder, current, rung):
         return Climb(cluster, rung=rung)
+    climbed = _climb(cluster, ladder, attempt, say, what, env, current, rung)
+    report(climbed, ladder, attempt, what, cluster, current)
+    return climbed
+
+
+def report(climbed: Climb, ladder: Ladder, attempt: int, what: str, cluster: str,
+           current: dict[str, Any]) -> None:
+    """Post the climb to the daemon of the cluster the attempt now runs on (``POST
+    /_tether/events``, the dashboard's timeline). Best effort: a climb never fails for it."""
+    here = ladder.index(current)
+    there = (ladder.index(climbed.rung) or 0) + 1 if climbed.rung is not None else None
+    sized = {k: v for k, v in current.items() if k in MACHINE_KEYS}
+    start = f"rung {here + 1}" if here is not None else compute.describe(sized) if sized else "no rung"
+    message = (f"{what}, attempt {attempt}: climbed from {start} to rung {there} of {len(ladder)} "
+               f"({compute.describe(climbed.rung)}) on cluster {climbed.cluster!r}")
+    body = {"kind": "climb", "message": message, "how": climbed.how, "attempt": attempt,
+            "from_cluster": cluster, "to_rung": there, "env": climbed.env,
+            "reset": ", ".join(climbed.reset) or None}
+    try:
+        named_cluster(climbed.cluster).client.request_json("POST", "/_tether/events", body=body, timeout=5.0)
+    except Exception:  # noqa: BLE001 - the timeline is not worth a failed step
+        pass
+
+
+def _climb(cluster: str, ladder: Ladder, attempt: int, say: Any, what: str, env: str | None,
+           current: dict[str, Any], rung: dict[str, Any]) -> Climb:
     position = f"rung {(ladder.index(rung) or 0) + 1} of {len(ladder)}"
     if "cluster" in rung:
         say(f"attempt {attempt}: {what} moves from cluster {cluster!r} to cluster {rung['cluster']!r} "

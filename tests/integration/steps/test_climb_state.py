@@ -58,6 +58,13 @@ def test_only_the_env_that_ran_out_of_memory_grows_and_the_others_keep_their_sta
     assert grown["memory"] == 1 << 30 and grown["enforced_by"].startswith("cgroup")
     assert grown["cgroup"] != limits["cgroup"]  # a group of its own, not under the cluster's limit
     assert "keep-env" not in limits["envs"]
+    # the dashboard's timeline: the OOM kill, then the climb the step posted
+    events = cluster.client.request_json("GET", "/_tether/events")["events"]
+    kinds = [e["kind"] for e in events]
+    assert "oom_kill" in kinds and kinds.index("oom_kill") < kinds.index("climb"), kinds
+    climb = next(e for e in events if e["kind"] == "climb")
+    assert "from rung 1 to rung 2 of 2" in climb["message"], climb
+    assert climb["how"] == "env" and climb["env"] == "fit-env" and climb["attempt"] == 2
     (told,) = warnings_in(logger)
     assert f"instance {hog!r}" in told and keeper not in told and "env 'fit-env'" in told
 
