@@ -180,9 +180,14 @@
     const now = Date.now() / 1000;
     const box = svg("svg", {class: "timeline", viewBox: "0 0 " + width + " " + height, preserveAspectRatio: "none"});
     box.append(svg("line", {x1: 0, y1: height / 2, x2: width, y2: height / 2, class: "axis"}));
-    for (const e of events) {
-      if (e.t < now - WINDOW_S) continue;
-      const x = width * (1 - (now - e.t) / WINDOW_S);
+    const shown = events.filter(function (e) { return e.t >= now - WINDOW_S; });
+    // the events' own span (at least a minute, at most the window); OOM kills and climbs on top
+    const span = shown.length ? Math.min(WINDOW_S, Math.max(60, 1.05 * (now - shown[0].t))) : WINDOW_S;
+    const top = {oom_kill: 2, climb: 1};
+    shown.sort(function (a, b) { return (top[a.kind] || 0) - (top[b.kind] || 0); });
+    $("span").textContent = "(last " + Math.max(1, Math.round(span / 60)) + " min)";
+    for (const e of shown) {
+      const x = 8 + (width - 16) * (1 - (now - e.t) / span);
       const mark = svg("rect", {x: (x - 3).toFixed(1), y: 4, width: 6, height: height - 8, class: "mark kind-" + e.kind});
       const title = svg("title");
       title.textContent = clock(e.t) + " " + e.kind + ": " + e.message;
