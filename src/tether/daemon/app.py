@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from tether import state
 from tether._version import __version__
 from tether.daemon import dashboard, events, history_routes, http_guard, remote, timeline_routes
+from tether.daemon.autostop import IdleTracker
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
 from tether.daemon.flow import CallQueue
@@ -332,6 +333,7 @@ class DaemonApp:
                 version = value
         if not hmac.compare_digest(got, self.tokens.expected):
             # the dashboard's session cookie, its login page and files (never the call path's cost)
+            IdleTracker.watching(scope)  # watching a cluster does not keep it up (autostop)
             gate = dashboard.gate(scope, self.tokens)
             if gate == dashboard.TO_LOGIN:
                 return await dashboard.to_login(send)

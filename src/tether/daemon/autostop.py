@@ -1,6 +1,7 @@
 """Autostop: the daemon stops itself after ``autostop_mins`` minutes idle (-1: never).
 
-Idle means no HTTP request in flight and none received for that long. ``IdleTracker`` wraps the
+Idle means no HTTP request in flight and none received for that long; the dashboard's requests
+(without the bearer token: its session cookie, its pages) do not count (``watching``). ``IdleTracker`` wraps the
 daemon's ASGI app from outside (nothing in the routes knows about it): two counters per request.
 A watcher thread compares the idle time with the setting and asks the server to exit, which is
 the ordinary graceful shutdown (workers stopped, ``daemon.json`` removed).
@@ -36,13 +37,28 @@ class IdleTracker:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        before = self.last_activity
         self.in_flight += 1
-        self.last_activity = time.monotonic()
+        self.last_activity = now = time.monotonic()
+        scope["tether.idle"] = (self, before, now)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
-            self.last_activity = time.monotonic()
+            if "tether.watching" not in scope:
+                self.in_flight -= 1
+                self.last_activity = time.monotonic()
+
+    @staticmethod
+    def watching(scope) -> None:
+        """The request only watches (the dashboard's session, its login page, a refused request):
+        it is not activity, or an open dashboard would keep a cluster up forever."""
+        tracker, before, stamp = scope.get("tether.idle") or (None, 0.0, 0.0)
+        if tracker is None or "tether.watching" in scope:
+            return
+        scope["tether.watching"] = True
+        tracker.in_flight -= 1
+        if tracker.last_activity == stamp:  # nothing else happened since it came
+            tracker.last_activity = before
 
     def idle_seconds(self) -> float:
         return 0.0 if self.in_flight else time.monotonic() - self.last_activity

@@ -84,3 +84,23 @@ def test_the_session_cookie_is_derived_from_the_token_and_ends_with_a_rotation()
     assert Tokens("secret-token", "c2", "path").cookie != tokens.cookie  # one cookie per cluster
     tokens.replace("another")
     assert tokens.session != first
+
+
+def test_watching_a_cluster_is_not_activity():
+    """An open dashboard (its polls, its follow streams) never keeps a cluster from autostopping."""
+    import asyncio
+
+    from tether.daemon.autostop import IdleTracker
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/watch":
+            IdleTracker.watching(scope)
+            assert tracker.idle_seconds() > 0  # a stream in flight is not a request in flight
+        await asyncio.sleep(0)
+
+    tracker = IdleTracker(app)
+    tracker.last_activity -= 100
+    asyncio.run(tracker({"type": "http", "path": "/watch"}, None, None))
+    assert tracker.in_flight == 0 and tracker.idle_seconds() >= 100
+    asyncio.run(tracker({"type": "http", "path": "/call"}, None, None))
+    assert tracker.in_flight == 0 and tracker.idle_seconds() < 1
