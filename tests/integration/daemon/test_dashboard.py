@@ -204,3 +204,15 @@ def test_worker_deaths_are_events(dash):
     (event,) = [e for e in got if e["pid"] == pid]
     assert event["signal"] == "SIGKILL" and event["env"] == "default"
     services["chatty"](1)  # a fresh worker serves the next call
+
+
+def test_a_token_rotation_ends_every_session(dash):
+    cluster, services = dash
+    with httpx.Client(base_url=cluster.client.url, timeout=10) as h:
+        assert h.post("/_tether/dashboard/login", json={"token": cluster.client.token}).status_code == 204
+        assert h.get("/_tether/keys").status_code == 200
+        cluster.rotate_token()
+        assert h.get("/_tether/keys").status_code == 401
+        assert h.post("/_tether/dashboard/login", json={"token": cluster.client.token}).status_code == 204
+        assert h.get("/_tether/keys").status_code == 200
+    assert services["chatty"](1) == 1
