@@ -136,7 +136,7 @@ ROUTES = [
 ]
 
 # Open without the token on purpose: the dashboard's login (it checks the token itself) and logout
-# (forgetting a session harms nobody); they answer no data (test_dashboard.py).
+# (forgetting a session harms nobody); they answer no data (test_dashboard_page.py).
 OPEN_ROUTES = [("POST", "/_tether/dashboard/login"), ("POST", "/_tether/dashboard/logout")]
 
 BAD_AUTH = {
