@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tether._version import __version__
+from tether.cli._group import SuggestingGroup
 from tether.cli._common import (
     EXIT_DOWN,
     ClusterOpt,
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from tether.core.cluster import Cluster
 
 daemon_app = typer.Typer(
+    cls=SuggestingGroup,
+    suggest_commands=False,
     help="Start, stop and inspect a cluster's daemon (the process that serves its objects).",
     no_args_is_help=True,
 )
