@@ -283,3 +283,33 @@ def test_shell_completion(obs, tmp_path):
     assert installed.returncode == 0, installed
     names = cli(_TETHER_COMPLETE="complete_bash", COMP_WORDS=f"tether calls {obs.name[:5]}", COMP_CWORD="2")
     assert obs.name in names.stdout.split()
+
+
+# -- an SSH cluster --------------------------------------------------------------------------------
+
+
+def test_calls_logs_status_and_dashboard_of_an_ssh_cluster(obs, ssh_hosts, ssh_cluster):
+    cluster = ssh_cluster(ssh_hosts[0])
+    chatty = rh.function(records_code.chatty).to(cluster, name=_unique("chatty"))
+    call_id = uuid.uuid4().hex
+    cluster.client.call(chatty.name, "call", (2,), call_id=call_id)
+
+    # Not saved: the CLI finds it by its state dir (the tunnel to its head daemon).
+    assert [r["id"] for r in cli_json("calls", cluster.name, "--service", chatty.name)] == [call_id]
+    logs = cli("logs", cluster.name, "--call", call_id[:8])
+    assert logs.returncode == 0, logs
+    assert logs.stdout == "line 0\nline 1\n"
+    entry = {c["name"]: c for c in cli_json("status")["clusters"]}[cluster.name]
+    assert (entry["status"], entry["launcher"], entry["nodes"]) == ("up", "ssh", [ssh_hosts[0].ip])
+    assert chatty.name in {s["name"] for s in entry["services"]}
+
+    # Saved: `tether dashboard` opens an SSH tunnel of its own and keeps it open until Ctrl-C.
+    cluster.save()
+    dash = Lines("dashboard", cluster.name, "--no-browser")
+    try:
+        url = dash.until(lambda line: line.startswith("http://"), timeout=30).strip()
+        assert urlsplit(url).port != cluster.launcher.endpoint(cluster).port
+        assert _health(url)["cluster"] == cluster.name
+    finally:
+        dash.stop()
+    assert dash.proc.returncode == 0, dash.proc.stderr.read()
