@@ -10,7 +10,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tether.cli._common import ClusterArg, JsonOpt, MaybeClusterOpt, _daemon_client, _pick, emit_json, err, out
+from tether.cli._common import (
+    ClusterArg,
+    JsonOpt,
+    MaybeClusterOpt,
+    _daemon_client,
+    _pick,
+    emit_json,
+    err,
+    out,
+)
 
 if TYPE_CHECKING:
     from tether.client.daemon_client import DaemonClient

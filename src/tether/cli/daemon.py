@@ -9,7 +9,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from tether._version import __version__
-from tether.cli._group import SuggestingGroup
 from tether.cli._common import (
     EXIT_DOWN,
     ClusterOpt,
@@ -23,6 +22,7 @@ from tether.cli._common import (
     err,
     out,
 )
+from tether.cli._group import SuggestingGroup
 
 if TYPE_CHECKING:
     from tether.core.cluster import Cluster

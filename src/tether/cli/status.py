@@ -14,7 +14,15 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from tether.cli._common import JsonOpt, _cluster, _is_remote_unsaved, _state_dir, emit_json, known_clusters, out
+from tether.cli._common import (
+    JsonOpt,
+    _cluster,
+    _is_remote_unsaved,
+    _state_dir,
+    emit_json,
+    known_clusters,
+    out,
+)
 
 #: seconds a daemon has to answer ``/_tether/status``
 TIMEOUT = 3.0

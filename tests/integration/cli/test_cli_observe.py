@@ -265,7 +265,28 @@ def test_dashboard_prints_a_working_url(obs):
     assert _health(url)["cluster"] == obs.name
 
 
-# -- typos and completion --------------------------------------------------------------------------
+def test_ssh_to_a_local_cluster_opens_a_shell_here(obs):
+    result = cli("ssh", obs.name, SHELL="/bin/sh")  # stdin is /dev/null: the shell exits at once
+    assert result.returncode == 0, result
+    assert f"Cluster '{obs.name}' is this machine" in result.stderr
+    assert str(state.cluster_dir(obs.name)) in " ".join(result.stderr.split())
+
+
+# -- help, typos and completion --------------------------------------------------------------------
+
+NEW_COMMANDS = {"status": "tether status --json", "calls": "tether calls dev --failed --service embed",
+                "logs": "tether logs dev --call 1a2b3c4d --follow", "dashboard": "tether dashboard rack --port 8265",
+                "down": "tether down dev --yes", "rm": "tether rm old-gpu", "ssh": "tether ssh rack --node 1"}
+
+
+def test_help_of_each_new_command_has_examples():
+    procs = {name: subprocess.Popen([str(TETHER), name, "--help"], env=_env(), stdout=subprocess.PIPE, text=True)
+             for name in NEW_COMMANDS}  # at once: each is a cold interpreter
+    for name, proc in procs.items():
+        text, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, name
+        assert f"Usage: tether {name}" in text and "Example" in text, name
+        assert NEW_COMMANDS[name] in text, name
 
 
 def test_a_typo_suggests_the_command_meant(tmp_path):
