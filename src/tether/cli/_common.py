@@ -164,13 +164,16 @@ def _daemon_client(name: str) -> "DaemonClient":
     Never starts anything. An SSH cluster used from Python without ``.save()`` is found by the
     records of its state dir (its tunnel)."""
     from tether.client.daemon_client import DaemonClient
-    from tether.core.registry import local
 
     _check_name(name)
-    if not local.exists(name):
+    if _is_remote_unsaved(name):
         endpoint = _unsaved_remote_endpoint(name)
-        if endpoint is not None:
-            return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=name)
+        if endpoint is None:
+            raise CLIError(f"cluster {name!r} is not reachable: its daemon is down, or its SSH tunnel from "
+                           "this machine closed.",
+                           "Bring it up from Python with its handle (cluster.up_if_not()); save it "
+                           "(.save()) to manage it from here.")
+        return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=name)
     client = _running_client(_cluster(name))
     if client is None:
         raise _not_running(name)
