@@ -219,9 +219,21 @@ def test_logs_of_an_unknown_call_id(obs):
 # -- down, rm --------------------------------------------------------------------------------------
 
 
-def test_down_tears_a_local_cluster_down(obs):
+def test_a_daemon_that_does_not_answer_is_unreachable_then_down_tears_it_down(obs):
     cluster = rh.cluster(name=_unique("gone"), launcher="local").up_if_not()
     pid = state.read_daemon_record(state.cluster_dir(cluster.name))["pid"]
+
+    os.kill(pid, signal.SIGSTOP)  # up by its records, silent on its socket
+    try:
+        started = time.monotonic()
+        clusters = {c["name"]: c for c in cli_json("status")["clusters"]}
+        took = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert clusters[cluster.name]["status"] == "unreachable", clusters[cluster.name]
+    assert "timed out" in clusters[cluster.name]["reason"]
+    assert clusters[obs.name]["status"] == "up"  # asked at the same time
+    assert took < 10
 
     _assert_clean_error(cli("down", cluster.name), "needs --yes")  # no terminal: it must be asked
     assert state.pid_alive(pid)
