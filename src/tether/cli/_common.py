@@ -146,9 +146,13 @@ def known_clusters() -> list[str]:
         except (OSError, ValueError, AttributeError):
             continue
     root = tether_home() / "clusters"
-    if root.is_dir():
-        for marker in ("token", "daemon.json", "nodes.json"):
-            names.update(str(p.parent.relative_to(root)) for p in root.rglob(marker))
+    markers = {"token", "daemon.json", "nodes.json"}
+    for folder, subfolders, files in os.walk(root):
+        if markers & set(files):  # a cluster's state dir: its venvs and logs are not clusters
+            names.add(str(Path(folder).relative_to(root)))
+            subfolders.clear()
+        elif len(Path(folder).relative_to(root).parts) >= 4:  # names are a few folders deep at most
+            subfolders.clear()
     return sorted(names)
 
 
