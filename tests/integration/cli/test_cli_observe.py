@@ -9,77 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import records_code
+from cli_support import TETHER, Lines, cli, cli_env, cli_json, health
 
 import tether as rh
 from tether import state
 
-TETHER = Path(sys.executable).with_name("tether")
-if not TETHER.exists():
-    TETHER = Path(shutil.which("tether") or TETHER)
-
 pytestmark = pytest.mark.timeout(120)
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    return {**env, "TETHER_HOME": str(state.tether_home()), **extra}
-
-
-def cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(TETHER), *args], env=_env(**env), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-
-
-def cli_json(*args: str):
-    result = cli(*args, "--json")
-    assert result.returncode == 0, result
-    return json.loads(result.stdout)
-
-
-class Lines:
-    """A CLI subprocess whose stdout is read line by line on a thread."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([str(TETHER), *args], env=_env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [self.lines.put(line) for line in self.proc.stdout],
-                         daemon=True).start()
-
-    def until(self, predicate, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if predicate(line):
-                return line
-        raise AssertionError(f"no such line within {timeout} s (exit code {self.proc.poll()})")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def _unique(prefix: str) -> str:
@@ -260,21 +204,13 @@ def test_rm_deletes_a_saved_resource(obs):
 # -- dashboard -------------------------------------------------------------------------------------
 
 
-def _health(url: str) -> dict:
-    parts = urlsplit(url)
-    token = parts.fragment.removeprefix("token=")
-    request = urllib.request.Request(f"http://{parts.netloc}/health", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 def test_dashboard_prints_a_working_url(obs):
     result = cli("dashboard", obs.name, "--no-browser")
     assert result.returncode == 0, result
     url = result.stdout.strip()
     endpoint = obs.cluster.launcher.endpoint(obs.cluster)
     assert url == f"http://127.0.0.1:{endpoint.port}/_tether/dashboard/#token={endpoint.token}"
-    assert _health(url)["cluster"] == obs.name
+    assert health(url)["cluster"] == obs.name
 
 
 def test_ssh_to_a_local_cluster_opens_a_shell_here(obs):
@@ -292,7 +228,7 @@ NEW_COMMANDS = {"status": "tether status --json", "calls": "tether calls dev --f
 
 
 def test_help_of_each_new_command_has_examples():
-    procs = {name: subprocess.Popen([str(TETHER), name, "--help"], env=_env(), stdout=subprocess.PIPE, text=True)
+    procs = {name: subprocess.Popen([str(TETHER), name, "--help"], env=cli_env(), stdout=subprocess.PIPE, text=True)
              for name in NEW_COMMANDS}  # at once: each is a cold interpreter
     for name, proc in procs.items():
         text, _ = proc.communicate(timeout=60)
@@ -316,33 +252,3 @@ def test_shell_completion(obs, tmp_path):
     assert installed.returncode == 0, installed
     names = cli(_TETHER_COMPLETE="complete_bash", COMP_WORDS=f"tether calls {obs.name[:5]}", COMP_CWORD="2")
     assert obs.name in names.stdout.split()
-
-
-# -- an SSH cluster --------------------------------------------------------------------------------
-
-
-def test_calls_logs_status_and_dashboard_of_an_ssh_cluster(obs, ssh_hosts, ssh_cluster):
-    cluster = ssh_cluster(ssh_hosts[0])
-    chatty = rh.function(records_code.chatty).to(cluster, name=_unique("chatty"))
-    call_id = uuid.uuid4().hex
-    cluster.client.call(chatty.name, "call", (2,), call_id=call_id)
-
-    # Not saved: the CLI finds it by its state dir (the tunnel to its head daemon).
-    assert [r["id"] for r in cli_json("calls", cluster.name, "--service", chatty.name)] == [call_id]
-    logs = cli("logs", cluster.name, "--call", call_id[:8])
-    assert logs.returncode == 0, logs
-    assert logs.stdout == "line 0\nline 1\n"
-    entry = {c["name"]: c for c in cli_json("status")["clusters"]}[cluster.name]
-    assert (entry["status"], entry["launcher"], entry["nodes"]) == ("up", "ssh", [ssh_hosts[0].ip])
-    assert chatty.name in {s["name"] for s in entry["services"]}
-
-    # Saved: `tether dashboard` opens an SSH tunnel of its own and keeps it open until Ctrl-C.
-    cluster.save()
-    dash = Lines("dashboard", cluster.name, "--no-browser")
-    try:
-        url = dash.until(lambda line: line.startswith("http://"), timeout=30).strip()
-        assert urlsplit(url).port != cluster.launcher.endpoint(cluster).port
-        assert _health(url)["cluster"] == cluster.name
-    finally:
-        dash.stop()
-    assert dash.proc.returncode == 0, dash.proc.stderr.read()
