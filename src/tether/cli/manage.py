@@ -4,6 +4,7 @@ shell on a node."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from typing import Annotated
 
@@ -123,11 +124,13 @@ def _running(name: str) -> bool:
 
 def ssh(
     name: NameArg,
+    command: Annotated[list[str] | None, typer.Argument(
+        show_default=False, help="A command to run there instead of a shell (after `--`).")] = None,
     node: Annotated[str | None, typer.Option(
         "--node", "-i", metavar="I", help="The node: its index (0 is the head) or its address.")] = None,
 ) -> None:
     """Open an interactive shell on a node of the cluster (the ssh binary, with the cluster's
-    user and key), and exit with its exit code.
+    user and key), or run a command there, and exit with its exit code.
 
     A local cluster is this machine: a shell opens here ($SHELL) in the cluster's state dir
     (its logs, records and token), saying so.
@@ -137,8 +140,10 @@ def ssh(
     ```
     tether ssh rack
     tether ssh rack --node 1
+    tether ssh rack -- nvidia-smi
     ```
     """
+    script = shlex.join(command) if command else None
     _known(name)
     handle = _cluster(name)
     if handle.launcher_name == "local":
@@ -147,6 +152,6 @@ def ssh(
         shell = os.environ.get("SHELL") or "/bin/sh"
         err.print(f"Cluster {escape(repr(name))} is this machine: opening {escape(shell)} in its state dir "
                   f"{escape(str(state))} (exit to come back).")
-        raise typer.Exit(subprocess.call([shell], cwd=state))
+        raise typer.Exit(subprocess.call([shell, *(["-c", script] if script else [])], cwd=state))
     index: int | str | None = int(node) if node is not None and node.isdigit() else node
-    raise typer.Exit(handle.ssh(node=index))
+    raise typer.Exit(handle.ssh(node=index, command=script))

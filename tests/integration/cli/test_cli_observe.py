@@ -218,6 +218,8 @@ def test_ssh_to_a_local_cluster_opens_a_shell_here(obs):
     assert result.returncode == 0, result
     assert f"Cluster '{obs.name}' is this machine" in result.stderr
     assert str(state.cluster_dir(obs.name)) in " ".join(result.stderr.split())
+    pwd = cli("ssh", obs.name, "--", "pwd", SHELL="/bin/sh")
+    assert (pwd.returncode, pwd.stdout) == (0, f"{state.cluster_dir(obs.name)}\n"), pwd
 
 
 # -- help, typos and completion --------------------------------------------------------------------

@@ -38,8 +38,14 @@ def test_calls_logs_status_and_dashboard_of_an_ssh_cluster(ssh_hosts, ssh_cluste
     assert (entry["status"], entry["launcher"], entry["nodes"]) == ("up", "ssh", [ssh_hosts[0].ip])
     assert chatty.name in {s["name"] for s in entry["services"]}
 
-    # Saved: `tether dashboard` opens an SSH tunnel of its own and keeps it open until Ctrl-C.
+    files = cli("logs", cluster.name)  # its log files are on the node
+    assert files.returncode == 1 and f"tether logs {cluster.name} --service" in files.stderr
+
+    # Saved: `tether ssh` reaches the node; `tether dashboard` opens an SSH tunnel of its own
+    # and keeps it open until Ctrl-C.
     cluster.save()
+    whoami = cli("ssh", cluster.name, "--", "whoami")
+    assert (whoami.returncode, whoami.stdout.strip()) == (0, ssh_hosts[0].user), whoami
     dash = Lines("dashboard", cluster.name, "--no-browser")
     try:
         url = dash.until(lambda line: line.startswith("http://"), timeout=30).strip()
