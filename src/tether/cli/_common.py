@@ -1,4 +1,5 @@
-"""What the commands share: the consoles, ``CLIError`` and finding a cluster and its daemon."""
+"""What the commands share: the consoles, ``CLIError``, options (``--cluster``, ``--json``,
+``--yes``), the clusters this machine knows, and finding a cluster and its daemon."""
 
 import os
 import re
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_DOWN = 3  # like LSB `status`: "program is not running"
-
 
 
 def _complete_cluster(incomplete: str) -> list[str]:
