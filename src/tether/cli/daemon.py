@@ -22,11 +22,14 @@ from tether.cli._common import (
     err,
     out,
 )
+from tether.cli._group import SuggestingGroup
 
 if TYPE_CHECKING:
     from tether.core.cluster import Cluster
 
 daemon_app = typer.Typer(
+    cls=SuggestingGroup,
+    suggest_commands=False,
     help="Start, stop and inspect a cluster's daemon (the process that serves its objects).",
     no_args_is_help=True,
 )

@@ -1,27 +1,18 @@
-"""``tether keys``, ``ls``, ``logs`` and ``version``: look at clusters without changing them."""
+"""``tether keys``, ``ls`` and ``version``: look at clusters without changing them."""
 
-import os
-import sys
-import time
-from collections import deque
-from pathlib import Path
-from typing import Annotated
-
-import typer
 from rich.markup import escape
 from rich.table import Table
 
 from tether._version import __version__
 from tether.cli._common import (
-    CLIError,
     ClusterOpt,
-    _check_name,
+    JsonOpt,
     _cluster,
-    _not_running,
+    _daemon_client,
     _objects_table,
     _record,
     _running_client,
-    _state_dir,
+    emit_json,
     err,
     out,
 )
@@ -29,26 +20,27 @@ from tether.cli._common import (
 # -- tether keys / ls ------------------------------------------------------------------------------
 
 
-def keys(cluster: ClusterOpt = "local") -> None:
+def keys(cluster: ClusterOpt = "local", json_out: JsonOpt = False) -> None:
     """List the objects living on a running cluster: name, kind, env and type.
 
-    Does not start the cluster: if it is down, says so and how to start it.
+    Does not start the cluster: if it is down, says so and how to start it. With --json: a JSON
+    array of {"name", "kind", "env", "type", ...} objects.
 
     **Examples**
 
     ```
     tether keys
-    tether keys --cluster dev
+    tether keys --cluster dev --json
     ```
     """
-    handle = _cluster(cluster)
-    client = _running_client(handle)
-    if client is None:
-        raise _not_running(cluster)
+    client = _daemon_client(cluster)
     try:
         objects = client.request_json("GET", "/_tether/keys")
     finally:
         client.close()
+    if json_out:
+        emit_json(sorted(objects, key=lambda o: str(o.get("name"))))
+        return
     if not objects:
         out.print(f"No objects on cluster {escape(repr(cluster))}. Deploy one from Python, e.g. "
                   f"tether.function(fn).to(tether.cluster({escape(repr(cluster))})).")
@@ -56,10 +48,11 @@ def keys(cluster: ClusterOpt = "local") -> None:
     out.print(_objects_table(objects))
 
 
-def list_resources() -> None:
+def list_resources(json_out: JsonOpt = False) -> None:
     """List the resources saved in the local registry (clusters, functions, modules, envs).
 
-    Resources are saved from Python with .save() and loaded by name with tether.load(name).
+    Resources are saved from Python with .save() and loaded by name with tether.load(name);
+    `tether rm NAME` deletes one. With --json: a JSON array of {"name", "type"} objects.
 
     **Example**
 
@@ -67,11 +60,13 @@ def list_resources() -> None:
     tether ls
     ```
     """
-    from tether.core.registry import local
     from tether.state import resources_dir
 
-    names = local.names()
-    if not names:
+    saved = saved_resources()
+    if json_out:
+        emit_json([{"name": name, "type": kind} for name, kind in saved])
+        return
+    if not saved:
         out.print(f"No resources saved in {escape(str(resources_dir()))}. Save one from Python, e.g. "
                   "tether.cluster(name='dev', launcher='local').save().")
         return
@@ -79,78 +74,23 @@ def list_resources() -> None:
     table = Table()
     table.add_column("name", overflow="fold")
     table.add_column("type")
-    for name in names:
-        try:
-            kind = str(local.load(name).get("type") or "?")
-        except (OSError, ValueError, AttributeError):
-            kind = "unreadable"
+    for name, kind in saved:
         table.add_row(escape(name), escape(kind))
     out.print(table)
 
 
-# -- tether logs -----------------------------------------------------------------------------------
+def saved_resources() -> list[tuple[str, str]]:
+    """(name, type) of every resource in the local registry ("unreadable" for a broken file)."""
+    from tether.core.registry import local
 
-
-def _tail_lines(path: Path, lines: int) -> tuple[list[str], int]:
-    """The last ``lines`` lines of ``path`` and the offset where it ends."""
-    with open(path, "rb") as f:
-        last = deque(f, maxlen=lines) if lines else deque()
-        end = f.tell() if lines else f.seek(0, os.SEEK_END)
-    return [line.decode("utf-8", "replace") for line in last], end
-
-
-def logs(
-    cluster: ClusterOpt = "local",
-    env: Annotated[str | None, typer.Option(
-        "--env", "-e", metavar="ENV", help="Show this env's worker log instead of the daemon's.")] = None,
-    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many lines from the end.")] = 50,
-    follow: Annotated[bool, typer.Option(
-        "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop).")] = False,
-) -> None:
-    """Print the end of a local cluster's daemon log, or of one env's worker log.
-
-    The daemon log is $TETHER_HOME/clusters/NAME/daemon.log; worker logs (what your code prints,
-    also streamed to callers) are in $TETHER_HOME/clusters/NAME/logs/worker-ENV.log.
-
-    **Examples**
-
-    ```
-    tether logs -n 100
-    tether logs --cluster dev --env default -f
-    ```
-    """
-    _check_name(cluster)
-    state = _state_dir(cluster)
-    if env is None:
-        path = state / "daemon.log"
-        if not path.exists():
-            raise CLIError(f"no daemon log for cluster {cluster!r} ({path} does not exist).",
-                           f"Its daemon was never started here: tether daemon start --cluster {cluster}")
-    else:
-        path = state / "logs" / f"worker-{env}.log"
-        if not path.exists():
-            found = sorted(p.stem[len("worker-"):] for p in (state / "logs").glob("worker-*.log"))
-            raise CLIError(
-                f"no worker log for env {env!r} on cluster {cluster!r} ({path} does not exist).",
-                f"Envs with a worker log: {', '.join(found)}." if found else
-                "No worker has started on this cluster yet: deploy something to it first.")
-    text, offset = _tail_lines(path, lines)
-    sys.stdout.write("".join(text))
-    sys.stdout.flush()
-    if not follow:
-        return
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            while True:
-                chunk = f.read()
-                if chunk:
-                    sys.stdout.write(chunk.decode("utf-8", "replace"))
-                    sys.stdout.flush()
-                else:
-                    time.sleep(0.25)
-    except KeyboardInterrupt:
-        pass
+    found = []
+    for name in local.names():
+        try:
+            kind = str(local.load(name).get("type") or "?")
+        except (OSError, ValueError, AttributeError):
+            kind = "unreadable"
+        found.append((name, kind))
+    return found
 
 
 # -- tether version --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -431,6 +431,40 @@ class DaemonClient:
         except ValueError as exc:
             raise errors.ConnectionError(f"the daemon of cluster {self.cluster!r} answered {path} with "
                                          f"malformed JSON: {content[:200]!r}", cluster=self.cluster) from exc
+
+    def stream_json(self, path: str, params: dict[str, Any] | None = None,
+                    connect_timeout: float = 10.0) -> Iterator[dict[str, Any]]:
+        """The objects of a newline-delimited JSON stream (``GET /_tether/calls?follow=1``, a
+        call's output), as the daemon writes them, on a connection of its own that closes when
+        the iteration stops. Errors as ``request_json``'s (a 404 is ``tether.NotFoundError``)."""
+        if params:
+            path = f"{path}?{urlencode(params, doseq=True)}"
+        try:
+            conn = http11.Connection(self.host, self.port, connect_timeout, fingerprint=self.fingerprint)
+        except OSError as exc:
+            raise self._unreachable(exc) from exc
+        try:
+            try:
+                conn.send(f"GET {path} HTTP/1.1\r\nContent-Length: 0\r\n".encode("latin-1")
+                          + self._fixed_headers + b"\r\n", [])
+                resp = conn.response()
+                if resp.status != 200:
+                    raise http_error(self.cluster, resp.status, resp.read_rest())
+                rest = b""
+                while True:
+                    piece = resp.read_some()
+                    if not piece:
+                        break
+                    *lines, rest = (rest + piece).split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+            except TRANSPORT_ERRORS as exc:
+                raise errors.ConnectionError(
+                    f"lost the stream {path.split('?')[0]} of cluster {self.cluster!r} ({self.url}): {exc}",
+                    cluster=self.cluster) from exc
+        finally:
+            conn.close()
 
     def health(self) -> dict[str, Any]:
         return self.request_json("GET", "/health")

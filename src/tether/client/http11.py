@@ -268,6 +268,15 @@ class Response:
             out.append(self.read(self.left))
         return b"".join(out)
 
+    def read_some(self) -> bytes | bytearray:
+        """The next piece of the body as it arrives (one chunk, or the rest), b"" at its end: for
+        a stream read as it is written (newline-delimited JSON)."""
+        if not self.chunked:
+            return self.read(self.left) if self.left else b""
+        if self.left == 0 and not self._next_chunk():
+            return b""
+        return self.read(self.left)
+
     def read_message(self) -> wire.Message | None:
         """The next wire message of the body, or None at its end."""
         if self.at_end():
