@@ -152,6 +152,8 @@ def test_the_page_shows_services_live_calls_output_and_charts(dash, browser):
         # filters: only failed calls
         page.select_option("#filter-outcome", "failed")
         page.locator("#calls tbody tr.outcome-ok").first.wait_for(state="detached")
+        # the table is rebuilt from the filtered listing: wait for its rows before counting
+        page.locator("#calls tbody tr.outcome-error").first.wait_for()
         assert page.locator("#calls tbody tr").count() == page.locator("#calls tbody tr.outcome-error").count() >= 1
         page.select_option("#filter-outcome", "")
         page.locator("#calls tbody tr.outcome-ok").first.wait_for()
