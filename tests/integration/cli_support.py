@@ -76,3 +76,14 @@ def health(url: str) -> dict:
     request = urllib.request.Request(f"http://{parts.netloc}/health", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def dashboard_page(url: str) -> str:
+    """The page the printed URL opens (its fragment is the token the page logs in with)."""
+    parts = urlsplit(url)
+    token = parts.fragment.removeprefix("token=")
+    request = urllib.request.Request(f"http://{parts.netloc}{parts.path}",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 200 and resp.headers.get_content_type() == "text/html"
+        return resp.read().decode()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 import records_code
-from cli_support import TETHER, Lines, cli, cli_env, cli_json, health
+from cli_support import TETHER, Lines, cli, cli_env, cli_json, dashboard_page, health
 
 import tether as rh
 from tether import state
@@ -211,6 +211,7 @@ def test_dashboard_prints_a_working_url(obs):
     endpoint = obs.cluster.launcher.endpoint(obs.cluster)
     assert url == f"http://127.0.0.1:{endpoint.port}/_tether/dashboard/#token={endpoint.token}"
     assert health(url)["cluster"] == obs.name
+    assert "app.js" in dashboard_page(url)  # the daemon's dashboard, not a 404
 
 
 def test_ssh_to_a_local_cluster_opens_a_shell_here(obs):
