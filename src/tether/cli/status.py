@@ -109,7 +109,7 @@ def probe(name: str, timeout: float = TIMEOUT) -> dict[str, Any]:
         return entry
     finally:
         client.close()
-    entry.update(_running(info, local=entry["launcher"] == "local"))
+    entry.update(_running(info))
     return entry
 
 
@@ -134,7 +134,7 @@ def _definition(name: str, entry: dict[str, Any]) -> Any:
     return handle.launcher.endpoint(handle)
 
 
-def _running(info: dict[str, Any], local: bool) -> dict[str, Any]:
+def _running(info: dict[str, Any]) -> dict[str, Any]:
     autostop = info.get("autostop_mins")
     services = [{"name": name, "kind": obj.get("kind"), "env": obj.get("env"), "type": obj.get("type"),
                  "node": obj.get("node", 0)} for name, obj in sorted((info.get("objects") or {}).items())]
@@ -144,30 +144,17 @@ def _running(info: dict[str, Any], local: bool) -> dict[str, Any]:
         if not worker:
             continue
         workers.append({"env": env, "pid": worker.get("pid"), "alive": worker.get("alive"),
-                        "in_flight": worker.get("in_flight"), "memory": _memory(worker, local)})
+                        "in_flight": worker.get("in_flight"), "memory": _memory(worker)})
     return {"status": "up", "version": info.get("tether"), "pid": info.get("pid"),
             "started": info.get("started"),
             "autostop_mins": None if not isinstance(autostop, (int, float)) or autostop < 0 else autostop,
             "services": services, "workers": workers}
 
 
-def _memory(worker: dict[str, Any], local: bool) -> int | None:
-    """The worker's resident memory in bytes: as its daemon reports it, or for a worker on this
-    machine (a local cluster) read from /proc; None when unknown."""
-    for key in ("rss", "memory"):
-        if isinstance(worker.get(key), int):
-            return worker[key]
-    pid = worker.get("pid")
-    if not local or not isinstance(pid, int) or not worker.get("alive"):
-        return None
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+def _memory(worker: dict[str, Any]) -> int | None:
+    """The worker's resident memory in bytes, as its daemon reports it (``rss``); None when unknown."""
+    rss = worker.get("rss")
+    return rss if isinstance(rss, int) else None
 
 
 def human_bytes(size: Any) -> str:

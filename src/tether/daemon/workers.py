@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tether import state
-from tether.daemon import children, events, liveness, sweep
+from tether.daemon import children, events, liveness, sweep, usage
 from tether.daemon.flow import CallQueue
 from tether.daemon.limits import oom_message
 from tether.errors import LaunchError
@@ -413,7 +413,9 @@ class WorkerProcess:
             self._sock_dir = None
 
     def info(self) -> dict[str, Any]:
+        sample = usage.read_proc(self.pid) if self.alive and self.pid else None
         return {"env": self.spec.name, "pid": self.pid, "alive": self.alive, "python": self.python,
-                "in_flight": len(self._pending), "log": str(self.log_path), **liveness.report(self)}
+                "in_flight": len(self._pending), "log": str(self.log_path),
+                "rss": sample[1] if sample else None, **liveness.report(self)}
 
 

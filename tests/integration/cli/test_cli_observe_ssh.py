@@ -37,6 +37,9 @@ def test_calls_logs_status_and_dashboard_of_an_ssh_cluster(ssh_hosts, ssh_cluste
     entry = {c["name"]: c for c in cli_json("status")["clusters"]}[cluster.name]
     assert (entry["status"], entry["launcher"], entry["nodes"]) == ("up", "ssh", [ssh_hosts[0].ip])
     assert chatty.name in {s["name"] for s in entry["services"]}
+    # the node's daemon reports its workers' memory (read from /proc on the node, not here)
+    assert all(isinstance(w["memory"], int) and w["memory"] > 1 << 20 for w in entry["workers"]), entry
+    assert entry["workers"]
 
     files = cli("logs", cluster.name)  # its log files are on the node
     assert files.returncode == 1 and f"tether logs {cluster.name} --service" in files.stderr
