@@ -33,9 +33,19 @@ def _caller() -> str:
     parent's until its client is made again)."""
     import socket
 
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or _login_name()
     text = f"{user}@{socket.gethostname()}:{os.getpid()}"
     return "".join(c for c in text if " " < c <= "~")[:200]
+
+
+def _login_name() -> str:
+    """The account's name where USER is unset (services, containers, cron), else its uid."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 _CALLER = _caller()
