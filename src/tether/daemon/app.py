@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tether import state
 from tether._version import __version__
-from tether.daemon import history_routes, http_guard, remote
+from tether.daemon import history_routes, http_guard, metrics, remote
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
 from tether.daemon.flow import CallQueue
@@ -118,6 +118,13 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     async def status() -> dict[str, Any]:
         return {"tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info, **store.status(),
                 "shm_files": shm.status(store.shm), "recording": history.info()}
+
+    @app.get("/_tether/metrics")
+    async def prometheus() -> Response:
+        """Calls, latencies and worker memory in Prometheus' text format (daemon/metrics.py)."""
+        workers = [(name, s.worker.pid) for name, s in store.envs.items() if s.worker is not None and s.worker.alive]
+        text = metrics.render(history.metrics, len(calls.running), workers, history.enabled and history.error is None)
+        return Response(text, media_type=metrics.CONTENT_TYPE)
 
     @app.post("/_tether/forget")
     async def forget() -> dict[str, Any]:

@@ -119,7 +119,7 @@ class CallRoute:
         handout = (lambda msg: shm.handout(msg, store.shm)) if meta.get("shm") else None
         try:
             await responses.respond(send, receive, queue, mode, on_end=tracker.end,
-                                    on_abandon=tracker.abandon, prepare=handout)
+                                    on_abandon=tracker.abandon, prepare=handout, source=worker.pid)
         finally:
             if not tracker.record.done.is_set() and not tracker.draining:
                 tracker.abandon(False)  # the response failed: the call still ends in the table

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tether.daemon.metrics import CallMetrics, memory_of
 from tether.protocol import wire
 
 log = logging.getLogger("tether.daemon")
@@ -128,20 +129,6 @@ def outcome_of(msg: wire.Message) -> tuple[str, str | None, str | None, int | No
     return "error", type_name, message, None
 
 
-def _peak_of(pid: int | None) -> int | None:
-    """The worker's resident high-water mark (VmHWM), in bytes."""
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def parse_caller(raw: bytes | None) -> dict[str, Any]:
     """``user@host:pid`` (the client's ``x-tether-caller``) as a dict; {} if absent or odd."""
     if not raw:
@@ -164,6 +151,7 @@ class History:
         self.max_lines = MAX_LINES
         self.max_output = int(_knob("TETHER_RECORDS_OUTPUT_BYTES", 64 << 20))
         self.node = node
+        self.metrics = CallMetrics()
         self.error: str | None = None
         self.written = 0  # records written since the daemon started
         self._callers: dict[bytes | None, str] = {}
@@ -188,12 +176,13 @@ class History:
             self._tell("started", self.running_row(record))
 
     def end(self, record: Any, msg: wire.Message, pid: int | None) -> None:
-        """A call ended: one append (the thread does the rest)."""
+        """A call ended: counted (``/_tether/metrics``), and one append (the thread does the rest)."""
+        fields = OK if msg.kind != wire.ERROR else outcome_of(msg)
+        self.metrics.ended(record.name, record.method, fields[0], (record.finished or record.started) - record.started)
         if not self.enabled:
             return
         # Only immutable scalars kept (the message is not held: its frames may be big, and a
         # tuple of scalars is soon untracked by the garbage collector).
-        fields = OK if msg.kind != wire.ERROR else outcome_of(msg)
         out = record.output
         if out is not None:
             record.output = None  # the item holds it until written: kept results don't keep output
@@ -289,7 +278,7 @@ class History:
             if peak is None and pid:
                 peak = peaks.get(pid, -1)
                 if peak == -1:
-                    peak = peaks[pid] = _peak_of(pid)
+                    peak = peaks[pid] = memory_of(pid)[1]  # VmHWM
             who = callers.get(caller)
             if who is None:
                 if len(callers) > 10_000:

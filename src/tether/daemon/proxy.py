@@ -105,8 +105,9 @@ async def forward(route: CallRoute, scope, receive, send, rec: ObjectRecord, met
         tracker.on_result = lambda: store.register_ref(ref, rec.env, node=rec.node)
     route.spawn(_pump(upstream, queue))
     try:
+        source = (upstream.resp.source or b"") + b" node=%d" % rec.node  # the node's worker, and the node
         await responses.respond(send, receive, queue, "pickle", on_end=tracker.end,
-                                on_abandon=tracker.abandon)
+                                on_abandon=tracker.abandon, source=source.lstrip())
     finally:
         if not record.done.is_set() and not tracker.draining:
             tracker.abandon(False)
