@@ -90,11 +90,12 @@ class CallQueue(asyncio.Queue):
     def _put(self, item: Any) -> None:
         if type(item) is wire.Message:
             kind = item.kind
-            if kind == wire.LOG and self.output_limit:
+            if kind == wire.LOG:
                 if self.record is not None:
                     self._keep(item)
-                self._put_log(item)
-                return
+                if self.output_limit:
+                    self._put_log(item)
+                    return
             if kind == wire.STREAM and item.frames:
                 self._announce(item)
         self._queue.append(item)
