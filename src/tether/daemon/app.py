@@ -81,7 +81,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
                   docs_url="/_tether/docs", openapi_url="/_tether/openapi.json", redoc_url=None)
     history = History(store.state_dir)
     call_route = CallRoute(store, calls, spawn, history)
-    history_routes.register(app, history, calls, HTTPError)
+    history_routes.register(app, history, calls, HTTPError, store.nodes)
 
     @app.exception_handler(HTTPError)
     async def on_http_error(request: Request, exc: HTTPError):

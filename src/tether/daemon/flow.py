@@ -78,6 +78,7 @@ class CallQueue(asyncio.Queue):
     _batch = 0  # CREDIT is sent in batches of this (0: no window announced)
     _owed = 0
     record: Any = None  # a recorded call (calls.CallRecord): its output is kept (history.py)
+    silent = False  # the caller does not read output (JSON, stream-logs 0): kept for the record only
 
     def __init__(self, worker: Any = None, call_id: int = 0, output_buffer: int | None = None) -> None:
         super().__init__()
@@ -93,6 +94,8 @@ class CallQueue(asyncio.Queue):
             if kind == wire.LOG:
                 if self.record is not None:
                     self._keep(item)
+                if self.silent:
+                    return
                 if self.output_limit:
                     self._put_log(item)
                     return
