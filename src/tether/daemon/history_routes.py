@@ -58,9 +58,9 @@ def _filter(service: list[str], outcome: list[str], failed: bool, since: float |
     return wanted
 
 
-def register(app: FastAPI, history: History, calls: CallTable, error, nodes: Nodes | None = None) -> None:
+def register(app: FastAPI, history: History, calls: CallTable, error, fleet: Nodes | None = None) -> None:
     """Add the routes to ``app``; ``error(status, kind, message)`` builds the HTTPError raised;
-    ``nodes``: a multi-node head's other nodes (``?nodes=all``, and the output of a call one ran)."""
+    ``fleet``: a multi-node head's other nodes (``?nodes=all``, and the output of a call one ran)."""
 
     def memory_rows() -> list[dict[str, Any]]:
         rows = [history.running_row(r) for r in list(calls.running.values())]
@@ -91,7 +91,6 @@ def register(app: FastAPI, history: History, calls: CallTable, error, nodes: Nod
         return sorted(rows.values(), key=lambda r: r["started"], reverse=True)[:limit]
 
     recording = history.info
-    fleet = nodes
 
     @app.get("/_tether/calls")
     async def list_calls(request: Request, service: Annotated[list[str] | None, Query()] = None,
@@ -113,6 +112,8 @@ def register(app: FastAPI, history: History, calls: CallTable, error, nodes: Nod
         rows = await listing(service, outcome, failed, since, before, limit)
         if not follow:
             answer = {"calls": rows, "next": None, "recording": recording()}
+            if nodes:
+                answer["unreachable"] = []
             if nodes and fleet is not None and fleet.links:
                 query = [(k, v) for k, v in request.query_params.multi_items() if k != "nodes"]
                 rows, answer["unreachable"] = await fanout.merged(fleet, query, rows, limit)
