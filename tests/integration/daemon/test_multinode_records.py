@@ -84,6 +84,21 @@ def test_the_heads_listing_of_all_nodes_merges_them_newest_first(pair):
         only = h.get("/_tether/calls", params={"nodes": "all", "service": FAR}).json()["calls"]
         assert {r["object"] for r in only} == {FAR} and {"far-1", "far-2"} <= {r["id"] for r in only}
         assert h.get("/_tether/calls", params={"nodes": "some"}).status_code == 400
+        # a node that does not answer is named; the others' records are listed without it
+        nc = pair[1].client
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]  # nothing listens there once closed
+        head.client.request_json("POST", "/_tether/nodes", body={"nodes": [
+            {"index": 1, "host": nc.host, "port": nc.port, "token": nc.token},
+            {"index": 2, "host": "127.0.0.1", "port": port, "token": "x"}]})
+        try:
+            answer = h.get("/_tether/calls", params={"nodes": "all"}).json()
+            assert [u["node"] for u in answer["unreachable"]] == [2] and "node 2" in answer["unreachable"][0]["error"]
+            assert {"far-1", "far-2", "here-2"} <= {r["id"] for r in answer["calls"]}
+        finally:
+            head.client.request_json("POST", "/_tether/nodes", body={
+                "nodes": [{"index": 1, "host": nc.host, "port": nc.port, "token": nc.token}]})
 
 
 def test_the_output_of_a_call_another_node_ran_comes_through_the_head_live_too(pair):
