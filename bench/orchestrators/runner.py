@@ -36,7 +36,7 @@ def missing(name: str) -> str | None:
     try:
         metadata.version(dist)
     except metadata.PackageNotFoundError:
-        return f"{dist} is not installed (pip install 'tether[{extra}]'; `make bench` installs it)"
+        return f"{dist} is not installed (pip install -e '.[{extra}]' -c constraints.txt; `make bench` installs it)"
     return None
 
 

@@ -135,6 +135,21 @@ class OutOfMemoryError(RemoteError, MemoryError):
     """The remote call ran out of memory (``limit`` and ``peak`` in bytes when known)."""
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs ``tether[extra]`` here, for error messages.
+
+    tether is not on a package index yet, so ``pip install 'tether[sky]'`` fails: from a checkout
+    (this file is in one when ``constraints.txt`` sits beside ``pyproject.toml``) the line that
+    works names that checkout; otherwise both forms are given."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "constraints.txt").is_file():
+        return f"pip install -e '{root}[{extra}]' -c '{root / 'constraints.txt'}'"
+    return (f"pip install 'tether[{extra}]' (from a clone of tether, in the checkout: "
+            f"pip install -e '.[{extra}]' -c constraints.txt)")
+
+
 class TetherWarning(UserWarning):
     """Root of the warnings tether issues."""
 

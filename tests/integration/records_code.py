@@ -29,3 +29,12 @@ def slow_printer(n: int, gap: float) -> int:
 
 def noop() -> None:
     return None
+
+
+def burst(lines: int, width: int, hold: float) -> int:
+    """Prints ``lines`` lines of ``width`` characters at once, then runs ``hold`` seconds more."""
+    for i in range(lines):
+        print(f"{i:06d}" + "x" * (width - 6))
+    sys.stdout.flush()
+    time.sleep(hold)
+    return lines

@@ -159,6 +159,8 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
                     await resp.at_end()
         if resp.status != 200:
             raise reply.http_error(resp.status, body)
+        if resp.source is not None:
+            reply.source = resp.source.decode("latin-1")
         try:
             msg = reply.take(msg) or await _next(resp, reply)
         finally:

@@ -216,6 +216,7 @@ class DaemonClient:
         try:
             if resp.status != 200:
                 raise reply.http_error(resp.status, self._read_error(resp))
+            reply.source = resp.source
             msg = self._next_within(resp, reply, conn) if timed else self._next(resp, reply)
             if msg.kind == wire.RESULT:
                 self._finish(resp)  # consume the end of the stream so the connection is reusable

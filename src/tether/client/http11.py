@@ -24,6 +24,7 @@ from tether.protocol import streams, wire
 
 _BUF = 1 << 16
 _MAX_HEAD = 1 << 16
+_WORKER = wire.WORKER_HEADER.encode()
 
 
 class Closed(ConnectionResetError):
@@ -110,7 +111,7 @@ class Connection:
             status = int(lines[0].split(None, 2)[1])
         except (IndexError, ValueError):
             raise ValueError(f"malformed HTTP status line {lines[0][:100]!r}") from None
-        length, chunked = None, False
+        length, chunked, source = None, False, None
         for line in lines[1:]:
             key, _, value = line.partition(b":")
             key = key.strip().lower()
@@ -118,7 +119,9 @@ class Connection:
                 length = int(value)
             elif key == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
-        return Response(self, status, None if chunked else (length or 0))
+            elif key == _WORKER:
+                source = value.strip().decode("latin-1")
+        return Response(self, status, None if chunked else (length or 0), source)
 
     # -- buffered reading ----------------------------------------------------------------------
 
@@ -193,10 +196,10 @@ class Connection:
 class Response:
     """A response body, read exactly: through its Content-Length, or its chunks."""
 
-    __slots__ = ("conn", "status", "left", "chunked", "ended")
+    __slots__ = ("conn", "status", "left", "chunked", "ended", "source")
 
-    def __init__(self, conn: Connection, status: int, length: int | None) -> None:
-        self.conn, self.status = conn, status
+    def __init__(self, conn: Connection, status: int, length: int | None, source: str | None = None) -> None:
+        self.conn, self.status, self.source = conn, status, source
         self.chunked = length is None
         self.left = 0 if self.chunked else length  # bytes left in the body, or the current chunk
         self.ended = not self.chunked and length == 0

@@ -31,7 +31,7 @@ from time import monotonic
 from typing import Any
 
 from tether import errors
-from tether.client import logsink
+from tether.client import logsink, marks
 from tether.protocol import wire
 
 #: what a transport raises: sockets (OSError and its ConnectionError/TimeoutError), a malformed
@@ -43,12 +43,13 @@ class Reply:
     """One request's response, message by message. ``context`` (service, method, call_id) goes
     into every error raised."""
 
-    __slots__ = ("cluster", "url", "context", "stream_logs", "timeout", "deadline", "waiting")
+    __slots__ = ("cluster", "url", "context", "stream_logs", "timeout", "deadline", "waiting", "source")
 
     def __init__(self, cluster: str, url: str, context: dict[str, Any], stream_logs: bool = True) -> None:
         self.cluster, self.url, self.stream_logs = cluster, url, stream_logs
         self.context = {"cluster": cluster, **context}
         self.timeout = self.deadline = None  # a call's timeout (s), and when it runs out (monotonic)
+        self.source: str | None = None  # the worker that runs the call (x-tether-worker): marks its lines
 
     def within(self, timeout: float, item: bool = False) -> Reply:
         """Give the call ``timeout`` seconds from now; ``item``: to yield a generator's next item."""
@@ -92,7 +93,8 @@ class Reply:
         kind = msg.kind
         if kind == wire.LOG:
             if self.stream_logs:  # also silences routes that stream regardless (run, deploy)
-                print_log(msg)  # outside transport(): our own stdout gone (`| head`) is not the network
+                # outside transport(): our own stdout gone (`| head`) is not the network
+                print_log(msg, marks.label(self.context.get("service"), self.source) if self.source else None)
             return None
         if kind == wire.ERROR:
             raise wire.exception_from_error(msg, **self.context)
@@ -190,13 +192,16 @@ def issue_warning(msg: wire.Message) -> None:
     warnings.warn(warning, stacklevel=level)
 
 
-def print_log(msg: wire.Message) -> None:
-    """A LOG message to this process's stdout/stderr, or to the step's logger that takes it
+def print_log(msg: wire.Message, label: str | None = None) -> None:
+    """A LOG message to this process's stdout/stderr, each line marked with ``label`` (``(svc
+    pid=...)``, ``tether.client.marks``), or raw to the step's logger that takes it
     (``tether.client.logsink``)."""
     text = bytes(msg.frames[1]).decode("utf-8", "replace")
     stream_name = "err" if msg.frames[0] == b"err" else "out"
     if logsink.deliver(stream_name, text):
         return
     stream = sys.stderr if stream_name == "err" else sys.stdout
+    if label is not None:
+        text = marks.mark(stream_name, text, label, stream)
     stream.write(text)
     stream.flush()

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from tether import state
-from tether.errors import ConfigError, LaunchError, NotFoundError, TetherError
+from tether.errors import ConfigError, LaunchError, NotFoundError, TetherError, install_hint
 from tether.plugins import launchers
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ def check_docker(cluster: Cluster) -> None:
         f"cluster {cluster.name!r} uses the {cluster.launcher_name!r} launcher, whose machine already "
         f"runs: it cannot start it from the docker image {image.docker_image!r} (Image.from_docker). "
         + (f"Launchers that can: {', '.join(able)} (e.g. tether.ondemand_cluster(..., image=...)). "
-           if able else "None of the installed launchers can (on-demand clusters can, with tether[sky]). ")
+           if able else "None of the installed launchers can (on-demand clusters can, with SkyPilot: "
+           f"{install_hint('sky')}). ")
         + "Or drop from_docker() and keep the image's other steps, which run on any launcher."
         + (f" (image={image.docker_image!r} is not the name of a saved tether.Image either.)"
            if image.name is None and not image.steps else ""),

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tether import state
 from tether._version import __version__
-from tether.daemon import dashboard, events, history_routes, http_guard, remote, timeline_routes
+from tether.daemon import dashboard, events, history_routes, http_guard, metrics, remote, timeline_routes
 from tether.daemon.autostop import IdleTracker
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
@@ -94,7 +94,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
                   docs_url="/_tether/docs", openapi_url="/_tether/openapi.json", redoc_url=None)
     history = History(store.state_dir)
     call_route = CallRoute(store, calls, spawn, history)
-    history_routes.register(app, history, calls, HTTPError)
+    history_routes.register(app, history, calls, HTTPError, store.nodes)
     timeline_routes.register(app, usage, events.EVENTS, HTTPError)
 
     @app.exception_handler(HTTPError)
@@ -132,6 +132,13 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     async def status() -> dict[str, Any]:
         return {"tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info, **store.status(),
                 "shm_files": shm.status(store.shm), "recording": history.info()}
+
+    @app.get("/_tether/metrics")
+    async def prometheus() -> Response:
+        """Calls, latencies and worker memory in Prometheus' text format (daemon/metrics.py)."""
+        workers = [(name, s.worker.pid) for name, s in store.envs.items() if s.worker is not None and s.worker.alive]
+        text = metrics.render(history.metrics, len(calls.running), workers, history.enabled and history.error is None)
+        return Response(text, media_type=metrics.CONTENT_TYPE)
 
     @app.post("/_tether/forget")
     async def forget() -> dict[str, Any]:

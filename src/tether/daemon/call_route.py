@@ -84,7 +84,10 @@ class CallRoute:
             frames = [await json_call_frame(scope, receive, length)]
             mode, logs, tell = "json", False, restore.TELL_NOTHING
         call_id = call_id.decode("latin-1") if call_id else uuid.uuid4().hex
-        meta: dict[str, Any] = {"object": name, "method": method, "mode": mode, "stream_logs": logs}
+        history = self.history
+        # what a call prints is recorded even when its caller does not read it
+        meta: dict[str, Any] = {"object": name, "method": method, "mode": mode,
+                                "stream_logs": logs or history.enabled}
         if keep == b"1":
             keep = meta["keep"] = f"ref-{call_id}"[:200]
         else:
@@ -108,9 +111,9 @@ class CallRoute:
         del frames  # the arguments are on their way to the worker: don't hold them while waiting
         record = self.calls.start(call_id, name, method, worker, ipc_id)
         record.caller = caller
-        history = self.history
         if history.enabled:
             queue.record = record  # what it prints is kept with it
+            queue.silent = not logs
             if history.followers:
                 history.started(record)
         tracker = CallTracker(self, record, queue)
@@ -119,7 +122,7 @@ class CallRoute:
         handout = (lambda msg: shm.handout(msg, store.shm)) if meta.get("shm") else None
         try:
             await responses.respond(send, receive, queue, mode, on_end=tracker.end,
-                                    on_abandon=tracker.abandon, prepare=handout)
+                                    on_abandon=tracker.abandon, prepare=handout, source=worker.pid)
         finally:
             if not tracker.record.done.is_set() and not tracker.draining:
                 tracker.abandon(False)  # the response failed: the call still ends in the table

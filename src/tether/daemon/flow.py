@@ -78,6 +78,7 @@ class CallQueue(asyncio.Queue):
     _batch = 0  # CREDIT is sent in batches of this (0: no window announced)
     _owed = 0
     record: Any = None  # a recorded call (calls.CallRecord): its output is kept (history.py)
+    silent = False  # the caller does not read output (JSON, stream-logs 0): kept for the record only
 
     def __init__(self, worker: Any = None, call_id: int = 0, output_buffer: int | None = None) -> None:
         super().__init__()
@@ -90,11 +91,14 @@ class CallQueue(asyncio.Queue):
     def _put(self, item: Any) -> None:
         if type(item) is wire.Message:
             kind = item.kind
-            if kind == wire.LOG and self.output_limit:
+            if kind == wire.LOG:
                 if self.record is not None:
                     self._keep(item)
-                self._put_log(item)
-                return
+                if self.silent:
+                    return
+                if self.output_limit:
+                    self._put_log(item)
+                    return
             if kind == wire.STREAM and item.frames:
                 self._announce(item)
         self._queue.append(item)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tether.daemon.metrics import CallMetrics, memory_of
 from tether.protocol import wire
 
 log = logging.getLogger("tether.daemon")
@@ -53,18 +54,58 @@ OK = ("ok", None, None, None)
 MAX_LINES = max(1, int(_knob("TETHER_RECORDS_OUTPUT_LINES", 1000)))
 
 
+#: what holding one line costs beyond its characters (a tuple, a str, a float), counted in the bound
+LINE_COST = 100
+
+
+class LiveOutput:
+    """The output held in memory by the calls that run (each ``CallOutput`` until its call ends),
+    bounded in total: past ``max`` bytes the biggest buffers lose their oldest lines (counted in
+    their ``dropped``) down to 7/8 of it. Touched on the event loop only."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max = max_bytes
+        self.bytes = 0
+        self.outputs: set[CallOutput] = set()
+
+    def release(self, out: CallOutput) -> None:
+        """``out``'s call ended: its lines go to the writer thread (then to disk), off this bound."""
+        if out in self.outputs:
+            self.outputs.discard(out)
+            self.bytes -= out.size
+
+    def shrink(self) -> None:
+        target = self.max - self.max // 8
+        for out in sorted(self.outputs, key=lambda o: o.size, reverse=True):
+            lines = out.lines
+            while lines and self.bytes > target:
+                cost = len(lines.popleft()[1]) + LINE_COST
+                out.size -= cost
+                out.dropped += 1
+                self.bytes -= cost
+            if self.bytes <= target:
+                return
+
+
+#: the running calls' output, bounded by TETHER_RECORDS_OUTPUT_BYTES (set by ``History``)
+LIVE = LiveOutput(64 << 20)
+
+
 class CallOutput:
     """One call's output: the newest lines (a bounded deque), how many were dropped, and the
-    queues of its followers (each gets every line from when it started following)."""
+    queues of its followers (each gets every line from when it started following). Counted in
+    ``LIVE`` while its call runs."""
 
-    __slots__ = ("lines", "dropped", "followers", "ended", "partial")
+    __slots__ = ("lines", "dropped", "followers", "ended", "partial", "size")
 
     def __init__(self, max_lines: int = MAX_LINES) -> None:
         self.lines: collections.deque = collections.deque(maxlen=max_lines)
         self.dropped = 0
+        self.size = 0  # bytes counted in LIVE (characters + LINE_COST per line)
         self.followers: list[asyncio.Queue] | None = None
         self.ended: str | None = None  # the outcome, once ended
         self.partial: dict[str, str] | None = None  # a stream's line not ended yet
+        LIVE.outputs.add(self)
 
     def add(self, msg: wire.Message) -> None:
         """A LOG message (``[stream, text]``, one write: part of a line, or several), from
@@ -94,11 +135,19 @@ class CallOutput:
             self.partial = None
 
     def _line(self, stream: str, text: str) -> None:
-        lines = self.lines
+        lines, live = self.lines, LIVE
+        if len(text) > LINE_MAX:
+            text = text[:LINE_MAX]
+        cost = len(text) + LINE_COST
         if len(lines) == lines.maxlen:
             self.dropped += 1
-        line = (stream, text[:LINE_MAX], time.time())
+            cost -= len(lines[0][1]) + LINE_COST
+        line = (stream, text, time.time())
         lines.append(line)
+        self.size += cost
+        live.bytes += cost
+        if live.bytes > live.max:
+            live.shrink()
         if self.followers:
             event = {"event": "line", "stream": line[0], "text": line[1], "at": line[2]}
             for queue in self.followers:
@@ -128,20 +177,6 @@ def outcome_of(msg: wire.Message) -> tuple[str, str | None, str | None, int | No
     return "error", type_name, message, None
 
 
-def _peak_of(pid: int | None) -> int | None:
-    """The worker's resident high-water mark (VmHWM), in bytes."""
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def parse_caller(raw: bytes | None) -> dict[str, Any]:
     """``user@host:pid`` (the client's ``x-tether-caller``) as a dict; {} if absent or odd."""
     if not raw:
@@ -162,8 +197,9 @@ class History:
         self.max_count = int(_knob("TETHER_RECORDS_MAX_COUNT", 10000))
         self.max_age = _knob("TETHER_RECORDS_MAX_AGE", 7 * 86400)
         self.max_lines = MAX_LINES
-        self.max_output = int(_knob("TETHER_RECORDS_OUTPUT_BYTES", 64 << 20))
+        self.max_output = LIVE.max = int(_knob("TETHER_RECORDS_OUTPUT_BYTES", 64 << 20))
         self.node = node
+        self.metrics = CallMetrics()
         self.error: str | None = None
         self.written = 0  # records written since the daemon started
         self._callers: dict[bytes | None, str] = {}
@@ -188,17 +224,19 @@ class History:
             self._tell("started", self.running_row(record))
 
     def end(self, record: Any, msg: wire.Message, pid: int | None) -> None:
-        """A call ended: one append (the thread does the rest)."""
+        """A call ended: counted (``/_tether/metrics``), and one append (the thread does the rest)."""
+        fields = OK if msg.kind != wire.ERROR else outcome_of(msg)
+        self.metrics.ended(record.name, record.method, fields[0], (record.finished or record.started) - record.started)
         if not self.enabled:
             return
         # Only immutable scalars kept (the message is not held: its frames may be big, and a
         # tuple of scalars is soon untracked by the garbage collector).
-        fields = OK if msg.kind != wire.ERROR else outcome_of(msg)
         out = record.output
         if out is not None:
             record.output = None  # the item holds it until written: kept results don't keep output
             if out.partial:
                 out.finish()  # before the writer thread can see it
+            LIVE.release(out)
         item = (record.id, record.name, record.method, record.caller, record.node,
                 record.started, record.finished, fields, pid, out)
         self.ended.append(item)
@@ -257,18 +295,23 @@ class History:
     def _run(self) -> None:
         last_trim, dirty = 0.0, False
         while not self._stop:
-            self._wake.wait(1.0)
+            if not self.ended:  # (end() wakes it when it appends to an empty deque)
+                self._wake.wait(1.0)
             self._wake.clear()
             if self.ended:
                 time.sleep(0.2)  # let a burst gather into one batch
-            batch = []
-            while self.ended:
-                batch.append(self.ended.popleft())
+            # Taken off ``ended`` once written, not before: a record is always in memory or on
+            # disk for the routes (``list()`` of a deque is one C call: atomic under the GIL).
+            batch = list(self.ended)
             if self._db is None or self.error is not None:
+                self._taken(batch)
                 continue
             try:
                 if batch:
-                    self._write(batch)
+                    try:
+                        self._write(batch)
+                    finally:
+                        self._taken(batch)
                     dirty = True
                 now = time.time()
                 # the bounds are kept every few seconds (a trim costs little per row deleted)
@@ -279,6 +322,17 @@ class History:
                 self._fail(exc)
             except Exception:  # a bug here must not end recording for good: this batch is lost
                 log.exception("call records: a batch of %d records was not written", len(batch))
+        if self._db is not None:  # the last connection closed: SQLite folds the -wal file in, removes -wal/-shm
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+
+    def _taken(self, batch: list[tuple]) -> None:
+        ended = self.ended
+        for item in batch:
+            if ended and ended[0] is item:  # (a full deque may have pushed it out already)
+                ended.popleft()
 
     def _write(self, batch: list[tuple]) -> None:
         # This thread shares the GIL with the event loop: per row only what must be done (one
@@ -289,7 +343,7 @@ class History:
             if peak is None and pid:
                 peak = peaks.get(pid, -1)
                 if peak == -1:
-                    peak = peaks[pid] = _peak_of(pid)
+                    peak = peaks[pid] = memory_of(pid)[1]  # VmHWM
             who = callers.get(caller)
             if who is None:
                 if len(callers) > 10_000:
@@ -333,7 +387,8 @@ class History:
 
     def info(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "error": self.error, "written": self.written,
-                "max_count": self.max_count, "max_age": self.max_age, "file": str(self.path)}
+                "max_count": self.max_count, "max_age": self.max_age, "file": str(self.path),
+                "live_output": {"bytes": LIVE.bytes, "max_bytes": LIVE.max, "calls": len(LIVE.outputs)}}
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until what ended is written (tests, shutdown)."""

@@ -9,13 +9,15 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
 
+from tether.daemon import fanout
 from tether.daemon.calls import CallTable
 from tether.daemon.history import COLUMNS, OUTCOMES, CallOutput, History
+from tether.daemon.nodes import Nodes
 
-NDJSON = "application/x-ndjson"
+NDJSON = fanout.NDJSON
 PING = 15.0
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM calls"
 
@@ -56,8 +58,9 @@ def _filter(service: list[str], outcome: list[str], failed: bool, since: float |
     return wanted
 
 
-def register(app: FastAPI, history: History, calls: CallTable, error) -> None:
-    """Add the routes to ``app``; ``error(status, kind, message)`` builds the HTTPError raised."""
+def register(app: FastAPI, history: History, calls: CallTable, error, fleet: Nodes | None = None) -> None:
+    """Add the routes to ``app``; ``error(status, kind, message)`` builds the HTTPError raised;
+    ``fleet``: a multi-node head's other nodes (``?nodes=all``, and the output of a call one ran)."""
 
     def memory_rows() -> list[dict[str, Any]]:
         rows = [history.running_row(r) for r in list(calls.running.values())]
@@ -90,19 +93,34 @@ def register(app: FastAPI, history: History, calls: CallTable, error) -> None:
     recording = history.info
 
     @app.get("/_tether/calls")
-    async def list_calls(service: Annotated[list[str] | None, Query()] = None,
+    async def list_calls(request: Request, service: Annotated[list[str] | None, Query()] = None,
                          outcome: Annotated[list[str] | None, Query()] = None,
                          failed: bool = False, since: float | None = None, before: float | None = None,
-                         limit: Annotated[int, Query(ge=1, le=1000)] = 100, follow: bool = False):
-        """The records of calls, newest first (``follow``: then new calls as they start and end)."""
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100, follow: bool = False,
+                         nodes: str | None = None):
+        """The records of calls, newest first (``follow``: then new calls as they start and end;
+        ``nodes=all`` on a multi-node head: every node's records, merged)."""
         service, outcome = service or [], outcome or []
         bad = [o for o in outcome if o not in OUTCOMES]
         if bad:
             raise error(400, "bad_request", f"unknown outcome {bad[0]!r}: use one of {', '.join(OUTCOMES)}")
+        if nodes not in (None, "all"):
+            raise error(400, "bad_request", f"nodes={nodes!r}: the only value is 'all' (every node's records)")
+        if nodes and follow:
+            raise error(400, "bad_request", "follow=1 reads this daemon's calls only (the head sees the calls "
+                        "it forwards): follow without nodes=all, or follow each node")
         rows = await listing(service, outcome, failed, since, before, limit)
         if not follow:
-            nxt = {"before": rows[-1]["started"]} if len(rows) == limit else None
-            return {"calls": rows, "next": nxt, "recording": recording()}
+            answer = {"calls": rows, "next": None, "recording": recording()}
+            if nodes:
+                answer["unreachable"] = []
+            if nodes and fleet is not None and fleet.links:
+                query = [(k, v) for k, v in request.query_params.multi_items() if k != "nodes"]
+                rows, answer["unreachable"] = await fanout.merged(fleet, query, rows, limit)
+                answer["calls"] = rows
+            if len(rows) == limit:
+                answer["next"] = {"before": rows[-1]["started"]}
+            return answer
         wanted = _filter(service, outcome, failed, None, None)
         queue: asyncio.Queue = asyncio.Queue()
         history.followers.append((queue, wanted))
@@ -149,9 +167,13 @@ def register(app: FastAPI, history: History, calls: CallTable, error) -> None:
         return await find(call_id)
 
     @app.get("/_tether/calls/{call_id}/output")
-    async def call_output(call_id: str, follow: bool = False, tail: int | None = Query(default=None, ge=0)):
-        """What a call printed; ``follow``: lines as they come until the call ends."""
+    async def call_output(request: Request, call_id: str, follow: bool = False,
+                          tail: int | None = Query(default=None, ge=0)):
+        """What a call printed; ``follow``: lines as they come until the call ends. A call this
+        head forwarded to another node: that node's answer, passed through."""
         row = await find(call_id)  # 404 before the stream starts
+        if row["node"] != history.node and fleet is not None and row["node"] in fleet.links:
+            return await fanout.output(fleet.links[row["node"]], call_id, request.url.query)
         live = calls.running.get(call_id)
         out = getattr(live, "output", None)
         if out is None and live is not None:

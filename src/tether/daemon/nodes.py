@@ -176,6 +176,22 @@ class Upstream:
         self._finish()
         return data
 
+    async def chunks(self):
+        """The body as it comes, piece by piece (a follow stream passed through); the connection
+        goes back to the pool at its end, and is dropped if the reader stops before."""
+        ended = False
+        try:
+            while not await self.resp.at_end():
+                yield await self.resp.read_exact(self.resp.remaining)
+            ended = True
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            raise NodeError(self.link, "dropped the connection mid-answer", exc) from exc
+        finally:
+            if ended:
+                self._finish()
+            else:
+                self.close()
+
     async def end(self) -> None:
         """After the last message: read the body's end, so that the connection goes back to the
         pool (without this, every forwarded call opened a new connection: a TLS handshake each)."""

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 # request headers that travel on to the node (not the token, not the shared-memory ask)
 _FORWARDED = (b"content-type", wire.CALL_ID_HEADER.encode(), wire.STREAM_LOGS_HEADER.encode(),
-              wire.KEEP_HEADER.encode(), wire.REFS_HEADER.encode())
+              wire.KEEP_HEADER.encode(), wire.REFS_HEADER.encode(), wire.CALLER_HEADER.encode())
 _CTYPE = wire.CONTENT_TYPE.encode()
 
 
@@ -83,6 +83,9 @@ async def forward(route: CallRoute, scope, receive, send, rec: ObjectRecord, met
     # in the head's call table from now on: cancel and result-by-id find it while it runs
     queue = ForwardQueue()
     record = route.calls.start(call_id, rec.name, method, None, 0, node=rec.node, upstream=upstream)
+    record.caller = asked.get(wire.CALLER_HEADER.encode())  # recorded here too (its output: on the node)
+    if route.history.followers:
+        route.history.started(record)
     try:
         status = await upstream.begin()
     except NodeError as exc:
@@ -105,8 +108,9 @@ async def forward(route: CallRoute, scope, receive, send, rec: ObjectRecord, met
         tracker.on_result = lambda: store.register_ref(ref, rec.env, node=rec.node)
     route.spawn(_pump(upstream, queue))
     try:
+        source = (upstream.resp.source or b"") + b" node=%d" % rec.node  # the node's worker, and the node
         await responses.respond(send, receive, queue, "pickle", on_end=tracker.end,
-                                on_abandon=tracker.abandon)
+                                on_abandon=tracker.abandon, source=source.lstrip())
     finally:
         if not record.done.is_set() and not tracker.draining:
             tracker.abandon(False)

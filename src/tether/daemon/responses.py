@@ -26,6 +26,7 @@ from tether.protocol import wire
 CONTENT_TYPE = wire.CONTENT_TYPE.encode()
 JSON_TYPE = b"application/json"
 PIECE = 1 << 20
+WORKER = wire.WORKER_HEADER.encode()
 
 _DISCONNECTED = object()  # put on a call's queue when its caller goes away mid-stream
 
@@ -59,13 +60,16 @@ async def send_message(send, msg: wire.Message) -> None:
 async def respond(send, receive, queue: asyncio.Queue, mode: str,
                   on_end: Callable[[wire.Message], None] | None = None,
                   on_abandon: Callable[[bool], None] | None = None,
-                  prepare: Callable[[wire.Message], wire.Message] | None = None) -> None:
+                  prepare: Callable[[wire.Message], wire.Message] | None = None,
+                  source: int | bytes | None = None) -> None:
     """The HTTP response for the messages a call puts on ``queue``.
 
     The status is chosen after the first message arrives, so an unknown method is a real 404.
     ``on_end(msg)`` gets the terminal message; ``on_abandon(streaming)`` runs if the caller goes
     away before it (``streaming``: a generator's items were being sent); ``prepare(msg)`` turns
-    the terminal message into what is sent (shared memory handed to the caller).
+    the terminal message into what is sent (shared memory handed to the caller). ``source``: the
+    worker's pid (or ``pid=N node=i`` from a head), sent as ``x-tether-worker`` with a streamed
+    answer, so the caller marks the lines it prints (``tether.client.marks``).
     """
     first: wire.Message = await queue.get()
     if first.kind == wire.ERROR:
@@ -99,18 +103,21 @@ async def respond(send, receive, queue: asyncio.Queue, mode: str,
             on_end(first)
         await send_message(send, out)
         return
-    await _stream(send, receive, queue, first, on_end, on_abandon, prepare)
+    await _stream(send, receive, queue, first, on_end, on_abandon, prepare, source)
 
 
 async def _stream(send, receive, queue: asyncio.Queue, first: wire.Message, on_end, on_abandon,
-                  prepare) -> None:
+                  prepare, source: int | bytes | None = None) -> None:
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         queue.put_nowait(_DISCONNECTED)
 
     watcher = asyncio.ensure_future(watch())
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", CONTENT_TYPE)]})
+    headers = [(b"content-type", CONTENT_TYPE)]
+    if source is not None:  # once per call, not per line
+        headers.append((WORKER, source if type(source) is bytes else b"pid=%d" % source))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     msg, streaming, ended = first, False, False
     try:
         while True:

@@ -13,6 +13,8 @@ import asyncio
 
 from tether.protocol import wire
 
+_WORKER = wire.WORKER_HEADER.encode()
+
 
 class Response:
     """Status, headers, and a body read exactly, through Content-Length or chunked framing."""
@@ -23,6 +25,7 @@ class Response:
         self.chunked = False
         self.remaining = 0  # Content-Length left, or bytes left in the current chunk
         self.eof = False
+        self.source: bytes | None = None  # x-tether-worker: which worker runs the call
 
     async def start(self) -> None:
         """Read the status line and the headers: one read up to the blank line (a readline per
@@ -46,6 +49,8 @@ class Response:
                 self.remaining = int(value.strip())
             elif key == b"transfer-encoding" and b"chunked" in value.lower():
                 self.chunked = True
+            elif key == _WORKER:
+                self.source = value.strip()
         self.eof = not self.chunked and self.remaining == 0
 
     async def read_exact(self, n: int) -> bytes:

@@ -41,6 +41,7 @@ KEEP_HEADER = "x-tether-keep"  # keep the result on the cluster (a RemoteRef)
 SHM_HEADER = "x-tether-shm"  # the caller reads big results from shared memory
 REFS_HEADER = "x-tether-refs"  # names of the RemoteRefs among the arguments, comma-separated
 CALLER_HEADER = "x-tether-caller"  # who calls: user@host:pid (the daemon records it, docs/calls.md)
+WORKER_HEADER = "x-tether-worker"  # response: "pid=N" (" node=i" from a head) of a streamed call
 ACCEPT_HEADER = "x-tether-accept"  # message kinds beyond protocol 2 the client reads: "warn" (WARN)
 
 # Message kinds.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -114,6 +115,7 @@ def test_prints_stderr_and_logging_reach_the_caller(session_cluster, capfd):
     capfd.readouterr()
     assert fn(3) == 3
     out, err = capfd.readouterr()
+    out, err = (re.sub(r"(?m)^\(emit_output pid=\d+\) ", "", text) for text in (out, err))  # marked (client/marks.py)
     assert [f"stdout line {i}" for i in range(3)] == [line for line in out.splitlines() if line.startswith("stdout")]
     assert [f"stderr line {i}" for i in range(3)] == [line for line in err.splitlines() if line.startswith("stderr")]
     assert all(f"logged line {i}" in err for i in range(3))
@@ -172,7 +174,9 @@ def test_stream_logs_is_per_call_under_concurrency(session_cluster, capfd):
     for t in threads:
         t.join(30)
     out = capfd.readouterr().out
-    assert [line for line in out.splitlines() if line.startswith("line ")] == ["line 0", "line 1", "line 2"]
+    assert [line for line in out.splitlines() if line.startswith("(log-lines pid=")] == [
+        line for line in out.splitlines() if " line " in line]  # marked with its service and worker
+    assert [line.split(") ", 1)[1] for line in out.splitlines() if " line " in line] == ["line 0", "line 1", "line 2"]
 
 
 # -- serialize=True and code without an import path -------------------------------------------

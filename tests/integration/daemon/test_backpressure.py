@@ -126,7 +126,8 @@ DROPPED = re.compile(r"\[tether\] ([\d,]+) lines \([\d,]+ bytes\) of output were
 
 
 @pytest.mark.parametrize("kind", PRINTERS)
-def test_output_of_a_call_whose_caller_stops_reading_is_dropped_with_a_count(cluster, kind):
+def test_output_of_a_call_whose_caller_stops_reading_is_dropped_with_a_count(cluster, kind, monkeypatch):
+    monkeypatch.setenv("TETHER_LOG_PREFIX", "0")  # lines as printed (marks: test_call_observability)
     chatter, lines = deploy(cluster, PRINTERS[kind]), 200_000
     echo = deploy(cluster, rc.echo)
     chatter(2_000, run_async=False)  # warm up
@@ -163,7 +164,8 @@ def test_output_of_a_call_whose_caller_stops_reading_is_dropped_with_a_count(clu
     assert_serving(echo)
 
 
-def test_a_fast_reader_gets_every_line(cluster):
+def test_a_fast_reader_gets_every_line(cluster, monkeypatch):
+    monkeypatch.setenv("TETHER_LOG_PREFIX", "0")  # lines as printed (marks: test_call_observability)
     chatter = deploy(cluster, fc.chatter)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -116,6 +116,7 @@ ROUTES = [
     ("GET", "/_tether/calls"),
     ("GET", "/_tether/calls/{add}/record"),
     ("GET", "/_tether/calls/{add}/output"),
+    ("GET", "/_tether/metrics"),
     ("GET", "/_tether/nodes"),
     ("POST", "/_tether/nodes"),
     ("POST", "/_tether/token"),

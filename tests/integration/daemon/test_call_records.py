@@ -207,8 +207,11 @@ def test_an_out_of_memory_kill_is_recorded_with_its_peak(make_cluster, monkeypat
         c.client.call("hog", "call", (1024,), call_id="oom")
     with http(c) as h:
         row = h.get("/_tether/calls/oom/record").json()
+        metrics = h.get("/_tether/metrics").text
     assert row["outcome"] == "out_of_memory" and row["error_type"] == "OOMKilled"
     assert 128 << 20 < row["peak_memory"] <= (256 << 20) + (1 << 20)
+    # counted in the Prometheus metrics too (the others: test_call_observability.py)
+    assert 'tether_calls_total{service="hog",method="call",outcome="out_of_memory"} 1\n' in metrics
 
 
 def test_following_an_unknown_call_is_a_404_naming_it(cluster):

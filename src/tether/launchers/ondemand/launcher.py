@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether import plugins
-from tether.errors import ConfigError, TetherError
+from tether.errors import ConfigError, TetherError, install_hint
 from tether.launchers.base import Endpoint, Launcher
 from tether.launchers.ondemand import spec as specs
 from tether.launchers.ondemand.provisioner import (
@@ -73,7 +73,7 @@ class OnDemandLauncher(SshLauncher):
             known = ", ".join(sorted(found)) or "none"
             raise ConfigError(
                 f"no provisioner serves provider={provider!r} (installed: {known}). Clouds and "
-                "Kubernetes come with SkyPilot: pip install 'tether[sky]'; your own provisioner "
+                f"Kubernetes come with SkyPilot: {install_hint('sky')}; your own provisioner "
                 "registers through the 'tether' entry-point group (tether_provisioners)")
 
     def provisioner(self, cluster: Cluster) -> Provisioner:

@@ -2,7 +2,7 @@
 
 ::
 
-    pip install 'tether[sky]'      # SkyPilot, pinned
+    pip install -e '.[sky]' -c constraints.txt   # in a clone of tether: SkyPilot, pinned
     sky check aws                  # SkyPilot finds your credentials
 
     import tether as rh

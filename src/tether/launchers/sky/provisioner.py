@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether.errors import ConfigError
+from tether.errors import ConfigError, install_hint
 from tether.launchers.ondemand.provisioner import (
     Machine,
     MachineRequest,
@@ -33,7 +33,7 @@ def _sky() -> Any:
         import sky
     except ImportError as exc:
         raise ConfigError("on-demand clusters on clouds and Kubernetes need SkyPilot: "
-                          "pip install 'tether[sky]'") from exc
+                          + install_hint("sky")) from exc
     return sky
 
 
