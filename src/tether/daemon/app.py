@@ -20,7 +20,15 @@ from fastapi.responses import JSONResponse, Response
 
 from tether import state
 from tether._version import __version__
-from tether.daemon import dashboard, events, history_routes, http_guard, metrics, remote, timeline_routes
+from tether.daemon import (
+    dashboard,
+    events,
+    history_routes,
+    http_guard,
+    metrics,
+    remote,
+    timeline_routes,
+)
 from tether.daemon.autostop import IdleTracker
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
