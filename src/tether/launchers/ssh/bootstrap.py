@@ -7,8 +7,9 @@ login shell does not matter):
    cluster's running daemon (its record and token), other clusters' running daemons, rsync, and
    every python3 on the PATH with its version, architecture and libc;
 2. *install* (only when the stamp differs): ship the wheelhouse with rsync to ``~/.tether/wheels``,
-   make ``~/.tether/venv`` (``--without-pip``) and ``pip install --no-index`` into it, then write
-   the stamp. A failed install removes the half-made venv;
+   make ``~/.tether/venv`` (``--without-pip``) and install ``--no-index`` into it (with uv out of
+   its wheel when the house has one, else, or when uv fails, with pip), then write the stamp. A
+   failed install removes the half-made venv;
 3. *start*: ``python -m tether.launchers.ssh.on_node up`` with the venv's interpreter (detached daemon on
    the node's loopback, ``~/.tether/clusters/<name>/``); it prints the record and token;
 4. *stop*: SIGTERM to the daemon named by ``daemon.json`` (checked to be a tether daemon), then
