@@ -137,14 +137,16 @@ STOP = r"""
 st="$HOME/.tether/clusters/$1"
 [ -f "$st/daemon.json" ] || { echo "not running"; exit 0; }
 pid=$(sed -n 's/.*"pid": *\([0-9][0-9]*\).*/\1/p' "$st/daemon.json")
+# a zombie has exited (it waits for whoever adopted it, often init, to reap it): not running
+alive() { kill -0 "$1" 2>/dev/null && ! grep -qs '^[0-9]* (.*) Z ' "/proc/$1/stat"; }
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q tether.daemon; then
         rm -f "$st/daemon.json" "$st/daemon.pid"; echo "stale record"; exit 0
     fi
     kill -TERM "$pid"
     i=0
-    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    while alive "$pid" && [ "$i" -lt 300 ]; do sleep 0.05; i=$((i + 1)); done
+    alive "$pid" && kill -KILL "$pid"
 fi
 rm -f "$st/daemon.json" "$st/daemon.pid"
 echo stopped
