@@ -166,15 +166,17 @@ class HostFactory:
         return f"{self.subnet}.250"
 
     def create(self, count: int = 1, *, python: str | None = None, hide_python: bool = False,
-               password: str | None = None) -> list[TestHost]:
-        """``count`` new hosts (see the module docstring for ``python`` and ``hide_python``)."""
+               password: str | None = None, env: dict[str, str] | None = None) -> list[TestHost]:
+        """``count`` new hosts (see the module docstring for ``python`` and ``hide_python``);
+        ``env``: variables every SSH session there gets (so the daemons started there too)."""
         made = [self._create_one(python=python, hide_python=hide_python or python is not None,
-                                 password=password) for _ in range(count)]
+                                 password=password, env=env or {}) for _ in range(count)]
         for host in made:
             _wait_for_port(host)
         return made
 
-    def _create_one(self, python: str | None, hide_python: bool, password: str | None) -> TestHost:
+    def _create_one(self, python: str | None, hide_python: bool, password: str | None,
+                    env: dict[str, str]) -> TestHost:
         index = len(self.hosts)
         netns, veth, peer = f"{self.prefix}n{index}", f"{self.prefix}v{index}", f"{self.prefix}p{index}"
         user = f"{self.prefix}u{index}"
@@ -207,7 +209,7 @@ class HostFactory:
         _run("chown", "-R", f"{user}:{user}", str(ssh_dir))
 
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(state / "host_key"))
-        setenv = ""
+        setenv = dict(env)
         # Its own /tmp and /dev/shm: a "remote" node shares no scratch files (sockets, shared
         # memory segments) with the caller or the other hosts.
         prelude = ["mount -t tmpfs -o mode=1777 tmpfs /tmp", "mount -t tmpfs -o mode=1777 tmpfs /dev/shm"]
@@ -215,13 +217,14 @@ class HostFactory:
             mountpoint = state / "python"
             mountpoint.mkdir(mode=0o755)
             prelude.append(f"mount --bind {python} {mountpoint}")
-            setenv = (f"SetEnv PATH={mountpoint}/bin:/usr/local/bin:/usr/bin:/bin "
-                      f"LD_LIBRARY_PATH={mountpoint}/lib")
+            setenv.update(PATH=f"{mountpoint}/bin:/usr/local/bin:/usr/bin:/bin",
+                          LD_LIBRARY_PATH=f"{mountpoint}/lib")
         if hide_python:
             for exe in _system_pythons():
                 prelude.append(f"mount --bind /dev/null {exe}")
         (state / "sshd_config").write_text(_SSHD_CONFIG.format(
-            ip=ip, state=state, user=user, setenv=setenv,
+            ip=ip, state=state, user=user,
+            setenv="SetEnv " + " ".join(f"{k}={v}" for k, v in setenv.items()) if setenv else "",
             password="yes" if password else "no"))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         sshd = f"exec {SSHD} -D -f {state}/sshd_config -E {state}/sshd.log"

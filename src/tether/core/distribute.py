@@ -26,7 +26,7 @@ joins that cluster. ``shutdown()`` runs ``ray stop`` on every node.
 from __future__ import annotations
 
 import json
-from concurrent.futures import FIRST_EXCEPTION, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from tether.core.images import Env
@@ -153,8 +153,9 @@ class DistributedFunction:
     def shutdown(self) -> None:
         """``ray stop`` on every node (ray); the per-rank workers are deleted (pytorch)."""
         if self.kind == "ray":
-            for node in range(self.num_nodes):
-                _python(self.cluster, node, _ray_cli(["stop", "--force"]), check=False)
+            stop = _ray_cli(["stop", "--force"])
+            with ThreadPoolExecutor(max_workers=min(16, self.num_nodes), thread_name_prefix="tether-ray") as pool:
+                list(pool.map(lambda node: _python(self.cluster, node, stop, check=False), range(self.num_nodes)))
             self._ray = None
         else:
             for rank in self._ranks or []:
@@ -205,8 +206,16 @@ def _ray_cli(args: list[str]) -> str:
 
 
 def _ray_start(cluster: Cluster, node: int, args: list[str], address: str, extra: list[str]) -> None:
-    """``ray start`` on a node unless it already belongs to the cluster at ``address``."""
-    check = ("import subprocess, sys\n"
+    """``ray start`` on a node unless it already belongs to the cluster at ``address``.
+
+    The head is looked for with a plain TCP connection first: ``ray status`` against an address
+    where nothing listens waits out its GCS connection timeout (~40 s) before it says so."""
+    host, port = address.rsplit(":", 1)
+    check = ("import socket, subprocess, sys\n"
+             "try:\n"
+             f"    socket.create_connection(({host!r}, {int(port)}), timeout=5).close()\n"
+             "except OSError:\n"
+             "    sys.exit(1)\n"
              f"sys.exit(subprocess.call([sys.executable, '-m', 'ray.scripts.scripts', 'status', "
              f"'--address', {address!r}], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))")
     if node == 0:

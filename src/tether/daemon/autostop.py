@@ -99,4 +99,6 @@ class Autostop:
                 log.info("idle for %.1f s (autostop after %s minutes): stopping", self.tracker.idle_seconds(), self.minutes)
                 self.stop()
                 return
-            time.sleep(min(5.0, max(0.2, seconds / 10)) if self.minutes >= 0 else 5.0)
+            # off (-1): the setting file is still looked at every second (a stat), so an autostop
+            # set on a running daemon counts from when it was set, not up to 5 s later
+            time.sleep(min(5.0, max(0.2, seconds / 10)) if self.minutes >= 0 else 1.0)

@@ -16,8 +16,9 @@ or started with ``--tls off``) is reached in plain HTTP.
 Connections to a node are kept alive and pooled. TCP keepalive (5 s idle, 2 s apart, 3 probes)
 and TCP_USER_TIMEOUT bound how long a call waits on a node whose link went down: its caller gets
 ``tether.ConnectionError`` naming the node within ~15 s instead of hanging, and the other nodes
-keep serving. The head also sends each node a health request now and then, so that a node's
-autostop does not stop it while the head is in use.
+keep serving. ``TETHER_NODE_LINK_TIMEOUT`` (seconds, in the head daemon's environment) scales
+those 15 s (the tests cut links with 3). The head also sends each node a health request now and
+then, so that a node's autostop does not stop it while the head is in use.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from tether.protocol.http_body import Response, read_message
 log = logging.getLogger("tether.daemon")
 
 CONNECT_TIMEOUT = 10.0
+LINK_TIMEOUT = 15.0
 _MAX_IDLE = 32
 
 
@@ -297,13 +300,25 @@ class Nodes:
             link.close()
 
 
+def link_timeout() -> float:
+    """Seconds a silent link to a node is given (``TETHER_NODE_LINK_TIMEOUT``, default 15)."""
+    raw = os.environ.get("TETHER_NODE_LINK_TIMEOUT", "").strip()
+    try:
+        value = float(raw) if raw else LINK_TIMEOUT
+    except ValueError:
+        value = LINK_TIMEOUT
+    return value if value >= 1 else LINK_TIMEOUT
+
+
 def _keepalive(sock: socket.socket | None) -> None:
     if sock is None:
         return
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3),
-                        ("TCP_USER_TIMEOUT", 15000)):
+    limit = link_timeout()  # 15 s: 5 s idle, then 3 probes 2 s apart; a shorter one scales them
+    idle, interval = max(1, round(limit / 3)), max(1, round(limit * 2 / 15))
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", 3),
+                        ("TCP_USER_TIMEOUT", int(limit * 1000))):
         option = getattr(socket, name, None)
         if option is not None:
             sock.setsockopt(socket.IPPROTO_TCP, option, value)

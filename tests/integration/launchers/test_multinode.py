@@ -155,7 +155,8 @@ def test_cancel_and_delete_on_node_1(pair, ssh_hosts, placed_module):
 
 
 def test_a_node_whose_link_is_cut_gives_a_clear_error_and_the_head_serves_on(test_hosts, placed_module):
-    hosts = test_hosts.create(2)
+    # the head gives up on a silent node after TETHER_NODE_LINK_TIMEOUT s (15 by default): 3 here
+    hosts = test_hosts.create(2, env={"TETHER_NODE_LINK_TIMEOUT": "3"})
     cluster = cluster_of(hosts, "cut")
     try:
         slow = rh.function(placed_module.slow).to(cluster, env=ON_NODE_1, name="slow")
@@ -175,7 +176,7 @@ def test_a_node_whose_link_is_cut_gives_a_clear_error_and_the_head_serves_on(tes
         hosts[1].link_down()
         try:
             assert near("still here")["uid"] == _uid(hosts[0])  # the head serves its own objects
-            thread.join(120)  # keepalive: the head gives up on node 1 after ~15 s
+            thread.join(120)  # keepalive: the head gives up on node 1 after ~3 s (the knob above)
             assert not thread.is_alive(), "the call hung after node 1's link was cut"
         finally:
             hosts[1].link_up()

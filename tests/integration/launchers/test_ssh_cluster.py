@@ -327,8 +327,9 @@ def test_another_release_serves_and_another_protocol_is_a_mismatch_fixed_by_rest
     assert _stamp(host)["tether"] == rh.__version__
 
 
-def test_link_cut_mid_call_is_a_connection_error(ssh_hosts, ssh_cluster, remote_pkg):
+def test_link_cut_mid_call_is_a_connection_error(ssh_hosts, ssh_cluster, remote_pkg, monkeypatch):
     host = ssh_hosts[1]
+    monkeypatch.setenv("TETHER_SSH_ALIVE_INTERVAL", "2")  # the tunnel gives up after ~6 s, not ~15
     cluster = ssh_cluster(host)
     pkg, _ = remote_pkg
     slow = rh.function(_fn(pkg, "slow")).to(cluster)
@@ -347,7 +348,7 @@ def test_link_cut_mid_call_is_a_connection_error(ssh_hosts, ssh_cluster, remote_
                timeout=60, what="the call to start on the node")
     host.link_down()
     try:
-        thread.join(120)  # keepalives: the tunnel gives up after ~15 s, the read fails
+        thread.join(120)  # keepalives: the tunnel gives up after ~6 s, the read fails
         assert not thread.is_alive(), "the call hung after the link was cut"
     finally:
         host.link_up()

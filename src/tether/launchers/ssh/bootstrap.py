@@ -7,8 +7,9 @@ login shell does not matter):
    cluster's running daemon (its record and token), other clusters' running daemons, rsync, and
    every python3 on the PATH with its version, architecture and libc;
 2. *install* (only when the stamp differs): ship the wheelhouse with rsync to ``~/.tether/wheels``,
-   make ``~/.tether/venv`` (``--without-pip``) and ``pip install --no-index`` into it, then write
-   the stamp. A failed install removes the half-made venv;
+   make ``~/.tether/venv`` (``--without-pip``) and install ``--no-index`` into it (with uv out of
+   its wheel when the house has one, else, or when uv fails, with pip), then write the stamp. A
+   failed install removes the half-made venv;
 3. *start*: ``python -m tether.launchers.ssh.on_node up`` with the venv's interpreter (detached daemon on
    the node's loopback, ``~/.tether/clusters/<name>/``); it prints the record and token;
 4. *stop*: SIGTERM to the daemon named by ``daemon.json`` (checked to be a tether daemon), then
@@ -67,6 +68,11 @@ done
 echo "probe=done"
 """.replace("PY_INFO", _PY_INFO)
 
+# ``python -c`` this with (uv's wheel, a path): the uv binary out of its wheel, to install with
+_UV_FROM_WHEEL = ("import os, sys, zipfile; w = zipfile.ZipFile(sys.argv[1]); "
+                  "n = [x for x in w.namelist() if x.endswith(\".data/scripts/uv\")][0]; "
+                  "open(sys.argv[2], \"wb\").write(w.read(n)); os.chmod(sys.argv[2], 0o755)")
+
 INSTALL = r"""
 set -e
 py="$1"; mode="$2"; stamp="$3"
@@ -85,6 +91,21 @@ if [ "$mode" = index ]; then
 else
     export PIP_CONFIG_FILE=/dev/null
     set -- --isolated --no-index --find-links "$T/wheels"
+    # uv (its wheel is in the house when the caller has it) installs the same pinned wheels several
+    # times faster; when it cannot, pip does the install below (and says why it fails, if it does)
+    uvw=$(ls "$T"/wheels/uv-*.whl 2>/dev/null | head -n 1); unpack='UV_FROM_WHEEL'
+    if [ -n "$uvw" ] && "$py" -c "$unpack" "$uvw" "$T/uv.tmp" </dev/null >>"$T/install.log" 2>&1 \
+            && "$T/uv.tmp" pip install --python "$T/venv/bin/python" --no-config --no-index \
+               --find-links "$T/wheels" --no-cache --quiet -r "$T/wheels/requirements.txt" \
+               </dev/null >>"$T/install.log" 2>&1; then
+        rm -f "$T/uv.tmp"
+        printf '%s\n' "$stamp" > "$T/venv/.tether-stamp"
+        echo installed
+        exit 0
+    fi
+    rm -f "$T/uv.tmp"
+    rm -rf "$T/venv"
+    "$py" -m venv --without-pip "$T/venv" </dev/null >>"$T/install.log" 2>&1 || { cat "$T/install.log" >&2; exit 3; }
 fi
 if ! "$T/venv/bin/python" "$pip/pip" install "$@" --disable-pip-version-check --no-input \
         --no-cache-dir --quiet -r "$T/wheels/requirements.txt" </dev/null >>"$T/install.log" 2>&1; then
@@ -95,13 +116,20 @@ if ! "$T/venv/bin/python" "$pip/pip" install "$@" --disable-pip-version-check --
 fi
 printf '%s\n' "$stamp" > "$T/venv/.tether-stamp"
 echo installed
-"""
+""".replace("UV_FROM_WHEEL", _UV_FROM_WHEEL)
 
 INSTALL_PACKAGES = r"""
 set -e
 dir="$1"; shift
+V="$HOME/.tether/venv"
+# uv (in the venv when its wheel was sent with tether's) where it can, else pip, which then also
+# says why the install fails
+if [ -x "$V/bin/uv" ] && "$V/bin/uv" pip install --python "$V/bin/python" --no-config --no-index \
+        --find-links "$dir" --no-cache --quiet "$@" </dev/null >/dev/null 2>&1; then
+    exit 0
+fi
 export PIP_CONFIG_FILE=/dev/null
-"$HOME/.tether/venv/bin/python" -m pip install --isolated --no-index --find-links "$dir" \
+"$V/bin/python" -m pip install --isolated --no-index --find-links "$dir" \
     --disable-pip-version-check --no-input --no-cache-dir --quiet "$@" </dev/null
 """
 
@@ -109,14 +137,16 @@ STOP = r"""
 st="$HOME/.tether/clusters/$1"
 [ -f "$st/daemon.json" ] || { echo "not running"; exit 0; }
 pid=$(sed -n 's/.*"pid": *\([0-9][0-9]*\).*/\1/p' "$st/daemon.json")
+# a zombie has exited (it waits for whoever adopted it, often init, to reap it): not running
+alive() { kill -0 "$1" 2>/dev/null && ! grep -qs '^[0-9]* (.*) Z ' "/proc/$1/stat"; }
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q tether.daemon; then
         rm -f "$st/daemon.json" "$st/daemon.pid"; echo "stale record"; exit 0
     fi
     kill -TERM "$pid"
     i=0
-    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    while alive "$pid" && [ "$i" -lt 300 ]; do sleep 0.05; i=$((i + 1)); done
+    alive "$pid" && kill -KILL "$pid"
 fi
 rm -f "$st/daemon.json" "$st/daemon.pid"
 echo stopped

@@ -12,7 +12,8 @@ No SSH library is imported: the ``ssh`` binary is what users already configure a
   passphrase-protected key works: ``ssh-add`` it first). A password goes through ``SSH_ASKPASS``
   (OpenSSH >= 8.4), never on a command line.
 * Keepalives (``ServerAliveInterval`` x ``ServerAliveCountMax``) make a dead link end the
-  connection, and with it every tunnel and call through it, instead of hanging.
+  connection, and with it every tunnel and call through it, instead of hanging. The interval is
+  ``TETHER_SSH_ALIVE_INTERVAL`` seconds (default 5; read when a connection starts).
 
 ssh's own failures (exit code 255 and its stderr) become tether errors here and nowhere else.
 """
@@ -73,7 +74,7 @@ class SshTarget:
         home = ssh_dir()
         opts = {
             "ConnectTimeout": str(CONNECT_TIMEOUT),
-            "ServerAliveInterval": str(ALIVE_INTERVAL),
+            "ServerAliveInterval": str(alive_interval()),
             "ServerAliveCountMax": str(ALIVE_COUNT),
             "StrictHostKeyChecking": self.strict_host_key_checking,
             "UserKnownHostsFile": str(home / "known_hosts"),
@@ -100,6 +101,17 @@ class SshTarget:
                        TETHER_SSH_PASSWORD=self.password)
             env.setdefault("DISPLAY", ":0")  # OpenSSH < 8.4 uses askpass only with a display
         return env
+
+
+def alive_interval() -> int:
+    """Seconds between keepalives: ``TETHER_SSH_ALIVE_INTERVAL``, else ``ALIVE_INTERVAL``. A dead
+    link ends a connection after ~``ALIVE_COUNT`` of them (the tests cut links with 2 s)."""
+    raw = os.environ.get("TETHER_SSH_ALIVE_INTERVAL", "").strip()
+    if not raw:
+        return ALIVE_INTERVAL
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"TETHER_SSH_ALIVE_INTERVAL must be a whole number of seconds >= 1, not {raw!r}")
+    return int(raw)
 
 
 def ssh_dir() -> Path:
