@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether import state
-from tether.protocol.grants import CLOCK_SKEW, Grant, GrantError, verify
+from tether.protocol.grants import CLOCK_SKEW, Grant, verify
 
 if TYPE_CHECKING:
     from tether.daemon.store import Store
