@@ -1,4 +1,4 @@
-"""Code the grant tests deploy (tests/integration/daemon/test_grants.py)."""
+"""Code the grant tests deploy (tests/integration/daemon/test_shared_grants.py)."""
 
 from __future__ import annotations
 
