@@ -19,6 +19,7 @@ the strictest one applies.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,7 @@ for (_method, _path), _level in ROUTES.items():
         _TEMPLATES.setdefault(_method, []).append((_pattern(_path), _level))
 
 
+@functools.lru_cache(maxsize=1024)  # a user's calls repeat their paths: ~0.1 us instead of ~2
 def needed(method: str, path: str) -> str:
     """The access a grant needs for ``method path`` (``owner`` when no entry matches)."""
     if method == "HEAD":
@@ -138,7 +140,17 @@ _CALLER = wire.CALLER_HEADER.encode()
 def as_user(headers: list[tuple[bytes, bytes]], user: str) -> list[tuple[bytes, bytes]]:
     """``headers`` with the caller header naming the grant's ``user`` (keeping the client's host
     and pid): a call's record names the user the registry vouched for, not the one it claims."""
-    sent = next((value for key, value in headers if key == _CALLER), b"")
-    where = sent.partition(b"@")[2] if b"@" in sent else b"?:"
-    name = "".join(c for c in user if " " < c <= "~" and c not in "@:")[:100].encode() or b"?"
-    return [(key, value) for key, value in headers if key != _CALLER] + [(_CALLER, name + b"@" + where)]
+    kept, where = [], b"?:"
+    for key, value in headers:
+        if key == _CALLER:
+            if b"@" in value:
+                where = value.partition(b"@")[2]
+        else:
+            kept.append((key, value))
+    kept.append((_CALLER, _name(user) + b"@" + where))
+    return kept
+
+
+@functools.lru_cache(maxsize=1024)
+def _name(user: str) -> bytes:
+    return "".join(c for c in user if " " < c <= "~" and c not in "@:")[:100].encode() or b"?"
