@@ -11,10 +11,11 @@ Tokens are never logged: a rotation logs that it happened, and when.
 
 A shared cluster's daemon also accepts *grants* (``protocol/grants.py``): short-lived tokens a team
 registry signs for a user, checked here offline with the registry's public key (``Grants``) and
-then authorized route by route (``daemon/access.py``). Its settings: env ``TETHER_REGISTRY_KEY``
-and ``TETHER_CLUSTER_PATH`` (a daemon started by hand), else the state dir's ``registry.pub`` and
-``cluster_path`` (written by the launchers' ``registry_key=``/``registry_path=`` and by the
-owner's ``PUT /_tether/registry``, which switches a running daemon at once).
+then authorized route by route (``daemon/access.py``). Its settings: the state dir's
+``registry.pub`` and ``cluster_path`` (written by the launchers' ``registry_key=``/``registry_path=``
+and by the owner's ``PUT /_tether/registry``, which switches a running daemon at once), else env
+``TETHER_REGISTRY_KEY`` and ``TETHER_CLUSTER_PATH`` (a daemon started by hand; the launchers do
+not pass them on, so a shell that has them set shares no cluster by accident).
 """
 
 from __future__ import annotations
@@ -113,12 +114,12 @@ class Grants:
 
     @classmethod
     def configured(cls, state_dir: Path) -> Grants | None:
-        """From the env (``TETHER_REGISTRY_KEY``, ``TETHER_CLUSTER_PATH``), else the state dir's
-        files; None (no grants accepted) when neither is set or the setting is invalid (logged)."""
-        key = os.environ.get("TETHER_REGISTRY_KEY")
-        path = os.environ.get("TETHER_CLUSTER_PATH")
-        if not key:
-            key, path = state.read_registry(state_dir)
+        """From the state dir's files, else the env (``TETHER_REGISTRY_KEY``,
+        ``TETHER_CLUSTER_PATH``); None (no grants accepted) when neither is set or the setting is
+        invalid (logged)."""
+        key, path = state.read_registry(state_dir)
+        if not key and not path:
+            key, path = os.environ.get("TETHER_REGISTRY_KEY"), os.environ.get("TETHER_CLUSTER_PATH")
         if not key and not path:
             return None
         try:

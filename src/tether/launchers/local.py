@@ -73,6 +73,12 @@ def registry_of(spec: dict[str, Any]) -> tuple[str | None, str | None] | None:
     return key or None, path or None
 
 
+def _daemon_env() -> dict[str, str]:
+    """This process's env, without the registry settings of a daemon started by hand: a cluster is
+    shared by its own ``registry_key=``/``registry_path=`` (state dir files), never by a shell's."""
+    return {k: v for k, v in os.environ.items() if k not in ("TETHER_REGISTRY_KEY", "TETHER_CLUSTER_PATH")}
+
+
 def set_registry(cluster: Cluster, endpoint: Endpoint, key: str | None, path: str | None) -> None:
     """Share (or stop sharing) a running daemon: it stores the setting and switches at once."""
     from tether.client.daemon_client import DaemonClient
@@ -156,7 +162,7 @@ class LocalLauncher(Launcher):
         log_path = folder / "daemon.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd=str(folder))
+                                    start_new_session=True, cwd=str(folder), env=_daemon_env())
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             record = state.read_daemon_record(folder)

@@ -180,6 +180,12 @@ def test_the_local_launcher_shares_its_daemon(tmp_path):
         loopback = {"host": client.host, "port": client.port}
         with pytest.raises(rh.AuthenticationError, match="accepts no grants"):
             shared_cluster(PATH, loopback, grant).keys()
+        with pytest.raises(rh.ConfigError, match="both"):
+            client.request_json("PUT", "/_tether/registry", body={"public_key": grants.public_key(KEY)})
+        with pytest.raises(rh.ConfigError, match="32 bytes"):
+            client.request_json("PUT", "/_tether/registry", body={"public_key": "abc", "cluster": PATH})
+        with pytest.raises(rh.ConfigError, match="registry_path="):
+            rh.cluster(name=name, launcher="local", registry_key=grants.public_key(KEY))
         shared = rh.cluster(name=name, launcher="local", registry_key=grants.public_key(KEY),
                             registry_path=PATH).up_if_not()  # the running daemon: switched at once
         assert state.read_registry(state.cluster_dir(name)) == (grants.public_key(KEY), PATH)

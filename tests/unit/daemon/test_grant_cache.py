@@ -53,12 +53,12 @@ def test_settings(tmp_path, monkeypatch):
     monkeypatch.delenv("TETHER_REGISTRY_KEY", raising=False)
     monkeypatch.delenv("TETHER_CLUSTER_PATH", raising=False)
     assert Grants.configured(tmp_path) is None
-    state.write_registry(tmp_path, PUB, "/alice/gpu")
-    assert Grants.configured(tmp_path).cluster == "/alice/gpu"
     monkeypatch.setenv("TETHER_REGISTRY_KEY", PUB)
     monkeypatch.setenv("TETHER_CLUSTER_PATH", "/alice/env")
-    assert Grants.configured(tmp_path).cluster == "/alice/env"
-    monkeypatch.setenv("TETHER_CLUSTER_PATH", "no-slash")
-    assert Grants.configured(tmp_path) is None  # invalid: logged, no grants
+    assert Grants.configured(tmp_path).cluster == "/alice/env"  # a daemon started by hand
+    state.write_registry(tmp_path, PUB, "/alice/gpu")
+    assert Grants.configured(tmp_path).cluster == "/alice/gpu"  # the state dir's setting wins
     state.write_registry(tmp_path, None, None)
     assert state.read_registry(tmp_path) == (None, None)
+    monkeypatch.setenv("TETHER_CLUSTER_PATH", "no-slash")
+    assert Grants.configured(tmp_path) is None  # invalid: logged, no grants
