@@ -13,6 +13,7 @@ certificate, with the endpoint its owner's ``config(endpoint=True)`` gives and n
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -168,6 +169,13 @@ def test_grants_are_renewed_before_they_expire(endpoint):
         time.sleep(0.05)
     assert len(asked) >= 2, asked  # renewed (at 4/5 of each grant's life), calls never failed
     assert n > 20
+    before = len(asked)
+
+    async def later():  # the async client renews too
+        await asyncio.sleep(2.0)
+        return await double.aio(7)
+
+    assert asyncio.run(later()) == 14 and len(asked) > before
 
 
 def test_the_local_launcher_shares_its_daemon(tmp_path):
