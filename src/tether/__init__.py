@@ -45,6 +45,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LaunchError": ("tether.errors", "LaunchError"),
     "ConnectionError": ("tether.errors", "ConnectionError"),
     "AuthenticationError": ("tether.errors", "AuthenticationError"),
+    "AccessDeniedError": ("tether.errors", "AccessDeniedError"),
     "VersionMismatchError": ("tether.errors", "VersionMismatchError"),
     "SerializationError": ("tether.errors", "SerializationError"),
     "CallCancelledError": ("tether.errors", "CallCancelledError"),
@@ -86,6 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.core.resources import Resource, exists, load
     from tether.core.stubs import RemoteFunction
     from tether.errors import (
+        AccessDeniedError,
         AuthenticationError,
         CallCancelledError,
         CallTimeoutError,

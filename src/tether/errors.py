@@ -15,6 +15,7 @@ sockets, pickle) are translated at one boundary with ``raise ... from exc`` so c
     │   │                           closed, host key not trusted), or the connection dropped mid-call
     │   ├── AuthenticationError     the daemon refused the token (HTTP 401), or an SSH login failed
     │   └── VersionMismatchError    the client and the daemon speak different versions
+    ├── AccessDeniedError           a shared cluster's grant lacks the access level (HTTP 403)
     ├── SerializationError          an argument or a result cannot be pickled / unpickled
     ├── CallCancelledError          the call was cancelled (Ctrl-C, handle.cancel(), task cancel)
     ├── CallTimeoutError            a call (or a wait for its result) outlived its ``timeout``
@@ -83,6 +84,11 @@ class ConnectionError(TetherError, builtins.ConnectionError):
 
 class AuthenticationError(ConnectionError):
     """The daemon refused the bearer token, or a machine refused the SSH login (``node``)."""
+
+
+class AccessDeniedError(TetherError, PermissionError):
+    """The user's access to a shared resource does not allow this (``needed``: the access level
+    it takes, ``user``: who asked); the owner shares it with more (``share(..., access_level=)``)."""
 
 
 class VersionMismatchError(ConnectionError):
@@ -165,6 +171,7 @@ __all__ = [
     "LaunchError",
     "ConnectionError",
     "AuthenticationError",
+    "AccessDeniedError",
     "VersionMismatchError",
     "SerializationError",
     "CallCancelledError",

@@ -28,7 +28,7 @@ PROJECT = "tether"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-BUILTIN_PLUGINS = ("tether.launchers.local", "tether.launchers.ssh.launcher",
+BUILTIN_PLUGINS = ("tether.launchers.local", "tether.launchers.shared", "tether.launchers.ssh.launcher",
                    "tether.launchers.ondemand.launcher", "tether.launchers.sky", "tether.steps.upscale")
 
 

@@ -52,6 +52,8 @@ TLS_KEY = "tls.key"
 MANIFEST = "manifest"
 IMAGE = "image"
 IMAGE_ENV = "image_env.json"
+REGISTRY_KEY = "registry.pub"
+CLUSTER_PATH = "cluster_path"
 
 
 def tether_home() -> Path:
@@ -126,6 +128,30 @@ def read_token(state_dir: Path) -> str | None:
         return (state_dir / TOKEN).read_text().strip() or None
     except OSError:
         return None
+
+
+# -- the registry a shared cluster trusts (grants, docs/security.md) --------------------------------
+
+
+def write_registry(state_dir: Path, public_key: str | None, cluster_path: str | None) -> None:
+    """The registry's public key (``registry.pub``) and the cluster's name there (``cluster_path``),
+    with which its daemon verifies grants; None for both: the daemon accepts no grants."""
+    for name, value in ((REGISTRY_KEY, public_key), (CLUSTER_PATH, cluster_path)):
+        if value:
+            write_private(state_dir / name, value.strip() + "\n")
+        else:
+            (state_dir / name).unlink(missing_ok=True)
+
+
+def read_registry(state_dir: Path) -> tuple[str | None, str | None]:
+    """(public key, cluster path) as ``write_registry`` stored them; None where absent."""
+    found = []
+    for name in (REGISTRY_KEY, CLUSTER_PATH):
+        try:
+            found.append((state_dir / name).read_text().strip() or None)
+        except OSError:
+            found.append(None)
+    return found[0], found[1]
 
 
 # -- the daemon's TLS certificate -----------------------------------------------------------------

@@ -15,6 +15,7 @@ is raised; a generator's next item gets the timeout again, each.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,8 @@ async def _request(client: DaemonClient, pool: _Pool, path: str, parts: Sequence
             raise client._unreachable(exc) from exc
         # the daemon moved (restarted elsewhere) and nothing was sent: once more, at its new address
         return await _request(client, _pool(client), path, parts, headers, verb)
+    if client._token_source is not None and time.time() >= client._renew_at:
+        await asyncio.to_thread(client.renew)  # a shared cluster's grant, renewed before it expires
     # the headers every request carries (host, token, protocol, accept) were encoded once
     writer.writelines([head.encode("latin-1") + client._fixed_headers + b"\r\n", *parts])
     await writer.drain()

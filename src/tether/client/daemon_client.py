@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,11 @@ _CALLER = _caller()
 Address = tuple[str, int, str, "str | None"]
 #: how long a timed-out call's cancel may take (the daemon answers it at once, unless it is stuck too)
 CANCEL_TIMEOUT = 5.0
+#: what a ``token_source`` returns: a grant (``tg1...``), or the registry's answer to ``POST
+#: /v1/grants``: ``{"grant": "tg1...", "expires": unix time}``
+TokenSource = Callable[[], "str | dict[str, Any]"]
+#: a grant is renewed this long before it expires: a fifth of its lifetime, at most RENEW_AHEAD s
+RENEW_AHEAD = 60.0
 
 
 class DaemonClient:
@@ -69,17 +75,46 @@ class DaemonClient:
     ``gone()``, when given, is asked once the daemon cannot be reached: a sentence saying why
     (the machines were deleted behind the handle's back, and what to do) that the error then
     leads with, or None.
+
+    ``token_source()``, when given, replaces ``token``: a user of a shared cluster sends a grant
+    the team registry signed (``protocol/grants.py``) instead of the owner's token. The client
+    asks it for one at once, and for a new one shortly before each expires (``RENEW_AHEAD``), so
+    calls go on across renewals. The registry client gives ``lambda: POST /v1/grants``.
     """
 
-    def __init__(self, host: str, port: int, token: str, cluster: str = "local",
+    def __init__(self, host: str, port: int, token: str = "", cluster: str = "local",
                  fingerprint: str | None = None,
                  resolve: Callable[[], Address | None] | None = None,
-                 gone: Callable[[], str | None] | None = None) -> None:
+                 gone: Callable[[], str | None] | None = None,
+                 token_source: TokenSource | None = None) -> None:
         self.cluster, self._resolve, self._gone = cluster, resolve, gone
         self._local = threading.local()
         self._moving = threading.Lock()
+        self._token_source, self._renew_at = token_source, float("inf")
+        if token_source is not None:
+            token = self._grant()
         self._address(host, port, token, fingerprint)
         self.shm: Path | None = None  # the cluster's shared-memory folder, when this machine has it
+
+    def _grant(self) -> str:
+        """A new grant from ``token_source``; sets when to renew it."""
+        answer = self._token_source()
+        grant = answer.get("grant") if isinstance(answer, dict) else answer
+        if not isinstance(grant, str) or not grant:
+            raise errors.AuthenticationError(f"the token source of cluster {self.cluster!r} gave no grant "
+                                             f"({type(answer).__name__})", cluster=self.cluster)
+        from tether.protocol.grants import unverified_expiry
+
+        now = time.time()
+        expires = unverified_expiry(grant) or now + RENEW_AHEAD
+        self._renew_at = expires - min(RENEW_AHEAD, max(0.0, expires - now) / 5)
+        return grant
+
+    def renew(self) -> None:
+        """Get a new grant now (from ``token_source``), for every thread's next request."""
+        with self._moving:
+            if self._token_source is not None and time.time() >= self._renew_at:
+                self._address(self.host, self.port, self._grant(), self.fingerprint)
 
     def _address(self, host: str, port: int, token: str, fingerprint: str | None = None) -> None:
         if fingerprint:
@@ -350,6 +385,8 @@ class DaemonClient:
                 cluster=self.cluster) from exc
 
     def _conn(self) -> http11.Connection:
+        if self._token_source is not None and time.time() >= self._renew_at:
+            self.renew()
         conn = getattr(self._local, "conn", None)
         if conn is not None and conn.dropped():
             conn.close()
@@ -381,6 +418,8 @@ class DaemonClient:
                 address = self._resolve()
             except Exception:  # noqa: BLE001 - no new address: the caller reports the refusal
                 return False
+            if address is not None and self._token_source is not None:  # the grant stays
+                address = (address[0], address[1], self.token, address[3])
             if address is None or tuple(address) == (self.host, self.port, self.token, self.fingerprint):
                 return False
             self._address(*address)
@@ -450,6 +489,8 @@ class DaemonClient:
         the iteration stops. Errors as ``request_json``'s (a 404 is ``tether.NotFoundError``)."""
         if params:
             path = f"{path}?{urlencode(params, doseq=True)}"
+        if self._token_source is not None and time.time() >= self._renew_at:
+            self.renew()
         try:
             conn = http11.Connection(self.host, self.port, connect_timeout, fingerprint=self.fingerprint)
         except OSError as exc:

@@ -142,6 +142,8 @@ def http_error(cluster: str, status: int, body: bytes, /, **context: Any) -> err
     context.setdefault("cluster", cluster)
     if status == 401:
         return errors.AuthenticationError(message, **context)
+    if status == 403:
+        return errors.AccessDeniedError(message, needed=data.get("needed"), user=data.get("user"), **context)
     if status == 409 and kind == "version_mismatch":
         from tether._version import __version__
 

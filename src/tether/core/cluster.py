@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tether.client.daemon_client import DaemonClient
+from tether.client.daemon_client import DaemonClient, TokenSource
 from tether.core.image import Image, resolve_image
 from tether.core.image_apply import apply_image, check_docker, forget_image, image_status
 from tether.core.images import Env, resolve_env
@@ -30,7 +30,7 @@ from tether.protocol import wire
 
 if TYPE_CHECKING:
     from tether.core.packaging import ImportSpec
-    from tether.launchers.base import Launcher
+    from tether.launchers.base import Endpoint, Launcher
 
 DEFAULT_CLUSTER = "local"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -51,6 +51,8 @@ class Cluster(Resource):
         self.launcher_name = launcher or _infer_launcher(spec)
         self.spec = spec
         self._client: DaemonClient | None = None
+        #: where a shared cluster's grants come from (``shared_cluster``); None: the owner's token
+        self.token_source: TokenSource | None = None
         self._node_clients: dict[int, DaemonClient] = {}
         self._lock = threading.Lock()
         self._last_up_seconds: float | None = None
@@ -80,11 +82,17 @@ class Cluster(Resource):
                 f"no launcher named {self.launcher_name!r} (installed: {', '.join(sorted(found))}); "
                 "launchers register through the 'tether' entry-point group") from None
 
-    def config(self) -> dict[str, Any]:
+    def config(self, endpoint: bool = False) -> dict[str, Any]:
+        """The cluster's definition. ``endpoint=True`` adds how other users reach its running
+        daemon without the owner's token (``endpoint``: ``host``, ``port``, TLS ``fingerprint``;
+        for an SSH cluster ``ssh`` and ``daemon_port``), for a shared cluster's registry entry
+        (``shared_cluster``, docs/sharing.md). A token is never in a config."""
         config = {"type": self.RESOURCE_TYPE, "name": self.name, "launcher": self.launcher_name,
                   "spec": self.launcher.config_spec(self.spec)}
         if self.image is not None:
             config["image"] = self.image.config()
+        if endpoint:
+            config["endpoint"] = self.launcher.shared_endpoint(self)
         return config
 
     @property
@@ -136,7 +144,8 @@ class Cluster(Resource):
         client = self._client
         if client is not None:
             endpoint = self.launcher.endpoint(self)
-            if endpoint is None or (endpoint.host, endpoint.port, endpoint.token, endpoint.fingerprint) != (
+            token = client.token if self.token_source is not None else endpoint and endpoint.token
+            if endpoint is None or (endpoint.host, endpoint.port, token, endpoint.fingerprint) != (
                     client.host, client.port, client.token, client.fingerprint):
                 with self._lock:
                     if self._client is client:
@@ -172,7 +181,7 @@ class Cluster(Resource):
         next daemon starts empty. Best effort: an unreachable or older daemon is left as it is."""
         endpoint = self.launcher.endpoint(self)
         if endpoint is not None:
-            client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name)
+            client = self._client_to(endpoint)
             with contextlib.suppress(TetherError):
                 client.request_json("POST", "/_tether/forget")
             client.close()
@@ -262,9 +271,13 @@ class Cluster(Resource):
         return self
 
     def _connect(self) -> DaemonClient:
-        endpoint = self.launcher.up(self)
+        return self._client_to(self.launcher.up(self), resolve=self._address, gone=self._gone)
+
+    def _client_to(self, endpoint: Endpoint, **options: Any) -> DaemonClient:
+        """A client of the daemon at ``endpoint``: with its token, or with grants from
+        ``token_source`` (a shared cluster)."""
         return DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
-                            fingerprint=endpoint.fingerprint, resolve=self._address, gone=self._gone)
+                            fingerprint=endpoint.fingerprint, token_source=self.token_source, **options)
 
     def _gone(self) -> str | None:
         """Why the daemon cannot be reached, when the launcher knows (its machines were deleted:
@@ -297,8 +310,7 @@ class Cluster(Resource):
             return down
         client, temporary = self._client, False
         if client is None:  # not `self.client`: connecting may restart a daemon of another size
-            client, temporary = DaemonClient(endpoint.host, endpoint.port, endpoint.token,
-                                             cluster=self.name, fingerprint=endpoint.fingerprint), True
+            client, temporary = self._client_to(endpoint), True
         try:
             status = client.request_json("GET", "/_tether/status")
         finally:
@@ -327,10 +339,7 @@ class Cluster(Resource):
             try:
                 client = self._node_clients.get(index)
                 if client is None:
-                    endpoint = self.launcher.node_endpoint(self, index)
-                    client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
-                                          fingerprint=endpoint.fingerprint)
-                    self._node_clients[index] = client
+                    client = self._node_clients[index] = self._client_to(self.launcher.node_endpoint(self, index))
                 clients.append((name, client))
             except TetherError as exc:
                 clients.append((name, exc))
@@ -350,9 +359,7 @@ class Cluster(Resource):
             return self.client
         client = self._node_clients.get(index)
         if client is None:
-            endpoint = self.launcher.node_endpoint(self, index)
-            client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=self.name,
-                                  fingerprint=endpoint.fingerprint)
+            client = self._client_to(self.launcher.node_endpoint(self, index))
             client.check_version()
             self._node_clients[index] = client
         return client
@@ -568,6 +575,23 @@ def ondemand_cluster(name: str, **spec: Any) -> Cluster:
     Nothing is launched until it is used (``up_if_not()``, a deploy).
     """
     return cluster(name, launcher=spec.pop("launcher", None) or "ondemand", **spec)
+
+
+def shared_cluster(name: str, endpoint: dict[str, Any], token_source: TokenSource) -> Cluster:
+    """A handle on a cluster another user owns and shares through the team registry (the
+    ``shared`` launcher): its daemon reached at ``endpoint`` (the ``endpoint`` part of the owner's
+    ``cluster.config(endpoint=True)``: host, port, TLS fingerprint) with grants from
+    ``token_source`` (the registry client's ``POST /v1/grants``), renewed before they expire.
+    ``name``: the registry name (``/alice/gpu``; its leading '/' is dropped for the handle)."""
+    if "ssh" in endpoint:
+        raise ConfigError(f"cluster {name!r} is reached over SSH ({endpoint['ssh'].get('host')}): open a "
+                          f"tunnel to its daemon's port {endpoint.get('daemon_port')} with your own SSH login "
+                          "(ssh -L) and give that address: shared_cluster(name, {'host': '127.0.0.1', "
+                          "'port': <local port>}, token_source)")
+    spec = {k: v for k, v in endpoint.items() if k in ("host", "port", "fingerprint") and v is not None}
+    found = Cluster(name.lstrip("/"), "shared", path=name, **spec)
+    found.token_source = token_source
+    return found
 
 
 def here() -> Cluster:

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from tether import state
 from tether._version import __version__
 from tether.daemon import (
+    access,
     dashboard,
     events,
     history_routes,
@@ -50,9 +51,10 @@ from tether.daemon.requests import (
 from tether.daemon.responses import MessageResponse, MessagesResponse, send_error
 from tether.daemon.shell import run_commands
 from tether.daemon.store import Store, UnknownName
-from tether.daemon.tokens import Tokens
+from tether.daemon.tokens import Grants, Tokens
 from tether.daemon.usage import Usage
 from tether.protocol import shm, wire
+from tether.protocol.grants import GrantError, looks_like_grant
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
@@ -224,7 +226,7 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     async def call_result(call_id: str, request: Request, timeout: float | None = None):
         """The result of a call by id: waits while it runs (up to ``timeout`` seconds)."""
         wait = check_timeout(timeout)
-        record = _record(call_id)
+        record = _record(call_id, request)
         try:
             await asyncio.wait_for(record.done.wait(), wait)
         except TimeoutError:
@@ -238,9 +240,9 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         return MessageResponse(msg)
 
     @app.post("/_tether/calls/{call_id}/cancel")
-    async def cancel_call(call_id: str, force: bool = False) -> dict[str, Any]:
+    async def cancel_call(call_id: str, request: Request, force: bool = False) -> dict[str, Any]:
         """Stop a running call; ``force`` restarts its worker (objects are re-created)."""
-        record = _record(call_id)
+        record = _record(call_id, request)
         if record.node and not record.done.is_set():  # forwarded: the node holds the call
             return await remote.cancel(store, record.node, call_id, force)
         if record.done.is_set() or record.worker is None:
@@ -281,7 +283,31 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         return {"nodes": store.nodes.info()}
 
     tokens = Tokens(token, cluster, info.get("token_path", "its state dir"))
+    tokens.grants = Grants.configured(store.state_dir)
     dashboard.register(app, tokens)
+
+    @app.get("/_tether/registry")
+    async def registry() -> dict[str, Any]:
+        """The registry whose grants this daemon accepts: its public key and this cluster's
+        path there (``{"cluster": null}``: none, only the owner's token)."""
+        return tokens.grants.info() if tokens.grants else {"cluster": None, "public_key": None}
+
+    @app.put("/_tether/registry")
+    async def set_registry(request: Request) -> dict[str, Any]:
+        """``{"public_key": ..., "cluster": "/alice/gpu"}`` (or nulls: no grants): the owner
+        shares a running cluster. Stored in the state dir; grants verified before are forgotten."""
+        body = parse_json_body(await _body(request))
+        key, path = body.get("public_key"), body.get("cluster")
+        if not all(v is None or isinstance(v, str) for v in (key, path)) or bool(key) != bool(path):
+            raise HTTPError(400, "bad_request", "give both 'public_key' (the registry's, GET /v1/grant-key) "
+                            "and 'cluster' (this cluster's registry path), or neither")
+        try:
+            grants = Grants(key, path) if key else None
+        except ValueError as exc:
+            raise HTTPError(400, "bad_request", str(exc)) from None
+        state.write_registry(store.state_dir, key, path)
+        tokens.grants = grants
+        return await registry()
 
     @app.post("/_tether/token")
     async def rotate_token() -> dict[str, Any]:
@@ -289,13 +315,17 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         written to the state dir and required from now on; the old one gets a 401 that says so."""
         return await tokens.rotate(store)
 
-    def _record(call_id: str) -> CallRecord:
+    def _record(call_id: str, request: Request) -> CallRecord:
         try:
-            return calls.get(call_id)
+            record = calls.get(call_id)
         except ExpiredCall as exc:
             raise HTTPError(410, "expired", str(exc)) from None
         except UnknownCall as exc:
             raise HTTPError(404, "not_found", str(exc)) from None
+        denied = access.check_own(request.scope, record.caller, call_id)
+        if denied:
+            raise HTTPError(403, "forbidden", denied)
+        return record
 
     # The call path, for the OpenAPI schema and for paths DaemonApp leaves to FastAPI: both hand
     # the request to the same raw ASGI route.
@@ -347,14 +377,19 @@ class DaemonApp:
             elif key == b"x-tether-version":
                 version = value
         if not hmac.compare_digest(got, self.tokens.expected):
-            # the dashboard's session cookie, its login page and files (never the call path's cost)
-            IdleTracker.watching(scope)  # watching a cluster does not keep it up (autostop)
-            gate = dashboard.gate(scope, self.tokens)
-            if gate == dashboard.TO_LOGIN:
-                return await dashboard.to_login(send)
-            if gate == dashboard.DENY:
-                return await send_error(send, 401, *self.tokens.refusal(got))
-            return await self._app(scope, receive, send)
+            if got[:7] == b"Bearer " and looks_like_grant(got[7:]):  # a user's grant (a shared cluster)
+                refused = self._grant(scope, got)
+                if refused is not None:
+                    return await send_error(send, *refused[:3], **refused[3])
+            else:
+                # the dashboard's session cookie, its login page and files (never the call path's cost)
+                IdleTracker.watching(scope)  # watching a cluster does not keep it up (autostop)
+                gate = dashboard.gate(scope, self.tokens)
+                if gate == dashboard.TO_LOGIN:
+                    return await dashboard.to_login(send)
+                if gate == dashboard.DENY:
+                    return await send_error(send, 401, *self.tokens.refusal(got))
+                return await self._app(scope, receive, send)
         if version is not None and version != self.version:
             return await send_error(
                 send, 409, "version_mismatch",
@@ -371,6 +406,27 @@ class DaemonApp:
                 return await self.call_route(scope, receive, send, parts[0],
                                              parts[1] if len(parts) == 2 else "call")
         await self._app(scope, receive, send)
+
+    def _grant(self, scope, got: bytes) -> tuple[int, str, str, dict[str, Any]] | None:
+        """None if the grant in ``got`` may make this request (then the request carries it as
+        ``scope["tether.grant"]``, and its caller header names the grant's user); else the
+        error's (status, kind, message): 401 for a grant not accepted, 403 for too little access."""
+        grants = self.tokens.grants
+        if grants is None:
+            return 401, *Grants.refusal(self.tokens.cluster, "this daemon accepts no grants (it was not "
+                                        "given a registry's public key: the cluster is not shared)"), {}
+        try:
+            grant = grants.check(got)
+        except GrantError as exc:
+            return 401, *Grants.refusal(self.tokens.cluster, exc.reason), {"reason": exc.reason}
+        method, path = scope["method"], scope["path"]
+        need = access.needed(method, path)
+        if not access.allows(grant.access, need):
+            return 403, "forbidden", access.refusal(grant, need, method, path), {
+                "user": grant.user, "access": grant.access, "needed": need}
+        scope["tether.grant"] = grant
+        scope["headers"] = access.as_user(scope["headers"], grant.user)
+        return None
 
     async def _app(self, scope, receive, send) -> None:
         try:

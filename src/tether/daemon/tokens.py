@@ -8,20 +8,32 @@ talks to them) and switches its node links to their new tokens as each one answe
 gets every new token in the answer (the launcher keeps the nodes' in its records).
 
 Tokens are never logged: a rotation logs that it happened, and when.
+
+A shared cluster's daemon also accepts *grants* (``protocol/grants.py``): short-lived tokens a team
+registry signs for a user, checked here offline with the registry's public key (``Grants``) and
+then authorized route by route (``daemon/access.py``). Its settings: the state dir's
+``registry.pub`` and ``cluster_path`` (written by the launchers' ``registry_key=``/``registry_path=``
+and by the owner's ``PUT /_tether/registry``, which switches a running daemon at once), else env
+``TETHER_REGISTRY_KEY`` and ``TETHER_CLUSTER_PATH`` (a daemon started by hand; the launchers do
+not pass them on, so a shell that has them set shares no cluster by accident).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import time
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether import state
+from tether.protocol.grants import CLOCK_SKEW, Grant, verify
 
 if TYPE_CHECKING:
     from tether.daemon.store import Store
@@ -30,6 +42,8 @@ log = logging.getLogger("tether.daemon")
 
 #: rotated tokens remembered to tell "rotated" from "wrong" (past that: "wrong")
 _RETIRED = 16
+#: verified grants kept (each ~1 KB); past it the expired go, then the oldest
+GRANT_CACHE = 4096
 
 
 def session_of(token: str) -> bytes:
@@ -50,6 +64,7 @@ class Tokens:
         self.cookie = b"tether_" + hashlib.sha256(cluster.encode()).hexdigest()[:12].encode()
         self._retired: deque[tuple[bytes, float]] = deque(maxlen=_RETIRED)
         self._lock = asyncio.Lock()
+        self.grants: Grants | None = None  # a shared cluster's: set by create_app and PUT /_tether/registry
 
     def replace(self, token: str) -> None:
         self._retired.append((self.expected, time.time()))
@@ -81,3 +96,71 @@ class Tokens:
             self.replace(token)
         log.info("bearer token rotated (%d other node(s) rotated, %d failed)", len(rotated), len(failed))
         return {"token": token, "nodes": rotated, "failed": failed}
+
+
+class Grants:
+    """The grants this daemon accepts: signed by the registry whose public key it holds, for its
+    cluster path. ``check`` verifies a grant once and keeps it until it expires, so a caller's
+    next requests pay a dict lookup (a verification costs ~50 us)."""
+
+    def __init__(self, public_key: str, cluster: str, limit: int = GRANT_CACHE) -> None:
+        key = base64.urlsafe_b64decode(public_key + "=" * (-len(public_key) % 4))
+        if len(key) != 32:
+            raise ValueError(f"a registry's public key is 32 bytes of Ed25519 in base64url, not {len(key)} bytes")
+        if not cluster.startswith("/"):
+            raise ValueError(f"a cluster path is the cluster's registry name, e.g. '/alice/gpu', not {cluster!r}")
+        self.public_key, self.cluster, self.limit = public_key, cluster, limit
+        self._verified: dict[bytes, Grant] = {}
+
+    @classmethod
+    def configured(cls, state_dir: Path) -> Grants | None:
+        """From the state dir's files, else the env (``TETHER_REGISTRY_KEY``,
+        ``TETHER_CLUSTER_PATH``); None (no grants accepted) when neither is set or the setting is
+        invalid (logged)."""
+        key, path = state.read_registry(state_dir)
+        if not key and not path:
+            key, path = os.environ.get("TETHER_REGISTRY_KEY"), os.environ.get("TETHER_CLUSTER_PATH")
+        if not key and not path:
+            return None
+        try:
+            if not key or not path:
+                raise ValueError("both the registry's public key and the cluster's path are needed")
+            grants = cls(key, path)
+        except ValueError as exc:
+            log.error("grants are refused: the registry settings are invalid (%s)", exc)
+            return None
+        log.info("accepting grants for %s from the registry's key %s...", path, key[:8])
+        return grants
+
+    def info(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "public_key": self.public_key}
+
+    def check(self, authorization: bytes) -> Grant:
+        """The grant in ``authorization`` (``Bearer tg1...``), verified; else :class:`GrantError`."""
+        now = time.time()
+        grant = self._verified.get(authorization)
+        if grant is not None:
+            if now <= grant.expires + CLOCK_SKEW:
+                return grant
+            del self._verified[authorization]
+        token = authorization[7:].decode("ascii", errors="replace")
+        grant = verify(token, self.public_key, cluster=self.cluster, now=now)
+        if len(self._verified) >= self.limit:
+            self._evict(now)
+        self._verified[authorization] = grant
+        return grant
+
+    def _evict(self, now: float) -> None:
+        for key, grant in list(self._verified.items()):
+            if now > grant.expires + CLOCK_SKEW:
+                del self._verified[key]
+        while len(self._verified) >= self.limit:  # all live: the oldest first
+            del self._verified[next(iter(self._verified))]
+
+    @staticmethod
+    def refusal(cluster: str, reason: str) -> tuple[str, str]:
+        """The 401's (kind, message) for a grant this daemon does not accept."""
+        return "grant_refused", (
+            f"the grant sent to cluster {cluster!r} was refused: {reason}. Ask the registry for a new "
+            "one (a cluster loaded from the registry, tether.cluster('/owner/name'), asks by itself; "
+            "`tether login URL` if your registry token is gone)")

@@ -117,6 +117,16 @@ class Launcher:
         """The spec as saved in a config (a launcher drops secrets here)."""
         return dict(spec)
 
+    def shared_endpoint(self, cluster: Cluster) -> dict[str, Any]:
+        """How another user reaches the head daemon (``cluster.config(endpoint=True)``), never
+        with its token: ``host``, ``port`` and the TLS pin ``fingerprint`` of a running daemon (a
+        loopback address reaches it from this machine only). A ConfigError when it is down."""
+        endpoint = self.endpoint(cluster)
+        if endpoint is None:
+            raise ConfigError(f"cluster {cluster.name!r} is down: bring it up before saving how to reach it",
+                              cluster=cluster.name)
+        return {"host": endpoint.host, "port": endpoint.port, "fingerprint": endpoint.fingerprint}
+
     # -- nodes ------------------------------------------------------------------------------------
 
     def node_names(self, cluster: Cluster) -> list[str]:

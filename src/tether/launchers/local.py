@@ -15,6 +15,10 @@ machine; what was deployed comes back from the daemon's manifest, instances with
 One env can also be given a size of its own without touching the others (``env_limits``, the
 daemon's ``POST /_tether/envs/{env}/limits``): that is how a ladder climbs on a local cluster.
 
+A cluster shared through a team registry (docs/sharing.md) takes ``registry_key`` (the registry's
+public key) and ``registry_path`` (the cluster's name there): written to the state dir before its
+daemon starts, or sent to a running daemon (``PUT /_tether/registry``), which then accepts grants.
+
 A daemon outlives the program that started it, and serves whoever comes next: a program in
 another virtualenv would have its code run with the first program's interpreter and packages.
 ``check_daemon`` notices (``/health`` says which interpreter the daemon runs): a daemon that holds
@@ -37,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether import compute, state
-from tether.errors import LaunchError, TetherError, TetherWarning
+from tether.errors import ConfigError, LaunchError, TetherError, TetherWarning
 from tether.launchers.base import Endpoint, Launcher
 from tether.plugins import hookimpl
 
@@ -52,6 +56,41 @@ START_TIMEOUT = 60.0
 SIZE_KEYS = frozenset({"memory", "cpus"})
 
 
+REGISTRY_KEYS = frozenset({"registry_key", "registry_path"})
+
+
+def registry_of(spec: dict[str, Any]) -> tuple[str | None, str | None] | None:
+    """(public key, cluster path) a spec asks its daemon to accept grants with; None when it says
+    nothing (the daemon keeps its setting); a ConfigError for half a setting."""
+    if not REGISTRY_KEYS & set(spec):
+        return None
+    key, path = spec.get("registry_key"), spec.get("registry_path")
+    if bool(key) != bool(path) or not all(v is None or isinstance(v, str) for v in (key, path)):
+        raise ConfigError("a shared cluster takes both registry_key= (the registry's public key: "
+                          "GET /v1/grant-key) and registry_path= (its name there, e.g. '/alice/gpu')")
+    if path and not path.startswith("/"):
+        raise ConfigError(f"registry_path is the cluster's registry name, e.g. '/alice/gpu', not {path!r}")
+    return key or None, path or None
+
+
+def _daemon_env() -> dict[str, str]:
+    """This process's env, without the registry settings of a daemon started by hand: a cluster is
+    shared by its own ``registry_key=``/``registry_path=`` (state dir files), never by a shell's."""
+    return {k: v for k, v in os.environ.items() if k not in ("TETHER_REGISTRY_KEY", "TETHER_CLUSTER_PATH")}
+
+
+def set_registry(cluster: Cluster, endpoint: Endpoint, key: str | None, path: str | None) -> None:
+    """Share (or stop sharing) a running daemon: it stores the setting and switches at once."""
+    from tether.client.daemon_client import DaemonClient
+
+    client = DaemonClient(endpoint.host, endpoint.port, endpoint.token, cluster=cluster.name,
+                          fingerprint=endpoint.fingerprint)
+    try:
+        client.request_json("PUT", "/_tether/registry", body={"public_key": key, "cluster": path})
+    finally:
+        client.close()
+
+
 def limits_of(spec: dict[str, Any]) -> dict[str, Any]:
     """``{"memory": bytes or None, "cpus": float or None}``; a ConfigError for a bad value."""
     memory, cpus = spec.get("memory"), spec.get("cpus")
@@ -61,11 +100,12 @@ def limits_of(spec: dict[str, Any]) -> dict[str, Any]:
 
 class LocalLauncher(Launcher):
     """This machine. ``python`` (the default env's interpreter), ``port``, ``autostop_mins``,
-    ``memory``/``cpus`` (the size the workers get) and ``cluster_host`` (also listen on this
-    address: a node of an SSH cluster that its head reaches)."""
+    ``memory``/``cpus`` (the size the workers get), ``cluster_host`` (also listen on this
+    address, in TLS: a node of an SSH cluster that its head reaches, or a shared cluster's users),
+    ``registry_key``/``registry_path`` (a shared cluster's grants: see the module's docstring)."""
 
     name = "local"
-    spec_keys = frozenset({"python", "port", "autostop_mins", "cluster_host"}) | SIZE_KEYS
+    spec_keys = frozenset({"python", "port", "autostop_mins", "cluster_host"}) | SIZE_KEYS | REGISTRY_KEYS
     unsupported = {
         "rsync": "the local cluster is this machine: its files are already here",
         "ssh": "the local cluster is this machine: open a shell here",
@@ -77,6 +117,17 @@ class LocalLauncher(Launcher):
     def validate(self, spec: dict[str, Any]) -> None:
         super().validate(spec)
         limits_of(spec)
+        registry_of(spec)
+
+    def shared_endpoint(self, cluster: Cluster) -> dict[str, Any]:
+        """The TLS listener on ``cluster_host`` when it has one (reachable from other machines),
+        else the loopback one (this machine's users only)."""
+        found = super().shared_endpoint(cluster)
+        record = state.read_daemon_record(state.cluster_dir(cluster.name)) or {}
+        if record.get("cluster_address") and record.get("cluster_tls"):
+            host, port = record["cluster_address"]
+            found = {"host": host, "port": port, "fingerprint": record.get("fingerprint")}
+        return found
 
     def _up(self, cluster: Cluster) -> Endpoint:
         folder = state.cluster_dir(cluster.name)
@@ -88,8 +139,13 @@ class LocalLauncher(Launcher):
                     self._down(cluster)  # another machine size is another machine
                     endpoint = None
                 state.remove_env_limits(folder)  # ...whose envs all start at its size
+            wanted = registry_of(cluster.spec)
             if endpoint is not None:
+                if wanted is not None and state.read_registry(folder) != wanted:
+                    set_registry(cluster, endpoint, *wanted)
                 return endpoint
+            if wanted is not None:
+                state.write_registry(folder, *wanted)
             return self._start(cluster, folder)
 
     def _start(self, cluster: Cluster, folder: Path) -> Endpoint:
@@ -106,7 +162,7 @@ class LocalLauncher(Launcher):
         log_path = folder / "daemon.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd=str(folder))
+                                    start_new_session=True, cwd=str(folder), env=_daemon_env())
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             record = state.read_daemon_record(folder)

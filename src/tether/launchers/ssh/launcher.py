@@ -31,6 +31,7 @@ from tether._version import __version__
 from tether.core.packaging import ImportSpec
 from tether.errors import ConfigError, ConnectionError, LaunchError, TetherError
 from tether.launchers.base import Endpoint, Launcher
+from tether.launchers.local import REGISTRY_KEYS, registry_of, set_registry
 from tether.launchers.progress import Progress
 from tether.launchers.ssh import codesync, tunnels
 from tether.launchers.ssh import openssh as ssh
@@ -57,7 +58,7 @@ def parse_address(entry: str, default_user: str | None, default_port: int) -> tu
 
 class SshLauncher(Launcher):
     name = "ssh"
-    spec_keys = frozenset({"ips", "ssh_creds", "ssh_port", "autostop_mins", "install_from", "python"})
+    spec_keys = frozenset({"ips", "ssh_creds", "ssh_port", "autostop_mins", "install_from", "python"}) | REGISTRY_KEYS
     unsupported: dict[str, str] = {}
 
     # -- the definition ---------------------------------------------------------------------------
@@ -93,6 +94,17 @@ class SshLauncher(Launcher):
             raise ConfigError("autostop_mins is a number of minutes (-1: never)")
         for entry in spec["ips"]:
             parse_address(entry, None, 22)
+        registry_of(spec)
+
+    def shared_endpoint(self, cluster: Cluster) -> dict[str, Any]:
+        """The head's SSH address and its daemon's port on the head's loopback: a user it is shared
+        with reaches it through an SSH tunnel of their own (with their own SSH credentials)."""
+        records = (read_json(cluster_dir(cluster.name) / "nodes.json") or {}).get("nodes") or []
+        if not records or self.endpoint(cluster) is None:
+            raise ConfigError(f"cluster {cluster.name!r} is down: bring it up before saving how to reach it",
+                              cluster=cluster.name)
+        head = self.nodes(cluster)[0].target
+        return {"ssh": {"host": head.host, "port": head.port, "user": head.user}, "daemon_port": records[0]["port"]}
 
     def config_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
         # The password never goes into a saved config; up() keeps it in the cluster's 0600 state.
@@ -138,6 +150,9 @@ class SshLauncher(Launcher):
                 try:
                     endpoint = self._open(cluster, 0, records[0])
                     self._register(cluster, endpoint, records)
+                    wanted = registry_of(cluster.spec)
+                    if wanted is not None:  # the head stores it: its next daemon starts shared too
+                        set_registry(cluster, endpoint, *wanted)
                 except BaseException:
                     _stop_all(started)  # leave nothing half-started
                     raise
