@@ -213,6 +213,8 @@ def _copy_tree(src: Folder, dest: Folder) -> None:
     a temporary folder here otherwise (cluster to S3, cluster to cluster)."""
     if not src.exists_in_system():
         raise NotFoundError(f"no folder at {src.fsspec_url} to copy", path=src.path)
+    if src.fsspec_url == dest.fsspec_url:
+        return  # already there (Runhouse's .to("here") of a folder in the current directory)
     if src.store.local:
         dest.store.upload(src.path, dest.path)
     elif dest.store.local:
