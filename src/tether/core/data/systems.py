@@ -103,7 +103,7 @@ def normalize_path(system: System, path: str | os.PathLike) -> str:
         return "/" + text.strip("/")
     if on_this_machine(system):  # the local cluster: relative to the home folder, as on any node
         return str(Path.home() / Path(text).expanduser()) if not text.startswith("/") else text
-    return text
+    return text[2:] if text.startswith("~/") else text  # rsync's remote paths start at home
 
 
 def default_path(system: System, name: str) -> str:
