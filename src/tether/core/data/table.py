@@ -105,12 +105,12 @@ class Table(Resource):
         self._unwritten = False
         return self
 
-    def save(self, name: str | None = None) -> Table:
+    def save(self, name: str | None = None, **kwargs: Any) -> Table:
         """Save the table's config by name, writing its data first if it was not written yet
         (as Runhouse's ``rh.table(data=..., name=...).save()`` does)."""
         if self._unwritten:
             self.write()
-        return super().save(name)
+        return super().save(name, **kwargs)
 
     def fetch(self, columns: list[str] | None = None) -> Any:
         """The whole table as a ``pyarrow.Table`` (only ``columns`` if given)."""
