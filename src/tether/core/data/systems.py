@@ -219,6 +219,7 @@ class FsspecStore(Store):
     def isdir(self, path: str) -> bool:
         if self.local:
             return os.path.isdir(path)
+        self.fs.invalidate_cache(self._p(path))  # another process may have written there
         return bool(self.fs.isdir(self._p(path)))
 
     def read(self, path: str) -> bytes:
@@ -259,6 +260,7 @@ class FsspecStore(Store):
             shutil.copytree(path, local_dir, dirs_exist_ok=True)
             return
         root = self._p(path).rstrip("/")
+        self.fs.invalidate_cache(root)
         files = self.fs.find(root)
         if not files and not self.fs.isdir(root):
             raise NotFoundError(f"no folder at {self.protocol}://{root}", path=path)
