@@ -39,6 +39,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "CallHandle": ("tether.core.invoke", "CallHandle"),
     "exists": ("tether.core.resources", "exists"),
     "Resource": ("tether.core.resources", "Resource"),
+    "folder": ("tether.core.data.folder", "folder"),
+    "Folder": ("tether.core.data.folder", "Folder"),
+    "blob": ("tether.core.data.blob", "blob"),
+    "Blob": ("tether.core.data.blob", "Blob"),
+    "table": ("tether.core.data.table", "table"),
+    "Table": ("tether.core.data.table", "Table"),
     "TetherError": ("tether.errors", "TetherError"),
     "ConfigError": ("tether.errors", "ConfigError"),
     "NotFoundError": ("tether.errors", "NotFoundError"),
@@ -80,6 +86,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.core.cluster import Cluster, cluster, ondemand_cluster
+    from tether.core.data.blob import Blob, blob
+    from tether.core.data.folder import Folder, folder
+    from tether.core.data.table import Table, table
     from tether.core.function import Function, function
     from tether.core.image import Image
     from tether.core.images import Env, env

@@ -62,3 +62,13 @@ def test_defining_a_function_stays_light():
     modules = _modules_after("import json, tether as rh; rh.function(json.dumps); rh.module(json.JSONDecoder)")
     for package in HEAVY:
         assert _loaded(modules, package) == [], package
+
+
+def test_local_folders_never_import_the_data_libraries():
+    """fsspec, its S3/GCS plugins and pyarrow load only when an object store or a table is used."""
+    modules = _modules_after(
+        "import tempfile, tether as rh; d = tempfile.mkdtemp(); f = rh.folder(path=d); "
+        "f.put({'a.txt': b'x'}); f.ls(); f.get('a.txt'); rh.blob(data=1, path=d + '/b.pkl').fetch(); "
+        "rh.table(path=d + '/t.parquet')")
+    for package in ("fsspec", "s3fs", "gcsfs", "pyarrow", "pandas", *HEAVY):
+        assert _loaded(modules, package) == [], package

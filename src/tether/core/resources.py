@@ -26,6 +26,9 @@ TYPES: dict[str, str] = {
     "module": "tether.core.module:Module",
     "instance": "tether.core.stubs:RemoteInstance",
     "service": "tether.steps.services:Service",  # saved by pipeline steps
+    "folder": "tether.core.data.folder:Folder",
+    "blob": "tether.core.data.blob:Blob",
+    "table": "tether.core.data.table:Table",
 }
 
 
