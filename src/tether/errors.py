@@ -15,6 +15,8 @@ sockets, pickle) are translated at one boundary with ``raise ... from exc`` so c
     │   │                           closed, host key not trusted), or the connection dropped mid-call
     │   ├── AuthenticationError     the daemon refused the token (HTTP 401), or an SSH login failed
     │   └── VersionMismatchError    the client and the daemon speak different versions
+    ├── AccessDeniedError           the team registry refused: the user lacks the access needed
+    │                               (HTTP 403; the message names the access and who can grant it)
     ├── SerializationError          an argument or a result cannot be pickled / unpickled
     ├── CallCancelledError          the call was cancelled (Ctrl-C, handle.cancel(), task cancel)
     ├── CallTimeoutError            a call (or a wait for its result) outlived its ``timeout``
@@ -87,6 +89,10 @@ class AuthenticationError(ConnectionError):
 
 class VersionMismatchError(ConnectionError):
     """The client and the daemon run different tether versions."""
+
+
+class AccessDeniedError(TetherError, PermissionError):
+    """The team registry refused: this user lacks the access the operation needs (HTTP 403)."""
 
 
 class SerializationError(TetherError, TypeError):
@@ -166,6 +172,7 @@ __all__ = [
     "ConnectionError",
     "AuthenticationError",
     "VersionMismatchError",
+    "AccessDeniedError",
     "SerializationError",
     "CallCancelledError",
     "CallTimeoutError",
