@@ -57,9 +57,10 @@ class Resource:
         raise NotImplementedError
 
     def save(self, name: str | None = None) -> Resource:
-        """Save the config under ``name`` (default: the resource's name): in the team registry
-        as a new version when one is configured (``@/x``, ``/alice/x``), else on this machine."""
-        address = _address(name or self.name)
+        """Save the config under ``name`` (default: where it was loaded from or saved last, else
+        its name): in the team registry as a new version when one is configured (``@/x``,
+        ``/alice/x``), else on this machine."""
+        address = _address(name or self.rns_address or self.name)
         self.name = address.name
         store.save(address, self.config())
         _remember(self, address)

@@ -129,7 +129,7 @@ class RemoteInstance(Resource):
 
     def save(self, name: str | None = None) -> RemoteInstance:  # type: ignore[override]
         config = self.config()
-        address = resources._address(name or self._t_name)
+        address = resources._address(name or self.rns_address or self._t_name)
         if name:
             config["alias"], config["name"] = self._t_name, address.name
         store.save(address, config)
