@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tether._version import __version__
@@ -355,6 +356,10 @@ def create_app(db_url: str | None = None, key_dir: str | Path | None = None,
     @app.exception_handler(NotFoundError)
     def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
         return _error(404, "not_found", str(exc))
+
+    @app.exception_handler(IntegrityError)
+    def _conflict(_request: Request, _exc: IntegrityError) -> JSONResponse:
+        return _error(409, "conflict", "another request changed this at the same moment: try again")
 
     @app.exception_handler(ConfigError)
     def _bad_request(_request: Request, exc: ConfigError) -> JSONResponse:

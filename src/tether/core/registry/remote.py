@@ -57,6 +57,10 @@ def client() -> RegistryClient | None:
     return None if login is None else RegistryClient(login)
 
 
+#: (url, token) -> whoami: a token's user never changes
+_WHOAMI: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 class RegistryUnavailableError(ConnectionError):
     """The registry cannot be reached (``url``); reads fall back to the cache, writes fail."""
 
@@ -118,18 +122,23 @@ class RegistryClient:
 
     # -- who ------------------------------------------------------------------------------------
 
-    def whoami(self) -> dict[str, Any]:
-        """``{"user", "admin", "groups"}`` for this token (kept on disk: ``@/x`` resolves offline)."""
+    def whoami(self, fresh: bool = False) -> dict[str, Any]:
+        """``{"user", "admin", "groups"}`` for this token (kept in this process and on disk: ``@/x``
+        costs one round trip per process, and resolves while the registry is down)."""
+        key = (self.url, self.token)
+        if key in _WHOAMI and not fresh:
+            return _WHOAMI[key]
         path = self._cache / f"whoami-{hashlib.sha256(self.token.encode()).hexdigest()[:16]}.json"
         try:
             found = self.request("GET", "whoami")
         except RegistryUnavailableError:
-            cached = read_json(path)
+            cached = None if fresh else read_json(path)
             if cached is None:
                 raise
             return cached
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_json(path, found)
+        _WHOAMI[key] = found
         return found
 
     # -- resources ------------------------------------------------------------------------------
@@ -203,7 +212,7 @@ def login(url: str, token: str) -> str:
     url = url.rstrip("/")
     if not re.match(r"^https?://", url):
         raise ConfigError(f"the registry URL {url!r} needs its scheme: http://host:port or https://host")
-    user = RegistryClient(Login(url, token)).whoami()["user"]
+    user = RegistryClient(Login(url, token)).whoami(fresh=True)["user"]
     registry_login_path().parent.mkdir(parents=True, exist_ok=True)
     write_json(registry_login_path(), {"url": url, "token": token})
     return user
