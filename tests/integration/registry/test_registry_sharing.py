@@ -3,6 +3,10 @@ access levels enforced by the server (403 naming the access), versions and rollb
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -113,3 +117,20 @@ def test_only_the_owner_creates_under_their_name(as_user):
     as_user("bob")
     with pytest.raises(AccessDeniedError, match="only alice .*may create names under /alice/"):
         tether.function(embed).save(f"/alice/{unique('x')}")
+
+
+def test_another_machine_finds_the_name(as_user, registry, tmp_path):
+    """A process with a TETHER_HOME of its own (another machine, another Airflow worker) finds the
+    cluster alice saved, through the registry alone."""
+    name = unique("shared")
+    as_user("alice")
+    gpu = tether.cluster(name=name, launcher="local", cpus=1).save()
+    gpu.share("bob")
+    code = (f"import json, tether; c = tether.cluster('/alice/{name}'); "
+            "print(json.dumps([c.name, c.rns_address, c.config()]))")
+    env = {**os.environ, "TETHER_HOME": str(tmp_path), "TETHER_REGISTRY": registry.url,
+           "TETHER_TOKEN": registry.tokens["bob"]}
+    found = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                           timeout=60, check=True)
+    assert json.loads(found.stdout) == [name, f"/alice/{name}", json.loads(json.dumps(gpu.config()))]
+    assert not (tmp_path / "resources").exists()  # nothing came from a local registry
