@@ -90,6 +90,11 @@ def test_versions_and_rollback(as_user):
     with pytest.raises(NotFoundError, match="no version 9"):
         tether.load(name, version=9)
 
+    tether.load(name).delete_configs()  # with its versions
+    assert not tether.exists(name)
+    with pytest.raises(NotFoundError, match=f"nothing is saved as /alice/{name}"):
+        tether.load(name, version=1)
+
 
 def test_name_forms(as_user, monkeypatch, tether_home):
     name = unique("fn")
