@@ -9,7 +9,6 @@ an empty database works. Nothing here imports SQLAlchemy or FastAPI until a comm
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tether.cli._common import CLIError, JsonOpt, err, out
+from tether.cli._common import CLIError, JsonOpt, emit_json, err, out
 from tether.cli._group import SuggestingGroup
 
 registry_app = typer.Typer(cls=SuggestingGroup, suggest_commands=False, no_args_is_help=True,
@@ -120,7 +119,7 @@ def user_list(db: DbOpt = None, json_out: JsonOpt = False) -> None:
     with _session(db) as session:
         rows = registry_admin.list_users(session)
     if json_out:
-        out.print_json(json.dumps(rows))
+        emit_json(rows)
         return
     table = Table("user", "admin", "groups", "resources", "tokens", box=None)
     for row in rows:
@@ -191,7 +190,7 @@ def group_list(db: DbOpt = None, json_out: JsonOpt = False) -> None:
     with _session(db) as session:
         rows = registry_admin.list_groups(session)
     if json_out:
-        out.print_json(json.dumps(rows))
+        emit_json(rows)
         return
     table = Table("group", "members", box=None)
     for row in rows:
@@ -252,3 +251,27 @@ def logout() -> None:
     from tether.core.registry import remote
 
     out.print("Logged out." if remote.logout() else "Not logged in to a team registry.")
+
+
+def list_registry(json_out: bool) -> None:
+    """``tether ls --registry``: what this user may read in the team registry."""
+    from tether.core.registry import remote
+
+    found = remote.client()
+    if found is None:
+        raise CLIError("no team registry is configured",
+                       f"Run `tether login URL`, or set {remote.ENV_URL} and {remote.ENV_TOKEN}.")
+    rows = found.list()
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        out.print(f"Nothing in {escape(found.url)} that you may read yet: save one from Python, e.g. "
+                  "tether.cluster(name='dev', launcher='local').save().")
+        return
+    table = Table("name", "type", "owner", "version", "access", box=None)
+    for row in rows:
+        table.add_row(escape(row["path"]), escape(row["type"]), escape(row["owner"]),
+                      str(row["current_version"]), row["access"])
+    out.print(f"In {escape(found.url)}:")
+    out.print(table)

@@ -11,8 +11,10 @@ import uuid
 
 import pytest
 from registry_code import embed
+from typer.testing import CliRunner
 
 import tether
+from tether.cli import app
 from tether.errors import AccessDeniedError, ConfigError, NotFoundError
 
 
@@ -68,6 +70,8 @@ def test_group_sharing(as_user):
     loaded = tether.function(name=f"/alice/{name}")
     assert loaded.config() == fn.config() and loaded.name == name
     assert [r["path"] for r in tether.shared_with_me()] == [f"/alice/{name}"]
+    listed = CliRunner().invoke(app, ["ls", "--registry", "--json"])  # what carol may read
+    assert [(r["path"], r["access"]) for r in json.loads(listed.stdout)] == [(f"/alice/{name}", "read")]
 
     as_user("bob")  # not in ml
     with pytest.raises(AccessDeniedError):
