@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -59,6 +60,9 @@ def client() -> RegistryClient | None:
 
 #: (url, token) -> whoami: a token's user never changes
 _WHOAMI: dict[tuple[str, str], dict[str, Any]] = {}
+#: (url, token, cluster) -> the grant last signed for it
+_GRANTS: dict[tuple[str, str, str], dict[str, Any]] = {}
+RENEW_BEFORE = 60.0  # seconds: a grant this close to expiring is renewed
 
 
 class RegistryUnavailableError(ConnectionError):
@@ -205,6 +209,16 @@ class RegistryClient:
 
     def grant_key(self) -> dict[str, str]:
         return self.request("GET", "grant-key")
+
+    def grant_token(self, cluster: str) -> str:
+        """A grant for ``cluster`` that is valid for a while yet: kept per (registry, token,
+        cluster) in this process and renewed :data:`RENEW_BEFORE` seconds before it expires, so a
+        caller sends it as its bearer token on every request without asking each time."""
+        key = (self.url, self.token, cluster)
+        held = _GRANTS.get(key)
+        if held is None or held["expires"] - time.time() < RENEW_BEFORE:
+            held = _GRANTS[key] = self.grant(cluster)
+        return held["grant"]
 
 
 def login(url: str, token: str) -> str:
