@@ -38,6 +38,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RemoteRef": ("tether.core.invoke", "RemoteRef"),
     "CallHandle": ("tether.core.invoke", "CallHandle"),
     "exists": ("tether.core.resources", "exists"),
+    "shared_with_me": ("tether.core.resources", "shared_with_me"),
+    "versions": ("tether.core.resources", "versions"),
+    "rollback": ("tether.core.resources", "rollback"),
     "Resource": ("tether.core.resources", "Resource"),
     "folder": ("tether.core.data.folder", "folder"),
     "Folder": ("tether.core.data.folder", "Folder"),
@@ -93,7 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.core.image import Image
     from tether.core.images import Env, env
     from tether.core.module import Module, module
-    from tether.core.resources import Resource, exists, load
+    from tether.core.resources import Resource, exists, load, rollback, shared_with_me, versions
     from tether.core.stubs import RemoteFunction
     from tether.errors import (
         AccessDeniedError,

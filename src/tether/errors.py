@@ -15,7 +15,8 @@ sockets, pickle) are translated at one boundary with ``raise ... from exc`` so c
     │   │                           closed, host key not trusted), or the connection dropped mid-call
     │   ├── AuthenticationError     the daemon refused the token (HTTP 401), or an SSH login failed
     │   └── VersionMismatchError    the client and the daemon speak different versions
-    ├── AccessDeniedError           a shared cluster's grant lacks the access level (HTTP 403)
+    ├── AccessDeniedError           a registry or a shared cluster refused: the access level is too low
+    │                               (HTTP 403; the message names the access and who can grant it)
     ├── SerializationError          an argument or a result cannot be pickled / unpickled
     ├── CallCancelledError          the call was cancelled (Ctrl-C, handle.cancel(), task cancel)
     ├── CallTimeoutError            a call (or a wait for its result) outlived its ``timeout``

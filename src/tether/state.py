@@ -25,6 +25,11 @@ Under ``$TETHER_HOME`` (default ``~/.tether``; on a node of a remote cluster, th
                             and command the daemon starts
         nodes.json ...      a launcher's own records (the ssh launcher: nodes, tunnels)
     resources/              the local registry (``tether.core.registry.local``)
+    registry.json           {"url", "token"}: the team registry this machine uses (``tether login``)
+    registry-cache/<url>/   the last config read per registry name, for reads while it is down
+    registry/               a registry server's default home (``tether registry serve``):
+        registry.sqlite     its database (SQLite by default)
+        grant_signing.key   its Ed25519 key for grants (0600; never in the database)
 
 Every file is written whole and private: :func:`write_private` writes a temporary file (0600) and
 renames it over the old one, so a reader in another process sees the old file or the new one,
@@ -67,6 +72,21 @@ def cluster_dir(name: str) -> Path:
 
 def resources_dir() -> Path:
     return tether_home() / "resources"
+
+
+def registry_login_path() -> Path:
+    """Where ``tether login`` keeps the team registry's URL and this user's token (0600)."""
+    return tether_home() / "registry.json"
+
+
+def registry_cache_dir() -> Path:
+    """The configs last read from team registries, so loads work while one is down."""
+    return tether_home() / "registry-cache"
+
+
+def registry_server_dir() -> Path:
+    """A registry server's default home: its SQLite database and its key files."""
+    return tether_home() / "registry"
 
 
 # -- writing and reading ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""What tether's wheel carries beyond its modules: ``py.typed`` (PEP 561) and the dashboard's page.
+"""What tether's wheel carries beyond its modules: ``py.typed`` (PEP 561), the dashboard's page and
+the registry's migrations.
 
 Without ``py.typed`` a type checker treats an installed tether as untyped and ignores every
-annotation; without ``dashboard_static/`` an installed daemon serves a dashboard of 404s.
+annotation; without ``dashboard_static/`` an installed daemon serves a dashboard of 404s; without
+``registry/migrations/`` an installed registry cannot make its database.
 The wheel is built here the way `make venv` builds the editable install (no build isolation, no
 dependencies, offline).
 """
@@ -31,3 +33,6 @@ def test_the_wheel_ships_py_typed_and_the_dashboard(tmp_path: Path) -> None:
     static = ROOT / "src" / "tether" / "daemon" / "dashboard_static"
     for path in static.iterdir():
         assert f"tether/daemon/dashboard_static/{path.name}" in names
+    migrations = ROOT / "src" / "tether" / "registry" / "migrations"
+    for path in [*migrations.glob("*.py"), *migrations.glob("*.mako"), *migrations.glob("versions/*.py")]:
+        assert f"tether/registry/{path.relative_to(migrations.parent).as_posix()}" in names

@@ -9,7 +9,8 @@ Exit codes: 0 success; 1 an error (the message says what to do next); 2 a usage 
 
 The commands live in ``status``, ``calls``, ``logs`` (with ``call_output``: what calls printed),
 ``manage`` (``down``, ``rm``, ``ssh``), ``dashboard``, ``daemon`` (``tether daemon ...``),
-``info`` (``keys``, ``ls``, ``version``) and ``run``; what they share (consoles, errors, cluster
+``info`` (``keys``, ``ls``, ``version``), ``registry`` (``tether registry ...``, ``login``,
+``logout``) and ``run``; what they share (consoles, errors, cluster
 lookup, ``--json``) in ``_common``; ``_group`` suggests the command meant for a typo. This module
 builds the root app from them, in the order ``tether --help`` lists them.
 """
@@ -20,7 +21,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from tether._version import __version__
-from tether.cli import calls, daemon, dashboard, info, logs, manage, run, status
+from tether.cli import calls, daemon, dashboard, info, logs, manage, registry, run, status
 from tether.cli._common import EXIT_DOWN, EXIT_ERROR, CLIError, _report, err, out
 from tether.cli._group import SuggestingGroup
 
@@ -49,6 +50,9 @@ app.command("ls")(info.list_resources)
 app.command()(manage.down)
 app.command()(manage.rm)
 app.command()(manage.ssh)
+app.add_typer(registry.registry_app, name="registry")
+app.command()(registry.login)
+app.command()(registry.logout)
 app.command()(info.version)
 # Everything after the command's first argument is the command's own: `tether run ls -la`.
 app.command(context_settings={"allow_interspersed_args": False})(run.run)

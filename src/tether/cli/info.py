@@ -1,5 +1,8 @@
 """``tether keys``, ``ls`` and ``version``: look at clusters without changing them."""
 
+from typing import Annotated
+
+import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -48,11 +51,15 @@ def keys(cluster: ClusterOpt = "local", json_out: JsonOpt = False) -> None:
     out.print(_objects_table(objects))
 
 
-def list_resources(json_out: JsonOpt = False) -> None:
+def list_resources(json_out: JsonOpt = False, registry: Annotated[bool, typer.Option(
+        "--registry", help="List the team registry's resources you may read instead "
+                           "(`tether login`; docs/registry.md).")] = False) -> None:
     """List the resources saved in the local registry (clusters, functions, modules, envs).
 
     Resources are saved from Python with .save() and loaded by name with tether.load(name);
     `tether rm NAME` deletes one. With --json: a JSON array of {"name", "type"} objects.
+    With --registry: the team registry's resources you may read (yours and shared with you),
+    with their owner, current version and your access.
 
     **Example**
 
@@ -62,6 +69,11 @@ def list_resources(json_out: JsonOpt = False) -> None:
     """
     from tether.state import resources_dir
 
+    if registry:
+        from tether.cli.registry import list_registry
+
+        list_registry(json_out)
+        return
     saved = saved_resources()
     if json_out:
         emit_json([{"name": name, "type": kind} for name, kind in saved])

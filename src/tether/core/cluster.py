@@ -21,7 +21,7 @@ from tether.client.daemon_client import DaemonClient, TokenSource
 from tether.core.image import Image, resolve_image
 from tether.core.image_apply import apply_image, check_docker, forget_image, image_status
 from tether.core.images import Env, resolve_env
-from tether.core.registry import local
+from tether.core.registry import remote, store
 from tether.core.resources import Resource
 from tether.core.stubs import stub_for
 from tether.errors import ConfigError, LaunchError, NotFoundError, TetherError
@@ -526,12 +526,19 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
         if launcher is None and not spec:
             if name in _clusters:
                 return _clusters[name]
-            if local.exists(name):
-                config = local.load(name)
+            try:
+                saved = store.find(name)
+            except remote.RegistryUnavailableError:
+                if name != DEFAULT_CLUSTER:
+                    raise
+                saved = None  # the local default needs no registry
+            if saved is not None:
+                config, address = saved
                 if config.get("type") != "cluster":
                     raise ConfigError(f"{name!r} is saved as a {config.get('type')}, not a cluster")
                 found = Cluster(config["name"], config.get("launcher"), image=config.get("image"),
                                 **(config.get("spec") or {}))
+                found.rns_address = address.rns_address
             elif name == DEFAULT_CLUSTER:
                 found = Cluster(DEFAULT_CLUSTER, "local")
             else:

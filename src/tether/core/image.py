@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.core.images import _check_env_vars, _check_reqs
-from tether.core.registry import local
+from tether.core.registry import store
 from tether.core.resources import Resource
 from tether.errors import ConfigError
 
@@ -202,10 +202,11 @@ def resolve_image(value: Image | str | dict | None) -> Image | None:
     if isinstance(value, dict):
         return Image.from_config(value)
     if isinstance(value, str):
-        if not value.startswith("docker:") and local.exists(value):
-            config = local.load(value)
-            if config.get("type") == "image":
-                return Image.from_config(config)
+        saved = None if value.startswith("docker:") else store.find(value)
+        if saved is not None and saved[0].get("type") == "image":
+            found = Image.from_config(saved[0])
+            found.rns_address = saved[1].rns_address
+            return found
         return Image().from_docker(value)
     raise ConfigError(f"image= takes a tether.Image(...), a saved image's name or a docker image id, "
                       f"not {type(value).__name__}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tether.core.registry import local
+from tether.core.registry import store
 from tether.core.resources import Resource
 from tether.errors import ConfigError
 
@@ -119,8 +119,11 @@ def env(reqs: list[str] | None = None, env_vars: dict[str, str] | None = None, n
     """Make an env, or load a saved one when only ``name`` is given and it was saved."""
     if (name and reqs is None and env_vars is None and working_dir is None and python is None
             and compute is None):
-        if local.exists(name):
-            return Env.from_config(local.load(name))
+        saved = store.find(name)
+        if saved is not None:
+            found = Env.from_config(saved[0])
+            found.rns_address = saved[1].rns_address
+            return found
     return Env(reqs=[] if reqs is None else reqs, env_vars={} if env_vars is None else env_vars, name=name, working_dir=working_dir,
                python=python, compute=compute or {})
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tether.core import resources
 from tether.core.images import Env
 from tether.core.invoke import RemoteCallable, check_timeout, default_timeout
-from tether.core.registry import local
+from tether.core.registry import store
 from tether.core.resources import Resource
 from tether.errors import ConfigError, NotFoundError
 
@@ -129,9 +129,11 @@ class RemoteInstance(Resource):
 
     def save(self, name: str | None = None) -> RemoteInstance:  # type: ignore[override]
         config = self.config()
+        address = resources._address(name or self.rns_address or self._t_name)
         if name:
-            config["alias"], config["name"] = self._t_name, name
-        local.save(config)
+            config["alias"], config["name"] = self._t_name, address.name
+        store.save(address, config)
+        resources._remember(self, address)
         return self
 
     @classmethod

@@ -36,7 +36,7 @@ from tether.core.cluster import cluster as named_cluster
 from tether.core.function import function
 from tether.core.images import DEFAULT_ENV
 from tether.core.invoke import check_timeout, default_timeout
-from tether.core.registry import local
+from tether.core.registry import store
 from tether.errors import CallTimeoutError, ConfigError, NotFoundError, OutOfMemoryError
 from tether.steps import resets, upscale
 from tether.steps.climb import Climb, climb, covers, current_spec
@@ -93,7 +93,7 @@ def bring_up(name: str, *, launcher: str | None = None, spec: dict[str, Any] | N
 
 def _running(name: str):
     """The saved cluster ``name`` if it is up, else None (never starts anything)."""
-    if not local.exists(name):
+    if not store.exists(name):  # the team registry's, when one is configured
         return None
     try:
         handle = named_cluster(name)

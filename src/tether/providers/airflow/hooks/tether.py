@@ -98,7 +98,7 @@ def _home(host: str | None) -> str | None:
         return host[len("file://"):]
     if host.startswith(("http://", "https://")):
         raise ConfigError(
-            f"the tether connection's host {host!r} is a URL: reaching a team registry or a daemon by "
-            "URL needs the registry server, which this version does not include yet. Use the "
-            "registry's folder (a path), or leave the host empty for $TETHER_HOME.")
+            f"the tether connection's host {host!r} is a URL: the connection does not take a team "
+            "registry's URL yet. Set TETHER_REGISTRY and TETHER_TOKEN in the workers' environment "
+            "(docs/registry.md), and use the connection's host for a folder (a path) or leave it empty.")
     return host

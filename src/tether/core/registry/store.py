@@ -1,0 +1,71 @@
+"""Save, load, find and delete configs by any name form (``names``): the local registry or the
+team registry. The user API (``core/resources.py``, the factories) goes through here only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tether.core.registry import local, remote
+from tether.core.registry.names import Address, resolve
+from tether.errors import ConfigError, NotFoundError
+
+
+def _client() -> remote.RegistryClient:
+    found = remote.client()
+    if found is None:  # resolve() said remote, so one is configured
+        raise ConfigError("no team registry is configured")
+    return found
+
+
+def save(address: Address, config: dict[str, Any]) -> int | None:
+    """Save ``config`` at ``address``; the new version's number (None in the local registry)."""
+    if address.local:
+        local.save({**config, "name": address.path})
+        return None
+    return _client().put(address.path, config)
+
+
+def load(name: str, version: int | None = None) -> tuple[dict[str, Any], Address]:
+    """The config saved as ``name`` (``version``: a team registry's saved version) and its address."""
+    address = resolve(name)
+    if address.local:
+        if version is not None:
+            raise ConfigError(f"{name!r} is in this machine's local registry, which keeps one version; "
+                              "versions are kept by a team registry (`tether login URL`)")
+        return local.load(address.path), address
+    return _client().get(address.path, version)["config"], address
+
+
+def find(name: str) -> tuple[dict[str, Any], Address] | None:
+    """Like :func:`load`, or None when nothing is saved as ``name``."""
+    address = resolve(name)
+    if address.local:
+        return (local.load(address.path), address) if local.exists(address.path) else None
+    try:
+        return _client().get(address.path)["config"], address
+    except NotFoundError:
+        return None
+
+
+def exists(name: str) -> bool:
+    return find(name) is not None
+
+
+def delete(name: str) -> None:
+    address = resolve(name)
+    if address.local:
+        local.delete(address.path)
+        return
+    try:
+        _client().delete(address.path)
+    except NotFoundError:
+        pass
+
+
+def remote_address(name: str) -> str:
+    """The team registry path of ``name`` (ConfigError when it is a local name)."""
+    address = resolve(name)
+    if address.local:
+        raise ConfigError(f"{name!r} is saved on this machine only (local registry); sharing and "
+                          "versions need a team registry: `tether login URL`, then save() it again")
+    return address.path
