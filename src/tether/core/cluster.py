@@ -95,6 +95,20 @@ class Cluster(Resource):
             config["endpoint"] = self.launcher.shared_endpoint(self)
         return config
 
+    def _config_to_save(self, address: Any) -> dict[str, Any]:
+        """In a team registry, a cluster its users can call: a launcher that takes grants (local,
+        ssh) is given the registry's public key and this path (its daemon accepts the grants the
+        registry signs for it from then on, a running one at once), and the entry says how to reach
+        the daemon while it is up (never the owner's token). Elsewhere, the plain config."""
+        if address.local or not GRANT_KEYS <= getattr(self.launcher, "spec_keys", frozenset()):
+            return self.config()
+        key = store.registry_client().grant_key(doing=f"saving {address.path}")["public_key"]
+        if (self.spec.get("registry_key"), self.spec.get("registry_path")) != (key, address.path):
+            self.spec.update(registry_key=key, registry_path=address.path)
+            if self.is_up():
+                self.launcher.up(self)  # sends the new registry settings to the running daemon
+        return self.config(endpoint=self.is_up())
+
     @property
     def ips(self) -> list[str]:
         """The cluster's machines, head first."""
@@ -536,8 +550,13 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
                 config, address = saved
                 if config.get("type") != "cluster":
                     raise ConfigError(f"{name!r} is saved as a {config.get('type')}, not a cluster")
-                found = Cluster(config["name"], config.get("launcher"), image=config.get("image"),
-                                **(config.get("spec") or {}))
+                if _shared_with_me(config, address):
+                    client = store.registry_client()
+                    found = shared_cluster(address.path, config["endpoint"],
+                                           lambda: client.grant_token(address.path))
+                else:
+                    found = Cluster(config["name"], config.get("launcher"), image=config.get("image"),
+                                    **(config.get("spec") or {}))
                 found.rns_address = address.rns_address
             elif name == DEFAULT_CLUSTER:
                 found = Cluster(DEFAULT_CLUSTER, "local")
@@ -553,6 +572,18 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
                 return cached
         _clusters[name] = found
         return found
+
+
+#: what a launcher takes to accept a team registry's grants (``_config_to_save``)
+GRANT_KEYS = frozenset({"registry_key", "registry_path"})
+
+
+def _shared_with_me(config: dict[str, Any], address: Any) -> bool:
+    """A team registry's cluster another user owns, saved while up: called with grants."""
+    if address.local or not config.get("endpoint"):
+        return False
+    owner = address.path.split("/")[1]
+    return owner != store.registry_client().whoami()["user"]
 
 
 #: keywords that ask for machines made on demand (``tether.cluster(name, instance_type=...)``);

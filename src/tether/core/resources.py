@@ -65,9 +65,13 @@ class Resource:
         ``/alice/x``), else on this machine."""
         address = _address(name or self.rns_address or self.name)
         self.name = address.name
-        store.save(address, self.config())
+        store.save(address, self._config_to_save(address))
         _remember(self, address)
         return self
+
+    def _config_to_save(self, address: Address) -> dict[str, Any]:
+        """What ``save()`` writes at ``address`` (a cluster adds how to reach it: ``Cluster``)."""
+        return self.config()
 
     def _registry_path(self) -> str:
         if self.rns_address and not self.rns_address.startswith("~/"):

@@ -207,8 +207,9 @@ class RegistryClient:
         daemon accepts from this user (``tether.protocol.grants``)."""
         return self.request("POST", "grants", {"cluster": cluster}, doing=f"asking for a grant to {cluster}")
 
-    def grant_key(self) -> dict[str, str]:
-        return self.request("GET", "grant-key")
+    def grant_key(self, doing: str = "reading the registry's grant key") -> dict[str, str]:
+        """``{"public_key", "issuer"}``: what a shared cluster's daemon verifies grants with."""
+        return self.request("GET", "grant-key", doing=doing)
 
     def grant_token(self, cluster: str) -> str:
         """A grant for ``cluster`` that is valid for a while yet: kept per (registry, token,

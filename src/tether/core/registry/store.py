@@ -10,7 +10,8 @@ from tether.core.registry.names import Address, resolve
 from tether.errors import ConfigError, NotFoundError
 
 
-def _client() -> remote.RegistryClient:
+def registry_client() -> remote.RegistryClient:
+    """The configured team registry's client (ConfigError when none is)."""
     found = remote.client()
     if found is None:  # resolve() said remote, so one is configured
         raise ConfigError("no team registry is configured")
@@ -22,7 +23,7 @@ def save(address: Address, config: dict[str, Any]) -> int | None:
     if address.local:
         local.save({**config, "name": address.path})
         return None
-    return _client().put(address.path, config)
+    return registry_client().put(address.path, config)
 
 
 def load(name: str, version: int | None = None) -> tuple[dict[str, Any], Address]:
@@ -33,7 +34,7 @@ def load(name: str, version: int | None = None) -> tuple[dict[str, Any], Address
             raise ConfigError(f"{name!r} is in this machine's local registry, which keeps one version; "
                               "versions are kept by a team registry (`tether login URL`)")
         return local.load(address.path), address
-    return _client().get(address.path, version)["config"], address
+    return registry_client().get(address.path, version)["config"], address
 
 
 def find(name: str) -> tuple[dict[str, Any], Address] | None:
@@ -42,7 +43,7 @@ def find(name: str) -> tuple[dict[str, Any], Address] | None:
     if address.local:
         return (local.load(address.path), address) if local.exists(address.path) else None
     try:
-        return _client().get(address.path)["config"], address
+        return registry_client().get(address.path)["config"], address
     except NotFoundError:
         return None
 
@@ -57,7 +58,7 @@ def delete(name: str) -> None:
         local.delete(address.path)
         return
     try:
-        _client().delete(address.path)
+        registry_client().delete(address.path)
     except NotFoundError:
         pass
 
