@@ -10,7 +10,9 @@ sockets, pickle) are translated at one boundary with ``raise ... from exc`` so c
     │   └── NotFoundError           a saved resource, or an object/method on a daemon, does not exist
     │       └── ResultExpiredError  a call's result was dropped (retention by count and age)
     ├── LaunchError                 a cluster or its daemon could not be started (no usable python3
-    │                               on a node, no wheels that fit it, the daemon did not start)
+    │   │                           on a node, no wheels that fit it, the daemon did not start)
+    │   └── QuotaExceededError      the launch would take a group past its team registry quota
+    │                               (refused before anything is provisioned; shows the group's use)
     ├── ConnectionError             the daemon or a node cannot be reached (SSH: unreachable, port
     │   │                           closed, host key not trusted), or the connection dropped mid-call
     │   ├── AuthenticationError     the daemon refused the token (HTTP 401), or an SSH login failed
@@ -77,6 +79,12 @@ class ResultExpiredError(NotFoundError):
 
 class LaunchError(TetherError):
     """A cluster or its daemon could not be brought up."""
+
+
+class QuotaExceededError(LaunchError):
+    """A launch would take one of the user's groups past its quota in the team registry; nothing
+    was provisioned. ``group``, ``use`` (what its members run now), ``limit`` and ``asked`` (this
+    cluster's size) are dicts of ``clusters``, ``cpus``, ``gpus`` (a limit of None: none)."""
 
 
 class ConnectionError(TetherError, builtins.ConnectionError):
@@ -170,6 +178,7 @@ __all__ = [
     "ConfigError",
     "NotFoundError",
     "LaunchError",
+    "QuotaExceededError",
     "ConnectionError",
     "AuthenticationError",
     "AccessDeniedError",

@@ -30,7 +30,10 @@ token_app = typer.Typer(cls=SuggestingGroup, suggest_commands=False, no_args_is_
                         help="Users' bearer tokens (shown once, stored hashed).")
 registry_app.add_typer(user_app, name="user")
 registry_app.add_typer(group_app, name="group")
+quota_app = typer.Typer(cls=SuggestingGroup, suggest_commands=False, no_args_is_help=True,
+                        help="Groups' limits on clusters, CPUs and GPUs run at once, and what they use.")
 registry_app.add_typer(token_app, name="token")
+registry_app.add_typer(quota_app, name="quota")
 
 DbOpt = Annotated[str | None, typer.Option(
     "--db", envvar="TETHER_REGISTRY_DB", metavar="URL", show_default=False,
@@ -81,6 +84,10 @@ def serve(
     public_url: Annotated[str | None, typer.Option(
         "--public-url", metavar="URL", show_default=False,
         help="The URL clients use (named in grants); default: the one each request came to.")] = None,
+    usage_ttl: Annotated[float, typer.Option(
+        "--usage-ttl", metavar="HOURS",
+        help="Hours a launched cluster counts against quotas unless a bring-up or a connection renews "
+             "it (a process that crashed before its teardown frees its share then).")] = 24.0,
 ) -> None:
     """Run the registry server (FastAPI); the database is migrated to the newest schema first."""
     _registry_imports()
@@ -90,7 +97,8 @@ def serve(
     from tether.registry.app import create_app
 
     url = db or registry_db.default_url()
-    app = create_app(url, key_dir, public_url=public_url, engine=registry_db.open_db(url))
+    app = create_app(url, key_dir, public_url=public_url, engine=registry_db.open_db(url),
+                     usage_ttl=usage_ttl * 3600)
     shown = url.split("@")[-1] if "@" in url else url  # never print a password
     err.print(f"tether registry on http://{host}:{port} (database {escape(shown)}; API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -224,6 +232,88 @@ def token_revoke(user: str, name: Annotated[str | None, typer.Option(
     with _session(db) as session:
         count = registry_admin.revoke_tokens(session, user, name)
     out.print(f"Revoked {count} token{'s' * (count != 1)} of {escape(user)}.")
+
+
+# -- quotas --------------------------------------------------------------------------------------
+
+
+def _limit(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+@quota_app.command("set")
+def quota_set(
+    group: str,
+    clusters: Annotated[int | None, typer.Option(help="Clusters the group's members run at once.")] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPUs of those clusters, all nodes.")] = None,
+    gpus: Annotated[int | None, typer.Option(help="GPUs of those clusters, all nodes.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Limit what GROUP's members run at once (a limit left out: none). Replaces its quota."""
+    from tether.registry import quotas
+
+    with _session(db) as session:
+        quotas.set_quota(session, group, clusters=clusters, cpus=cpus, gpus=gpus)
+    out.print(f"Quota of {escape(group)}: {_limit(clusters)} clusters, {_limit(cpus)} cpus, "
+              f"{_limit(gpus)} gpus ('-': no limit).")
+
+
+@quota_app.command("remove")
+def quota_remove(group: str, db: DbOpt = None) -> None:
+    """Take GROUP's quota away (no limits)."""
+    from tether.registry import quotas
+
+    with _session(db) as session:
+        quotas.remove_quota(session, group)
+    out.print(f"{escape(group)} has no quota now.")
+
+
+@quota_app.command("list")
+def quota_list(db: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """The groups' quotas and what their members use now (use/limit)."""
+    from tether.registry import quotas
+
+    with _session(db) as session:
+        rows = quotas.list_quotas(session)
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("group", "clusters", "cpus", "gpus", box=None)
+    for row in rows:
+        table.add_row(escape(row["group"]), *(f"{row['use'][w]:g}/{_limit(row['limit'][w])}"
+                                              for w in ("clusters", "cpus", "gpus")))
+    out.print(table if rows else "No quotas: `tether registry quota set GROUP --clusters N` makes one.")
+
+
+@quota_app.command("usage")
+def quota_usage(db: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """The clusters counted now: whose, their size, when they stop counting unless renewed."""
+    import time
+
+    from tether.registry import quotas
+
+    with _session(db) as session:
+        rows = quotas.usage_of(session)
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("user", "cluster", "launcher", "cpus", "gpus", "expires in", box=None)
+    for row in rows:
+        table.add_row(escape(row["user"]), escape(row["name"]), escape(row["launcher"]), f"{row['cpus']:g}",
+                      f"{row['gpus']:g}", f"{max(row['expires'] - time.time(), 0) / 3600:.1f} h")
+    out.print(table if rows else "No clusters are counted.")
+
+
+@quota_app.command("release")
+def quota_release(user: str, cluster: str, db: DbOpt = None) -> None:
+    """Stop counting USER's CLUSTER (one that is gone without a teardown)."""
+    from tether.registry import admin as registry_admin
+    from tether.registry import quotas
+
+    with _session(db) as session:
+        found = quotas.release(session, registry_admin.user(session, user), cluster)
+    out.print(f"Released {escape(user)}'s {escape(cluster)}." if found
+              else f"{escape(user)}'s {escape(cluster)} was not counted.")
 
 
 # -- the client side -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from tether.client.daemon_client import DaemonClient, TokenSource
 from tether.core.image import Image, resolve_image
 from tether.core.image_apply import apply_image, check_docker, forget_image, image_status
 from tether.core.images import Env, resolve_env
-from tether.core.registry import remote, store
+from tether.core.registry import remote, store, usage
 from tether.core.resources import Resource
 from tether.core.stubs import stub_for
 from tether.errors import ConfigError, LaunchError, NotFoundError, TetherError
@@ -189,6 +189,7 @@ class Cluster(Resource):
             forget = getattr(self.launcher, "forget", None)
             if forget is not None:  # a daemon that was not running cannot forget by itself
                 forget(self)
+        usage.release(self)  # the team registry's quotas (core/registry/usage.py)
 
     def _forget_deployed(self) -> None:
         """Ask a running head daemon to forget its manifest (and its nodes theirs), so that the

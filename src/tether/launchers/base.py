@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tether.core.registry import usage
 from tether.errors import ConfigError, LaunchError, TetherError
 
 if TYPE_CHECKING:
@@ -86,7 +87,10 @@ class Launcher:
                 f"it takes: {', '.join(sorted(self.spec_keys)) or 'no options'}")
 
     def up(self, cluster: Cluster) -> Endpoint:
-        """Bring the cluster up (a no-op when it is up) and return its endpoint."""
+        """Bring the cluster up (a no-op when it is up) and return its endpoint. With a team
+        registry, the launch is counted against the user's quotas first: past one, a
+        ``QuotaExceededError`` before anything is provisioned (``core/registry/usage.py``)."""
+        usage.claim(cluster)
         start = time.monotonic()
         try:
             endpoint = self._up(cluster)

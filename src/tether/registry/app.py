@@ -24,7 +24,7 @@ from tether._version import __version__
 from tether.errors import ConfigError, NotFoundError
 from tether.protocol import grants
 from tether.registry import access as acl
-from tether.registry import admin, db, keys, schemas
+from tether.registry import admin, db, keys, quotas, schemas
 from tether.registry.models import Resource, Share, Token, User, Version, now
 
 LAST_USED_EVERY = 60.0  # seconds: a token's last_used is written at most this often
@@ -310,6 +310,34 @@ def grant_key(request: Request) -> schemas.GrantKey:
     return schemas.GrantKey(public_key=grants.public_key(request.app.state.grant_key), issuer=_issuer(request))
 
 
+@v1.post("/usage/clusters", response_model=schemas.UsageOut, tags=["quotas"],
+         responses={409: {"model": schemas.QuotaExceededBody}})
+def claim_usage(body: schemas.UsageBody, caller: Caller, request: Request) -> Any:
+    """Count a cluster the caller launches against their groups' quotas, before it is provisioned
+    (or renew its entry): 409 ``quota_exceeded`` with the group's use and limits when it would
+    take one of them past its quota. Entries not renewed expire (docs/registry.md#quotas)."""
+    try:
+        entry = quotas.claim(caller.session, caller.user, body.name, body.launcher, body.cpus, body.gpus,
+                             check=body.check, ttl=request.app.state.usage_ttl)
+    except quotas.Exceeded as exc:
+        return JSONResponse({"error": "quota_exceeded", "message": exc.message(body.name), **exc.body()},
+                            status_code=409)
+    return quotas.entry_out(entry)
+
+
+@v1.delete("/usage/clusters/{name:path}", status_code=204, tags=["quotas"])
+def release_usage(name: str, caller: Caller) -> None:
+    """Stop counting one of the caller's clusters (its teardown); nothing to do when it is not counted."""
+    quotas.release(caller.session, caller.user, name)
+
+
+@v1.get("/usage", response_model=schemas.UsageReport, tags=["quotas"])
+def usage(caller: Caller) -> dict[str, Any]:
+    """The caller's clusters counted now, and their groups' quotas with each group's use."""
+    return {"clusters": quotas.usage_of(caller.session, caller.user),
+            "quotas": quotas.quotas_of(caller.session, caller.user)}
+
+
 def _issuer(request: Request) -> str:
     return request.app.state.public_url or str(request.base_url).rstrip("/")
 
@@ -336,10 +364,12 @@ def _principal(session: Session, text: str) -> str:
 
 
 def create_app(db_url: str | None = None, key_dir: str | Path | None = None,
-               public_url: str | None = None, engine: Any = None) -> FastAPI:
+               public_url: str | None = None, engine: Any = None,
+               usage_ttl: float = quotas.DEFAULT_TTL) -> FastAPI:
     """The registry app on the database at ``db_url`` (migrated by the caller: ``db.open_db``)
     with its keys in ``key_dir`` (default: beside a SQLite file, else ``$TETHER_HOME/registry``).
-    ``public_url`` is the issuer named in grants (default: the URL a request came to)."""
+    ``public_url`` is the issuer named in grants (default: the URL a request came to);
+    ``usage_ttl``: seconds a cluster counts against quotas unless renewed (``registry/quotas.py``)."""
     url = db_url or db.default_url()
     app = FastAPI(title="tether registry", version=__version__,
                   description="Shared names, versions and access levels for a team's tether "
@@ -348,6 +378,7 @@ def create_app(db_url: str | None = None, key_dir: str | Path | None = None,
     app.state.engine = engine if engine is not None else db.engine(url)
     app.state.grant_key = keys.grant_key(Path(key_dir) if key_dir else db.default_key_dir(url))
     app.state.public_url = public_url.rstrip("/") if public_url else None
+    app.state.usage_ttl = usage_ttl
 
     @app.exception_handler(RegistryError)
     def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:

@@ -103,7 +103,8 @@ class Share(Base):
 
 
 class Quota(Base):
-    """A group's limits (None: no limit), checked before a launch (not enforced yet)."""
+    """A group's limits (None: no limit) on what its members run at once, checked when a launch
+    registers its cluster (``registry/quotas.py``)."""
 
     __tablename__ = "quotas"
 
@@ -111,3 +112,24 @@ class Quota(Base):
     max_clusters: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ClusterUsage(Base):
+    """A cluster a user launched and has not torn down: its size, counted against the quotas of
+    every group the user is in. ``expires``: when a cluster nobody refreshed stops counting (a
+    process that crashed before its teardown), renewed each time a process brings it up or
+    connects to it (migration 0002)."""
+
+    __tablename__ = "cluster_usage"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(512))
+    launcher: Mapped[str] = mapped_column(String(32))
+    cpus: Mapped[float] = mapped_column(Float, default=0.0)
+    gpus: Mapped[float] = mapped_column(Float, default=0.0)
+    created: Mapped[float] = mapped_column(Float, default=now)
+    expires: Mapped[float] = mapped_column(Float)
+
+    user: Mapped[User] = relationship()

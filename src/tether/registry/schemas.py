@@ -94,3 +94,52 @@ class GrantOut(BaseModel):
 class GrantKey(BaseModel):
     public_key: str = Field(description="base64url raw Ed25519 public key: what daemons verify grants with")
     issuer: str
+
+
+class Amounts(BaseModel):
+    clusters: float
+    cpus: float
+    gpus: float
+
+
+class Limits(BaseModel):
+    clusters: float | None = Field(description="None: no limit")
+    cpus: float | None
+    gpus: float | None
+
+
+class UsageBody(BaseModel):
+    name: str = Field(min_length=1, max_length=512, description="the cluster's name (one entry per user and name)")
+    launcher: str = Field(default="", max_length=32)
+    cpus: float = Field(default=0, ge=0, description="the cluster's CPUs, all nodes (0: not known)")
+    gpus: float = Field(default=0, ge=0, description="its GPUs, all nodes")
+    check: bool = Field(default=True, description="refuse past a quota (false: a cluster that runs "
+                                                  "already is only recorded)")
+
+
+class UsageOut(BaseModel):
+    user: str
+    name: str
+    launcher: str
+    cpus: float
+    gpus: float
+    created: float
+    expires: float = Field(description="when it stops counting unless renewed (a bring-up or a connection renews it)")
+
+
+class QuotaOut(BaseModel):
+    group: str
+    limit: Limits
+    use: Amounts
+
+
+class UsageReport(BaseModel):
+    clusters: list[UsageOut] = Field(description="the caller's clusters counted now")
+    quotas: list[QuotaOut] = Field(description="the quotas of the caller's groups and what each group uses")
+
+
+class QuotaExceededBody(ErrorBody):
+    group: str
+    use: Amounts
+    limit: Limits
+    asked: Amounts

@@ -10,6 +10,7 @@ registry is down; writes then fail with an error naming the URL and what to do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from tether.errors import (
     ConfigError,
     ConnectionError,
     NotFoundError,
+    QuotaExceededError,
     TetherError,
 )
 from tether.state import read_json, registry_cache_dir, registry_login_path, write_json
@@ -110,7 +113,7 @@ class RegistryClient:
             body = json.loads(exc.read() or b"{}")
             message = body.get("message") or json.dumps(body.get("detail", body))
         except ValueError:
-            message = exc.reason
+            body, message = {}, exc.reason
         where = f"team registry {self.url}"
         if exc.code == 401:
             if not self.token:
@@ -120,6 +123,9 @@ class RegistryClient:
             return AccessDeniedError(f"{where}: {message}", url=self.url)
         if exc.code == 404:
             return NotFoundError(f"{where}: {message}", url=self.url)
+        if exc.code == 409 and body.get("error") == "quota_exceeded":
+            return QuotaExceededError(f"{where}: {message}", url=self.url, group=body.get("group"),
+                                      use=body.get("use"), limit=body.get("limit"), asked=body.get("asked"))
         if exc.code in (400, 409, 422):
             return ConfigError(f"{where}: {message}", url=self.url)
         return TetherError(f"{where} answered HTTP {exc.code}: {message}", url=self.url)
@@ -220,6 +226,51 @@ class RegistryClient:
         if held is None or held["expires"] - time.time() < RENEW_BEFORE:
             held = _GRANTS[key] = self.grant(cluster)
         return held["grant"]
+
+
+    # -- quotas ---------------------------------------------------------------------------------
+
+    def claim_usage(self, name: str, launcher: str, cpus: float, gpus: float, check: bool = True) -> dict[str, Any]:
+        """Count cluster ``name`` against this user's groups' quotas (or renew its entry);
+        QuotaExceededError past one (``check``) with the group's use and limits."""
+        return self.request("POST", "usage/clusters", {"name": name, "launcher": launcher, "cpus": cpus,
+                                                       "gpus": gpus, "check": check},
+                            doing=f"counting cluster {name!r} against your quotas")
+
+    def release_usage(self, name: str) -> None:
+        self.request("DELETE", f"usage/clusters/{urllib.parse.quote(name)}",
+                     doing=f"releasing cluster {name!r} from your quotas")
+
+    def usage(self) -> dict[str, Any]:
+        """``{"clusters": [...], "quotas": [...]}``: this user's counted clusters, their groups' quotas."""
+        return self.request("GET", "usage")
+
+
+@contextlib.contextmanager
+def using(url: str | None, token: str | None = None) -> Iterator[Login | None]:
+    """Run the block with the team registry at ``url`` (and ``token``), as ``TETHER_REGISTRY`` and
+    ``TETHER_TOKEN`` would: what an orchestrator's step does with its connection, block or resource.
+    ``url`` None: as it is. The variables are the process's (subprocesses inherit them), restored
+    after the block; steps of one process that use different registries take turns."""
+    if not url:
+        yield configured()
+        return
+    if not re.match(r"^https?://", url):
+        raise ConfigError(f"the registry URL {url!r} needs its scheme: http://host:port or https://host")
+    saved = {key: os.environ.get(key) for key in (ENV_URL, ENV_TOKEN)}
+    os.environ[ENV_URL] = url.rstrip("/")
+    if token:
+        os.environ[ENV_TOKEN] = token
+    else:
+        os.environ.pop(ENV_TOKEN, None)
+    try:
+        yield configured()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def login(url: str, token: str) -> str:
