@@ -42,6 +42,22 @@ def session_cluster():
     cluster.teardown()
 
 
+@pytest.fixture(scope="module")
+def sqlite_registry(tmp_path_factory):
+    """A team registry server (``tether registry serve``) on SQLite with users alice, bob, carol
+    (carol in group ml): ``.url``, ``.tokens[user]``, ``.db_url``
+    (tests/integration/registry/registry_support.py)."""
+    registry_tests = str(Path(__file__).parent / "integration" / "registry")
+    if registry_tests not in sys.path:
+        sys.path.insert(0, registry_tests)
+    from registry_support import RegistryServer
+
+    home = tmp_path_factory.mktemp("registry")
+    server = RegistryServer.start(f"sqlite:///{home / 'registry.sqlite'}", home)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def make_cluster():
     """Factory of fresh local clusters (own daemon each), torn down after the test."""

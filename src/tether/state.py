@@ -65,6 +65,16 @@ def tether_home() -> Path:
     return Path(os.environ.get("TETHER_HOME") or Path.home() / ".tether").expanduser()
 
 
+def home_id() -> str:
+    """This machine and ``$TETHER_HOME``, hashed: which one holds a cluster's records (a team
+    registry's cluster entry says where it was brought up, so the owner's other machines reach it
+    by its endpoint rather than starting their own)."""
+    import hashlib
+    import socket
+
+    return hashlib.sha256(f"{socket.gethostname()}\0{tether_home().resolve()}".encode()).hexdigest()[:16]
+
+
 def cluster_dir(name: str) -> Path:
     """State of a cluster started from this machine: token, daemon.json, logs."""
     return tether_home() / "clusters" / name

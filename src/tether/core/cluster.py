@@ -27,6 +27,7 @@ from tether.core.stubs import stub_for
 from tether.errors import ConfigError, LaunchError, NotFoundError, TetherError
 from tether.plugins import launchers
 from tether.protocol import wire
+from tether.state import home_id
 
 if TYPE_CHECKING:
     from tether.core.packaging import ImportSpec
@@ -580,11 +581,15 @@ GRANT_KEYS = frozenset({"registry_key", "registry_path"})
 
 
 def _shared_with_me(config: dict[str, Any], address: Any) -> bool:
-    """A team registry's cluster another user owns, saved while up: called with grants."""
-    if address.local or not config.get("endpoint"):
+    """A team registry's cluster saved while up that this process calls with grants: another
+    user's, or the user's own brought up from another machine (or TETHER_HOME: its records are
+    there, so this one reaches it by its endpoint rather than starting one of its own)."""
+    endpoint = config.get("endpoint")
+    if address.local or not endpoint:
         return False
     owner = address.path.split("/")[1]
-    return owner != store.registry_client().whoami()["user"]
+    elsewhere = endpoint.get("home") not in (None, home_id()) and "ssh" not in endpoint
+    return elsewhere or owner != store.registry_client().whoami()["user"]
 
 
 #: keywords that ask for machines made on demand (``tether.cluster(name, instance_type=...)``);

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tether.core.registry import usage
 from tether.errors import ConfigError, LaunchError, TetherError
+from tether.state import home_id
 
 if TYPE_CHECKING:
     from tether.core.cluster import Cluster
@@ -124,12 +125,14 @@ class Launcher:
     def shared_endpoint(self, cluster: Cluster) -> dict[str, Any]:
         """How another user reaches the head daemon (``cluster.config(endpoint=True)``), never
         with its token: ``host``, ``port`` and the TLS pin ``fingerprint`` of a running daemon (a
-        loopback address reaches it from this machine only). A ConfigError when it is down."""
+        loopback address reaches it from this machine only), and ``home``: where its records are
+        (``state.home_id``). A ConfigError when it is down."""
         endpoint = self.endpoint(cluster)
         if endpoint is None:
             raise ConfigError(f"cluster {cluster.name!r} is down: bring it up before saving how to reach it",
                               cluster=cluster.name)
-        return {"host": endpoint.host, "port": endpoint.port, "fingerprint": endpoint.fingerprint}
+        return {"host": endpoint.host, "port": endpoint.port, "fingerprint": endpoint.fingerprint,
+                "home": home_id()}
 
     # -- nodes ------------------------------------------------------------------------------------
 

@@ -126,7 +126,7 @@ class LocalLauncher(Launcher):
         record = state.read_daemon_record(state.cluster_dir(cluster.name)) or {}
         if record.get("cluster_address") and record.get("cluster_tls"):
             host, port = record["cluster_address"]
-            found = {"host": host, "port": port, "fingerprint": record.get("fingerprint")}
+            found = {**found, "host": host, "port": port, "fingerprint": record.get("fingerprint")}
         return found
 
     def _up(self, cluster: Cluster) -> Endpoint:

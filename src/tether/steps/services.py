@@ -9,7 +9,9 @@ with the same arguments) and the record follows it, so the next step finds it by
     svc = Service.deploy("my_project.train:Trainer", name="trainer", cluster="train", kwargs={"lr": 0.1})
     Service.load("trainer").call("fit", kwargs={"epochs": 3})
 
-Records live in the registry under ``services/<name>`` (``tether.load("services/trainer")``).
+Records live in the registry under ``services/<name>`` (``tether.load("services/trainer")``): the
+team registry's (``@/services/<name>``) when one is configured, so steps on other machines find
+them, else this machine's.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from tether.core.cluster import cluster as named_cluster
 from tether.core.function import function
 from tether.core.images import Env, resolve_env
 from tether.core.module import module
-from tether.core.registry import local
+from tether.core.registry import store
+from tether.core.registry.names import resolve
 from tether.core.resources import Resource
-from tether.errors import ConfigError, NotFoundError
+from tether.errors import ConfigError, NotFoundError, TetherError
 from tether.steps.rebuild import METHOD as REBUILD
 from tether.steps.rebuild import RebuildContext
 
@@ -103,7 +106,7 @@ class Service(Resource):
     def save(self, name: str | None = None) -> Service:  # type: ignore[override]
         if name:
             self.name = name
-        local.save(self.config())
+        store.save(resolve(f"{FOLDER}/{self.name}"), self.config())
         return self
 
     @classmethod
@@ -112,10 +115,11 @@ class Service(Resource):
         clusters that are up (and, apart, those whose cluster is down or gone), then ``hint``:
         what to do, in the words of the caller's orchestrator (a provider passes its own deploy
         step's name); without one, a hint that names none."""
-        if not local.exists(f"{FOLDER}/{name}"):
+        found = store.find(f"{FOLDER}/{name}")
+        if found is None:
             raise NotFoundError(f"no service named {name!r} was deployed through tether's pipeline "
                                 f"steps ({deployed_listing()}). {hint or MISSING_HINT}", service=name)
-        return cls.from_config(local.load(f"{FOLDER}/{name}"))
+        return cls.from_config(found[0])
 
     # -- making it -------------------------------------------------------------------------------
 
@@ -264,16 +268,8 @@ class Service(Resource):
 
 def saved_on(cluster: str) -> set[str]:
     """The services whose records say they live on ``cluster``."""
-    found = set()
-    for entry in local.names():
-        if entry.startswith(FOLDER + "/"):
-            try:
-                record = local.load(entry)
-            except (NotFoundError, ValueError):
-                continue
-            if isinstance(record, dict) and record.get("cluster") == cluster and record.get("service"):
-                found.add(record["service"])
-    return found
+    return {record["service"] for _, record in store.configs(FOLDER)
+            if isinstance(record, dict) and record.get("cluster") == cluster and record.get("service")}
 
 
 def deployed_listing() -> str:
@@ -281,13 +277,14 @@ def deployed_listing() -> str:
     the saved services by the state of their cluster (a local file or process check each; this
     runs only on the way to an error)."""
     groups: dict[str, dict[str, list[str]]] = {"up": {}, "down": {}, "gone": {}}
-    for entry in local.names():
-        if not entry.startswith(FOLDER + "/"):
-            continue
+    try:
+        records = store.configs(FOLDER)
+    except TetherError as exc:  # the team registry down: the error still says what to do
+        return f"the deployed ones cannot be listed: {exc}"
+    for _, record in records:
         try:
-            record = local.load(entry)
             service, cluster = record["service"], record["cluster"]
-        except (NotFoundError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError):
             continue
         groups[_cluster_state(cluster)].setdefault(cluster, []).append(service)
 
@@ -308,7 +305,10 @@ def deployed_listing() -> str:
 def _cluster_state(name: str) -> str:
     """"up", "down" (saved, not running) or "gone" (not running, and nothing saved under that
     name: no step can bring it up again)."""
-    saved = name == DEFAULT_CLUSTER or local.exists(name)
+    try:
+        saved = name == DEFAULT_CLUSTER or store.exists(name)
+    except TetherError:
+        saved = True  # the team registry cannot say: not "gone"
     try:
         handle = named_cluster(name)  # this process's handle, if it has one, else the saved one
         up = handle.is_up()

@@ -1,5 +1,6 @@
 """Team registry servers for the tests: a real ``tether registry serve`` subprocess on SQLite, and
 on a real PostgreSQL (Debian's ``postgresql``: one server per test session, in a temp dir).
+``sqlite_registry`` (SQLite only) is in tests/conftest.py: the provider tests use it too.
 
 Outside CI the PostgreSQL tests skip with the reason when its binaries are missing; in CI (``CI``
 set, as ``.ci/run`` runs, which installs ``postgresql``) that is a failure.
@@ -37,15 +38,6 @@ def registry(request, tmp_path_factory):
     else:
         url = request.getfixturevalue("postgres").new_database()
     server = RegistryServer.start(url, home)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sqlite_registry(tmp_path_factory):
-    """A registry server on SQLite only (what does not depend on the database)."""
-    home = tmp_path_factory.mktemp("registry")
-    server = RegistryServer.start(f"sqlite:///{home / 'registry.sqlite'}", home)
     yield server
     server.stop()
 

@@ -4,6 +4,8 @@ connections, and what a wrong name says."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import tether as rh
@@ -216,9 +218,31 @@ def test_the_provider_registers_its_connection_type_and_decorator(airflow_home):
         assert "tether" in manager.taskflow_decorators
 
 
-def test_a_registry_url_is_refused_with_what_to_use_instead(airflow_home, monkeypatch):
+def test_a_connection_to_a_team_registry_applies_its_url_and_token(airflow_home, sqlite_registry, monkeypatch):
+    """Host: the registry's URL, password: the token; the steps run with them as TETHER_REGISTRY
+    and TETHER_TOKEN, restored after; the UI's connection test asks the registry who it is."""
+    from tether.core.registry import remote
+    from tether.core.registry.names import resolve
     from tether.providers.airflow.hooks.tether import TetherHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_TETHER_URL", '{"conn_type": "tether", "host": "https://reg.example"}')
-    with pytest.raises(rh.ConfigError, match="registry's folder"):
-        TetherHook("tether_url").get_conn()
+    monkeypatch.delenv("TETHER_REGISTRY", raising=False)
+    monkeypatch.delenv("TETHER_TOKEN", raising=False)
+    token = sqlite_registry.tokens["alice"]
+    monkeypatch.setenv("AIRFLOW_CONN_TETHER_TEAM", json.dumps(
+        {"conn_type": "tether", "host": sqlite_registry.url, "password": token}))
+    hook = TetherHook("tether_team")
+    settings = hook.get_conn()
+    assert (settings.registry_url, settings.home) == (sqlite_registry.url, None)
+    assert token not in repr(settings)
+    with hook.activated():
+        assert remote.configured() == remote.Login(sqlite_registry.url, token)
+        assert resolve("train").path == "/alice/train"
+    assert remote.configured() is None
+    assert hook.test_connection() == (True, f"team registry {sqlite_registry.url} as alice, launcher local")
+    monkeypatch.setenv("AIRFLOW_CONN_TETHER_BAD", json.dumps(
+        {"conn_type": "tether", "host": sqlite_registry.url, "password": "trt_wrong"}))
+    ok, why = TetherHook("tether_bad").test_connection()
+    assert not ok and "unknown or revoked" in why
+    monkeypatch.setenv("AIRFLOW_CONN_TETHER_FTP", '{"conn_type": "tether", "host": "ftp://x"}')
+    with pytest.raises(rh.ConfigError, match="neither a folder nor a team registry"):
+        TetherHook("tether_ftp").get_conn()

@@ -63,6 +63,31 @@ def delete(name: str) -> None:
         pass
 
 
+def configs(folder: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, config)`` of each resource saved under ``folder``: in the local registry, or the
+    current user's in the team registry (``@/folder/...``; one request per resource, so for the
+    few records a pipeline keeps, e.g. its services)."""
+    address = resolve(f"{folder.strip('/')}/_")
+    prefix = address.path[:-1]
+    if address.local:
+        found = []
+        for name in local.names():
+            if name.startswith(prefix):
+                try:
+                    found.append((name, local.load(name)))
+                except (NotFoundError, ValueError):
+                    continue
+        return found
+    client = registry_client()
+    found = []
+    for row in client.list(prefix):
+        try:
+            found.append((row["path"], client.get(row["path"])["config"]))
+        except NotFoundError:
+            continue
+    return found
+
+
 def remote_address(name: str) -> str:
     """The team registry path of ``name`` (ConfigError when it is a local name)."""
     address = resolve(name)

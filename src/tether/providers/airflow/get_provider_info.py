@@ -33,9 +33,9 @@ def get_provider_info() -> dict[str, Any]:
             },
             "ui-field-behaviour": {
                 "hidden-fields": ["schema", "port", "login", "extra"],
-                "relabeling": {"host": "Registry folder or daemon URL", "password": "Token"},
-                "placeholders": {"host": "/var/lib/tether (empty: $TETHER_HOME)",
-                                 "password": "bearer token of a daemon reached by URL"},
+                "relabeling": {"host": "Registry folder or team registry URL", "password": "Registry token"},
+                "placeholders": {"host": "/var/lib/tether or http://registry:8470 (empty: $TETHER_HOME)",
+                                 "password": "your team registry token (tether registry token create)"},
             },
         }],
         "task-decorators": [{"name": "tether", "class-name": f"{MODULE}.decorators.tether.tether_task"}],

@@ -11,6 +11,7 @@ call that needs it, and torn down by the teardown of the run's last step process
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
 from dagster import ConfigurableResource, InitResourceContext
@@ -45,8 +46,15 @@ class TetherClusterResource(ConfigurableResource):
         default="never", description="When the run's last step is over: 'always' tear the cluster "
                                      "down, 'on_failure' only if a step of the run failed, or "
                                      "'never' (it stays up, on its rung, with its live instances).")
+    registry_url: str | None = Field(
+        default=None, description="A team registry's URL (http://registry:8470): the cluster and its "
+                                  "services are found and saved there, from any machine's steps.")
+    registry_token: str | None = Field(
+        default=None, description="Your token for that registry: EnvVar('TETHER_TOKEN') (read where the "
+                                  "step runs, never shown in Dagster's UI).")
 
     _up: str | None = PrivateAttr(default=None)
+    _registry: contextlib.ExitStack | None = PrivateAttr(default=None)
     _brought_up: bool = PrivateAttr(default=False)
     _failed: bool = PrivateAttr(default=False)
 
@@ -121,10 +129,24 @@ class TetherClusterResource(ConfigurableResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Nothing remote: this runs in every step process (and after the run); the first call
-        brings the cluster up."""
+        brings the cluster up. With ``registry_url``, the step's process uses that team registry
+        (``TETHER_REGISTRY``/``TETHER_TOKEN``) until the resource's teardown."""
+        if self.registry_url:
+            from tether.core.registry import remote
+
+            self._registry = contextlib.ExitStack()
+            self._registry.enter_context(remote.using(self.registry_url, self.registry_token))
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """Apply the teardown policy if the run this process belongs to is over (its last step)."""
+        try:
+            self._teardown_after(context)
+        finally:
+            if self._registry is not None:
+                self._registry.close()
+                self._registry = None
+
+    def _teardown_after(self, context: InitResourceContext) -> None:
         ref = runs.RunRef.of(context)
         if ref is None:  # used outside a run (build_resources): this scope was the run
             if self._up is not None:

@@ -1,16 +1,40 @@
-"""Prefect blocks: a named tether cluster, and a named service on one (saved, loaded by name)."""
+"""Prefect blocks: a named tether cluster, and a named service on one (saved, loaded by name).
+
+Both take ``registry_url`` (a team registry, docs/registry.md) and ``registry_token`` (a Prefect
+``Secret`` block, or the token itself, kept secret): their actions then find and save names there,
+so flows on other machines find the same cluster and service. Without them, the process's own
+registry (``TETHER_REGISTRY``/``TETHER_TOKEN``, ``tether login``, else ``$TETHER_HOME``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, field_validator
+from prefect.blocks.system import Secret
+from pydantic import Field, SecretStr, field_validator
 
 #: what a call to a service that no task deployed tells a Prefect user to do
 MISSING_SERVICE_HINT = (
     "Deploy it in an earlier task of the flow: deploy_service(TetherService(service_name=..., "
     "cluster_name=..., target='package.module:Name')), or TetherService(...).deploy().")
+
+
+_URL_HELP = "A team registry's URL (http://registry:8470): names are found and saved there."
+_TOKEN_HELP = "Your token for that registry: a Secret block (Secret.load('tether-token')) or the token."
+
+
+@contextlib.contextmanager
+def in_registry(block: Any) -> Iterator[None]:
+    """Run the block's action with its team registry (``registry_url``/``registry_token``)."""
+    from tether.core.registry import remote
+
+    token = block.registry_token
+    value = token.get() if isinstance(token, Secret) else token.get_secret_value() if token else None
+    with remote.using(block.registry_url, value):
+        yield
 
 
 class TetherCluster(Block):
@@ -41,6 +65,8 @@ class TetherCluster(Block):
         default=None, description="Compute to climb to on out-of-memory, smallest first (each rung a "
                                   "spec such as {'memory': '2Gi', 'cpus': 2}, or a cluster's name); "
                                   "without a spec the cluster starts on the first rung.")
+    registry_url: str | None = Field(default=None, description=_URL_HELP)
+    registry_token: Secret | SecretStr | None = Field(default=None, description=_TOKEN_HELP)
 
     @field_validator("ladder", mode="before")
     @classmethod
@@ -55,13 +81,15 @@ class TetherCluster(Block):
         """Bring the cluster up (or reuse it); returns its name."""
         from tether.steps import actions
 
-        return actions.bring_up(self.cluster_name, launcher=self.launcher, spec=self.spec or None,
-                              ladder=self.ladder, logger=logger).name
+        with in_registry(self):
+            return actions.bring_up(self.cluster_name, launcher=self.launcher, spec=self.spec or None,
+                                    ladder=self.ladder, logger=logger).name
 
     def teardown(self, logger: Any = None) -> None:
         from tether.steps import actions
 
-        actions.teardown(self.cluster_name, logger=logger)
+        with in_registry(self):
+            actions.teardown(self.cluster_name, logger=logger)
 
 
 class TetherService(Block):
@@ -90,13 +118,16 @@ class TetherService(Block):
     target: str = Field(description="Import path of the function or class: 'package.module:Name'.")
     init_args: list[Any] = Field(default_factory=list, description="Positional arguments of the class.")
     init_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the class.")
+    registry_url: str | None = Field(default=None, description=_URL_HELP)
+    registry_token: Secret | SecretStr | None = Field(default=None, description=_TOKEN_HELP)
 
     def deploy(self, logger: Any = None) -> str:
         """Deploy it (a class is constructed there); returns the service name."""
         from tether.steps import actions
 
-        return actions.deploy(self.target, self.service_name, self.cluster_name, args=self.init_args,
-                            kwargs=self.init_kwargs, logger=logger).name
+        with in_registry(self):
+            return actions.deploy(self.target, self.service_name, self.cluster_name, args=self.init_args,
+                                  kwargs=self.init_kwargs, logger=logger).name
 
     def call(self, method: str | None = None, *args: Any, call_timeout: float | None = None,
              **kwargs: Any) -> Any:
@@ -107,5 +138,6 @@ class TetherService(Block):
         function's (a ``timeout`` among them is its own)."""
         from tether.steps import actions
 
-        return actions.call(self.service_name, method, args, kwargs, timeout=call_timeout,
-                            missing_hint=MISSING_SERVICE_HINT)
+        with in_registry(self):
+            return actions.call(self.service_name, method, args, kwargs, timeout=call_timeout,
+                                missing_hint=MISSING_SERVICE_HINT)

@@ -15,13 +15,19 @@ waiting in a worker thread, nor does it cancel the remote call. Without ``timeou
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 from prefect import task
 from prefect.logging import get_run_logger
 
-from tether.providers.prefect.blocks import MISSING_SERVICE_HINT, TetherCluster, TetherService
+from tether.providers.prefect.blocks import (
+    MISSING_SERVICE_HINT,
+    TetherCluster,
+    TetherService,
+    in_registry,
+)
 
 MAX_RUNGS = 10
 
@@ -75,14 +81,15 @@ def call_service(service: TetherService | str, method: str | None = None, args: 
 
     deadline = _deadline(time.monotonic())
     name = service.service_name if isinstance(service, TetherService) else service
-    return actions.call(name, method, args or [], kwargs or {}, ladder=ladder, attempt=_run_count(),
-                      logger=get_run_logger(), deadline=deadline, missing_hint=MISSING_SERVICE_HINT)
+    # a block's team registry; a name: the process's registry
+    with in_registry(service) if isinstance(service, TetherService) else contextlib.nullcontext():
+        return actions.call(name, method, args or [], kwargs or {}, ladder=ladder,
+                            attempt=_run_count(), logger=get_run_logger(), deadline=deadline,
+                            missing_hint=MISSING_SERVICE_HINT)
 
 
 @task(name="tether-teardown")
 def teardown_cluster(cluster: TetherCluster | str) -> None:
     """Tear a cluster down (a block, or a cluster's name)."""
-    name = cluster.cluster_name if isinstance(cluster, TetherCluster) else cluster
-    from tether.steps import actions
-
-    actions.teardown(name, logger=get_run_logger())
+    block = cluster if isinstance(cluster, TetherCluster) else TetherCluster(cluster_name=cluster)
+    block.teardown(logger=get_run_logger())

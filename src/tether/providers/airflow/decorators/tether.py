@@ -95,10 +95,10 @@ class _TetherDecoratedOperator(DecoratedOperator):
         """A cluster that was never saved comes up on the ladder's first rung; without a ladder,
         the step fails saying how (``_cluster_hint``); a saved one is the step's to bring up."""
         from tether.core.cluster import DEFAULT_CLUSTER
-        from tether.core.registry import local
+        from tether.core.registry import store
         from tether.steps import actions
 
-        if not self.ladder or self.cluster == DEFAULT_CLUSTER or local.exists(self.cluster):
+        if not self.ladder or self.cluster == DEFAULT_CLUSTER or store.exists(self.cluster):
             return
         self.log.info("[tether] cluster %r is not saved: bringing it up on the ladder's first rung",
                       self.cluster)
