@@ -23,3 +23,25 @@ def test_a_bad_rung_or_policy_is_refused_saying_what_to_use():
         TetherClusterResource(cluster_name="train", ladder=[])
     with pytest.raises(Exception, match="'always', 'on_failure' or 'never'"):
         TetherClusterResource(cluster_name="train", teardown="sometimes")
+
+
+def test_a_cluster_resource_with_a_registry_url_points_the_step_at_it(sqlite_registry, monkeypatch):
+    """``registry_url`` + ``registry_token`` (an ``EnvVar`` in definitions): while the resource is
+    set up (the step's process), names resolve in that team registry; after, as before. A service
+    resource uses its cluster's."""
+    from dagster import EnvVar, build_resources
+
+    from tether.core.registry import remote
+    from tether.core.registry.names import resolve
+
+    for name in ("TETHER_REGISTRY", "TETHER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TEAM_TOKEN", sqlite_registry.tokens["bob"])
+    cluster = TetherClusterResource(cluster_name="train", registry_url=sqlite_registry.url,
+                                    registry_token=EnvVar("TEAM_TOKEN"))
+    service = TetherServiceResource(service_name="trainer", cluster=cluster, target="trainer:Trainer")
+    with build_resources({"service": service}) as resources:
+        assert remote.configured() == remote.Login(sqlite_registry.url, sqlite_registry.tokens["bob"])
+        assert resolve("train").path == "/bob/train"
+        assert resources.service.cluster.registry_url == sqlite_registry.url
+    assert remote.configured() is None
