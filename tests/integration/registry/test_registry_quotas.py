@@ -68,3 +68,28 @@ def test_users_outside_the_group_and_the_usage_route(sqlite_registry):
     assert report["quotas"] == []
     alice.release_usage("big")
     assert alice.usage()["clusters"] == []
+
+
+def test_quota_checks_on_postgresql(postgres):
+    """The claim's row lock (``SELECT ... FOR UPDATE OF quotas``) and sums on a real PostgreSQL."""
+    from sqlalchemy.orm import Session
+
+    from tether.registry import admin, db, quotas
+
+    engine = db.open_db(postgres.new_database())
+    try:
+        with Session(engine) as session:
+            admin.add_user(session, "dan")
+            admin.add_group(session, "ml")
+            admin.add_member(session, "ml", "dan")
+            quotas.set_quota(session, "ml", clusters=2, gpus=2)
+            dan = admin.user(session, "dan")
+            quotas.claim(session, dan, "a", "ondemand", 4, 2)
+            with pytest.raises(quotas.Exceeded) as refused:
+                quotas.claim(session, dan, "b", "ondemand", 4, 1)
+            assert refused.value.use == {"clusters": 1, "cpus": 4, "gpus": 2}
+            quotas.claim(session, dan, "a", "ondemand", 4, 1)  # resized: room for one more GPU now
+            quotas.claim(session, dan, "b", "ondemand", 4, 1)
+            assert quotas.list_quotas(session)[0]["use"] == {"clusters": 2, "cpus": 8, "gpus": 2}
+    finally:
+        engine.dispose()
