@@ -390,9 +390,19 @@ class Cluster(Resource):
                 raise ConfigError(f"env {env.env_name!r} asks for node_idx={node_idx}, and cluster "
                                   f"{self.name!r} has {len(names)} node(s) (0 is the head)", cluster=self.name)
         self.client  # noqa: B018 - the cluster must be up to know where the code goes
+        if env.secrets:  # before the deploy: its worker starts with them
+            self.sync_secrets(env.secrets, env=env)
         if spec is None:
             return None
         return self.launcher.sync_code(self, spec)
+
+    def sync_secrets(self, providers: Sequence[Any] | None = None, env: Env | str | None = None) -> dict[str, Any]:
+        """Give secrets (``tether.secret(...)``, saved names, provider names such as ``"aws"``;
+        default: every provider configured on this machine) to ``env``'s worker, a running one
+        at once. Values reach the worker only (env vars, 0600 files): docs/secrets.md."""
+        from tether.core.secrets import sync
+
+        return sync(self, providers, env)
 
     # -- machines -------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ TYPES: dict[str, str] = {
     "cluster": "tether.core.cluster:Cluster",
     "env": "tether.core.images:Env",
     "image": "tether.core.image:Image",
+    "secret": "tether.core.secrets:Secret",
     "function": "tether.core.function:Function",
     "module": "tether.core.module:Module",
     "instance": "tether.core.stubs:RemoteInstance",

@@ -294,6 +294,9 @@ class Worker:
                 reply = {"imported": meta["name"]}
             elif op == "stale":
                 reply = {"stale": self.watch.stale()}
+            elif op == "setenv":  # secrets given to a running worker (daemon/secrets.py)
+                os.environ.update(meta["env_vars"])
+                reply = {"set": sorted(meta["env_vars"])}
             elif op == "ping":
                 reply = {"pid": os.getpid(), "objects": sorted(self.objects)}
             else:
