@@ -159,6 +159,8 @@ def load(name: str, version: int | None = None) -> Resource:
     config, address = store.load(name, version)
     resource = from_config(config)
     _remember(resource, address)
+    if version is not None:  # a secret reads the values of that version
+        object.__setattr__(resource, "_loaded_version", version)
     return resource
 
 

@@ -61,6 +61,7 @@ class Secret(Resource):
         self.env_vars = dict(env_vars or {})
         self.path = str(path) if path else None
         self._values = dict(values) if values is not None else None
+        self._loaded_version: int | None = None  # tether.load(name, version=N): that version's values
 
     # -- what it shows: never the values ------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class Secret(Resource):
         if where and where.startswith("~/"):
             return read_local(where[2:])
         if where:
-            return store.registry_client().secret_values(where)
+            return store.registry_client().secret_values(where, getattr(self, "_loaded_version", None))
         if self.provider:
             return providers.read(self.provider, self.path)
         raise ConfigError(f"secret {self.name!r} has no values: pass values={{...}}, or load a saved one "
@@ -115,6 +116,7 @@ class Secret(Resource):
         address = _address(name or self.rns_address or self.name)
         values = self.values if save_values else None  # read before the address changes
         self.name = address.name
+        self._loaded_version = None  # from now on, the current version
         if address.local:
             store.save(address, self.config())
             if values is not None:
