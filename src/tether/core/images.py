@@ -79,7 +79,8 @@ class Env(Resource):
         if self.compute:
             config["compute"] = dict(self.compute)
         if self.secrets:  # their names: the values stay in the secrets' own stores
-            config["secrets"] = [s if isinstance(s, str) else (s.rns_address or s.name) for s in self.secrets]
+            config["secrets"] = [s if isinstance(s, str) else (s.rns_address or s.name or s.provider)
+                                 for s in self.secrets]
         return config
 
     @classmethod

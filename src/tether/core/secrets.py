@@ -84,6 +84,11 @@ class Secret(Resource):
         return cls(name=config.get("name"), provider=config.get("provider"),
                    env_vars=config.get("env_vars"), path=config.get("path"))
 
+    @classmethod
+    def from_name(cls, name: str) -> Secret:
+        """The secret saved as ``name`` (Runhouse's spelling of ``tether.secret(name)``)."""
+        return resolve_secret(name)
+
     # -- values ----------------------------------------------------------------------------------------
 
     @property

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 import tether
 from tether.core.registry import store
-from tether.errors import AccessDeniedError, NotFoundError
+from tether.errors import AccessDeniedError, ConfigError, NotFoundError
 from tether.registry import db
 
 
@@ -64,6 +64,11 @@ def test_saved_encrypted_shared_and_read_only_by_those_with_access(registry, as_
     store.registry_client().put(bare.rns_address, {"type": "secret", "name": bare.name, "encrypted": raw_token})
     with pytest.raises(NotFoundError, match="version 2 was saved without values"):
         tether.load(bare.rns_address).values  # noqa: B018
+
+    # a malformed request is refused without echoing what it held
+    with pytest.raises(ConfigError, match="values") as caught:
+        store.registry_client().request("PUT", f"secrets/alice/{name}", {"config": {}, "values": [first]})
+    assert first not in str(caught.value)
 
     # the values are nowhere in clear: the database, the server's log, the clients' caches
     if registry.db_url.startswith("sqlite"):
