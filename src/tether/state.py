@@ -279,6 +279,13 @@ def remove_manifest(state_dir: Path) -> None:
     shutil.rmtree(state_dir / MANIFEST, ignore_errors=True)
 
 
+def remove_secrets(state_dir: Path) -> None:
+    """Remove the secrets given to the cluster's envs (``teardown()``; ``daemon/secrets.py``)."""
+    import shutil
+
+    shutil.rmtree(state_dir / SECRETS, ignore_errors=True)
+
+
 # -- an Image's records -------------------------------------------------------------------------
 
 

@@ -115,4 +115,4 @@ def names(state_dir: Path) -> dict[str, list[str]]:
 
 
 def forget(state_dir: Path) -> None:
-    shutil.rmtree(root(state_dir), ignore_errors=True)
+    state.remove_secrets(state_dir)

@@ -418,11 +418,12 @@ class Store:
         state = self.envs.get(env)
         running = False
         if state is not None:
-            await self._drop_spare(state)
-            worker = state.worker
-            if worker is not None and worker.alive:
-                await worker.control({"op": "setenv", "env_vars": secret_files.env_vars(self.state_dir, env)})
-                running = True
+            async with state.lock:  # a worker starting now reads them from the file, or gets them here
+                await self._drop_spare(state)
+                worker = state.worker
+                if worker is not None and worker.alive:
+                    await worker.control({"op": "setenv", "env_vars": secret_files.env_vars(self.state_dir, env)})
+                    running = True
         events.record("secrets", f"secrets {', '.join(sorted(secrets))} given to env {env!r}",
                       env=env, secrets=sorted(secrets))
         return {"env": env, "secrets": summary, "running": running}

@@ -95,7 +95,9 @@ def test_saved_on_this_machine_0600_without_values_in_its_config(tether_home):
 def cluster():
     made = rh.cluster(name=f"secrets-{uuid.uuid4().hex[:6]}", launcher="local").up_if_not()
     yield made
+    state_dir = Path(made.status()["state_dir"])
     made.teardown()
+    assert not (state_dir / "secrets").exists()  # teardown takes them away
 
 
 def test_worker_gets_env_vars_and_0600_files_and_nothing_leaks(cluster, tmp_path):
