@@ -23,6 +23,7 @@ from tether._version import __version__
 # public name -> (module, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
     "function": ("tether.core.function", "function"),
+    "send": ("tether.core.function", "function"),  # Runhouse's first name of rh.function
     "Function": ("tether.core.function", "Function"),
     "RemoteFunction": ("tether.core.stubs", "RemoteFunction"),
     "module": ("tether.core.module", "module"),

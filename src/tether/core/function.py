@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tether.core.cluster import Cluster, resolve_cluster
-from tether.core.images import Env, resolve_env
+from tether.core.images import Env
 from tether.core.packaging import ImportSpec, import_spec
 from tether.core.resources import Resource, load
 from tether.core.stubs import RemoteFunction, stub_timeout
@@ -51,7 +51,7 @@ class Function(Resource):
         """
         timeout = stub_timeout(timeout)  # bad input fails before anything is deployed
         cluster = resolve_cluster(system)
-        env_obj = resolve_env(env)
+        env_obj = cluster.resolve_env(env)
         name = name or self.name
         if not name:
             raise ConfigError("the function has no name: pass name=...")
@@ -116,8 +116,8 @@ class Function(Resource):
 
 
 def function(fn: Callable | None = None, name: str | None = None, *, serialize: bool = False,
-             system: Cluster | str | None = None,
-             env: Env | str | list[str] | None = None) -> Function | RemoteFunction:
+             system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
+             serialize_notebook_fn: bool = False) -> Function | RemoteFunction:
     """Wrap ``fn`` as a Function; or load a saved one with ``tether.function(name="embed")``.
 
     Args:
@@ -125,6 +125,9 @@ def function(fn: Callable | None = None, name: str | None = None, *, serialize: 
         name: the service name on the cluster (default: the function's name).
         serialize: send ``fn`` pickled by value (for notebooks and ``__main__``).
         system, env: shortcut for ``.to(system, env=env)``.
+        serialize_notebook_fn: Runhouse's name of ``serialize``.
+
+    ``tether.send`` is the same factory (Runhouse's first name of it).
     """
     if fn is None:
         if not name:
@@ -135,7 +138,7 @@ def function(fn: Callable | None = None, name: str | None = None, *, serialize: 
         return loaded
     if not callable(fn):
         raise ConfigError(f"tether.function() takes a function, not {type(fn).__name__}")
-    f = Function(fn, name, serialize=serialize)
+    f = Function(fn, name, serialize=serialize or serialize_notebook_fn)
     if system is not None:
         return f.to(system, env=env)
     return f

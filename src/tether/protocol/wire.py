@@ -38,6 +38,7 @@ VERSION_HEADER = "x-tether-version"
 CALL_ID_HEADER = "x-tether-call-id"
 STREAM_LOGS_HEADER = "x-tether-stream-logs"
 KEEP_HEADER = "x-tether-keep"  # keep the result on the cluster (a RemoteRef)
+QUEUE_HEADER = "x-tether-queue"  # "1": wait for the object's queue, one queued call at a time (enqueue)
 SHM_HEADER = "x-tether-shm"  # the caller reads big results from shared memory
 REFS_HEADER = "x-tether-refs"  # names of the RemoteRefs among the arguments, comma-separated
 CALLER_HEADER = "x-tether-caller"  # who calls: user@host:pid (the daemon records it, docs/calls.md)
