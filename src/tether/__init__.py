@@ -35,6 +35,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Env": ("tether.core.images", "Env"),
     "Image": ("tether.core.image", "Image"),
     "load": ("tether.core.resources", "load"),
+    "configs": ("tether.core.configs", "configs"),
     "get": ("tether.core.invoke", "get"),
     "RemoteRef": ("tether.core.invoke", "RemoteRef"),
     "CallHandle": ("tether.core.invoke", "CallHandle"),
@@ -87,10 +88,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.core.cluster import Cluster, cluster, ondemand_cluster
+    from tether.core.configs import Defaults
     from tether.core.data.blob import Blob, blob
     from tether.core.data.folder import Folder, folder
     from tether.core.data.table import Table, table
     from tether.core.function import Function, function
+    from tether.core.function import function as send
     from tether.core.image import Image
     from tether.core.images import Env, env
     from tether.core.module import Module, module
@@ -118,3 +121,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.steps.ladder import Ladder
 
     here: Cluster
+    configs: Defaults

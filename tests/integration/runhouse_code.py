@@ -42,3 +42,7 @@ class Trainer(rh.Module):
 
     def getpid(self):
         return os.getpid()
+
+
+def greeting():
+    return os.environ.get("GREETING")
