@@ -15,7 +15,7 @@ from typing import Any
 
 from tether.core.cluster import Cluster, resolve_cluster
 from tether.core.images import Env
-from tether.core.packaging import ImportSpec, import_spec
+from tether.core.packaging import ImportSpec, import_spec, in_notebook, write_notebook_function
 from tether.core.resources import Resource, load
 from tether.core.stubs import RemoteFunction, stub_timeout
 from tether.errors import ConfigError
@@ -35,7 +35,10 @@ class Function(Resource):
         self.serialize = serialize
         self.stream_logs = stream_logs
         if spec is None and fn is not None and not serialize:
-            spec = import_spec(fn)  # fail now, at definition, with the fix in the message
+            if name and in_notebook(fn):  # Runhouse's way: written to <name>_fn.py, imported from it
+                spec = write_notebook_function(fn, name)
+            else:
+                spec = import_spec(fn)  # fail now, at definition, with the fix in the message
         self.spec = spec
 
     def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
@@ -123,7 +126,9 @@ def function(fn: Callable | None = None, name: str | None = None, *, serialize: 
     Args:
         fn: a function defined at module level of your project (it travels by import path).
         name: the service name on the cluster (default: the function's name).
-        serialize: send ``fn`` pickled by value (for notebooks and ``__main__``).
+        serialize: send ``fn`` pickled by value (for notebooks and ``__main__``). A function
+            defined in a notebook with a ``name`` and without ``serialize`` is written to
+            ``<name>_fn.py`` in the working directory and imported from there, as Runhouse did.
         system, env: shortcut for ``.to(system, env=env)``.
         serialize_notebook_fn: Runhouse's name of ``serialize``.
 

@@ -1,10 +1,14 @@
 """Runhouse's documented API, run as its docs write it (``import tether as rh``), on the local
 cluster and on an SSH test host: calls (map, starmap, enqueue, remote, send), ``rh.Module``
-subclasses, cluster commands and setup, ``default_env``, ``keep_warm``, ``rh.configs``."""
+subclasses, cluster commands and setup, ``default_env``, ``keep_warm``, ``rh.configs``, and a
+named function from a notebook cell written out to a file."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -91,14 +95,15 @@ def test_module_subclass_keeps_state(cluster):
     assert trainer.getpid() != os.getpid()
     ref = trainer.train.remote()
     assert rh.get(ref) == 3
+    assert asyncio.run(trainer.train(run_async=True)) == 4
 
     same = cluster.get(name=name)  # another handle on the same live object
-    assert same.steps == 3
-    assert Trainer().get_or_to(cluster, name=name).steps == 3  # there already: not sent again
+    assert same.steps == 4
+    assert Trainer().get_or_to(cluster, name=name).steps == 4  # there already: not sent again
 
     RemoteTrainer = rh.module(Trainer).to(cluster)  # the factory form builds it there
     other = RemoteTrainer(lr=0.125, name=_unique("trainer"))
-    assert (other.lr, other.train(), trainer.steps) == (0.125, 1, 3)
+    assert (other.lr, other.train(), trainer.steps) == (0.125, 1, 4)
 
 
 def test_cluster_commands(cluster):
@@ -163,3 +168,33 @@ def test_configs_are_kept_and_honoured(tmp_path, monkeypatch):
     assert (own.autostop_mins, own.spec["use_spot"], own.spec["provider"]) == (5, False, "gcp")
     rh.configs.delete("use_spot")
     assert rh.configs.use_spot is False
+
+
+NOTEBOOK = '''
+import linecache, sys
+import tether as rh
+
+def run_cell(source, number):
+    """What a Jupyter kernel does with a cell: compile it under a name linecache knows."""
+    filename = f"<ipython-input-{number}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), sys.modules["__main__"].__dict__)
+
+run_cell("def shout(text):\\n    import os\\n    return text.upper() + os.sep\\n", 1)
+run_cell("""
+cluster = rh.cluster(name=sys.argv[1], launcher="local")
+remote_shout = rh.function(shout, name=sys.argv[2]).to(cluster)
+print(remote_shout("hi"))
+""", 2)
+'''
+
+
+def test_named_notebook_function_is_written_to_a_file(tmp_path, session_cluster):
+    """A function defined in a notebook cell with a name goes to ``<name>_fn.py`` in the working
+    directory and is imported from there (Runhouse's way); ``serialize=True`` stays the other."""
+    name = f"nb_shout_{uuid.uuid4().hex[:6]}"
+    done = subprocess.run([sys.executable, "-c", NOTEBOOK, session_cluster.name, name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "HI/"
+    assert "def shout(text):" in (tmp_path / f"{name}_fn.py").read_text()
