@@ -95,6 +95,8 @@ class DaemonClient:
             token = self._grant()
         self._address(host, port, token, fingerprint)
         self.shm: Path | None = None  # the cluster's shared-memory folder, when this machine has it
+        #: what the daemon said it does beyond its protocol (/health); None: not asked yet
+        self.features: frozenset[str] | None = None
 
     def _grant(self) -> str:
         """A new grant from ``token_source``; sets when to renew it."""
@@ -162,6 +164,11 @@ class DaemonClient:
         if refs:
             headers[wire.REFS_HEADER] = ",".join(refs)
         if queue:
+            if self.features is not None and "queue" not in self.features:
+                raise errors.VersionMismatchError(
+                    f"cluster {self.cluster!r} runs a tether daemon that does not queue calls "
+                    f"(enqueue): restart it with this version (cluster.restart_server())",
+                    cluster=self.cluster, service=name)
             headers[wire.QUEUE_HEADER] = "1"
         frames, flags, shared = self.call_frames(args, kwargs, headers)
         try:
@@ -545,6 +552,7 @@ class DaemonClient:
                 daemon_protocol=health.get("protocol"), client_protocol=wire.PROTOCOL_VERSION,
             )
         self.shm = self._shared_memory(health.get("shm"))
+        self.features = frozenset(health.get("features") or ())
         return health
 
     def close(self) -> None:

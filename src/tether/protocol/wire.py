@@ -31,6 +31,9 @@ from typing import Any
 # Bumped when a message layout or a meaning changes incompatibly; exchanged on /health.
 # 2: the flags byte (frames in shared memory).
 PROTOCOL_VERSION = 2
+#: what this release's daemons do beyond their protocol version, said on /health: a client asks
+#: for a feature only from a daemon that lists it ("queue": the QUEUE_HEADER, ``fn.enqueue``)
+FEATURES = ("queue",)
 
 CONTENT_TYPE = "application/x-tether"
 TOKEN_HEADER = "authorization"

@@ -142,9 +142,9 @@ def test_default_env(cluster):
 
 def test_keep_warm_and_restart_grpc_server(cluster):
     remote_fn = rh.function(add3).to(cluster, name=_unique("add3"))
-    assert cluster.keep_warm(autostop_mins=30) is cluster
+    assert cluster.keep_warm(autostop=30) is cluster
     assert cluster.autostop_mins == 30
-    cluster.keep_warm()
+    cluster.keep_warm(autostop_mins=-1)
     assert cluster.autostop_mins == -1
     cluster.restart_grpc_server(resync_rh=False)
     assert remote_fn(1, 2) == 3  # what was deployed came back
