@@ -66,8 +66,9 @@ class Module(Resource):
         instance with its state, and return the live remote instance (a ``RemoteInstance``) named
         ``name`` (default: the class name and a random suffix).
         """
-        if type(self) is not Module:
-            remote_class = Module(type(self)).to(system, env, stream_logs, max_concurrency, timeout)
+        if type(self) is not Module:  # a class from a notebook or __main__ travels pickled
+            definition = Module(type(self), serialize=type(self).__module__ == "__main__")
+            remote_class = definition.to(system, env, stream_logs, max_concurrency, timeout)
             return remote_class.send_state(dict(vars(self)), name)
         if name:
             self.name = name

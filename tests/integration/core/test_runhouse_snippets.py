@@ -186,15 +186,29 @@ cluster = rh.cluster(name=sys.argv[1], launcher="local")
 remote_shout = rh.function(shout, name=sys.argv[2]).to(cluster)
 print(remote_shout("hi"))
 """, 2)
+run_cell("""
+class Counter(rh.Module):
+    def __init__(self, start=0):
+        super().__init__()
+        self.n = start
+
+    def inc(self):
+        self.n += 1
+        return self.n
+
+counter = Counter(5).to(cluster, name=sys.argv[2] + "-counter")
+print(counter.inc(), counter.inc())
+""", 3)
 '''
 
 
 def test_named_notebook_function_is_written_to_a_file(tmp_path, session_cluster):
     """A function defined in a notebook cell with a name goes to ``<name>_fn.py`` in the working
-    directory and is imported from there (Runhouse's way); ``serialize=True`` stays the other."""
+    directory and is imported from there (Runhouse's way); ``serialize=True`` stays the other.
+    A ``rh.Module`` subclass defined in a cell is sent pickled."""
     name = f"nb_shout_{uuid.uuid4().hex[:6]}"
     done = subprocess.run([sys.executable, "-c", NOTEBOOK, session_cluster.name, name], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "HI/"
+    assert done.stdout.splitlines()[-2:] == ["HI/", "6 7"]  # a Module subclass of a cell travels pickled
     assert "def shout(text):" in (tmp_path / f"{name}_fn.py").read_text()
