@@ -134,7 +134,8 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     @app.get("/health")
     async def health(shm_probe: str | None = None) -> dict[str, Any]:
         """``shm_probe``: a caller's probe file in the shared-memory folder, read back (shm.py)."""
-        out = {"status": "ok", "tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info}
+        out = {"status": "ok", "tether": __version__, "protocol": wire.PROTOCOL_VERSION,
+               "features": list(wire.FEATURES), **info}
         if shm_probe is not None:
             out["shm_probe"] = shm.read_probe(store.shm, shm_probe)
         return out
