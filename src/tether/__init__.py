@@ -23,6 +23,7 @@ from tether._version import __version__
 # public name -> (module, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
     "function": ("tether.core.function", "function"),
+    "send": ("tether.core.function", "function"),  # Runhouse's first name of rh.function
     "Function": ("tether.core.function", "Function"),
     "RemoteFunction": ("tether.core.stubs", "RemoteFunction"),
     "module": ("tether.core.module", "module"),
@@ -33,7 +34,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "env": ("tether.core.images", "env"),
     "Env": ("tether.core.images", "Env"),
     "Image": ("tether.core.image", "Image"),
+    "secret": ("tether.core.secrets", "secret"),
+    "provider_secret": ("tether.core.secrets", "provider_secret"),
+    "Secret": ("tether.core.secrets", "Secret"),
     "load": ("tether.core.resources", "load"),
+    "configs": ("tether.core.configs", "configs"),
     "get": ("tether.core.invoke", "get"),
     "RemoteRef": ("tether.core.invoke", "RemoteRef"),
     "CallHandle": ("tether.core.invoke", "CallHandle"),
@@ -90,10 +95,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.core.cluster import Cluster, cluster, ondemand_cluster
+    from tether.core.configs import Defaults
     from tether.core.data.blob import Blob, blob
     from tether.core.data.folder import Folder, folder
     from tether.core.data.table import Table, table
     from tether.core.function import Function, function
+    from tether.core.function import function as send
     from tether.core.image import Image
     from tether.core.images import Env, env
     from tether.core.module import Module, module
@@ -122,3 +129,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.steps.ladder import Ladder
 
     here: Cluster
+    configs: Defaults

@@ -23,6 +23,9 @@ Under ``$TETHER_HOME`` (default ``~/.tether``; on a node of a remote cluster, th
                             restarts and teardowns (the machine keeps what the step did)
         image_env.json      {"env_vars": {...}}: an Image's set_env_vars, given to every worker
                             and command the daemon starts
+        secrets/<env>/      secrets given to an env's worker (``daemon/secrets.py``): env.json
+                            (its env vars) and each secret's files, 0600 in 0700 folders; the
+                            only place a node keeps secret values; removed by ``teardown()``
         nodes.json ...      a launcher's own records (the ssh launcher: nodes, tunnels)
     resources/              the local registry (``tether.core.registry.local``)
     registry.json           {"url", "token"}: the team registry this machine uses (``tether login``)
@@ -30,6 +33,9 @@ Under ``$TETHER_HOME`` (default ``~/.tether``; on a node of a remote cluster, th
     registry/               a registry server's default home (``tether registry serve``):
         registry.sqlite     its database (SQLite by default)
         grant_signing.key   its Ed25519 key for grants (0600; never in the database)
+        secrets.key         its Fernet key for secret values at rest (0600; never in the database)
+    secrets/<name>.json     this machine's saved secret values (0600, folders 0700; the secret's
+                            config, without values, is in resources/)
 
 Every file is written whole and private: :func:`write_private` writes a temporary file (0600) and
 renames it over the old one, so a reader in another process sees the old file or the new one,
@@ -59,6 +65,7 @@ IMAGE = "image"
 IMAGE_ENV = "image_env.json"
 REGISTRY_KEY = "registry.pub"
 CLUSTER_PATH = "cluster_path"
+SECRETS = "secrets"
 
 
 def tether_home() -> Path:
@@ -92,6 +99,11 @@ def registry_login_path() -> Path:
 def registry_cache_dir() -> Path:
     """The configs last read from team registries, so loads work while one is down."""
     return tether_home() / "registry-cache"
+
+
+def secrets_dir() -> Path:
+    """This machine's saved secret values (``tether.core.secrets``), 0600 files."""
+    return tether_home() / "secrets"
 
 
 def registry_server_dir() -> Path:
@@ -275,6 +287,13 @@ def remove_manifest(state_dir: Path) -> None:
     import shutil
 
     shutil.rmtree(state_dir / MANIFEST, ignore_errors=True)
+
+
+def remove_secrets(state_dir: Path) -> None:
+    """Remove the secrets given to the cluster's envs (``teardown()``; ``daemon/secrets.py``)."""
+    import shutil
+
+    shutil.rmtree(state_dir / SECRETS, ignore_errors=True)
 
 
 # -- an Image's records -------------------------------------------------------------------------

@@ -95,6 +95,8 @@ class DaemonClient:
             token = self._grant()
         self._address(host, port, token, fingerprint)
         self.shm: Path | None = None  # the cluster's shared-memory folder, when this machine has it
+        #: what the daemon said it does beyond its protocol (/health); None: not asked yet
+        self.features: frozenset[str] | None = None
 
     def _grant(self) -> str:
         """A new grant from ``token_source``; sets when to renew it."""
@@ -140,7 +142,7 @@ class DaemonClient:
 
     def call(self, name: str, method: str, args: Sequence[Any] = (), kwargs: dict | None = None,
              stream_logs: bool = True, call_id: str | None = None, keep: bool = False,
-             refs: Sequence[str] = (), timeout: float | None = None) -> Any:
+             refs: Sequence[str] = (), timeout: float | None = None, queue: bool = False) -> Any:
         """Call ``method`` of the remote object ``name``; logs stream to this process's stdout.
 
         A remote generator comes back as a local generator that yields items as they are produced;
@@ -149,6 +151,8 @@ class DaemonClient:
         ``timeout`` (seconds; None: wait as long as it runs): past it, the remote call is
         cancelled and ``tether.CallTimeoutError`` raised (``cancelled`` says whether the daemon
         took the cancel). A generator gets ``timeout`` to start, then for each next item.
+        ``queue``: the call waits for the object's earlier queued calls and runs alone among
+        them, in arrival order (``fn.enqueue``); calls not queued are not held.
         """
         call_id = call_id or new_call_id()
         reply = self.reply({"service": name, "method": method, "call_id": call_id}, stream_logs)
@@ -159,6 +163,13 @@ class DaemonClient:
             headers[wire.KEEP_HEADER] = "1"
         if refs:
             headers[wire.REFS_HEADER] = ",".join(refs)
+        if queue:
+            if self.features is not None and "queue" not in self.features:
+                raise errors.VersionMismatchError(
+                    f"cluster {self.cluster!r} runs a tether daemon that does not queue calls "
+                    f"(enqueue): restart it with this version (cluster.restart_server())",
+                    cluster=self.cluster, service=name)
+            headers[wire.QUEUE_HEADER] = "1"
         frames, flags, shared = self.call_frames(args, kwargs, headers)
         try:
             msg = self.stream("POST", f"/{name}/{method}", wire.encode(wire.CALL, frames, 0, flags),
@@ -541,6 +552,7 @@ class DaemonClient:
                 daemon_protocol=health.get("protocol"), client_protocol=wire.PROTOCOL_VERSION,
             )
         self.shm = self._shared_memory(health.get("shm"))
+        self.features = frozenset(health.get("features") or ())
         return health
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from tether.launchers.base import Endpoint, Launcher
 
 DEFAULT_CLUSTER = "local"
+_MISSING: Any = object()
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
@@ -43,7 +44,8 @@ class Cluster(Resource):
     RESOURCE_TYPE = "cluster"
 
     def __init__(self, name: str = DEFAULT_CLUSTER, launcher: str | None = None,
-                 image: Image | str | dict | None = None, **spec: Any) -> None:
+                 image: Image | str | dict | None = None,
+                 default_env: Env | str | list[str] | dict | None = None, **spec: Any) -> None:
         if not name or not all(_NAME_RE.match(part) for part in name.split("/")):
             raise ConfigError(
                 f"bad cluster name {name!r}: use letters, digits, '_', '-', '.' (starting with a letter "
@@ -63,6 +65,11 @@ class Cluster(Resource):
         self.launcher.validate(spec)
         #: the machines' setup (``tether.Image``): its steps run once per node at bring-up
         self.image: Image | None = resolve_image(image)
+        #: the env of what is deployed, and of commands run, without an ``env=`` (Runhouse's
+        #: ``default_env``); None: tether's default env
+        self.default_env: Env | None = None
+        if default_env is not None:
+            self.default_env = Env.from_config(default_env) if isinstance(default_env, dict) else resolve_env(default_env)
         self._image_lock = threading.RLock()
         self._image_done = self._image_busy = False
         check_docker(self)
@@ -92,6 +99,8 @@ class Cluster(Resource):
                   "spec": self.launcher.config_spec(self.spec)}
         if self.image is not None:
             config["image"] = self.image.config()
+        if self.default_env is not None:
+            config["default_env"] = self.default_env.config()
         if endpoint:
             config["endpoint"] = self.launcher.shared_endpoint(self)
         return config
@@ -137,7 +146,7 @@ class Cluster(Resource):
         """The cluster a config describes, shared with this process's other handles of that name
         (one connection per cluster and process)."""
         return cluster(config["name"], config.get("launcher") or "local", image=config.get("image"),
-                       **(config.get("spec") or {}))
+                       default_env=config.get("default_env"), **(config.get("spec") or {}))
 
     def __repr__(self) -> str:
         return f"<Cluster {self.name!r} launcher={self.launcher_name}>"
@@ -235,6 +244,18 @@ class Cluster(Resource):
             self._close_clients()
             self.launcher.down(self)
         return self.up_if_not()
+
+    def restart_grpc_server(self, **_runhouse_options: Any) -> Cluster:
+        """Runhouse's older name of :meth:`restart_server` (its options, such as ``resync_rh``
+        or ``restart_ray``, have nothing to do here and are ignored)."""
+        return self.restart_server()
+
+    def keep_warm(self, autostop_mins: float | None = -1, autostop: float | None = None) -> Cluster:
+        """Keep the cluster up: stop after ``autostop_mins`` idle minutes, -1 (the default) or
+        None for never (Runhouse's ``keep_warm``; ``autostop=`` is the same)."""
+        minutes = autostop if autostop is not None else autostop_mins
+        self.autostop_mins = -1 if minutes is None else minutes
+        return self
 
     @property
     def client(self) -> DaemonClient:
@@ -392,9 +413,25 @@ class Cluster(Resource):
                 raise ConfigError(f"env {env.env_name!r} asks for node_idx={node_idx}, and cluster "
                                   f"{self.name!r} has {len(names)} node(s) (0 is the head)", cluster=self.name)
         self.client  # noqa: B018 - the cluster must be up to know where the code goes
+        if env.secrets:  # before the deploy: its worker starts with them
+            self.sync_secrets(env.secrets, env=env)
         if spec is None:
             return None
         return self.launcher.sync_code(self, spec)
+
+    def sync_secrets(self, providers: Sequence[Any] | None = None, env: Env | str | None = None) -> dict[str, Any]:
+        """Give secrets (``tether.secret(...)``, saved names, provider names such as ``"aws"``;
+        default: every provider configured on this machine) to ``env``'s worker, a running one
+        at once. Values reach the worker only (env vars, 0600 files): docs/secrets.md."""
+        from tether.core.secrets import sync
+
+        return sync(self, providers, env)
+
+    def resolve_env(self, env: Env | str | list[str] | None) -> Env:
+        """The env that ``env=`` names; without one, the cluster's ``default_env`` (if any)."""
+        if env is None and self.default_env is not None:
+            return self.default_env
+        return resolve_env(env)
 
     # -- machines -------------------------------------------------------------------------------------
 
@@ -449,20 +486,32 @@ class Cluster(Resource):
 
     def put(self, key: str, obj: Any, env: Env | str | None = None) -> None:
         """Store a Python value on the cluster under ``key`` (it lives in the env's worker)."""
-        spec = resolve_env(env).wire_spec()
+        spec = self.resolve_env(env).wire_spec()
         meta = {"op": "deploy", "kind": "value", "name": key, "env": spec}
         self.client.deploy(meta, wire.dumps(obj, f"the value for {key!r}"))
 
-    def get(self, key: str, default: Any = None, remote: bool = False) -> Any:
+    def get(self, key: str | None = None, default: Any = _MISSING, remote: bool = False, *,
+            name: str | None = None) -> Any:
         """The value stored under ``key``, or a stub for a service (a function or an instance).
 
         Args:
-            key: the object's name.
-            default: returned when nothing is named ``key``.
+            key: the object's name (``name=`` is the same).
+            default: returned when nothing is named ``key``; without one, a ``NotFoundError``
+                naming what the cluster holds (``default=KeyError``: a KeyError, as Runhouse).
             remote: return a stub even for a stored value.
         """
+        key = key if key is not None else name
+        if not key:
+            raise ConfigError("cluster.get() needs the object's name: get('model') or get(name='model')")
         info = self._info(key)
         if info is None:
+            if default is KeyError:
+                raise KeyError(key)
+            if default is _MISSING:
+                held = sorted(self.keys())
+                raise NotFoundError(f"nothing named {key!r} on cluster {self.name!r} (it holds: "
+                                    f"{', '.join(held) if held else 'nothing'}); pass default= to get "
+                                    "a value instead of this error", cluster=self.name, service=key)
             return default
         if info["kind"] == "value" and not remote:
             return self.client.call(key, "__value__")
@@ -513,18 +562,50 @@ class Cluster(Resource):
         (index,) = self.launcher.select(self, node)
         return on(index)
 
-    run = run_bash  # Runhouse's older name
+    def run(self, commands: str | Sequence[str], env: Env | str | list[str] | None = None,
+            stream_logs: bool = True, port_forward: Any = None, require_outputs: bool = True,
+            node: Any = None, **options: Any) -> list:
+        """Runhouse's form of :meth:`run_bash`: ``[(exit_code, stdout, stderr)]`` per command
+        (``require_outputs=False``: the exit codes only). ``env`` (default: the cluster's
+        ``default_env``) gives the commands its env vars and working dir. ``port_forward`` is
+        ignored (use ``ssh_tunnel``); other options are ``run_bash``'s."""
+        env_vars, cwd = self._env_of(env, options.pop("env_vars", None), options.pop("cwd", None))
+        results = self.run_bash(commands, stream_logs=stream_logs, node=node, env_vars=env_vars, cwd=cwd,
+                                **options)
+        if require_outputs:
+            return results
+        if node == "all":
+            return [[r[0] for r in per_node] for per_node in results]
+        return [r[0] for r in results]
 
-    def run_python(self, commands: str | Sequence[str], stream_logs: bool = True,
-                   cwd: str | None = None, env_vars: dict[str, str] | None = None,
-                   node: Any = None) -> list[tuple[int, str, str]]:
-        """Run Python statements (joined into one program) with the default env's interpreter."""
+    def run_setup(self, commands: str | Sequence[str]) -> Cluster:
+        """Run setup commands on every node once: the nodes remember it, so calling it again
+        (this process or a later one, after a restart) skips them, and a changed list runs
+        again. The cluster's Image's recorder does it (``reset_image()`` forgets it)."""
+        commands = [commands] if isinstance(commands, str) else list(commands)
+        apply_image(self, Image(name="run_setup").run_bash(commands))
+        return self
+
+    def run_python(self, commands: str | Sequence[str], env: Env | str | list[str] | None = None,
+                   stream_logs: bool = True, cwd: str | None = None,
+                   env_vars: dict[str, str] | None = None, node: Any = None,
+                   **_runhouse_options: Any) -> list[tuple[int, str, str]]:
+        """Run Python statements (joined into one program) with the default env's interpreter;
+        ``[(exit_code, stdout, stderr)]``. ``env`` as for :meth:`run`."""
         if isinstance(commands, str):
             commands = [commands]
+        env_vars, cwd = self._env_of(env, env_vars, cwd)
         (index,) = self.launcher.select(self, node)
         result = self.node_client(index).run(["\n".join(commands)], "python", stream_logs=stream_logs,
-                                             cwd=cwd, env_vars=env_vars or {})
+                                             cwd=cwd, env_vars=env_vars)
         return [tuple(r) for r in result]
+
+    def _env_of(self, env: Env | str | list[str] | None, env_vars: dict[str, str] | None,
+                cwd: str | None) -> tuple[dict[str, str], str | None]:
+        """A command's env vars and working dir: the env's (or ``default_env``'s), then the
+        caller's own."""
+        found = self.resolve_env(env)
+        return {**found.env_vars, **(env_vars or {})}, cwd if cwd is not None else found.working_dir
 
 
 _clusters: dict[str, Cluster] = {}
@@ -558,7 +639,7 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
                                            lambda: client.grant_token(address.path))
                 else:
                     found = Cluster(config["name"], config.get("launcher"), image=config.get("image"),
-                                    **(config.get("spec") or {}))
+                                    default_env=config.get("default_env"), **(config.get("spec") or {}))
                 found.rns_address = address.rns_address
             elif name == DEFAULT_CLUSTER:
                 found = Cluster(DEFAULT_CLUSTER, "local")

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tether.core.cluster import Cluster, resolve_cluster
-from tether.core.images import Env, resolve_env
-from tether.core.packaging import ImportSpec, import_spec
+from tether.core.images import Env
+from tether.core.packaging import ImportSpec, import_spec, in_notebook, write_notebook_function
 from tether.core.resources import Resource, load
 from tether.core.stubs import RemoteFunction, stub_timeout
 from tether.errors import ConfigError
@@ -35,7 +35,10 @@ class Function(Resource):
         self.serialize = serialize
         self.stream_logs = stream_logs
         if spec is None and fn is not None and not serialize:
-            spec = import_spec(fn)  # fail now, at definition, with the fix in the message
+            if name and in_notebook(fn):  # Runhouse's way: written to <name>_fn.py, imported from it
+                spec = write_notebook_function(fn, name)
+            else:
+                spec = import_spec(fn)  # fail now, at definition, with the fix in the message
         self.spec = spec
 
     def to(self, system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
@@ -51,7 +54,7 @@ class Function(Resource):
         """
         timeout = stub_timeout(timeout)  # bad input fails before anything is deployed
         cluster = resolve_cluster(system)
-        env_obj = resolve_env(env)
+        env_obj = cluster.resolve_env(env)
         name = name or self.name
         if not name:
             raise ConfigError("the function has no name: pass name=...")
@@ -116,15 +119,20 @@ class Function(Resource):
 
 
 def function(fn: Callable | None = None, name: str | None = None, *, serialize: bool = False,
-             system: Cluster | str | None = None,
-             env: Env | str | list[str] | None = None) -> Function | RemoteFunction:
+             system: Cluster | str | None = None, env: Env | str | list[str] | None = None,
+             serialize_notebook_fn: bool = False) -> Function | RemoteFunction:
     """Wrap ``fn`` as a Function; or load a saved one with ``tether.function(name="embed")``.
 
     Args:
         fn: a function defined at module level of your project (it travels by import path).
         name: the service name on the cluster (default: the function's name).
-        serialize: send ``fn`` pickled by value (for notebooks and ``__main__``).
+        serialize: send ``fn`` pickled by value (for notebooks and ``__main__``). A function
+            defined in a notebook with a ``name`` and without ``serialize`` is written to
+            ``<name>_fn.py`` in the working directory and imported from there, as Runhouse did.
         system, env: shortcut for ``.to(system, env=env)``.
+        serialize_notebook_fn: Runhouse's name of ``serialize``.
+
+    ``tether.send`` is the same factory (Runhouse's first name of it).
     """
     if fn is None:
         if not name:
@@ -135,7 +143,7 @@ def function(fn: Callable | None = None, name: str | None = None, *, serialize: 
         return loaded
     if not callable(fn):
         raise ConfigError(f"tether.function() takes a function, not {type(fn).__name__}")
-    f = Function(fn, name, serialize=serialize)
+    f = Function(fn, name, serialize=serialize or serialize_notebook_fn)
     if system is not None:
         return f.to(system, env=env)
     return f

@@ -30,6 +30,9 @@ class Env(Resource):
         compute: where the env's worker runs, e.g. ``{"node_idx": 1}`` (the second machine of a
             multi-node cluster; 0, the default, is the head). The caller still talks to the head
             only: it deploys to, and forwards calls to, that node.
+        secrets: secrets its worker gets as env vars and 0600 files (``tether.secret(...)``, a
+            saved secret's name, or a provider's: ``"aws"``); given at each deploy, never part of
+            the spec the daemon keeps (docs/secrets.md).
     """
 
     RESOURCE_TYPE = "env"
@@ -40,9 +43,13 @@ class Env(Resource):
     working_dir: str | None = None
     python: str | None = None
     compute: dict[str, Any] = field(default_factory=dict)
+    secrets: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.reqs = _check_reqs(self.reqs)
+        if isinstance(self.secrets, str) or not isinstance(self.secrets or [], (list, tuple)):
+            raise ConfigError(f"env secrets= is a list of secrets or secret names, not {self.secrets!r:.60}")
+        self.secrets = list(self.secrets or [])
         self.env_vars = _check_env_vars(self.env_vars)
         for key in ("name", "working_dir", "python"):
             value = getattr(self, key)
@@ -71,13 +78,17 @@ class Env(Resource):
         config = {"type": self.RESOURCE_TYPE, **self.wire_spec(), "name": self.name}
         if self.compute:
             config["compute"] = dict(self.compute)
+        if self.secrets:  # their names: the values stay in the secrets' own stores
+            config["secrets"] = [s if isinstance(s, str) else (s.rns_address or s.name or s.provider)
+                                 for s in self.secrets]
         return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Env:
         return cls(reqs=config.get("reqs") or [], env_vars=config.get("env_vars") or {},
                    name=config.get("name"), working_dir=config.get("working_dir"),
-                   python=config.get("python"), compute=config.get("compute") or {})
+                   python=config.get("python"), compute=config.get("compute") or {},
+                   secrets=config.get("secrets") or [])
 
 
 def _check_reqs(reqs: Any) -> list[str]:
@@ -115,17 +126,17 @@ def _check_env_vars(env_vars: Any) -> dict[str, str]:
 
 def env(reqs: list[str] | None = None, env_vars: dict[str, str] | None = None, name: str | None = None,
         working_dir: str | None = None, python: str | None = None,
-        compute: dict[str, Any] | None = None) -> Env:
+        compute: dict[str, Any] | None = None, secrets: list[Any] | None = None) -> Env:
     """Make an env, or load a saved one when only ``name`` is given and it was saved."""
     if (name and reqs is None and env_vars is None and working_dir is None and python is None
-            and compute is None):
+            and compute is None and secrets is None):
         saved = store.find(name)
         if saved is not None:
             found = Env.from_config(saved[0])
             found.rns_address = saved[1].rns_address
             return found
     return Env(reqs=[] if reqs is None else reqs, env_vars={} if env_vars is None else env_vars, name=name, working_dir=working_dir,
-               python=python, compute=compute or {})
+               python=python, compute=compute or {}, secrets=secrets or [])
 
 
 def resolve_env(value: Env | str | list[str] | None) -> Env:

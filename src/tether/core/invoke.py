@@ -6,6 +6,7 @@
     await fn.aio(x)             # async (also fn(x, run_async=True)); async def is async by default
     fn.map([1, 2, 3])           # parallel calls, results in input order
     handle = fn.submit(x)       # a call in flight: handle.result(), handle.cancel(force=False)
+    fn.enqueue(x)               # waits its turn: enqueued calls of fn run one at a time, in order
     ref = fn.remote(x)          # the result stays on the cluster; pass `ref` to another call
 
 Timeouts. Each form takes tether's call timeout, in seconds: past it the remote call is cancelled
@@ -159,6 +160,18 @@ class RemoteCallable:
         """Run the call but keep its result on the cluster; returns a handle to it."""
         return self(*args, remote=True, **kwargs)
 
+    def enqueue(self, *args: Any, **kwargs: Any) -> Any:
+        """Call it through the object's queue on the cluster, and wait for the result.
+
+        Enqueued calls of one function (or instance) never run at the same time: each waits for
+        the ones enqueued before it, from any caller, and they run in arrival order (Runhouse's
+        ``enqueue``). Plain calls are not held by the queue. The call's timeout counts the wait.
+        """
+        cluster, name, method, flags, stream_logs, timeout = self._target()
+        stream_logs = kwargs.pop("stream_logs", stream_logs)
+        timeout = call_timeout(kwargs, flags, timeout)
+        return _call(cluster.client, name, method, args, kwargs, stream_logs, timeout=timeout, queue=True)
+
     def submit(self, *args: Any, **kwargs: Any) -> CallHandle:
         """Start the call in the background; the handle gives its result or cancels it. The
         call's timeout bounds the call itself; ``handle.result(timeout)`` only the wait."""
@@ -212,14 +225,14 @@ class RemoteCallable:
 
 
 def _call(client: DaemonClient, name: str, method: str, args: tuple, kwargs: dict, stream_logs: bool,
-          call_id: str | None = None, timeout: float | None = None) -> Any:
+          call_id: str | None = None, timeout: float | None = None, queue: bool = False) -> Any:
     if not implemented(ON_CALL):  # the common case: no timing, no event
         return client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=call_id,
-                           refs=refs_in(args, kwargs), timeout=timeout)
+                           refs=refs_in(args, kwargs), timeout=timeout, queue=queue)
     start, error = time.monotonic(), None
     try:
         return client.call(name, method, args, kwargs, stream_logs=stream_logs, call_id=call_id,
-                           refs=refs_in(args, kwargs), timeout=timeout)
+                           refs=refs_in(args, kwargs), timeout=timeout, queue=queue)
     except BaseException as exc:
         error = exc
         raise

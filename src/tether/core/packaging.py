@@ -44,6 +44,37 @@ def _installed_dirs() -> tuple[str, ...]:
     return tuple(os.path.realpath(d) + os.sep for d in dirs if d)
 
 
+def in_notebook(obj: Any) -> bool:
+    """Whether ``obj`` was defined in a notebook cell (or an interactive session): in
+    ``__main__`` without a file."""
+    return getattr(obj, "__module__", None) == "__main__" and not hasattr(sys.modules.get("__main__"), "__file__")
+
+
+def write_notebook_function(fn: Any, name: str, folder: Path | None = None) -> ImportSpec:
+    """Runhouse's way with a named function from a notebook: write its source to
+    ``<name>_fn.py`` in the working directory and import it from there on the cluster. Its
+    imports must be inside its body (the cell's other lines are not written)."""
+    import inspect
+    import re
+    import textwrap
+
+    if fn.__name__ == "<lambda>":
+        raise ConfigError(f"{name!r} is a lambda: define it with def to send it by name, or pass "
+                          "serialize=True to send it pickled", name=name)
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError) as exc:
+        raise ConfigError(f"cannot read the source of {name!r} ({exc}); pass serialize=True to send "
+                          "it pickled", name=name) from None
+    folder = (folder or Path.cwd()).resolve()
+    module = re.sub(r"\W", "_", f"{name}_fn")
+    module = module if module[0].isalpha() or module[0] == "_" else f"fn_{module}"
+    path = folder / f"{module}.py"
+    path.write_text(f"# written by tether from a notebook: the function {name!r}\n{source}")
+    root = find_project_root(folder)
+    return ImportSpec(module, fn.__name__, (str(folder),), str(root or folder))
+
+
 def import_spec(obj: Any) -> ImportSpec:
     """How to import ``obj`` (a function or class) on the cluster; a ConfigError says why not."""
     what = "class" if isinstance(obj, type) else "function"
@@ -55,7 +86,8 @@ def import_spec(obj: Any) -> ImportSpec:
         raise ConfigError(
             f"{what} {name!r} is defined in __main__ (a script run directly, or a notebook), so the "
             f"cluster cannot import it. Move it to a module of your project and import it from there, "
-            f"or pass serialize=True to send it pickled (cloudpickle, by value).",
+            f"or pass serialize=True to send it pickled (cloudpickle, by value); in a notebook, a name= "
+            f"writes a function to <name>_fn.py and sends it from there.",
             name=name,
         )
     if "<locals>" in name or "<lambda>" in name:

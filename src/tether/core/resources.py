@@ -27,6 +27,7 @@ TYPES: dict[str, str] = {
     "cluster": "tether.core.cluster:Cluster",
     "env": "tether.core.images:Env",
     "image": "tether.core.image:Image",
+    "secret": "tether.core.secrets:Secret",
     "function": "tether.core.function:Function",
     "module": "tether.core.module:Module",
     "instance": "tether.core.stubs:RemoteInstance",
@@ -158,6 +159,8 @@ def load(name: str, version: int | None = None) -> Resource:
     config, address = store.load(name, version)
     resource = from_config(config)
     _remember(resource, address)
+    if version is not None:  # a secret reads the values of that version
+        object.__setattr__(resource, "_loaded_version", version)
     return resource
 
 

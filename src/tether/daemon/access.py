@@ -67,6 +67,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/_tether/forget"): WRITE,
     ("POST", "/_tether/image"): WRITE,
     ("POST", "/_tether/envs/{env}/limits"): WRITE,
+    ("PUT", "/_tether/secrets/{env}"): WRITE,
     ("POST", "/_tether/nodes"): WRITE,
     ("POST", "/_tether/events"): WRITE,
     # the owner's alone

@@ -30,6 +30,7 @@ from tether.daemon import (
     remote,
     timeline_routes,
 )
+from tether.daemon import secrets as secret_files
 from tether.daemon.autostop import IdleTracker
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
@@ -133,7 +134,8 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
     @app.get("/health")
     async def health(shm_probe: str | None = None) -> dict[str, Any]:
         """``shm_probe``: a caller's probe file in the shared-memory folder, read back (shm.py)."""
-        out = {"status": "ok", "tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info}
+        out = {"status": "ok", "tether": __version__, "protocol": wire.PROTOCOL_VERSION,
+               "features": list(wire.FEATURES), **info}
         if shm_probe is not None:
             out["shm_probe"] = shm.read_probe(store.shm, shm_probe)
         return out
@@ -252,6 +254,14 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         if force:
             await store.restart_env(worker.spec.name)
         return {"id": call_id, "cancelled": sent or force, "forced": force}
+
+    @app.put("/_tether/secrets/{env}")
+    async def put_secrets(env: str, request: Request) -> dict[str, Any]:
+        """Give secrets to an env's worker: ``{"secrets": {name: {"env_vars", "files",
+        "file_env"}}}`` (docs/secrets.md). Kept 0600 under the state dir's ``secrets/`` only; the
+        answer names env vars and files, never a value."""
+        body = secret_files.check(parse_json_body(await _body(request)))
+        return await store.put_secrets(env, body)
 
     @app.post("/_tether/envs/{env}/limits")
     async def limit_env(env: str, request: Request) -> dict[str, Any]:

@@ -27,6 +27,7 @@ _STREAM_LOGS = wire.STREAM_LOGS_HEADER.encode()
 _CALL_ID = wire.CALL_ID_HEADER.encode()
 _KEEP = wire.KEEP_HEADER.encode()
 _REFS = wire.REFS_HEADER.encode()
+_QUEUE = wire.QUEUE_HEADER.encode()
 _SHM = wire.SHM_HEADER.encode()
 _ACCEPT = wire.ACCEPT_HEADER.encode()
 _CALLER = wire.CALLER_HEADER.encode()
@@ -52,7 +53,7 @@ class CallRoute:
         if rec is not None and rec.node:  # it lives on another node: the head forwards the call
             await proxy.forward(self, scope, receive, send, rec, method)
             return
-        ctype = length = stream_logs = call_id = keep = refs = shared = accept = caller = None
+        ctype = length = stream_logs = call_id = keep = refs = shared = accept = caller = queued = None
         for key, value in scope["headers"]:
             if key == b"content-type":
                 ctype = value
@@ -72,6 +73,8 @@ class CallRoute:
                 accept = value
             elif key == _CALLER:
                 caller = value
+            elif key == _QUEUE:
+                queued = value
         flags = 0
         if scope["method"] == "POST" and ctype is not None and ctype.startswith(_CTYPE):
             msg = decode_message(await read_body(receive, length), wire.CALL)
@@ -88,6 +91,8 @@ class CallRoute:
         # what a call prints is recorded even when its caller does not read it
         meta: dict[str, Any] = {"object": name, "method": method, "mode": mode,
                                 "stream_logs": logs or history.enabled}
+        if queued == b"1":
+            meta["queue"] = True  # the worker runs it after the object's earlier queued calls
         if keep == b"1":
             keep = meta["keep"] = f"ref-{call_id}"[:200]
         else:

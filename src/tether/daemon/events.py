@@ -21,7 +21,7 @@ from typing import Any
 log = logging.getLogger("tether.daemon")
 
 #: kinds the daemon records itself, and the ones a caller may post
-KINDS = ("worker_started", "worker_died", "oom_kill", "climb", "note")
+KINDS = ("worker_started", "worker_died", "oom_kill", "climb", "note", "secrets")
 POSTED_KINDS = ("climb", "note")
 MAX_MESSAGE = 2000
 MAX_FIELDS = 20

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 # request headers that travel on to the node (not the token, not the shared-memory ask)
 _FORWARDED = (b"content-type", wire.CALL_ID_HEADER.encode(), wire.STREAM_LOGS_HEADER.encode(),
-              wire.KEEP_HEADER.encode(), wire.REFS_HEADER.encode(), wire.CALLER_HEADER.encode())
+              wire.KEEP_HEADER.encode(), wire.REFS_HEADER.encode(), wire.CALLER_HEADER.encode(),
+              wire.QUEUE_HEADER.encode())
 _CTYPE = wire.CONTENT_TYPE.encode()
 
 

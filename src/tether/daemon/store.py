@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tether import state as state_files
-from tether.daemon import remote, restore, shell, sweep
+from tether.daemon import events, remote, restore, shell, sweep
+from tether.daemon import secrets as secret_files
 from tether.daemon.envs import EnvBuilder
 from tether.daemon.limits import Limits, describe_limits
 from tether.daemon.manifest import Manifest
@@ -403,11 +404,34 @@ class Store:
             "manifest": {"bytes": self.manifest.total, "max_bytes": self.manifest.max_total,
                          "max_object_bytes": self.manifest.max_object},
             "commands_running": shell.running(),
+            "secrets": secret_files.names(self.state_dir),  # {env: [secret names]}: never values
         }
+
+    async def put_secrets(self, env: str, secrets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Give ``secrets`` to ``env``'s workers (``daemon/secrets.py``): its running worker gets
+        the env vars at once (no restart: its objects keep their state); a prestarted or spare
+        worker, started without them, is let go. The answer names what was set, never a value."""
+        summary = secret_files.put(self.state_dir, env, secrets)
+        if self.prestarted is not None and self.prestarted.spec.name == env:
+            worker, self.prestarted = self.prestarted, None
+            await worker.stop()
+        state = self.envs.get(env)
+        running = False
+        if state is not None:
+            async with state.lock:  # a worker starting now reads them from the file, or gets them here
+                await self._drop_spare(state)
+                worker = state.worker
+                if worker is not None and worker.alive:
+                    await worker.control({"op": "setenv", "env_vars": secret_files.env_vars(self.state_dir, env)})
+                    running = True
+        events.record("secrets", f"secrets {', '.join(sorted(secrets))} given to env {env!r}",
+                      env=env, secrets=sorted(secrets))
+        return {"env": env, "secrets": summary, "running": running}
 
     async def forget(self) -> dict[str, Any]:
         """Forget what was deployed, here and on the cluster's other nodes (``teardown()``, just
         before the daemons stop): the next daemons start empty."""
+        secret_files.forget(self.state_dir)
         await self.manifest.forget()
         self.limits.forget_envs()
         for index, link in sorted(self.nodes.links.items()):

@@ -26,6 +26,7 @@ from typing import Any
 
 from tether import state
 from tether.daemon import children, events, liveness, sweep, usage
+from tether.daemon import secrets as secret_files
 from tether.daemon.flow import CallQueue
 from tether.daemon.limits import oom_message
 from tether.errors import LaunchError
@@ -179,7 +180,8 @@ class WorkerProcess:
         self._listener.listen(1)
         # an Image's env vars (set_env_vars), re-read at each start: the env's own win over them
         image_env = state.read_image_env(self.runtime_dir.parent)
-        env = {**os.environ, **image_env, **dict(self.spec.env_vars), **self.extra_env}
+        env = {**os.environ, **image_env, **dict(self.spec.env_vars),
+               **secret_files.env_vars(self.runtime_dir.parent, self.spec.name), **self.extra_env}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(self.runtime_dir), env.get("PYTHONPATH", "")) if p
         )

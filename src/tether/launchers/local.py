@@ -223,6 +223,7 @@ class LocalLauncher(Launcher):
         empty, with every env at the cluster's size."""
         state.remove_manifest(state.cluster_dir(cluster.name))
         state.remove_env_limits(state.cluster_dir(cluster.name))
+        state.remove_secrets(state.cluster_dir(cluster.name))
 
     def env_limits(self, cluster: Cluster) -> dict[str, dict[str, Any]]:
         """Envs given limits of their own (``POST /_tether/envs/{env}/limits``: a ladder grows the

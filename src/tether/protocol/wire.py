@@ -31,6 +31,9 @@ from typing import Any
 # Bumped when a message layout or a meaning changes incompatibly; exchanged on /health.
 # 2: the flags byte (frames in shared memory).
 PROTOCOL_VERSION = 2
+#: what this release's daemons do beyond their protocol version, said on /health: a client asks
+#: for a feature only from a daemon that lists it ("queue": the QUEUE_HEADER, ``fn.enqueue``)
+FEATURES = ("queue",)
 
 CONTENT_TYPE = "application/x-tether"
 TOKEN_HEADER = "authorization"
@@ -38,6 +41,7 @@ VERSION_HEADER = "x-tether-version"
 CALL_ID_HEADER = "x-tether-call-id"
 STREAM_LOGS_HEADER = "x-tether-stream-logs"
 KEEP_HEADER = "x-tether-keep"  # keep the result on the cluster (a RemoteRef)
+QUEUE_HEADER = "x-tether-queue"  # "1": wait for the object's queue, one queued call at a time (enqueue)
 SHM_HEADER = "x-tether-shm"  # the caller reads big results from shared memory
 REFS_HEADER = "x-tether-refs"  # names of the RemoteRefs among the arguments, comma-separated
 CALLER_HEADER = "x-tether-caller"  # who calls: user@host:pid (the daemon records it, docs/calls.md)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
@@ -24,7 +25,7 @@ from tether._version import __version__
 from tether.errors import ConfigError, NotFoundError
 from tether.protocol import grants
 from tether.registry import access as acl
-from tether.registry import admin, db, keys, quotas, schemas
+from tether.registry import admin, db, keys, quotas, schemas, vault
 from tether.registry.models import Resource, Share, Token, User, Version, now
 
 LAST_USED_EVERY = 60.0  # seconds: a token's last_used is written at most this often
@@ -117,7 +118,8 @@ def _path(path: str) -> str:
 
 def _resource_out(resource: Resource, version: Version, have: str) -> schemas.ResourceOut:
     return schemas.ResourceOut(path=resource.path, type=resource.type, version=version.number,
-                               current_version=resource.current_version, config=version.config,
+                               current_version=resource.current_version,
+                               config=vault.public_config(version.config),
                                owner=resource.owner.name, access=have, updated=resource.updated)
 
 
@@ -250,6 +252,11 @@ def unshare(path: str, body: schemas.UnshareBody, caller: Caller) -> list[schema
 def save(path: str, body: schemas.SaveBody, caller: Caller) -> schemas.Saved:
     """Save a config as the resource's new version. Creating a name under /owner/ takes the owner
     (or an admin); a new version of an existing one takes write access."""
+    config = vault.public_config(body.config)  # sealed values come in through /v1/secrets only
+    return _save(caller, path, config)
+
+
+def _save(caller: _Caller, path: str, config: dict[str, Any]) -> schemas.Saved:
     path = _path(path)
     if path.rsplit("/", 1)[1] in acl.RESERVED:
         raise RegistryError(400, "bad_request", f"{path}: names may not end in "
@@ -264,13 +271,13 @@ def save(path: str, body: schemas.SaveBody, caller: Caller) -> schemas.Saved:
         owner_user = session.scalar(select(User).where(User.name == owner))
         if owner_user is None:
             raise RegistryError(404, "not_found", f"no user {owner!r} to own {path}")
-        resource = Resource(owner_id=owner_user.id, path=path, type=str(body.config.get("type") or "resource"))
+        resource = Resource(owner_id=owner_user.id, path=path, type=str(config.get("type") or "resource"))
         session.add(resource)
         session.flush()
     else:
         caller.resource(path, "write")
-        resource.type = str(body.config.get("type") or resource.type)
-    return schemas.Saved(path=path, version=_add_version(session, resource, body.config, caller.user.name))
+        resource.type = str(config.get("type") or resource.type)
+    return schemas.Saved(path=path, version=_add_version(session, resource, config, caller.user.name))
 
 
 @v1.get("/resources/{path:path}", response_model=schemas.ResourceOut, tags=["resources"])
@@ -287,6 +294,33 @@ def delete(path: str, caller: Caller) -> None:
     resource, _ = caller.resource(path, "write")
     caller.session.delete(resource)
     caller.session.commit()
+
+
+@v1.put("/secrets/{path:path}", response_model=schemas.Saved, tags=["secrets"])
+def save_secret(path: str, body: schemas.SecretBody, caller: Caller, request: Request) -> schemas.Saved:
+    """Save a secret's config and its values as a new version (like PUT /v1/resources): the values
+    are encrypted with the registry's key before they are stored, and never shown by other routes."""
+    config = {**vault.public_config(body.config), "type": "secret",
+              vault.FIELD: request.app.state.vault.seal(body.values)}
+    return _save(caller, path, config)
+
+
+@v1.get("/secrets/{path:path}", response_model=schemas.SecretValues, tags=["secrets"])
+def secret_values(path: str, caller: Caller, request: Request, version: Annotated[int | None, Query(
+        ge=1, description="a saved version (default: the current one)")] = None) -> schemas.SecretValues:
+    """A secret's values, decrypted (read access: the owner, and those it is shared with)."""
+    resource, _ = caller.resource(path, "read")
+    if resource.type != "secret":
+        raise RegistryError(400, "bad_request", f"{resource.path} is a {resource.type}, not a secret")
+    found = _version(caller.session, resource, version)
+    try:
+        values = request.app.state.vault.open(found.config)
+    except ValueError as exc:
+        raise RegistryError(409, "conflict", f"{resource.path}: {exc}") from None
+    if values is None:
+        raise RegistryError(404, "not_found", f"{resource.path} version {found.number} was saved "
+                            "without values: save them with secret.save()")
+    return schemas.SecretValues(path=resource.path, version=found.number, values=values)
 
 
 @v1.post("/grants", response_model=schemas.GrantOut, tags=["grants"])
@@ -376,7 +410,9 @@ def create_app(db_url: str | None = None, key_dir: str | Path | None = None,
                               "resources (docs/registry.md). Every route but /v1/health needs "
                               "`Authorization: Bearer <token>`.")
     app.state.engine = engine if engine is not None else db.engine(url)
-    app.state.grant_key = keys.grant_key(Path(key_dir) if key_dir else db.default_key_dir(url))
+    key_dir = Path(key_dir) if key_dir else db.default_key_dir(url)
+    app.state.grant_key = keys.grant_key(key_dir)
+    app.state.vault = vault.Vault(keys.secrets_key(key_dir))
     app.state.public_url = public_url.rstrip("/") if public_url else None
     app.state.usage_ttl = usage_ttl
 
@@ -391,6 +427,12 @@ def create_app(db_url: str | None = None, key_dir: str | Path | None = None,
     @app.exception_handler(IntegrityError)
     def _conflict(_request: Request, _exc: IntegrityError) -> JSONResponse:
         return _error(409, "conflict", "another request changed this at the same moment: try again")
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # where and what, never the input (a secret's values may be in it)
+        where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return _error(422, "bad_request", f"the request does not fit the API (/docs): {where}")
 
     @app.exception_handler(ConfigError)
     def _bad_request(_request: Request, exc: ConfigError) -> JSONResponse:

@@ -1,7 +1,9 @@
 """The registry's key files, in its key dir and never in the database.
 
 ``grant_signing.key``: the raw Ed25519 private key that signs grants (``tether.protocol.grants``),
-made on first start, 0600. (Next: ``secrets.key`` for secrets encrypted at rest, the same way.)
+made on first start, 0600. ``secrets.key``: the Fernet key (AES-128-CBC + HMAC-SHA256) secret
+values are encrypted with before they reach the database (``tether.registry.vault``), made the
+same way. Losing it loses every saved secret value; back it up with the database.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from tether.errors import ConfigError
 from tether.protocol import grants
 
 GRANT_KEY = "grant_signing.key"
+SECRETS_KEY = "secrets.key"
 
 
 def _private_file(path: Path, make: bytes) -> bytes:
@@ -36,4 +39,18 @@ def grant_key(key_dir: Path) -> bytes:
     key = _private_file(path, grants.new_private_key())
     if len(key) != 32:
         raise ConfigError(f"{path} is not a raw Ed25519 key (32 bytes); move it away to make a new one")
+    return key
+
+
+def secrets_key(key_dir: Path) -> bytes:
+    """The registry's key for secret values at rest (a Fernet key, made on first use)."""
+    from cryptography.fernet import Fernet
+
+    path = Path(key_dir) / SECRETS_KEY
+    key = _private_file(path, Fernet.generate_key()).strip()
+    try:
+        Fernet(key)
+    except ValueError:
+        raise ConfigError(f"{path} is not a Fernet key; move it away to make a new one (the secrets "
+                          "saved with it can then no longer be read)") from None
     return key

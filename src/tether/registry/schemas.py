@@ -29,6 +29,17 @@ class SaveBody(BaseModel):
     config: dict[str, Any] = Field(description="the resource's config (``resource.config()``)")
 
 
+class SecretBody(BaseModel):
+    config: dict[str, Any] = Field(description="the secret's config (``secret.config()``: no values)")
+    values: dict[str, Any] = Field(description="the values, encrypted at rest with the registry's key")
+
+
+class SecretValues(BaseModel):
+    path: str
+    version: int
+    values: dict[str, Any]
+
+
 class Saved(BaseModel):
     path: str
     version: int

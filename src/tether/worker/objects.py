@@ -22,11 +22,13 @@ from tether.protocol import wire
 class Entry:
     """One named object in a worker, with its call gate and what is known of its methods."""
 
-    __slots__ = ("kind", "obj", "gate", "_flags")
+    __slots__ = ("kind", "obj", "gate", "queue", "_flags")
 
     def __init__(self, kind: str, obj: Any, max_concurrency: int | None = None) -> None:
         self.kind, self.obj = kind, obj
         self.gate = Gate(max_concurrency) if max_concurrency else None
+        #: enqueued calls (``fn.enqueue``) take turns here, one at a time, before ``gate``
+        self.queue = Gate(1)
         self._flags: dict[str, dict[str, bool]] = {}
 
     def flags(self, method: str) -> dict[str, bool]:
@@ -114,9 +116,12 @@ def interface(kind: str, obj: Any) -> dict[str, Any]:
         return {"kind": kind, "type": qualname(type(obj)), "methods": {}, "properties": []}
     cls = obj if isinstance(obj, type) else type(obj)
     methods, properties = {}, []
+    local_api = getattr(cls, "_tether_local_api", ())
     for name in dir(cls):
         if name.startswith("_") and name != "__call__":
             continue
+        if name in local_api and _defined_by_tether(cls, name):
+            continue  # tether.Module's own API (to, save...) on a subclass: used by the caller only
         try:
             attr = inspect.getattr_static(cls, name)
         except AttributeError:
@@ -128,6 +133,14 @@ def interface(kind: str, obj: Any) -> dict[str, Any]:
         elif callable(attr):
             methods[name] = describe(attr, bound=True)
     return {"kind": kind, "type": qualname(cls), "methods": methods, "properties": properties}
+
+
+def _defined_by_tether(cls: type, name: str) -> bool:
+    """Whether the class that defines ``name`` for ``cls`` is tether's (not the user's override)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return klass.__module__.startswith("tether.")
+    return False
 
 
 def qualname(obj: Any) -> str:

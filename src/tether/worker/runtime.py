@@ -144,6 +144,9 @@ class Worker:
         else:
             def job():
                 return self._sync_call(msg, meta, entry, running)
+        if meta.get("queue"):  # fn.enqueue: its turn among queued calls first, then the gate's
+            job = _queued(job, entry)
+            return job if entry.queue.enter(job) else None
         if entry.gate is None or entry.gate.enter(job):
             return job
         return None  # max_concurrency: it waits for its turn without holding a thread
@@ -162,7 +165,14 @@ class Worker:
         kind, frames, flags = self._reply(meta, kind, frames)
         self.running.pop(call_id, None)
         self.conn.send(kind, frames, call_id, flags)
-        return entry.gate.leave() if entry.gate is not None else None
+        after = entry.gate.leave() if entry.gate is not None else None
+        if meta.get("queue"):
+            queued = entry.queue.leave()  # the next enqueued call
+            if after is None:
+                after = queued
+            else:
+                self.run_later(queued)
+        return after
 
     def arguments(self, msg: wire.Message) -> list:
         """The argument frames of a CALL, shared ones mapped from their files."""
@@ -294,6 +304,9 @@ class Worker:
                 reply = {"imported": meta["name"]}
             elif op == "stale":
                 reply = {"stale": self.watch.stale()}
+            elif op == "setenv":  # secrets given to a running worker (daemon/secrets.py)
+                os.environ.update(meta["env_vars"])
+                reply = {"set": sorted(meta["env_vars"])}
             elif op == "ping":
                 reply = {"pid": os.getpid(), "objects": sorted(self.objects)}
             else:
@@ -315,7 +328,11 @@ class Worker:
                     if not isinstance(target, type):
                         raise TypeError(f"{meta.get('qualname')} is not a class")
                     args, kwargs = wire.loads(payload[meta.get("payload_frames", 0):], "the constructor arguments")
-                    obj = target(*args, **kwargs)
+                    if meta.get("from_state"):  # made by the caller and sent (class X(tether.Module))
+                        obj = target.__new__(target)
+                        obj.__dict__.update(kwargs)
+                    else:
+                        obj = target(*args, **kwargs)
                 elif kind == "function":
                     if not callable(target):
                         raise TypeError(f"{meta.get('qualname')} is not callable")
@@ -349,6 +366,16 @@ class _Running:
 
 class _CallCancelled(BaseException):
     """Raised inside a sync call's thread to stop it (BaseException: user code rarely catches it)."""
+
+
+def _queued(job, entry: Entry):
+    """An enqueued call's job: once the queue lets it go, it takes its place under the
+    object's ``max_concurrency`` gate like any call."""
+    def through_gate():
+        if entry.gate is None or entry.gate.enter(job):
+            return job()
+        return None
+    return through_gate
 
 
 def _run_chain(job) -> None:

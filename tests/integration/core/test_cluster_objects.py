@@ -79,8 +79,15 @@ def test_get_missing_returns_the_default(session_cluster, default):
     assert session_cluster.get(_unique("missing"), default=default) == default
 
 
-def test_get_missing_without_default_is_none(session_cluster):
-    assert session_cluster.get(_unique("missing")) is None
+def test_get_missing_raises_unless_a_default_is_given(session_cluster):
+    missing = _unique("missing")
+    session_cluster.put(_unique("held"), 1)
+    with pytest.raises(rh.NotFoundError, match=f"nothing named '{missing}'.*it holds: .*held-"):
+        session_cluster.get(missing)
+    assert session_cluster.get(missing, None) is None
+    assert session_cluster.get(name=missing, default=7) == 7
+    with pytest.raises(KeyError):
+        session_cluster.get(missing, default=KeyError)  # Runhouse's way of asking for an error
 
 
 @pytest.mark.parametrize("kind", ["function", "instance", "value"])

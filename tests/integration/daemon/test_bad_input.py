@@ -127,6 +127,9 @@ ROUTES = [
     ("GET", "/_tether/usage"),
     ("GET", "/_tether/events"),
     ("POST", "/_tether/events"),
+    ("GET", "/_tether/registry"),
+    ("PUT", "/_tether/registry"),
+    ("PUT", "/_tether/secrets/{add}"),
     ("GET", "/{add}"),
     ("POST", "/{add}"),
     ("GET", "/{add}/call"),
@@ -168,7 +171,8 @@ def test_the_token_covers_every_route_the_daemon_has(http):
     """Every route of the daemon's OpenAPI schema is in ROUTES above (new routes get checked too)."""
     paths = set(http.get("/_tether/openapi.json").json()["paths"])
     covered = {r.replace("/_tether/calls/{add}", "/_tether/calls/{call_id}")
-               .replace("/_tether/envs/{add}", "/_tether/envs/{env}").replace("{add}", "{name}")
+               .replace("/_tether/envs/{add}", "/_tether/envs/{env}")
+               .replace("/_tether/secrets/{add}", "/_tether/secrets/{env}").replace("{add}", "{name}")
                .replace("/{name}/call", "/{name}/{method}") for _, r in ROUTES + OPEN_ROUTES}
     assert paths <= covered, f"routes without a 401 test: {sorted(paths - covered)}"
 

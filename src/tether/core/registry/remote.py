@@ -180,6 +180,16 @@ class RegistryClient:
         """Save ``config`` as a new version of ``path``; its number."""
         return self.request("PUT", f"resources{path}", {"config": config}, doing=f"saving {path}")["version"]
 
+    def put_secret(self, path: str, config: dict[str, Any], values: dict[str, Any]) -> int:
+        """Save a secret's config and values (encrypted at rest by the registry); the new version."""
+        return self.request("PUT", f"secrets{path}", {"config": config, "values": values},
+                            doing=f"saving the secret {path}")["version"]
+
+    def secret_values(self, path: str, version: int | None = None) -> dict[str, Any]:
+        """A secret's values (read access). Never cached on disk: a registry that is down fails."""
+        return self.request("GET", f"secrets{path}", query={"version": version},
+                            doing=f"reading the secret {path}")["values"]
+
     def delete(self, path: str) -> None:
         self.request("DELETE", f"resources{path}", doing=f"deleting {path}")
         self._cached(path, None).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from tether.compute import parse_memory
+from tether.core.configs import configs
 from tether.errors import ConfigError
 from tether.launchers.ondemand.provisioner import MachineRequest
 
@@ -34,7 +35,8 @@ RUNG_KEYS = frozenset({"rung_of"})
 SPEC_KEYS = MACHINE_KEYS | KUBERNETES_KEYS | BRING_UP_KEYS | RUNG_KEYS
 
 #: minutes idle before an on-demand cluster's machines are deleted, unless ``autostop_mins=`` says
-#: otherwise (-1: never); ``TETHER_ONDEMAND_AUTOSTOP_MINS`` changes the default
+#: otherwise (-1: never); ``TETHER_ONDEMAND_AUTOSTOP_MINS``, else ``default_autostop`` of
+#: ``tether.configs`` (``$TETHER_HOME/config.yaml``), changes the default
 DEFAULT_AUTOSTOP_MINS = 60.0
 #: the provider asked for when none is given (SkyPilot picks the cheapest cloud it can use)
 DEFAULT_PROVIDER = "cheapest"
@@ -46,7 +48,11 @@ def default_autostop() -> float:
     """The default autostop of on-demand clusters, in minutes (-1: never)."""
     value = os.environ.get("TETHER_ONDEMAND_AUTOSTOP_MINS", "")
     if not value:
-        return DEFAULT_AUTOSTOP_MINS
+        minutes = configs.get("default_autostop", DEFAULT_AUTOSTOP_MINS)
+        if isinstance(minutes, bool) or not isinstance(minutes, int | float):
+            raise ConfigError(f"default_autostop in {configs.path} is a number of minutes (-1: never), "
+                              f"not {minutes!r}")
+        return float(minutes)
     try:
         return float(value)
     except ValueError:
@@ -57,7 +63,12 @@ def default_autostop() -> float:
 def check(spec: dict[str, Any]) -> None:
     """Refuse a spec with values of the wrong form, naming the form; normalize the others in
     place (``accelerators={"A10G": 1}`` -> ``"A10G:1"``, ``open_ports=8080`` -> ``[8080]``) and
-    give ``autostop_mins`` its default."""
+    give ``autostop_mins`` its default; ``provider`` and ``use_spot`` not given take the user's
+    defaults (``tether.configs``: ``default_provider``, ``use_spot``)."""
+    if spec.get("provider") is None and configs.default_provider:
+        spec["provider"] = configs.default_provider
+    if spec.get("use_spot") is None and configs.use_spot:
+        spec["use_spot"] = True
     for key in ("instance_type", "provider", "region", "zone", "context", "namespace", "kube_config_path"):
         value = spec.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
