@@ -24,9 +24,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_s3():
-    """The URL of a moto S3 server on loopback, with the AWS variables pointing at it."""
+    """The URL of a moto S3 server on loopback, with the AWS variables pointing at it. Module
+    scope, never session: the AWS variables it sets must be gone before other tests run (SkyPilot's
+    tests, later in the same process, see AWS credentials and an endpoint otherwise)."""
     pytest.importorskip("moto.server", reason="moto[server] (the dev extra) runs S3 for these tests")
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
