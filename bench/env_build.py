@@ -42,14 +42,19 @@ def measure(workdir: Path, log: Callable[[str], None]) -> dict[str, dict[str, An
 
 
 def _one(installer: str, folder: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    import tether as rh
-    from bench import bench_code
+    from tether.state import environ
 
     folder.mkdir(parents=True, exist_ok=True)
     env = {"TETHER_ENV_INSTALLER": installer, "UV_CACHE_DIR": str(folder / "uv-cache"),
            "PIP_CACHE_DIR": str(folder / "pip-cache"), "PIP_CONFIG_FILE": os.devnull}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)  # the daemon started below inherits them
+    with environ(env):  # the daemon started below inherits them
+        return _measure(installer, log)
+
+
+def _measure(installer: str, log: Callable[[str], None]) -> dict[str, Any]:
+    import tether as rh
+    from bench import bench_code
+
     cluster = rh.cluster(name=f"envbuild-{installer}-{uuid.uuid4().hex[:6]}", launcher="local")
     try:
         cluster.up_if_not()
@@ -69,14 +74,7 @@ def _one(installer: str, folder: Path, log: Callable[[str], None]) -> dict[str, 
         return {"cold_s": cold - base, "cached_s": cached - base, "deploy_s": base,
                 "cold_wall_s": cold, "cached_wall_s": cached}
     finally:
-        try:
-            cluster.teardown()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        cluster.teardown()
 
 
 def record(results: dict[str, Any], workdir: Path, log: Callable[[str], None]) -> None:

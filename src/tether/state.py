@@ -350,6 +350,26 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 @contextlib.contextmanager
+def environ(values: dict[str, str | None]) -> Iterator[None]:
+    """Set (``None``: unset) these variables of this process for the block, then put back what was
+    there: settings that subprocesses started inside it (a daemon, a worker) must inherit."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (created 0600), across threads and processes."""
     import fcntl

@@ -33,7 +33,7 @@ from tether.errors import (
     QuotaExceededError,
     TetherError,
 )
-from tether.state import read_json, registry_cache_dir, registry_login_path, write_json
+from tether.state import environ, read_json, registry_cache_dir, registry_login_path, write_json
 
 ENV_URL = "TETHER_REGISTRY"
 ENV_TOKEN = "TETHER_TOKEN"
@@ -267,20 +267,8 @@ def using(url: str | None, token: str | None = None) -> Iterator[Login | None]:
         return
     if not re.match(r"^https?://", url):
         raise ConfigError(f"the registry URL {url!r} needs its scheme: http://host:port or https://host")
-    saved = {key: os.environ.get(key) for key in (ENV_URL, ENV_TOKEN)}
-    os.environ[ENV_URL] = url.rstrip("/")
-    if token:
-        os.environ[ENV_TOKEN] = token
-    else:
-        os.environ.pop(ENV_TOKEN, None)
-    try:
+    with environ({ENV_URL: url.rstrip("/"), ENV_TOKEN: token or None}):
         yield configured()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def login(url: str, token: str) -> str:
