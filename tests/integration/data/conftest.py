@@ -43,6 +43,7 @@ def moto_s3():
                 proc.kill()
                 pytest.fail(f"moto's S3 server did not start on port {port}")
             time.sleep(0.1)
+    _forget_s3_filesystems()  # fsspec keeps S3 filesystems made for an earlier module's server
     saved = {key: os.environ.get(key) for key in _AWS_ENV}
     url = f"http://127.0.0.1:{port}"
     os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -55,6 +56,13 @@ def moto_s3():
             os.environ[key] = value
     proc.terminate()
     proc.wait(timeout=10)
+    _forget_s3_filesystems()
+
+
+def _forget_s3_filesystems() -> None:
+    """Drop fsspec's cached S3 filesystems: each holds the endpoint of the server it was made for."""
+    s3fs = pytest.importorskip("s3fs")
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture
