@@ -218,24 +218,43 @@ def ensure_master(target: SshTarget) -> None:
     with _master_locks_guard:
         lock = _master_locks.setdefault(str(path), threading.Lock())
     with lock, locked(path.with_suffix(".lock")):
-        if _master_alive(target, path):
-            return
-        path.unlink(missing_ok=True)  # a socket left by a master that died
-        log = path.with_suffix(".log")
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [binary("ssh"), *target.options(), "-M", "-N", "-o", f"ControlPersist={CONTROL_PERSIST}",
-                 target.host], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                env=target.env(), start_new_session=True)
-        deadline = time.monotonic() + CONNECT_TIMEOUT * 3 + 30
-        while not path.exists():
-            if proc.poll() is not None:
-                raise translate(target, log.read_text(errors="replace"))
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise ConnectionError(f"the SSH login to {target.label} did not finish in time",
-                                      cluster=target.cluster, node=target.host)
-            time.sleep(0.01)
+        for attempt in range(_MASTER_ATTEMPTS):
+            if _master_alive(target, path):
+                return
+            path.unlink(missing_ok=True)  # a socket left by a master that died
+            if _start_master(target, path, last=attempt == _MASTER_ATTEMPTS - 1):
+                return
+
+
+_MASTER_ATTEMPTS = 3
+
+
+def _start_master(target: SshTarget, path: Path, last: bool) -> bool:
+    """Start a master; False when it logged in but its socket vanished (retry), else raises.
+
+    A master that is dying (its link was cut) unlinks the ControlPath *by name* when it exits, which
+    can be the new master's socket: the new one then detached (exit 0, nothing logged) and no
+    socket is left. That is worth another try, not an error with "no message".
+    """
+    log = path.with_suffix(".log")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary("ssh"), *target.options(), "-M", "-N", "-o", f"ControlPersist={CONTROL_PERSIST}",
+             target.host], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            env=target.env(), start_new_session=True)
+    deadline = time.monotonic() + CONNECT_TIMEOUT * 3 + 30
+    while not path.exists():
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace")
+            if proc.returncode == 0 and not text.strip() and not last:
+                return False
+            raise translate(target, text)
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise ConnectionError(f"the SSH login to {target.label} did not finish in time",
+                                  cluster=target.cluster, node=target.host)
+        time.sleep(0.01)
+    return True
 
 
 def close_master(target: SshTarget) -> None:
