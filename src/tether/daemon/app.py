@@ -31,6 +31,7 @@ from tether.daemon import (
     timeline_routes,
 )
 from tether.daemon import secrets as secret_files
+from tether.daemon.aliases import NameTaken
 from tether.daemon.autostop import IdleTracker
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
@@ -51,7 +52,6 @@ from tether.daemon.requests import (
 )
 from tether.daemon.responses import MessageResponse, MessagesResponse, send_error
 from tether.daemon.shell import run_commands
-from tether.daemon.aliases import NameTaken
 from tether.daemon.store import Store, UnknownName
 from tether.daemon.tokens import Grants, Tokens
 from tether.daemon.usage import Usage

@@ -19,8 +19,8 @@ from typing import Any
 
 from tether import state as state_files
 from tether.daemon import events, remote, restore, shell, sweep
-from tether.daemon.aliases import Aliases
 from tether.daemon import secrets as secret_files
+from tether.daemon.aliases import Aliases
 from tether.daemon.envs import EnvBuilder
 from tether.daemon.limits import Limits, describe_limits
 from tether.daemon.manifest import Manifest

@@ -120,7 +120,7 @@ def test_remote_attributes_and_fetch(cluster):
     assert type(here) is Trainer and (here.lr, here.steps) == (0.125, 1)
     assert trainer.remote().steps == 1
     with pytest.raises(AttributeError):
-        trainer.remote.missing
+        _ = trainer.remote.missing
 
 
 SAVED_ELSEWHERE = """
