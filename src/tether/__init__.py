@@ -43,6 +43,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RemoteRef": ("tether.core.invoke", "RemoteRef"),
     "CallHandle": ("tether.core.invoke", "CallHandle"),
     "exists": ("tether.core.resources", "exists"),
+    "current_folder": ("tether.core.registry.names", "current_folder"),
+    "set_folder": ("tether.core.registry.names", "set_folder"),
+    "unset_folder": ("tether.core.registry.names", "unset_folder"),
     "shared_with_me": ("tether.core.resources", "shared_with_me"),
     "versions": ("tether.core.resources", "versions"),
     "rollback": ("tether.core.resources", "rollback"),
@@ -104,6 +107,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tether.core.image import Image
     from tether.core.images import Env, env
     from tether.core.module import Module, module
+    from tether.core.registry.names import current_folder, set_folder, unset_folder
     from tether.core.resources import Resource, exists, load, rollback, shared_with_me, versions
     from tether.core.stubs import RemoteFunction
     from tether.errors import (

@@ -4,6 +4,7 @@ Runhouse's docs write it: plain functions, and a class that subclasses ``rh.Modu
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import tether as rh
@@ -46,3 +47,7 @@ class Trainer(rh.Module):
 
 def greeting():
     return os.environ.get("GREETING")
+
+
+def python_prefix():
+    return sys.prefix

@@ -164,11 +164,7 @@ class DaemonClient:
         if refs:
             headers[wire.REFS_HEADER] = ",".join(refs)
         if queue:
-            if self.features is not None and "queue" not in self.features:
-                raise errors.VersionMismatchError(
-                    f"cluster {self.cluster!r} runs a tether daemon that does not queue calls "
-                    f"(enqueue): restart it with this version (cluster.restart_server())",
-                    cluster=self.cluster, service=name)
+            self.require("queue", "queue calls (enqueue)", service=name)
             headers[wire.QUEUE_HEADER] = "1"
         frames, flags, shared = self.call_frames(args, kwargs, headers)
         try:
@@ -239,6 +235,18 @@ class DaemonClient:
         parts = wire.encode(wire.CONTROL, [wire.json_frame(meta), *payload])
         reply = self.reply({"service": meta.get("name")}, stream_logs)
         return self.stream("POST", "/_tether/deploy", parts, reply).json(0)
+
+    def require(self, feature: str, what: str, **context: Any) -> None:
+        """Refuse, before sending, what the daemon does not do (an older release: ``wire.FEATURES``)."""
+        if self.features is not None and feature not in self.features:
+            raise errors.VersionMismatchError(
+                f"cluster {self.cluster!r} runs a tether daemon that does not {what}: restart it with "
+                "this version (cluster.restart_server())", cluster=self.cluster, **context)
+
+    def alias(self, alias: str, name: str) -> dict[str, Any]:
+        """Make ``alias`` another name of the object ``name`` (``daemon/aliases.py``)."""
+        self.require("alias", "give objects other names (save(name=...))", service=name)
+        return self.request_json("PUT", f"/_tether/aliases/{alias}", body={"name": name})
 
     def run(self, commands: list[str], kind: str = "bash", stream_logs: bool = True, **options: Any) -> list:
         body = json.dumps({"commands": commands, "kind": kind, **options}).encode()

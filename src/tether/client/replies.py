@@ -152,6 +152,8 @@ def http_error(cluster: str, status: int, body: bytes, /, **context: Any) -> err
             daemon_protocol=data.get("daemon_protocol"), client_protocol=wire.PROTOCOL_VERSION, **context)
     if status == 404:
         return errors.NotFoundError(message, **context)
+    if status == 409 and kind == "conflict":  # a name taken by another object
+        return errors.ConfigError(message, **context)
     if status in (400, 413, 431):  # malformed; a body over TETHER_MAX_BODY; headers over their limits
         return errors.ConfigError(message, **context)
     if status == 408 and kind == "timeout":  # a wait for a call's result outlived its timeout

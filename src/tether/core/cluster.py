@@ -12,6 +12,7 @@ Methods that act on machines take ``node=``: None (the head), a node index, an a
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import threading
 from collections.abc import Sequence
@@ -67,9 +68,7 @@ class Cluster(Resource):
         self.image: Image | None = resolve_image(image)
         #: the env of what is deployed, and of commands run, without an ``env=`` (Runhouse's
         #: ``default_env``); None: tether's default env
-        self.default_env: Env | None = None
-        if default_env is not None:
-            self.default_env = Env.from_config(default_env) if isinstance(default_env, dict) else resolve_env(default_env)
+        self.default_env: Env | None = _default_env(default_env)
         self._image_lock = threading.RLock()
         self._image_done = self._image_busy = False
         check_docker(self)
@@ -481,8 +480,8 @@ class Cluster(Resource):
     # -- objects -------------------------------------------------------------------------------------
 
     def keys(self) -> list[str]:
-        """Names of the objects living on the cluster."""
-        return [o["name"] for o in self.client.request_json("GET", "/_tether/keys")]
+        """Names of the objects living on the cluster, and their other names (``save(name=...)``)."""
+        return [n for o in self.client.request_json("GET", "/_tether/keys") for n in (o["name"], *o.get("aliases", ()))]
 
     def put(self, key: str, obj: Any, env: Env | str | None = None) -> None:
         """Store a Python value on the cluster under ``key`` (it lives in the env's worker)."""
@@ -515,7 +514,7 @@ class Cluster(Resource):
             return default
         if info["kind"] == "value" and not remote:
             return self.client.call(key, "__value__")
-        return stub_for(self, info)
+        return stub_for(self, {**info, "name": key})  # asked by an alias: the handle has that name
 
     def _info(self, key: str) -> dict[str, Any] | None:
         try:
@@ -543,18 +542,20 @@ class Cluster(Resource):
 
     def run_bash(self, commands: str | Sequence[str], stream_logs: bool = True,
                  stop_on_error: bool = False, cwd: str | None = None,
-                 env_vars: dict[str, str] | None = None, node: Any = None) -> list:
+                 env_vars: dict[str, str] | None = None, node: Any = None,
+                 env: Env | str | list[str] | None = None) -> list:
         """Run shell commands on a node (default: the head), through its daemon.
 
         Returns ``[(exit_code, stdout, stderr), ...]``; with ``node="all"``, one such list per
-        node, in node order.
+        node, in node order. ``env``: run them in that env (see :meth:`run`).
         """
         if isinstance(commands, str):
             commands = [commands]
+        options = self._run_options(env, env_vars, cwd, use_default=False)
 
         def on(index: int) -> list[tuple[int, str, str]]:
-            result = self.node_client(index).run(list(commands), "bash", stream_logs=stream_logs, cwd=cwd,
-                                                 env_vars=env_vars or {}, stop_on_error=stop_on_error)
+            result = self.node_client(index).run(list(commands), "bash", stream_logs=stream_logs,
+                                                 stop_on_error=stop_on_error, **options)
             return [tuple(r) for r in result]
 
         if node == "all":
@@ -567,11 +568,12 @@ class Cluster(Resource):
             node: Any = None, **options: Any) -> list:
         """Runhouse's form of :meth:`run_bash`: ``[(exit_code, stdout, stderr)]`` per command
         (``require_outputs=False``: the exit codes only). ``env`` (default: the cluster's
-        ``default_env``) gives the commands its env vars and working dir. ``port_forward`` is
-        ignored (use ``ssh_tunnel``); other options are ``run_bash``'s."""
-        env_vars, cwd = self._env_of(env, options.pop("env_vars", None), options.pop("cwd", None))
-        results = self.run_bash(commands, stream_logs=stream_logs, node=node, env_vars=env_vars, cwd=cwd,
-                                **options)
+        ``default_env``) runs them in that env: its interpreter first on ``PATH`` (``python``,
+        ``pip`` and the tools of its ``reqs`` are the env's; its venv is built first if need be,
+        as for a deploy), its env vars and working dir. ``port_forward`` is ignored (use
+        ``ssh_tunnel``); other options are ``run_bash``'s."""
+        results = self.run_bash(commands, stream_logs=stream_logs, node=node,
+                                env=env if env is not None else self.default_env, **options)
         if require_outputs:
             return results
         if node == "all":
@@ -594,18 +596,21 @@ class Cluster(Resource):
         ``[(exit_code, stdout, stderr)]``. ``env`` as for :meth:`run`."""
         if isinstance(commands, str):
             commands = [commands]
-        env_vars, cwd = self._env_of(env, env_vars, cwd)
+        options = self._run_options(env, env_vars, cwd)
         (index,) = self.launcher.select(self, node)
-        result = self.node_client(index).run(["\n".join(commands)], "python", stream_logs=stream_logs,
-                                             cwd=cwd, env_vars=env_vars)
+        result = self.node_client(index).run(["\n".join(commands)], "python", stream_logs=stream_logs, **options)
         return [tuple(r) for r in result]
 
-    def _env_of(self, env: Env | str | list[str] | None, env_vars: dict[str, str] | None,
-                cwd: str | None) -> tuple[dict[str, str], str | None]:
-        """A command's env vars and working dir: the env's (or ``default_env``'s), then the
-        caller's own."""
+    def _run_options(self, env: Env | str | list[str] | None, env_vars: dict[str, str] | None,
+                     cwd: str | None, use_default: bool = True) -> dict[str, Any]:
+        """A command's env vars, working dir and env: ``env``'s (or ``default_env``'s), then the
+        caller's own; no env given, none by default: the daemon's interpreter and environment."""
+        if env is None and (not use_default or self.default_env is None):
+            return {"env_vars": env_vars or {}, "cwd": cwd}
         found = self.resolve_env(env)
-        return {**found.env_vars, **(env_vars or {})}, cwd if cwd is not None else found.working_dir
+        self.client.require("run_env", "run commands in an env (run(..., env=...))")
+        return {"env_vars": {**found.env_vars, **(env_vars or {})},
+                "cwd": cwd if cwd is not None else found.working_dir, "env": found.wire_spec()}
 
 
 _clusters: dict[str, Cluster] = {}
@@ -616,9 +621,12 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
     """A cluster by name: the saved one, the local default, or a new one from ``launcher``/``spec``.
 
     ``tether.cluster("local")`` is the embedded default. ``tether.cluster(name="gpu")`` loads a
-    cluster saved with ``.save()``. ``tether.cluster(name="small", launcher="local", ...)`` defines one.
-    Handles are cached per name in this process, so they share one connection.
+    cluster saved with ``.save()`` (``default_env=`` alone sets its default env here, as Runhouse's
+    ``rh.cluster(name, default_env=...)``). ``tether.cluster(name="small", launcher="local", ...)``
+    defines one. Handles are cached per name in this process, so they share one connection.
     """
+    if launcher is None and set(spec) == {"default_env"}:
+        return _with_default_env(name, cluster(name), spec["default_env"])
     with _clusters_lock:
         if launcher is None and not spec:
             if name in _clusters:
@@ -655,6 +663,25 @@ def cluster(name: str = DEFAULT_CLUSTER, launcher: str | None = None, **spec: An
                 return cached
         _clusters[name] = found
         return found
+
+
+def _with_default_env(name: str, found: Cluster, default_env: Env | str | list[str] | dict | None) -> Cluster:
+    """A handle on the same cluster (and connection) with another ``default_env``, cached as
+    this process's handle of ``name`` from now on."""
+    env = _default_env(default_env)
+    if env == found.default_env:
+        return found
+    handle = copy.copy(found)
+    handle.default_env = env
+    with _clusters_lock:
+        _clusters[name] = handle
+    return handle
+
+
+def _default_env(value: Env | str | list[str] | dict | None) -> Env | None:
+    if value is None:
+        return None
+    return Env.from_config(value) if isinstance(value, dict) else resolve_env(value)
 
 
 #: what a launcher takes to accept a team registry's grants (``_config_to_save``)

@@ -65,10 +65,15 @@ class Resource:
         its name): in the team registry as a new version when one is configured (``@/x``,
         ``/alice/x``), else on this machine."""
         address = _address(name or self.rns_address or self.name)
-        self.name = address.name
+        self._take_name(address)
         store.save(address, self._config_to_save(address))
         _remember(self, address)
         return self
+
+    def _take_name(self, address: Address) -> None:
+        """Be named as saved at ``address`` (a deployed handle also names its object so:
+        ``tether.core.stubs``)."""
+        self.name = address.name
 
     def _config_to_save(self, address: Address) -> dict[str, Any]:
         """What ``save()`` writes at ``address`` (a cluster adds how to reach it: ``Cluster``)."""
@@ -164,9 +169,12 @@ def load(name: str, version: int | None = None) -> Resource:
     return resource
 
 
-def exists(name: str) -> bool:
-    """Whether a resource is saved under ``name`` (in its registry: see ``names``)."""
-    return store.exists(name)
+def exists(name: str, resource_type: str | None = None) -> bool:
+    """Whether a resource is saved under ``name`` (any form: ``~/x``, ``@/x``, ``/alice/x``,
+    ``^x``, ``x`` in the current folder; see ``names``); ``resource_type``: and is of that type
+    (``"cluster"``, ``"function"``...)."""
+    found = store.find(name)
+    return found is not None and resource_type in (None, found[0].get("type"))
 
 
 def share(name: str, users: str | Sequence[str], *more: str, access_level: str = "read") -> list[dict[str, str]]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tether.core import resources
 from tether.core.images import Env
 from tether.core.invoke import RemoteCallable, check_timeout, default_timeout
-from tether.core.registry import store
+from tether.core.registry.names import Address
 from tether.core.resources import Resource
 from tether.errors import ConfigError, NotFoundError
 
@@ -82,12 +82,7 @@ class RemoteInstance(Resource):
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):
             raise AttributeError(attr)
-        # a property or an instance attribute of the remote object
-        try:
-            return self._t_cluster.client.call(self._t_name, attr, stream_logs=self._t_stream_logs,
-                                               timeout=self._attribute_timeout())
-        except NotFoundError as exc:  # also an AttributeError: getattr(stub, a, default), hasattr work
-            raise RemoteAttributeError(exc.message, **exc.fields) from exc
+        return RemoteInstance.fetch(self, attr)  # a property or an instance attribute of the remote object
 
     def __setattr__(self, attr: str, value: Any) -> None:
         if attr in _OWN:
@@ -95,6 +90,22 @@ class RemoteInstance(Resource):
         else:
             self._t_cluster.client.call(self._t_name, "__setattr__", (attr, value), stream_logs=self._t_stream_logs,
                                         timeout=self._attribute_timeout())
+
+    @property
+    def remote(self) -> RemoteAttributes:
+        """Its attributes on the cluster, private ones too (Runhouse's ``module.remote``):
+        ``inst.remote.lr``, ``inst.remote._cache``, ``inst.remote.lr = 0.1``; ``inst.remote()``
+        is ``fetch()``. A remote method named ``remote`` wins over this (see the module docstring)."""
+        return RemoteAttributes(self)
+
+    def fetch(self, item: str | None = None) -> Any:
+        """The remote attribute ``item`` (Runhouse's ``module.fetch("attr")``); without one, the
+        remote object itself, pickled here with its state (its class must import here)."""
+        try:
+            return self._t_cluster.client.call(self._t_name, item or "__value__",
+                                               stream_logs=self._t_stream_logs, timeout=self._attribute_timeout())
+        except NotFoundError as exc:  # also an AttributeError: getattr(stub, a, default), hasattr work
+            raise RemoteAttributeError(exc.message, **exc.fields) from exc
 
     def _attribute_timeout(self) -> float | None:
         timeout = object.__getattribute__(self, "_t_timeout")
@@ -127,19 +138,34 @@ class RemoteInstance(Resource):
         return {"type": self.RESOURCE_TYPE, "name": self._t_name, "system": self._t_cluster.config(),
                 "stream_logs": self._t_stream_logs, "timeout": self._t_timeout}
 
-    def save(self, name: str | None = None) -> RemoteInstance:  # type: ignore[override]
-        config = self.config()
-        address = resources._address(name or self.rns_address or self._t_name)
-        if name:
-            config["alias"], config["name"] = self._t_name, address.name
-        store.save(address, config)
-        resources._remember(self, address)
-        return self
+    def _take_name(self, address: Address) -> None:
+        object.__setattr__(self, "_t_name", alias(self._t_cluster, self._t_name, address))
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RemoteInstance:
+        # "alias": the object's name in configs saved by tether before daemon aliases
         return cls(resources.from_config(config["system"]), config.get("alias") or config["name"],
                    None, config.get("stream_logs", True), config.get("timeout"))
+
+
+class RemoteAttributes:
+    """``instance.remote``: reads and writes the remote object's attributes."""
+
+    __slots__ = ("_instance",)
+
+    def __init__(self, instance: RemoteInstance) -> None:
+        object.__setattr__(self, "_instance", instance)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return RemoteInstance.fetch(self._instance, attr)  # not a remote method named fetch
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        self._instance.__setattr__(attr, value)
+
+    def __call__(self) -> Any:
+        return RemoteInstance.fetch(self._instance)
 
 
 class RemoteValue:
@@ -211,6 +237,9 @@ class RemoteFunction(Resource, RemoteCallable):
         return DistributedFunction(self, kind, num_nodes=num_nodes, procs_per_node=procs_per_node,
                                    port=port, ray_start_args=ray_start_args)
 
+    def _take_name(self, address: Address) -> None:
+        self.name = alias(self.system, self.name, address)
+
     def _definition(self, what: str) -> Function:
         if self.definition is None:
             raise ConfigError(f"function {self.name!r} was loaded by name, without its code: {what} "
@@ -242,6 +271,17 @@ def stub_timeout(timeout: float | None) -> float | None:
     if timeout is None or timeout == float("inf"):
         return timeout
     return check_timeout(timeout, "the stub's timeout")
+
+
+def alias(cluster: Cluster, name: str, address: Address) -> str:
+    """The name a handle on the object ``name`` takes when saved at ``address``: the address's
+    last part (``embed`` for ``@/team/embed``, as Runhouse's ``name``). When that differs from
+    ``name``, the daemon is asked to make it another name of the object (an alias, not a rename:
+    handles on the first name keep working; ``daemon/aliases.py``)."""
+    new = address.name.rsplit("/", 1)[-1]
+    if new != name:
+        cluster.client.alias(new, name)
+    return new
 
 
 def stub_for(cluster: Cluster, info: dict[str, Any]) -> Any:

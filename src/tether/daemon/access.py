@@ -63,6 +63,7 @@ ROUTES: dict[tuple[str, str], str] = {
     # writes
     ("POST", "/_tether/deploy"): WRITE,
     ("DELETE", "/_tether/objects/{name}"): WRITE,
+    ("PUT", "/_tether/aliases/{alias}"): WRITE,
     ("POST", "/_tether/run"): WRITE,
     ("POST", "/_tether/forget"): WRITE,
     ("POST", "/_tether/image"): WRITE,

@@ -31,6 +31,7 @@ from tether.daemon import (
     timeline_routes,
 )
 from tether.daemon import secrets as secret_files
+from tether.daemon.aliases import NameTaken
 from tether.daemon.autostop import IdleTracker
 from tether.daemon.call_route import CallRoute
 from tether.daemon.calls import CallRecord, CallTable, ExpiredCall, UnknownCall
@@ -164,10 +165,27 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
 
     @app.get("/_tether/objects/{name}")
     async def describe(name: str) -> dict[str, Any]:
-        rec = store.objects.get(name)
+        rec = store.lookup(name)  # by its name or an alias
         if rec is None:
             raise HTTPError(404, "not_found", store.missing(name))
-        return rec.info()
+        return store.info(rec)
+
+    @app.put("/_tether/aliases/{alias}")
+    async def alias(alias: str, request: Request) -> dict[str, Any]:
+        """``{"name": object}``: ``alias`` names that object too (``fn.save(name=alias)``,
+        ``daemon/aliases.py``); calls, ``get`` and describes by either name reach it."""
+        body = parse_json_body(await _body(request))
+        target = body.get("name") if isinstance(body, dict) else None
+        for name in (alias, target):
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                raise HTTPError(400, "bad_request", f"bad name {name!r}: use letters, digits, "
+                                "'_', '-', '.', starting with a letter or digit")
+        try:
+            return await store.alias(alias, target)
+        except UnknownName as exc:
+            raise HTTPError(404, "not_found", str(exc)) from None
+        except NameTaken as exc:
+            raise HTTPError(409, "conflict", str(exc)) from None
 
     @app.delete("/_tether/objects/{name}")
     async def delete(name: str) -> dict[str, Any]:
@@ -200,8 +218,9 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         run = check_run(parse_json_body(await _body(request)))
         out = CallQueue()  # a caller that stops reading costs at most TETHER_OUTPUT_BUFFER
         env_vars = {**state.read_image_env(store.state_dir), **run["env_vars"]}  # an Image's first
-        task = spawn(run_commands(run["commands"], run["kind"], store.builder.default_python, run["cwd"],
-                                  env_vars, run["stop_on_error"], out))
+        python = store.builder.default_python if run["env"] is None else store.builder.interpreter(run["env"])
+        task = spawn(run_commands(run["commands"], run["kind"], python, run["cwd"], env_vars,
+                                  run["stop_on_error"], out))
         return MessagesResponse(out, on_abandon=lambda streaming: task.cancel())
 
     @app.get("/_tether/image")

@@ -50,6 +50,9 @@ class CallRoute:
 
     async def _call(self, scope, receive, send, name: str, method: str) -> None:
         rec = self.store.objects.get(name)
+        if rec is None and name in self.store.aliases.names:  # another name of an object
+            name = self.store.aliases.names[name]
+            rec = self.store.objects.get(name)
         if rec is not None and rec.node:  # it lives on another node: the head forwards the call
             await proxy.forward(self, scope, receive, send, rec, method)
             return

@@ -18,6 +18,7 @@ import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from tether.daemon import installer
 from tether.errors import LaunchError
@@ -34,6 +35,12 @@ class EnvBuilder:
         self.envs_dir = envs_dir
         self.default_python = default_python
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def interpreter(self, config: dict[str, Any]) -> Callable[[Progress], Awaitable[str]]:
+        """What finds an env's interpreter for a command (``cluster.run(..., env=...)``),
+        building its venv first if need be, as its worker's does."""
+        name, reqs = config.get("name") or "default", tuple(config.get("reqs") or ())
+        return lambda progress: self.python_for(name, reqs, config.get("python"), progress)
 
     async def python_for(self, name: str, reqs: tuple[str, ...], python: str | None, progress: Progress) -> str:
         """The interpreter a worker of this env runs; builds the env's venv first if needed."""

@@ -10,6 +10,7 @@ Layout, under ``<state dir>/manifest/`` (mode 0700; every file written whole and
     payloads/<name>.<r>.bin   the payload frames exactly as the deployer sent them (pickled
                               constructor arguments, a pickled value or function), as one wire message
     envs/<name>.json          an env's spec (reqs, env vars, working dir, interpreter)
+    aliases.json              other names of objects (``fn.save(name=...)``): {alias: object's name}
     owner.json                the daemon that keeps the manifest now (pid, start time)
     exit.json                 written when that daemon stops cleanly: its absence at the next start
                               means it was killed or crashed
@@ -66,6 +67,7 @@ class Loaded:
     envs: dict[str, dict[str, Any]] = field(default_factory=dict)
     objects: list[dict[str, Any]] = field(default_factory=list)  # records, payload not read yet
     lost: dict[str, str] = field(default_factory=dict)  # name -> why it did not come back
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> the object's own name
     previous: dict[str, Any] | None = None  # the daemon that kept it: pid, started, and how it ended
 
 
@@ -135,6 +137,10 @@ class Manifest:
             if path.name not in named:
                 path.unlink(missing_ok=True)
         found.objects.sort(key=lambda r: r.get("created", 0))
+        aliases = state.read_json(self.root / "aliases.json")
+        if isinstance(aliases, dict):
+            found.aliases = {k: v for k, v in aliases.items()
+                             if isinstance(v, str) and _NAME.match(k) and _NAME.match(v)}
         (self.root / "exit.json").unlink(missing_ok=True)
         state.write_json(self.root / "owner.json", {"pid": os.getpid(), "started": time.time()})
         return found
@@ -229,6 +235,11 @@ class Manifest:
     async def drop_env(self, name: str) -> None:
         if _NAME.match(name) and not self.off:
             await self._run(lambda: (self.envs_dir / f"{name}.json").unlink(missing_ok=True))
+
+    async def save_aliases(self, aliases: dict[str, str]) -> None:
+        """Keep the objects' other names (the whole map: a few small entries)."""
+        if not self.off:
+            await self._run(state.write_json, self.root / "aliases.json", dict(aliases))
 
     async def forget(self) -> None:
         """Forget everything (``teardown()``): the next daemon of this state dir starts empty.

@@ -60,7 +60,7 @@ async def forward(route: CallRoute, scope, receive, send, rec: ObjectRecord, met
                 f"{rec.name!r} (node {rec.node}): results do not move between nodes yet; fetch() it "
                 "and pass the value")
             return
-    target = scope.get("raw_path") or scope["path"].encode()
+    target = f"/{rec.name}/{method}".encode()  # by the object's own name: the node knows no aliases
     if scope.get("query_string"):
         target += b"?" + scope["query_string"]
     call_id = asked.get(wire.CALL_ID_HEADER.encode(), b"").decode("latin-1")

@@ -228,7 +228,8 @@ def check_nodes(body: Any) -> tuple[list[dict[str, Any]], float | None]:
 
 
 def check_run(body: Any) -> dict[str, Any]:
-    """``POST /_tether/run``: commands, kind, cwd, env_vars, stop_on_error."""
+    """``POST /_tether/run``: commands, kind, cwd, env_vars, stop_on_error, env (a spec: the
+    commands run with its interpreter first on PATH, its venv built first if need be)."""
     # kind "install": the commands are requirements, installed by the node's installer (uv or pip)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with 'commands'")
@@ -242,8 +243,11 @@ def check_run(body: Any) -> dict[str, Any]:
         raise BadRequest(f"'cwd' must be a string, not {_kind(body['cwd'])}")
     env_vars = body.get("env_vars") or {}
     _check_env_vars(env_vars, "'env_vars'")
+    env = body.get("env")
+    if env is not None:
+        check_env_spec(env)
     return {"commands": commands, "kind": body.get("kind", "bash"), "cwd": body.get("cwd"),
-            "env_vars": env_vars, "stop_on_error": bool(body.get("stop_on_error"))}
+            "env_vars": env_vars, "stop_on_error": bool(body.get("stop_on_error")), "env": env}
 
 
 def check_image_update(body: Any) -> dict[str, Any]:

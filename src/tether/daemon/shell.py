@@ -20,8 +20,10 @@ import asyncio
 import os
 import signal
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 from tether.daemon import children, installer
+from tether.daemon.envs import Progress
 from tether.protocol import wire
 
 _running = 0  # commands running now (``/_tether/status``: a daemon busy with them is not idle)
@@ -34,16 +36,24 @@ def running() -> int:
     return _running
 
 
-async def run_commands(commands: list[str], kind: str, python: str, cwd: str | None,
-                       env_vars: dict[str, str], stop_on_error: bool, out: asyncio.Queue) -> None:
+async def run_commands(commands: list[str], kind: str, python: str | Callable[[Progress], Awaitable[str]],
+                       cwd: str | None, env_vars: dict[str, str], stop_on_error: bool, out: asyncio.Queue) -> None:
+    """Run ``commands``; ``python`` is the interpreter, or (``cluster.run(..., env=...)``) what
+    finds an env's, building its venv first: the commands then have it first on PATH."""
     global _running
     results = []
     _running += 1
     try:
+        if callable(python):
+            async def progress(text: str) -> None:
+                _log(out, b"err", text)
+
+            python = await python(progress)
+            env_vars = on_path(python, env_vars)
         if kind == "install":  # one install of every requirement, by the node's installer
             tool = installer.find()
             header = f"[tether] installing {' '.join(commands)} with {tool.label}\n"
-            out.put_nowait(wire.Message(wire.LOG, 0, [memoryview(b"out"), memoryview(header.encode())]))
+            _log(out, b"out", header)
             argvs = [tool.install_argv(python, commands)]
         else:
             header = ""
@@ -72,6 +82,20 @@ async def run_commands(commands: list[str], kind: str, python: str, cwd: str | N
         out.put_nowait(wire.Message(wire.ERROR, 0, [memoryview(f) for f in wire.error_frames(exc)]))
     finally:
         _running -= 1
+
+
+def _log(out: asyncio.Queue, stream: bytes, text: str) -> None:
+    out.put_nowait(wire.Message(wire.LOG, 0, [memoryview(stream), memoryview(text.encode())]))
+
+
+def on_path(python: str, env_vars: dict[str, str]) -> dict[str, str]:
+    """``env_vars`` with ``python``'s folder first on PATH, and ``VIRTUAL_ENV`` when it is a venv's."""
+    bin_dir = os.path.dirname(python)
+    found = {**env_vars, "PATH": os.pathsep.join([bin_dir, env_vars.get("PATH", os.environ.get("PATH", ""))])}
+    venv = os.path.dirname(bin_dir)
+    if os.path.exists(os.path.join(venv, "pyvenv.cfg")):
+        found["VIRTUAL_ENV"] = venv
+    return found
 
 
 def _kill_group(pid: int) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from tether import state as state_files
 from tether.daemon import events, remote, restore, shell, sweep
 from tether.daemon import secrets as secret_files
+from tether.daemon.aliases import Aliases
 from tether.daemon.envs import EnvBuilder
 from tether.daemon.limits import Limits, describe_limits
 from tether.daemon.manifest import Manifest
@@ -54,10 +55,13 @@ class Store:
         # memory=, cpus= of the cluster (made by the daemon's main, shared with its first worker)
         self.limits = limits if limits is not None else Limits.for_daemon(state_dir.name, state_dir)
         self.manifest = Manifest(state_dir)
+        self.aliases = Aliases(self.manifest)  # other names of objects (``daemon/aliases.py``)
         self.lost: dict[str, str] = {}  # name -> why it is gone (not kept, a result whose worker died)
         self.restored: dict[str, Any] | None = None  # what came back from the manifest, and when
         self._restoring: asyncio.Task | None = None
-        restore.load(self, self.manifest.load())
+        loaded = self.manifest.load()
+        restore.load(self, loaded)
+        self.aliases.load(loaded.aliases, [*self.objects, *self.lost])
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -217,6 +221,8 @@ class Store:
         old = self.objects.get(name)
         if old is not None and (old.env, old.node) != (env, node):
             await self._forget(old)
+        if name in self.aliases.names:  # a deploy under an alias takes the name over
+            await self.aliases.drop([name])
         rec = self.objects[name] = ObjectRecord(
             name=name, env=env, kind=meta["kind"], interface=interface,
             meta={**meta, "stream_logs": False}, payload=[bytes(p) for p in payload], node=node,
@@ -338,21 +344,41 @@ class Store:
         return {"env": env, "limits": self.limits.env_limits(env), "changed": changed, "reset": reset,
                 "enforced_by": self.limits.scope(env).enforced_by}
 
+    def lookup(self, name: str) -> ObjectRecord | None:
+        """The object named ``name``, or whose alias it is."""
+        rec = self.objects.get(name)
+        if rec is None and name in self.aliases.names:
+            rec = self.objects.get(self.aliases.names[name])
+        return rec
+
+    async def alias(self, alias: str, target: str) -> dict[str, Any]:
+        """Give the object ``target`` (or whose alias it is) the other name ``alias``."""
+        if self.lookup(target) is None:
+            raise UnknownName(self.missing(target))
+        return await self.aliases.set(alias, target, self.objects)
+
     async def delete(self, name: str) -> dict[str, Any]:
+        if name in self.aliases.names:
+            await self.aliases.drop([name])
+            return {"deleted": name, "kind": "alias"}
         if name in self.objects:
             rec = self.objects.pop(name)
             await self._forget(rec)
             await self.manifest.drop(name)
+            await self.aliases.drop((), [name])
             return {"deleted": name, "kind": "object"}
         if name in self.lost:
             del self.lost[name]
             await self.manifest.drop(name)
+            await self.aliases.drop((), [name])
             return {"deleted": name, "kind": "lost"}
         remote_envs = {o.node for o in self.objects.values() if o.env == name and o.node}
         if name in self.envs or remote_envs:
-            for obj in [o for o in self.objects.values() if o.env == name]:
-                del self.objects[obj.name]
-                await self.manifest.drop(obj.name)
+            dropped = [o.name for o in self.objects.values() if o.env == name]
+            for obj_name in dropped:
+                del self.objects[obj_name]
+                await self.manifest.drop(obj_name)
+            await self.aliases.drop((), dropped)
             await self.manifest.drop_env(name)
             for node in sorted(remote_envs):
                 await remote.delete(self, node, name)
@@ -379,14 +405,23 @@ class Store:
                 log.warning("could not delete %r from its worker: %s", rec.name, exc)
 
     def missing(self, name: str) -> str:
-        names = ", ".join(sorted(self.objects)[:50]) or "none"
+        names = ", ".join(sorted([*self.objects, *self.aliases.names])[:50]) or "none"
         if name in self.lost:
             return (f"no object named {name!r} on this cluster any more: {self.lost[name]}. Deploy "
                     f"or put it again (objects: {names})")
         return f"no object named {name!r} on this cluster (objects: {names})"
 
+    def info(self, rec: ObjectRecord, aliases: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """What ``/_tether/objects/{name}`` and ``keys`` say of an object, with its aliases."""
+        info = rec.info()
+        found = (self.aliases.of() if aliases is None else aliases).get(rec.name)
+        if found:
+            info["aliases"] = found
+        return info
+
     def keys(self) -> list[dict[str, Any]]:
-        return [rec.info() for rec in self.objects.values()]
+        aliases = self.aliases.of()
+        return [self.info(rec, aliases) for rec in self.objects.values()]
 
     def status(self) -> dict[str, Any]:
         return {
@@ -400,6 +435,7 @@ class Store:
                      for name, s in self.envs.items()},
             "limits": self.limits.info(),
             "lost": dict(self.lost),
+            "aliases": dict(self.aliases.names),
             "restored": self.restored,
             "manifest": {"bytes": self.manifest.total, "max_bytes": self.manifest.max_total,
                          "max_object_bytes": self.manifest.max_object},
@@ -433,6 +469,7 @@ class Store:
         before the daemons stop): the next daemons start empty."""
         secret_files.forget(self.state_dir)
         await self.manifest.forget()
+        self.aliases.names.clear()
         self.limits.forget_envs()
         for index, link in sorted(self.nodes.links.items()):
             try:

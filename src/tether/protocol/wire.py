@@ -32,8 +32,10 @@ from typing import Any
 # 2: the flags byte (frames in shared memory).
 PROTOCOL_VERSION = 2
 #: what this release's daemons do beyond their protocol version, said on /health: a client asks
-#: for a feature only from a daemon that lists it ("queue": the QUEUE_HEADER, ``fn.enqueue``)
-FEATURES = ("queue",)
+#: for a feature only from a daemon that lists it ("queue": the QUEUE_HEADER, ``fn.enqueue``;
+#: "alias": ``PUT /_tether/aliases/{alias}``, ``fn.save(name=...)``; "run_env": ``/_tether/run``
+#: takes an env, its commands run with that env's interpreter first on PATH)
+FEATURES = ("queue", "alias", "run_env")
 
 CONTENT_TYPE = "application/x-tether"
 TOKEN_HEADER = "authorization"

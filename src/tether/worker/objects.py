@@ -196,6 +196,8 @@ def invoke(entry: Entry, method: str, args: list, kwargs: dict) -> Any:
         if method == "__value__":
             return obj
         raise NotFound(f"a stored value has no method {method!r}; fetch it with cluster.get()")
+    if method == "__value__":  # the instance itself, by value (``instance.fetch()``)
+        return obj
     if method == "__setattr__":
         setattr(obj, *args)
         entry.forget_flags()  # an attribute may now shadow a method

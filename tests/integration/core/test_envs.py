@@ -78,6 +78,20 @@ def test_reqs_are_installed_into_a_venv_the_worker_imports_from(cluster, package
 
 
 @pytest.mark.slow
+def test_commands_run_in_the_envs_venv(cluster, package):
+    """``cluster.run(..., env=...)`` (Runhouse's): the env's venv first on PATH, so ``python``
+    imports its reqs; ``run_python`` runs with that interpreter too."""
+    module, wheels = package
+    env = rh.env(reqs=[str(wheels["1.0"])], name="withreqs")
+    code = f"import {module}; print({module}.VALUE)"
+    results = cluster.run([f"python -c '{code}'", "echo $VIRTUAL_ENV"], env=env)
+    [venv] = venvs(cluster, "withreqs")
+    assert results == [(0, "1.0\n", ""), (0, f"{venv}\n", "")]
+    assert cluster.run_python([code], env=env) == [(0, "1.0\n", "")]
+    assert cluster.run([f"python -c '{code}'"], require_outputs=False)[0] != 0  # not without the env
+
+
+@pytest.mark.slow
 def test_same_spec_reuses_the_venv(cluster, package, capfd):
     module, wheels = package
     env = rh.env(reqs=[str(wheels["1.0"])], name="withreqs")

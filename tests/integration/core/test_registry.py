@@ -161,8 +161,8 @@ def test_instance_saved_under_an_alias(session_cluster):
     trainer = rh.module(remote_code.Trainer).to(session_cluster)("t5", name=name)
     trainer.save(alias)
     loaded = rh.load(alias)
-    assert loaded.name == name  # the alias points at the live object
-    assert loaded.summary == "t5@0"
+    assert loaded.name == alias == trainer.name  # the daemon's alias reaches the live object
+    assert loaded.summary == "t5@0" == session_cluster.get(name).summary  # its first name too
 
 
 def test_saved_module_deploys_by_name(session_cluster):

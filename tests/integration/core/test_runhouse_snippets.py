@@ -1,11 +1,14 @@
 """Runhouse's documented API, run as its docs write it (``import tether as rh``), on the local
 cluster and on an SSH test host: calls (map, starmap, enqueue, remote, send), ``rh.Module``
-subclasses, cluster commands and setup, ``default_env``, ``keep_warm``, ``rh.configs``, and a
-named function from a notebook cell written out to a file."""
+subclasses and their remote attributes (``.remote.x``, ``.fetch()``), a service saved under a new
+name and called by it from another process, cluster commands and setup, ``default_env`` (also on
+a saved cluster) and commands run in an env, ``keep_warm``, ``rh.configs``, and a named function
+from a notebook cell written out to a file."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -106,6 +109,56 @@ def test_module_subclass_keeps_state(cluster):
     assert (other.lr, other.train(), trainer.steps) == (0.125, 1, 4)
 
 
+def test_remote_attributes_and_fetch(cluster):
+    trainer = Trainer(lr=0.5).to(cluster, name=_unique("trainer"))
+    trainer.train()
+    assert (trainer.remote.lr, trainer.remote.steps, trainer.fetch("lr")) == (0.5, 1, 0.5)
+    assert trainer.remote.data == [0, 1, 2] and trainer.fetch("_data") == [0, 1, 2]  # private too
+    trainer.remote.lr = 0.125
+    assert trainer.lr == 0.125
+    here = trainer.fetch()  # the object itself, with its state
+    assert type(here) is Trainer and (here.lr, here.steps) == (0.125, 1)
+    assert trainer.remote().steps == 1
+    with pytest.raises(AttributeError):
+        _ = trainer.remote.missing
+
+
+SAVED_ELSEWHERE = """
+import json, sys
+import tether as rh
+fn, trainer = rh.function(name=sys.argv[1]), rh.module(name=sys.argv[2])
+print(json.dumps([fn(1, 2, 3), trainer.train(), trainer.name]))
+"""
+
+
+def test_saved_under_a_new_name_is_the_same_service(cluster):
+    """``save(name=...)`` after ``.to()``: the new name reaches the same deployed function or
+    instance (the daemon keeps it as an alias: the first name keeps working too)."""
+    cluster.save()
+    remote_fn = rh.function(add3).to(cluster, name=_unique("add3"))
+    first = remote_fn.name
+    new_fn = _unique("new-add3")
+    remote_fn.save(name=new_fn)
+    assert (remote_fn.name, remote_fn.rns_address) == (new_fn, f"~/{new_fn}")
+    assert rh.function(name=new_fn)(1, 2) == 3 == cluster.get(first)(1, 2)
+    assert {first, new_fn} <= set(cluster.keys())
+
+    trainer = Trainer(lr=0.5).to(cluster, name=_unique("trainer"))
+    trainer.train()
+    new_trainer = _unique("new-trainer")
+    trainer.save(name=new_trainer)
+    assert trainer.name == new_trainer and cluster.get(new_trainer).steps == 1
+
+    done = subprocess.run([sys.executable, "-c", SAVED_ELSEWHERE, new_fn, new_trainer],
+                          capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [6, 2, new_trainer]  # the same state
+    assert trainer.steps == 2
+
+    cluster.delete(new_fn)  # an alias goes alone
+    assert cluster.get(first)(1, 1) == 2 and new_fn not in cluster.keys()
+
+
 def test_cluster_commands(cluster):
     assert cluster.run(["echo hi", "exit 3"]) == [(0, "hi\n", ""), (3, "", "")]
     assert cluster.run(["true", "false"], require_outputs=False) == [0, 1]
@@ -138,6 +191,21 @@ def test_default_env(cluster):
     greet = rh.function(runhouse_code.greeting).to(with_env, name=_unique("greet"))
     assert greet() == "hi"  # deployed into the default env, without env=
     assert with_env.run(["echo $GREETING"]) == [(0, "hi\n", "")]
+
+
+def test_saved_cluster_with_default_env_runs_commands_in_it(cluster):
+    cluster.save()
+    env = rh.env(name=_unique("run-env"), env_vars={"GREETING": "hey"})
+    with_env = rh.cluster(cluster.name, default_env=env)  # Runhouse: rh.cluster(name, default_env=...)
+    try:
+        assert with_env.default_env == env and with_env.is_up()
+        prefix = rh.function(runhouse_code.python_prefix).to(with_env, name=_unique("prefix"))()
+        # the env's interpreter is first on PATH: `python` is the one its functions run in
+        assert with_env.run(["echo $GREETING", "python -c 'import sys; print(sys.prefix)'"]) == [
+            (0, "hey\n", ""), (0, prefix + "\n", "")]
+        assert with_env.run_python(["import os", "print(os.environ['GREETING'])"]) == [(0, "hey\n", "")]
+    finally:
+        rh.cluster(cluster.name, default_env=None)
 
 
 def test_keep_warm_and_restart_grpc_server(cluster):

@@ -127,3 +127,10 @@ def test_the_output_of_a_call_another_node_ran_comes_through_the_head_live_too(p
         assert followed[-1] == {"event": "end", "outcome": "ok"}
         missing = h.get("/_tether/calls/no-such-call/output")
         assert missing.status_code == 404 and "no-such-call" in missing.json()["message"]
+
+
+def test_an_alias_of_an_object_on_another_node_reaches_it(pair):
+    """The head resolves an alias (``fn.save(name=...)``) and forwards by the object's own name."""
+    head, _ = pair
+    head.client.alias("far-alias", FAR)
+    assert head.client.call("far-alias", "call", (1,), stream_logs=False) == 1

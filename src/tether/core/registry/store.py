@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether.core.registry import local, remote
+from tether.core.registry import builtins, local, remote
 from tether.core.registry.names import Address, resolve
 from tether.errors import ConfigError, NotFoundError
 
@@ -20,6 +20,7 @@ def registry_client() -> remote.RegistryClient:
 
 def save(address: Address, config: dict[str, Any]) -> int | None:
     """Save ``config`` at ``address``; the new version's number (None in the local registry)."""
+    _writable(address)
     if address.local:
         local.save({**config, "name": address.path})
         return None
@@ -29,6 +30,12 @@ def save(address: Address, config: dict[str, Any]) -> int | None:
 def load(name: str, version: int | None = None) -> tuple[dict[str, Any], Address]:
     """The config saved as ``name`` (``version``: a team registry's saved version) and its address."""
     address = resolve(name)
+    if address.builtin:
+        found = builtins.config(address.path)
+        if found is None:
+            raise NotFoundError(f"no built-in resource named {name!r} (built in: "
+                                f"{', '.join('^' + n for n in builtins.names())})", name=name)
+        return found, address
     if address.local:
         if version is not None:
             raise ConfigError(f"{name!r} is in this machine's local registry, which keeps one version; "
@@ -40,6 +47,9 @@ def load(name: str, version: int | None = None) -> tuple[dict[str, Any], Address
 def find(name: str) -> tuple[dict[str, Any], Address] | None:
     """Like :func:`load`, or None when nothing is saved as ``name``."""
     address = resolve(name)
+    if address.builtin:
+        found = builtins.config(address.path)
+        return None if found is None else (found, address)
     if address.local:
         return (local.load(address.path), address) if local.exists(address.path) else None
     try:
@@ -54,6 +64,7 @@ def exists(name: str) -> bool:
 
 def delete(name: str) -> None:
     address = resolve(name)
+    _writable(address)
     if address.local:
         local.delete(address.path)
         return
@@ -95,3 +106,9 @@ def remote_address(name: str) -> str:
         raise ConfigError(f"{name!r} is saved on this machine only (local registry); sharing and "
                           "versions need a team registry: `tether login URL`, then save() it again")
     return address.path
+
+
+def _writable(address: Address) -> None:
+    if address.builtin:
+        raise ConfigError(f"{address.rns_address} is built in to tether and read-only: save a copy "
+                          f"under a name of yours, e.g. .save({address.path!r})")
