@@ -27,6 +27,19 @@ def slow_printer(n: int, gap: float) -> int:
     return n
 
 
+def gated_printer(n: int, gate: str) -> int:
+    """Prints ``tick 0``, waits until the file ``gate`` exists, then prints the rest: a follower
+    sees the first line while the call surely still runs, however loaded the machine is."""
+    import os
+
+    for i in range(n):
+        print(f"tick {i}", flush=True)
+        logging.getLogger("records").warning("logged %d", i)
+        while i == 0 and not os.path.exists(gate):
+            time.sleep(0.02)
+    return n
+
+
 def noop() -> None:
     return None
 

@@ -76,7 +76,7 @@ def probe_all(names: list[str], timeout: float = TIMEOUT) -> list[dict[str, Any]
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     return [results.get(name) or {**_blank(name), "status": "unreachable",
-                                  "reason": f"no answer within {timeout + 1:.0f} s"} for name in names]
+                                  "reason": f"timed out: no answer within {timeout + 1:.0f} s"} for name in names]
 
 
 def _blank(name: str) -> dict[str, Any]:
