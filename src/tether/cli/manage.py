@@ -3,9 +3,7 @@ shell on a node."""
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 from typing import Annotated
 
 import typer
@@ -19,7 +17,6 @@ from tether.cli._common import (
     _complete_cluster,
     _is_known,
     _is_remote_unsaved,
-    _state_dir,
     confirm,
     err,
     known_clusters,
@@ -146,12 +143,5 @@ def ssh(
     script = shlex.join(command) if command else None
     _known(name)
     handle = _cluster(name)
-    if handle.launcher_name == "local":
-        state = _state_dir(name)
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        shell = os.environ.get("SHELL") or "/bin/sh"
-        err.print(f"Cluster {escape(repr(name))} is this machine: opening {escape(shell)} in its state dir "
-                  f"{escape(str(state))} (exit to come back).")
-        raise typer.Exit(subprocess.call([shell, *(["-c", script] if script else [])], cwd=state))
     index: int | str | None = int(node) if node is not None and node.isdigit() else node
     raise typer.Exit(handle.ssh(node=index, command=script))
