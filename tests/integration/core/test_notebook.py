@@ -101,8 +101,9 @@ def test_fn_notebook_rest_api_and_a_kernel(cluster, tmp_path):
         # a file written through the contents API is on the node
         name = f"nb-{uuid.uuid4().hex[:6]}.py"
         nb.api("PUT", f"/api/contents/{name}", {"type": "file", "format": "text", "content": "x = 1\n"})
-        (code, out, _), = cluster.run_bash([f"cat {nb.api('GET', f'/api/contents/{name}?content=0')['path']}"],
-                                           cwd=_root(cluster, nb), stream_logs=False)
+        path = nb.api("GET", f"/api/contents/{name}?content=0")["path"]
+        root = os.getcwd() if cluster.launcher_name == "local" else "~"  # the folder Jupyter serves
+        (code, out, _), = cluster.run_bash([f"cat {root}/{path}"], stream_logs=False)
         assert (code, out) == (0, "x = 1\n")
 
         # a kernel runs on the node, in the cluster's default env, with the fn's env vars
@@ -116,11 +117,6 @@ def test_fn_notebook_rest_api_and_a_kernel(cluster, tmp_path):
     assert _marked(cluster, f"TETHER_NOTEBOOK={nb.id}") == []
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{nb.base_url}/api/status", timeout=5)
-
-
-def _root(cluster: rh.Cluster, nb) -> str | None:
-    """The folder Jupyter serves: this directory on the local cluster, the home on an SSH node."""
-    return os.getcwd() if cluster.launcher_name == "local" else None
 
 
 CHILD = """

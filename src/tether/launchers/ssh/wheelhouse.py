@@ -233,9 +233,13 @@ def collect(node: NodePython, label: str, deps: bool = True) -> tuple[list[Path]
 
 def _wheels(wanted: list[tuple[str, str | None]], node: NodePython, folder: Path, label: str) -> list[Path]:
     """A wheel of each (name, version) for ``node``: from the cache, else this environment's
-    installed copy repacked, else downloaded."""
-    wheels, missing = [], []
+    installed copy repacked, else downloaded. A version whose ``Requires-Python`` excludes the
+    node's Python (3.11.2 where ours is 3.11.7, say) is replaced by the newest that fits it."""
+    wheels, missing, older = [], [], []
     for name, version in wanted:
+        if version is not None and not _fits_python(name, node):
+            older.append(name)
+            continue
         wheel = _cached(name, version, node, folder)
         if wheel is None and version is not None:
             wheel = _repack_installed(name, node, folder)
@@ -245,7 +249,21 @@ def _wheels(wanted: list[tuple[str, str | None]], node: NodePython, folder: Path
             wheels.append(wheel)
     if missing:
         wheels += _download(missing, node, folder, label)
+    if older:
+        older_dir = folder / "for-python" / f"{node.key}-{'.'.join(map(str, node.version))}"
+        wheels += _download([(name, None) for name in older], node, older_dir, label)
     return wheels
+
+
+def _fits_python(name: str, node: NodePython) -> bool:
+    """Whether the installed ``name``'s ``Requires-Python`` admits the node's Python."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        spec = md.metadata(name).get("Requires-Python")
+        return not spec or SpecifierSet(spec).contains(".".join(map(str, node.version)), prereleases=True)
+    except (md.PackageNotFoundError, InvalidSpecifier):
+        return True
 
 
 def _uv_wheel(node: NodePython, folder: Path) -> Path | None:
@@ -281,7 +299,7 @@ def _repack_installed(name: str, node: NodePython, folder: Path) -> Path | None:
 def _pip_download(node: NodePython, folder: Path) -> list[str]:
     """``pip download`` of wheels that fit ``node`` (its Python version and platforms), into ``folder``."""
     cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check",
-           "--quiet", "--dest", str(folder), "--python-version", node.minor,
+           "--quiet", "--dest", str(folder), "--python-version", ".".join(map(str, node.version)),
            "--implementation", "cp" if node.implementation == "cpython" else "py"]
     for plat in node.platforms():
         cmd += ["--platform", plat]
@@ -347,7 +365,7 @@ def packages_house(reqs: list[str], node: NodePython, label: str) -> Path:
     needed); else ``pip download`` on this machine (its package index and pip settings)."""
     installed = _installed_roots(reqs)
     pins = requirements(node, installed) if installed is not None else None
-    key = hashlib.sha256(json.dumps([sorted(reqs), node.key, pins]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([sorted(reqs), node.key, node.version, pins]).encode()).hexdigest()[:16]
     folder = wheels_dir() / "packages" / key
     if (folder / ".complete").exists():
         return folder
