@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -56,6 +57,13 @@ def _marked(cluster: rh.Cluster, mark: str) -> list[int]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _get(nb, path: str) -> bytes:
+    request = urllib.request.Request(nb.base_url + path, headers={"Authorization": f"token {nb.token}"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        assert resp.status == 200
+        return resp.read()
+
+
 def _execute(nb, kernel_id: str, code: str) -> str:
     """Run ``code`` in a kernel over Jupyter's websocket channel; what it printed."""
     ws = websocket.create_connection(f"ws://127.0.0.1:{nb.local_port}/api/kernels/{kernel_id}/channels",
@@ -94,6 +102,10 @@ def test_fn_notebook_rest_api_and_a_kernel(cluster, tmp_path):
             assert nb._tunnel is not None and nb._tunnel.remote_port == nb.remote_port
         assert 18888 <= nb.local_port < 18898  # port_forward, or one of the next free ones
         assert "started" in nb.api("GET", "/api/status")
+        # the UI: the page and its script (data files of JupyterLab's wheel, under the env's share/)
+        page = _get(nb, "/lab").decode()
+        script = re.search(r'src="(/static/lab/[^"]+)"', page).group(1)
+        assert len(_get(nb, script)) > 10_000
         with pytest.raises(urllib.error.HTTPError) as refused:  # the token is required
             urllib.request.urlopen(f"{nb.base_url}/api/status", timeout=10)
         assert refused.value.code == 403

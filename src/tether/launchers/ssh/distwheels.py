@@ -132,13 +132,13 @@ def _write(target: Path, files: list[tuple[str, Path]], metadata: list[tuple[str
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     record_rows = []
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for arcname, path in [*files, *metadata]:
             if not path.is_file():
                 continue
             data = path.read_bytes()
             zf.writestr(zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0)), data,
-                        compress_type=zipfile.ZIP_DEFLATED)
+                        compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             record_rows.append((arcname, f"sha256={digest}", str(len(data))))
         out = io.StringIO()
