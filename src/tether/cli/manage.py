@@ -1,5 +1,5 @@
-"""``tether down``, ``rm`` and ``ssh``: tear a cluster down, delete a saved resource, open a
-shell on a node."""
+"""``tether down``, ``rm``, ``ssh`` and ``notebook``: tear a cluster down, delete a saved
+resource, open a shell or JupyterLab on a node."""
 
 from __future__ import annotations
 
@@ -145,3 +145,29 @@ def ssh(
     handle = _cluster(name)
     index: int | str | None = int(node) if node is not None and node.isdigit() else node
     raise typer.Exit(handle.ssh(node=index, command=script))
+
+
+def notebook(
+    name: NameArg,
+    port: Annotated[int, typer.Option("--port", "-p", metavar="PORT",
+                                      help="The local port (the next free one of the 10 from it).")] = 8888,
+    node: Annotated[str | None, typer.Option(
+        "--node", "-i", metavar="I", help="The node: its index (0 is the head) or its address.")] = None,
+    persist: Annotated[bool, typer.Option(
+        "--persist", help="Leave Jupyter running on the cluster after Ctrl-C.")] = False,
+) -> None:
+    """Start JupyterLab on a node of the cluster, reached from here (an SSH tunnel to it), and
+    print its URL with the token; Ctrl-C stops it and its kernels. The same as
+    `cluster.notebook()` in Python (docs/notebooks.md).
+
+    **Examples**
+
+    ```
+    tether notebook rack
+    tether notebook rack --node 1 --port 9999
+    ```
+    """
+    _known(name)
+    handle = _cluster(name)
+    index: int | str | None = int(node) if node is not None and node.isdigit() else node
+    handle.notebook(port_forward=port, node=index, persist=persist)

@@ -139,8 +139,11 @@ rh.cluster(name=sys.argv[1]).notebook()
 
 
 def test_ctrl_c_stops_the_notebook_on_the_cluster(cluster):
-    child = subprocess.Popen([sys.executable, "-c", CHILD, cluster.name], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, env=cli_env())
+    # `cluster.notebook()` in a Python process on the local cluster; `tether notebook NAME` (the
+    # same call) on the SSH host, whose tunnel closes with it
+    argv = ([sys.executable, "-c", CHILD, cluster.name] if cluster.launcher_name == "local"
+            else [str(TETHER), "notebook", cluster.name, "--port", "19888"])
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env())
     try:
         url = None
         deadline = time.monotonic() + 120
@@ -169,6 +172,8 @@ def test_ctrl_c_stops_the_notebook_on_the_cluster(cluster):
     assert child.returncode == 0, "".join(seen) + rest
     assert "Stopping Jupyter" in rest
     assert _marked(cluster, f"JUPYTER_TOKEN={token}") == []  # gone from the node
+    with pytest.raises(OSError):  # and the tunnel (or the local server) with it
+        urllib.request.urlopen(f"{base}/api/status", timeout=5)
 
 
 # -- cluster.ssh() and `tether ssh` ------------------------------------------------------------------
