@@ -133,6 +133,8 @@ class Notebook:
         self.local_port = self.remote_port = 0
         #: the server's pid on the node (persist=True only)
         self.pid: int | None = None
+        #: the folder Jupyter serves, on the node ("~/..." is the node user's home)
+        self.root_dir: str | None = None
 
     # -- reaching it ----------------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class Notebook:
         root = self._root_dir or cwd or (str(Path.cwd()) if direct else "~")
         if self._sync:
             root = self._push_package()
-        self.remote_port = probe["port"]
+        self.root_dir, self.remote_port = root, probe["port"]
         server = (_SERVER.replace("ROOT", repr(root)).replace("PORT", str(self.remote_port)))
         env_vars = {**env_vars, "JUPYTER_TOKEN": self.token, MARK: self.id}
         client = cluster.node_client(self.node)
@@ -203,7 +205,13 @@ class Notebook:
         """Whether the server still runs (as far as this process knows)."""
         if self._stopped:
             return False
-        return self._runner.is_alive() if self._runner is not None else True
+        if self._runner is not None:
+            return self._runner.is_alive()
+        try:  # detached (persist): as long as it answers
+            self.api("GET", "/api/status", timeout=5)
+            return True
+        except (OSError, urllib.error.URLError):
+            return False
 
     def _failure(self) -> str:
         result = self._result

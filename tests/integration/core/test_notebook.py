@@ -96,7 +96,14 @@ def _execute(nb, kernel_id: str, code: str) -> str:
 def test_fn_notebook_rest_api_and_a_kernel(cluster, tmp_path):
     env = rh.env(name=f"nb-env-{uuid.uuid4().hex[:6]}", env_vars={"NB_CHECK": "from-the-env"})
     remote_add = rh.function(add3).to(cluster, env=env)
-    with remote_add.notebook(block=False, port_forward=18888) as nb:  # Runhouse's fn.notebook()
+    package = tmp_path / "pkg"  # sent to the node, edited in the notebook, copied back at the end
+    package.mkdir()
+    (package / "keep.py").write_text("kept = True\n")
+    # persist=True (detached on the node, stopped by the handle) on the local cluster; on the SSH
+    # host, Jupyter lives as long as the request that started it (as in the Ctrl-C test)
+    persist = cluster.launcher_name == "local"
+    with remote_add.notebook(block=False, port_forward=18888, persist=persist,  # Runhouse's fn.notebook()
+                             sync_package_on_close=str(package)) as nb:
         assert nb.url == f"http://127.0.0.1:{nb.local_port}/lab?token={nb.token}"
         if cluster.launcher_name == "ssh":  # a local port forwarded to the node's
             assert nb._tunnel is not None and nb._tunnel.remote_port == nb.remote_port
@@ -113,9 +120,9 @@ def test_fn_notebook_rest_api_and_a_kernel(cluster, tmp_path):
         # a file written through the contents API is on the node
         name = f"nb-{uuid.uuid4().hex[:6]}.py"
         nb.api("PUT", f"/api/contents/{name}", {"type": "file", "format": "text", "content": "x = 1\n"})
-        path = nb.api("GET", f"/api/contents/{name}?content=0")["path"]
-        root = os.getcwd() if cluster.launcher_name == "local" else "~"  # the folder Jupyter serves
-        (code, out, _), = cluster.run_bash([f"cat {root}/{path}"], stream_logs=False)
+        listing = {f["name"] for f in nb.api("GET", "/api/contents")["content"]}
+        assert {"keep.py", name} <= listing  # Jupyter serves the package's copy on the node
+        (code, out, _), = cluster.run_bash([f"cat {nb.root_dir}/{name}"], stream_logs=False)
         assert (code, out) == (0, "x = 1\n")
 
         # a kernel runs on the node, in the cluster's default env, with the fn's env vars
@@ -125,7 +132,8 @@ def test_fn_notebook_rest_api_and_a_kernel(cluster, tmp_path):
         (_, daemon_python, _), = cluster.run_python(["import sys; print(sys.executable)"], stream_logs=False)
         assert (word, exe) == ("from-the-env", daemon_python.strip())
         assert len(_marked(cluster, f"TETHER_NOTEBOOK={nb.id}")) >= 2  # the server and its kernel
-    # stopped: no process of it is left on the node, and the tunnel is closed
+    # stopped: the package's change is here, no process of it is left on the node, the tunnel is closed
+    assert (package / name).read_text() == "x = 1\n"
     assert _marked(cluster, f"TETHER_NOTEBOOK={nb.id}") == []
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{nb.base_url}/api/status", timeout=5)
