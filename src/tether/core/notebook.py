@@ -169,7 +169,7 @@ class Notebook:
         if self._sync:
             root = self._push_package()
         self.root_dir, self.remote_port = root, probe["port"]
-        server = (_SERVER.replace("ROOT", repr(root)).replace("PORT", str(self.remote_port)))
+        server = _SERVER.replace("PORT", str(self.remote_port)).replace("ROOT", repr(root))  # the path last
         env_vars = {**env_vars, "JUPYTER_TOKEN": self.token, MARK: self.id}
         client = cluster.node_client(self.node)
         if self.persist:
