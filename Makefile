@@ -28,9 +28,9 @@ PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --progress-bar o
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # The extras whose pins constraints.txt holds (`make constraints`).
-PINNED_EXTRAS := dev,bench,airflow,prefect,dagster,data
+PINNED_EXTRAS := dev,bench,airflow,prefect,dagster,data,notebook
 # What `make test` installs: the test tools and the orchestrators the provider tests run.
-TEST_EXTRAS := dev,airflow,prefect,dagster,data
+TEST_EXTRAS := dev,airflow,prefect,dagster,data,notebook
 BENCH_EXTRAS := $(TEST_EXTRAS),bench
 
 KEY := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | cksum | cut -d' ' -f1)

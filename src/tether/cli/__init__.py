@@ -8,7 +8,7 @@ Exit codes: 0 success; 1 an error (the message says what to do next); 2 a usage 
 3 ``tether daemon status`` of a cluster that is down; ``tether run`` exits with the command's code.
 
 The commands live in ``status``, ``calls``, ``logs`` (with ``call_output``: what calls printed),
-``manage`` (``down``, ``rm``, ``ssh``), ``dashboard``, ``daemon`` (``tether daemon ...``),
+``manage`` (``down``, ``rm``, ``ssh``, ``notebook``), ``dashboard``, ``daemon`` (``tether daemon ...``),
 ``info`` (``keys``, ``ls``, ``version``), ``registry`` (``tether registry ...``, ``login``,
 ``logout``) and ``run``; what they share (consoles, errors, cluster
 lookup, ``--json``) in ``_common``; ``_group`` suggests the command meant for a typo. This module
@@ -50,6 +50,7 @@ app.command("ls")(info.list_resources)
 app.command()(manage.down)
 app.command()(manage.rm)
 app.command()(manage.ssh)
+app.command()(manage.notebook)
 app.add_typer(registry.registry_app, name="registry")
 app.command()(registry.login)
 app.command()(registry.logout)

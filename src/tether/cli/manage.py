@@ -1,11 +1,9 @@
-"""``tether down``, ``rm`` and ``ssh``: tear a cluster down, delete a saved resource, open a
-shell on a node."""
+"""``tether down``, ``rm``, ``ssh`` and ``notebook``: tear a cluster down, delete a saved
+resource, open a shell or JupyterLab on a node."""
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 from typing import Annotated
 
 import typer
@@ -19,7 +17,6 @@ from tether.cli._common import (
     _complete_cluster,
     _is_known,
     _is_remote_unsaved,
-    _state_dir,
     confirm,
     err,
     known_clusters,
@@ -146,12 +143,31 @@ def ssh(
     script = shlex.join(command) if command else None
     _known(name)
     handle = _cluster(name)
-    if handle.launcher_name == "local":
-        state = _state_dir(name)
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        shell = os.environ.get("SHELL") or "/bin/sh"
-        err.print(f"Cluster {escape(repr(name))} is this machine: opening {escape(shell)} in its state dir "
-                  f"{escape(str(state))} (exit to come back).")
-        raise typer.Exit(subprocess.call([shell, *(["-c", script] if script else [])], cwd=state))
     index: int | str | None = int(node) if node is not None and node.isdigit() else node
     raise typer.Exit(handle.ssh(node=index, command=script))
+
+
+def notebook(
+    name: NameArg,
+    port: Annotated[int, typer.Option("--port", "-p", metavar="PORT",
+                                      help="The local port (the next free one of the 10 from it).")] = 8888,
+    node: Annotated[str | None, typer.Option(
+        "--node", "-i", metavar="I", help="The node: its index (0 is the head) or its address.")] = None,
+    persist: Annotated[bool, typer.Option(
+        "--persist", help="Leave Jupyter running on the cluster after Ctrl-C.")] = False,
+) -> None:
+    """Start JupyterLab on a node of the cluster, reached from here (an SSH tunnel to it), and
+    print its URL with the token; Ctrl-C stops it and its kernels. The same as
+    `cluster.notebook()` in Python (docs/notebooks.md).
+
+    **Examples**
+
+    ```
+    tether notebook rack
+    tether notebook rack --node 1 --port 9999
+    ```
+    """
+    _known(name)
+    handle = _cluster(name)
+    index: int | str | None = int(node) if node is not None and node.isdigit() else node
+    handle.notebook(port_forward=port, node=index, persist=persist)

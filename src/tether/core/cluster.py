@@ -31,6 +31,7 @@ from tether.protocol import wire
 from tether.state import home_id
 
 if TYPE_CHECKING:
+    from tether.core.notebook import Notebook
     from tether.core.packaging import ImportSpec
     from tether.launchers.base import Endpoint, Launcher
 
@@ -446,9 +447,36 @@ class Cluster(Resource):
                             filter_options=filter_options)
 
     def ssh(self, node: Any = None, command: str | None = None) -> int:
-        """An interactive shell on a node (the ssh binary, attached to this terminal)."""
+        """An interactive shell on a node (the ssh binary, attached to this terminal), or
+        ``command`` run there; its exit code. The local cluster is this machine: ``$SHELL`` opens
+        here, in the cluster's state dir (its logs, records and token)."""
         self.launcher.require("ssh")
         return self.launcher.ssh(self, node=node, command=command)
+
+    def notebook(self, persist: bool = False, sync_package_on_close: str | None = None,
+                 port_forward: int = 8888, env: Env | str | list[str] | None = None, node: Any = None,
+                 block: bool = True, root_dir: str | None = None) -> Notebook:
+        """JupyterLab on the cluster, reached from here; its URL (with the token) is printed.
+
+        It runs on a node (the env's ``compute`` node, else the head) with the cluster's default
+        env interpreter, with ``env``'s env vars and working dir; a node without JupyterLab gets it
+        first (SSH nodes: wheels of this machine's copy, ``pip install 'tether[notebook]'``).
+
+        Args:
+            persist: leave Jupyter running on the cluster after Ctrl-C / this process.
+            sync_package_on_close: a folder here ("./": this project) sent to the node, where
+                Jupyter opens, and copied back when it stops.
+            port_forward: the local port (the next free one of the 10 from it).
+            node: a node index or address (default: the env's, else the head).
+            block: True (Runhouse's form): wait until Ctrl-C, then stop it. False: return the
+                running ``Notebook`` at once (``.url``, ``.api()``, ``.stop()``; a context manager).
+            root_dir: the folder Jupyter shows (default: the env's working dir, else the home
+                folder on a remote node, the working directory on the local cluster).
+        """
+        from tether.core.notebook import notebook
+
+        return notebook(self, persist=persist, sync_package_on_close=sync_package_on_close,
+                        port_forward=port_forward, env=env, node=node, block=block, root_dir=root_dir)
 
     def ssh_tunnel(self, local_port: int, remote_port: int, node: Any = None):
         """Forward ``127.0.0.1:local_port`` here to ``remote_port`` on a node's loopback; returns a

@@ -91,6 +91,10 @@ class Function(Resource):
         raise ConfigError(f"function {self.name!r} is not deployed: call .to(cluster) before "
                           f".distribute({kind!r})")
 
+    def notebook(self, *args: Any, **kwargs: Any) -> Any:
+        """A notebook runs on the function's cluster: ``.to(cluster).notebook()``."""
+        raise ConfigError(f"function {self.name!r} is not deployed: call .to(cluster) before .notebook()")
+
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run the original function in this process."""
         if self._fn is None:

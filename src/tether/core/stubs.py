@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tether.core.cluster import Cluster
     from tether.core.distribute import DistributedFunction
     from tether.core.function import Function
+    from tether.core.notebook import Notebook
 
 _OWN = frozenset({"_t_cluster", "_t_name", "_t_interface", "_t_stream_logs", "_t_methods", "_t_timeout"})
 
@@ -239,6 +240,13 @@ class RemoteFunction(Resource, RemoteCallable):
 
     def _take_name(self, address: Address) -> None:
         self.name = alias(self.system, self.name, address)
+
+    def notebook(self, persist: bool = False, sync_package_on_close: str | None = None,
+                 port_forward: int = 8888, **options: Any) -> Notebook:
+        """JupyterLab on this function's cluster, with its env's env vars, working dir and node
+        (``Cluster.notebook``, whose other options ``options`` are)."""
+        return self.system.notebook(persist=persist, sync_package_on_close=sync_package_on_close,
+                                    port_forward=port_forward, env=options.pop("env", self.env), **options)
 
     def _definition(self, what: str) -> Function:
         if self.definition is None:

@@ -108,7 +108,6 @@ class LocalLauncher(Launcher):
     spec_keys = frozenset({"python", "port", "autostop_mins", "cluster_host"}) | SIZE_KEYS | REGISTRY_KEYS
     unsupported = {
         "rsync": "the local cluster is this machine: its files are already here",
-        "ssh": "the local cluster is this machine: open a shell here",
         "ssh_tunnel": "the local cluster is this machine: its daemon is on loopback already",
         "install_local_packages": "the local cluster is this machine: install_packages() without "
                                   "from_local uses this machine's own package index",
@@ -270,6 +269,18 @@ class LocalLauncher(Launcher):
             f"state). To keep {running} and silence this: tether.cluster(name={cluster.name!r}, "
             f"launcher='local', python={running!r})."), stacklevel=_caller_level())
         return False
+
+    def ssh(self, cluster: Cluster, node: Any = None, command: str | None = None) -> int:
+        """The local cluster is this machine: ``$SHELL`` here (or ``command`` run by it), in the
+        cluster's state dir (its logs, records and token), saying so on stderr."""
+        self.select(cluster, node)
+        folder = state.cluster_dir(cluster.name)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shell = os.environ.get("SHELL") or "/bin/sh"
+        if command is None:
+            print(f"Cluster {cluster.name!r} is this machine: opening {shell} in its state dir {folder} "
+                  "(exit to come back).", file=sys.stderr, flush=True)
+        return subprocess.call([shell, *(["-c", command] if command else [])], cwd=folder)
 
     def set_autostop(self, cluster: Cluster, minutes: float | None) -> None:
         folder = state.cluster_dir(cluster.name)

@@ -228,7 +228,8 @@ def test_ssh_to_a_local_cluster_opens_a_shell_here(obs):
 
 NEW_COMMANDS = {"status": "tether status --json", "calls": "tether calls dev --failed --service embed",
                 "logs": "tether logs dev --call 1a2b3c4d --follow", "dashboard": "tether dashboard rack --port 8265",
-                "down": "tether down dev --yes", "rm": "tether rm old-gpu", "ssh": "tether ssh rack --node 1"}
+                "down": "tether down dev --yes", "rm": "tether rm old-gpu", "ssh": "tether ssh rack --node 1",
+                "notebook": "tether notebook rack --node 1 --port 9999"}
 
 
 def test_help_of_each_new_command_has_examples():

@@ -77,6 +77,31 @@ def test_a_repacked_distribution_installs(tmp_path):
     assert (target / "iniconfig" / "__init__.py").exists()
 
 
+def test_a_repacked_distribution_keeps_its_data_files(tmp_path):
+    """ipykernel's kernel spec lives under the env's share/ (outside site-packages): it goes back
+    into the wheel's .data/data/, where pip installs it under the node env's prefix."""
+    pytest.importorskip("ipykernel")
+    dist = md.distribution("ipykernel")
+    wheel = wheelhouse._repack(dist, tmp_path)
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert f"ipykernel-{dist.version}.data/data/share/jupyter/kernels/python3/kernel.json" in names
+    assert not any("/bin/" in n or n.startswith("bin/") for n in names)  # scripts stay out
+
+
+def test_from_local_packages_use_the_installed_closure_when_it_fits():
+    installed = md.version("iniconfig")
+    assert wheelhouse._installed_roots(["iniconfig", f"iniconfig=={installed}"]) == (
+        ("iniconfig", frozenset()), ("iniconfig", frozenset()))
+    assert wheelhouse._installed_roots(["iniconfig<0.1"]) is None  # another version: pip download
+    assert wheelhouse._installed_roots(["not-installed-here-xyz"]) is None
+    old = wheelhouse.NodePython("/usr/bin/python3", (3, 11, 0), "x86_64", ("glibc", "2.36"))
+    new = wheelhouse.NodePython("/usr/bin/python3", (3, 99, 0), "x86_64", ("glibc", "2.36"))
+    assert wheelhouse._fits_python("cloudpickle", new)
+    requires = md.metadata("tether").get("Requires-Python")  # >=3.11
+    assert wheelhouse._fits_python("tether", old) == (requires in (None, ">=3.11"))
+
+
 def test_path_entries_point_into_the_synced_folder(tmp_path):
     root = tmp_path / "proj"
     spec = ImportSpec("pkg.mod", "fn", (str(root / "src"),), str(root))

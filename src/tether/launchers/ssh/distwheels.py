@@ -1,7 +1,8 @@
 """Installed distributions back into wheels, for nodes that install with ``pip --no-index``.
 
-``repack(dist)``: the files an installed distribution put under site-packages, and its metadata,
-with a fresh RECORD (scripts and data files outside site-packages are left out: nodes run
+``repack(dist)``: the files an installed distribution put under site-packages, its data files
+(under the environment's prefix, e.g. Jupyter's ``share/jupyter/...``: back into the wheel's
+``<name>.data/data/``), and its metadata, with a fresh RECORD (scripts are left out: nodes run
 ``python -m``). ``repack_editable(dist, package)``: the same for an editable install, whose
 installed files are the source tree itself: the package folder, and the metadata pip wrote when
 it installed it.
@@ -17,6 +18,7 @@ import io
 import json
 import os
 import re
+import sys
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,12 +81,32 @@ def repack(dist: md.Distribution, folder: Path) -> Path | None:
     if filename is None:
         return None
     files: list[tuple[str, Path]] = []
+    info_dir = next((e.parts[0] for e in dist.files if e.parts and e.parts[0].endswith(".dist-info")), "")
+    data = f"{info_dir.removesuffix('.dist-info')}.data/data"  # the wheel's data folder, by its metadata's name
     for entry in dist.files:
         parts = entry.parts
-        if ".." in parts or "__pycache__" in parts or entry.suffix == ".pyc" or parts[0].endswith(".dist-info"):
+        if "__pycache__" in parts or entry.suffix == ".pyc" or parts[0].endswith(".dist-info"):
+            continue
+        if ".." in parts:
+            outside = _data_file(Path(dist.locate_file(entry)))
+            if outside is not None:
+                files.append((f"{data}/{outside}", Path(dist.locate_file(entry))))
             continue
         files.append(("/".join(parts), Path(dist.locate_file(entry))))
     return _write(folder / filename, files, list(_metadata_files(dist)))
+
+
+def _data_file(path: Path) -> str | None:
+    """Where a file installed outside site-packages goes under the node's prefix (its path
+    relative to this environment's prefix), or None: a script (``bin/``: its first line names
+    this machine's interpreter), or a file outside the prefix."""
+    try:
+        rel = Path(os.path.normpath(path)).relative_to(os.path.normpath(sys.prefix))
+    except ValueError:
+        return None
+    if not rel.parts or rel.parts[0] in ("bin", "Scripts") or ".." in rel.parts:
+        return None
+    return rel.as_posix()
 
 
 def repack_editable(dist: md.Distribution, package: Path, folder: Path) -> Path | None:
@@ -110,13 +132,13 @@ def _write(target: Path, files: list[tuple[str, Path]], metadata: list[tuple[str
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     record_rows = []
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for arcname, path in [*files, *metadata]:
             if not path.is_file():
                 continue
             data = path.read_bytes()
             zf.writestr(zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0)), data,
-                        compress_type=zipfile.ZIP_DEFLATED)
+                        compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             record_rows.append((arcname, f"sha256={digest}", str(len(data))))
         out = io.StringIO()

@@ -376,6 +376,21 @@ class SshLauncher(Launcher):
         # "~": each node's worker expands it to its own user's home (nodes may have other users)
         return codesync.remap(spec, root, "~", cluster.name)
 
+    def push_code(self, cluster: Cluster, root: Path, node: int) -> str:
+        """rsync the folder ``root`` to node ``node`` as a deploy syncs a project; its path there
+        (``~/...``), for ``cluster.notebook(sync_package_on_close=...)``."""
+        dest = codesync.remote_dir(cluster.name, root)
+        codesync.sync(self.nodes(cluster)[node].target, root, dest)
+        return f"~/{dest}"
+
+    def pull_code(self, cluster: Cluster, root: Path, node: int) -> None:
+        """rsync back what changed in ``push_code``'s folder on node ``node`` into ``root`` (nothing
+        is deleted here)."""
+        target = self.nodes(cluster)[node].target
+        ssh.run_rsync(target, ["-rlt", "--exclude=.ipynb_checkpoints/", "--exclude=__pycache__/",
+                               f"{target.host}:{codesync.remote_dir(cluster.name, root)}/", f"{root}/"],
+                      what=f"copy {root.name} back")
+
     def install_local_packages(self, cluster: Cluster, reqs: list[str], indices: list[int]) -> None:
         """``install_packages(..., from_local=True)``: wheels fetched here, installed there."""
         nodes = self.nodes(cluster)

@@ -147,13 +147,15 @@ def _tether_requirements() -> list[str]:
         return list(tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"])
 
 
-def requirements(node: NodePython) -> list[tuple[str, str | None]]:
-    """tether's runtime dependency closure for ``node``: (name, version installed here or None)."""
+def requirements(node: NodePython, roots: tuple[tuple[str, frozenset[str]], ...] = (("tether", frozenset()),),
+                 ) -> list[tuple[str, str | None]]:
+    """The runtime dependency closure of ``roots`` (tether's by default; tether itself left out)
+    for ``node``: (name, version installed here or None)."""
     from packaging.requirements import Requirement
 
     env = node.marker_env()
     pinned: dict[str, str | None] = {}
-    todo: list[tuple[str, frozenset[str]]] = [("tether", frozenset())]
+    todo: list[tuple[str, frozenset[str]]] = list(roots)
     seen: set[tuple[str, frozenset[str]]] = set()
     while todo:
         name, extras = todo.pop()
@@ -226,8 +228,18 @@ def collect(node: NodePython, label: str, deps: bool = True) -> tuple[list[Path]
     if uv is not None:
         wheels.append(uv)
         lines.append(f"uv=={md.version('uv')}")
-    missing: list[tuple[str, str | None]] = []
+    return wheels + _wheels(wanted, node, folder, label), lines
+
+
+def _wheels(wanted: list[tuple[str, str | None]], node: NodePython, folder: Path, label: str) -> list[Path]:
+    """A wheel of each (name, version) for ``node``: from the cache, else this environment's
+    installed copy repacked, else downloaded. A version whose ``Requires-Python`` excludes the
+    node's Python (3.11.2 where ours is 3.11.7, say) is replaced by the newest that fits it."""
+    wheels, missing, older = [], [], []
     for name, version in wanted:
+        if version is not None and not _fits_python(name, node):
+            older.append(name)
+            continue
         wheel = _cached(name, version, node, folder)
         if wheel is None and version is not None:
             wheel = _repack_installed(name, node, folder)
@@ -237,7 +249,21 @@ def collect(node: NodePython, label: str, deps: bool = True) -> tuple[list[Path]
             wheels.append(wheel)
     if missing:
         wheels += _download(missing, node, folder, label)
-    return wheels, lines
+    if older:
+        older_dir = folder / "for-python" / f"{node.key}-{'.'.join(map(str, node.version))}"
+        wheels += _download([(name, None) for name in older], node, older_dir, label)
+    return wheels
+
+
+def _fits_python(name: str, node: NodePython) -> bool:
+    """Whether the installed ``name``'s ``Requires-Python`` admits the node's Python."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        spec = md.metadata(name).get("Requires-Python")
+        return not spec or SpecifierSet(spec).contains(".".join(map(str, node.version)), prereleases=True)
+    except (md.PackageNotFoundError, InvalidSpecifier):
+        return True
 
 
 def _uv_wheel(node: NodePython, folder: Path) -> Path | None:
@@ -273,7 +299,7 @@ def _repack_installed(name: str, node: NodePython, folder: Path) -> Path | None:
 def _pip_download(node: NodePython, folder: Path) -> list[str]:
     """``pip download`` of wheels that fit ``node`` (its Python version and platforms), into ``folder``."""
     cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check",
-           "--quiet", "--dest", str(folder), "--python-version", node.minor,
+           "--quiet", "--dest", str(folder), "--python-version", ".".join(map(str, node.version)),
            "--implementation", "cp" if node.implementation == "cpython" else "py"]
     for plat in node.platforms():
         cmd += ["--platform", plat]
@@ -331,10 +357,15 @@ def _make_house(node: NodePython, label: str, deps: bool) -> Path:
 
 
 def packages_house(reqs: list[str], node: NodePython, label: str) -> Path:
-    """A folder of wheels for ``reqs`` and their dependencies that fit ``node``, fetched on this
-    machine (its package index and pip settings: e.g. wheels on a local disk), for a node that has
-    no index of its own (``cluster.install_packages(..., from_local=True)``)."""
-    key = hashlib.sha256(json.dumps([sorted(reqs), node.key]).encode()).hexdigest()[:16]
+    """A folder of wheels for ``reqs`` and their dependencies that fit ``node``, for a node that
+    has no index of its own (``cluster.install_packages(..., from_local=True)``).
+
+    When this environment has every one of ``reqs`` installed (at a version they accept), the
+    wheels are those installed versions, as tether's own dependencies are (``_wheels``: no index
+    needed); else ``pip download`` on this machine (its package index and pip settings)."""
+    installed = _installed_roots(reqs)
+    pins = requirements(node, installed) if installed is not None else None
+    key = hashlib.sha256(json.dumps([sorted(reqs), node.key, node.version, pins]).encode()).hexdigest()[:16]
     folder = wheels_dir() / "packages" / key
     if (folder / ".complete").exists():
         return folder
@@ -342,6 +373,12 @@ def packages_house(reqs: list[str], node: NodePython, label: str) -> Path:
         if (folder / ".complete").exists():
             return folder
         folder.mkdir(parents=True, exist_ok=True)
+        if pins is not None:  # installed here: the same versions, repacked (no index needed)
+            for wheel in _wheels(pins, node, wheels_dir(), label):
+                (folder / wheel.name).unlink(missing_ok=True)
+                (folder / wheel.name).symlink_to(wheel)
+            (folder / ".complete").write_text("\n".join(reqs) + "\n")
+            return folder
         proc = subprocess.run([*_pip_download(node, folder), *reqs], capture_output=True, text=True)
         if proc.returncode:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
@@ -349,3 +386,21 @@ def packages_house(reqs: list[str], node: NodePython, label: str) -> Path:
                               f"({node.describe}) on this machine:\n{tail}", node=label)
         (folder / ".complete").write_text("\n".join(reqs) + "\n")
     return folder
+
+
+def _installed_roots(reqs: list[str]) -> tuple[tuple[str, frozenset[str]], ...] | None:
+    """``reqs`` as roots of ``requirements`` when each is installed here at a version it accepts
+    (no URL, no marker), else None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    roots = []
+    for text in reqs:
+        try:
+            req = Requirement(text)
+            version = md.version(req.name)
+        except (InvalidRequirement, md.PackageNotFoundError):
+            return None
+        if req.url or req.marker is not None or not req.specifier.contains(version, prereleases=True):
+            return None
+        roots.append((_canonical(req.name), frozenset(req.extras)))
+    return tuple(roots)
