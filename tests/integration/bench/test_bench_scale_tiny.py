@@ -1,0 +1,42 @@
+"""The scale rows' code (bench/scale/), run tiny on real local clusters, so that it does not rot.
+
+N is 1 to 5 here and nothing timed is asserted on: `make bench BENCH_ARGS=--scale` measures.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root: `bench` package
+
+from bench import figures  # noqa: E402
+from bench import scale as bench_scale  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_the_scale_series_run_tiny_and_file_their_rows(tmp_path):
+    results = figures.new_results()
+    results["scale"] = {}
+    s = bench_scale.TINY
+    bench_scale.measure_clients(results, s, print)
+    bench_scale.measure_objects(results, s, print)
+    bench_scale.measure_envs(results, s, print)
+    bench_scale.measure_at_rest(results, [], tmp_path, s, print)  # tether's side only
+    assert not results["errors"], results["errors"]
+    clients = results["scale"]["clients"]["points"]
+    assert [p["n"] for p in clients] == list(s.clients) and all(p["calls"] > 0 for p in clients)
+    assert clients[-1]["daemon_fds"] >= s.clients[-1]  # its connections were open when sampled
+    objects = results["scale"]["objects"]["points"]
+    assert [p["n"] for p in objects] == list(s.objects)
+    envs = results["scale"]["envs"]["points"]
+    assert [p["n"] for p in envs] == list(s.envs) and envs[-1]["workers_pss_mib"] > 0
+    for key in ("scale_clients_growth", "scale_objects_growth", "scale_envs_growth", "scale_objects_call_ratio",
+                "scale_envs_start_s", "at_rest_rss_mib", "at_rest_pss_mib"):
+        assert results["figures"][key]["tether"] > 0, key
+    assert results["details"]["tether"]["at_rest_rss_mib"]["processes"] >= 2  # the daemon and its worker
+    bench_scale.chart(results, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").stat().st_size > 0
