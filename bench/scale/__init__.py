@@ -48,8 +48,14 @@ TINY = replace(FULL, clients=(1, 4), client_seconds=0.3, objects=(1, 5), object_
                envs=(1, 2), nodes=2, node_latency_calls=20, max_seconds=60.0, settle_s=0.5)
 
 CLIENT_METRICS = [Metric("p50_ms", "p50 latency (ms)", "total"), Metric("p99_ms", "p99 latency (ms)", "total"),
-                  Metric("calls_per_s", "calls/s", "rate"), Metric("daemon_rss_mib", "daemon RSS (MiB)", "total")]
+                  Metric("calls_per_s", "calls/s", "rate"), Metric("daemon_rss_mib", "daemon RSS (MiB)", "total"),
+                  Metric("daemon_cpu_us_per_call", "daemon CPU per call (µs)", "per_item"),
+                  Metric("workers_cpu_us_per_call", "worker CPU per call (µs)", "per_item"),
+                  Metric("client_cpu_us_per_call", "client CPU per call (µs)", "per_item")]
 OBJECT_METRICS = [Metric("deploy_ms_median", "deploy time per object (ms)", "per_item"),
+                  Metric("daemon_cpu_ms_per_deploy", "daemon CPU per deploy (ms)", "per_item"),
+                  Metric("workers_cpu_ms_per_deploy", "worker CPU per deploy (ms)", "per_item"),
+                  Metric("client_cpu_ms_per_deploy", "client CPU per deploy (ms)", "per_item"),
                   Metric("daemon_rss_mib", "daemon RSS (MiB)", "total"),
                   Metric("workers_rss_mib", "worker RSS (MiB)", "total"),
                   Metric("call_p50_ms_first", "call p50, first object (ms)", "per_item"),

@@ -4,7 +4,8 @@ N tasks on one event loop, each awaiting ``fn.aio()`` (tether's async client: a 
 connection per call in flight, so N tasks hold N connections to the daemon). All N connect and
 warm up first, then all call for the window's seconds. Per N: p50/p99 of every call in the
 window, calls/s, and the daemon's memory and open descriptors sampled in the middle of the
-window (its connections are open then). With N callers and a fixed throughput, a call waits
+window (its connections are open then), and the CPU time per call of the daemon, the worker and
+this client (what a call costs each, whatever else loads the machine). With N callers and a fixed throughput, a call waits
 behind the N - 1 others, so p50 grows with N by itself (Little's law): linear is the floor;
 worse than linear would be a per-connection cost that grows with the connections.
 """
@@ -21,6 +22,7 @@ from bench.scale import procs
 
 
 def _window(fn: Any, n: int, seconds: float, daemon_pid: int) -> dict[str, Any]:
+    workers = procs.descendants(daemon_pid)
     samples: list[int] = []
     errors: list[str] = []
     sampled: dict[str, Any] = {}
@@ -28,6 +30,13 @@ def _window(fn: Any, n: int, seconds: float, daemon_pid: int) -> dict[str, Any]:
     def sample_daemon() -> None:
         sampled.update(rss_mib=procs.rss_mib(daemon_pid), pss_mib=procs.pss_mib(daemon_pid),
                        fds=procs.open_fds(daemon_pid))
+
+    def cpu() -> dict[str, float]:
+        return {"daemon": procs.cpu_s(daemon_pid) or 0.0, "workers": sum(procs.cpu_s(p) or 0.0 for p in workers),
+                "client": time.process_time()}
+
+    cpu0: dict[str, float] = {}
+    cpu1: dict[str, float] = {}
 
     async def main() -> float:
         go = asyncio.Event()
@@ -56,6 +65,7 @@ def _window(fn: Any, n: int, seconds: float, daemon_pid: int) -> dict[str, Any]:
 
         tasks = [asyncio.ensure_future(client()) for _ in range(n)]
         await asyncio.wait_for(all_ready.wait(), 60)
+        cpu0.update(cpu())
         start = time.monotonic()
         deadline[0] = start + seconds
         loop = asyncio.get_running_loop()
@@ -63,6 +73,7 @@ def _window(fn: Any, n: int, seconds: float, daemon_pid: int) -> dict[str, Any]:
         go.set()
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - start
+        cpu1.update(cpu())
         from tether.client import aio  # close this loop's idle connections: the next N starts clean
 
         for pool in aio._pools.get(loop, {}).values():  # noqa: SLF001
@@ -75,7 +86,8 @@ def _window(fn: Any, n: int, seconds: float, daemon_pid: int) -> dict[str, Any]:
     return {"n": n, "calls": len(ms), "calls_per_s": len(ms) / elapsed, "p50_ms": measure.percentile(ms, 50),
             "p99_ms": measure.percentile(ms, 99), "errors": len(errors), "first_error": errors[0] if errors else None,
             "daemon_rss_mib": sampled.get("rss_mib"), "daemon_pss_mib": sampled.get("pss_mib"),
-            "daemon_fds": sampled.get("fds")}
+            "daemon_fds": sampled.get("fds"),
+            **{f"{k}_cpu_us_per_call": (cpu1[k] - cpu0[k]) / len(ms) * 1e6 if ms else None for k in cpu0}}
 
 
 def run(cluster: Any, ns: list[int], seconds: float, log) -> dict[str, Any]:

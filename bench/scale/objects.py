@@ -3,6 +3,7 @@
 The objects are functions (``bench_code.noop`` under N names) in the default env: one daemon
 record, one manifest entry and one worker entry each. Deploys go one after another, as a script
 would; at each checkpoint N: the median deploy time of the deploys since the last checkpoint,
+the CPU time per deploy of the daemon, the worker and this client (robust to a busy machine),
 the daemon's and the worker's memory, the p50 of calls to the first object and to the newest,
 and the time of ``keys()`` (a listing of all N: linear by nature). One object deployed and
 called before, not counted, starts the worker.
@@ -24,6 +25,11 @@ def _memory(daemon_pid: int) -> dict[str, Any]:
             **{f"workers_{k}": v for k, v in procs.tree(workers).items()}}
 
 
+def _cpu(daemon_pid: int, workers: list[int]) -> dict[str, float]:
+    return {"daemon": procs.cpu_s(daemon_pid) or 0.0, "workers": sum(procs.cpu_s(p) or 0.0 for p in workers),
+            "client": time.process_time()}
+
+
 def run(cluster: Any, ns: list[int], latency_calls: int, max_seconds: float, log) -> dict[str, Any]:
     import tether as rh
     from bench.bench_code import noop
@@ -37,6 +43,8 @@ def run(cluster: Any, ns: list[int], latency_calls: int, max_seconds: float, log
     ns_ns = time.perf_counter_ns
     for n in sorted(ns):
         times: list[int] = []
+        workers = procs.descendants(pid)
+        cpu0 = _cpu(pid, workers)
         while made < n:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{made} objects deployed in {max_seconds:g} s, {max(ns)} asked for")
@@ -45,6 +53,7 @@ def run(cluster: Any, ns: list[int], latency_calls: int, max_seconds: float, log
             times.append(ns_ns() - t0)
             first = first or newest
             made += 1
+        cpu1 = _cpu(pid, workers)
         log(f"scale: {n} object(s) deployed; calls and memory")
         lat_first = measure.latency(first, 50, latency_calls, 20)
         lat_new = measure.latency(newest, 50, latency_calls, 20)
@@ -57,6 +66,8 @@ def run(cluster: Any, ns: list[int], latency_calls: int, max_seconds: float, log
                  "deploy_ms_median": statistics.median(times) / 1e6 if times else None,
                  "deploy_ms_mean": statistics.fmean(times) / 1e6 if times else None,
                  "call_p50_ms_first": lat_first["p50_ms"], "call_p50_ms_newest": lat_new["p50_ms"],
-                 "call_p99_ms_first": lat_first["p99_ms"], "keys_ms": keys_ms, **_memory(pid)}
+                 "call_p99_ms_first": lat_first["p99_ms"], "keys_ms": keys_ms, **_memory(pid),
+                 **{f"{k}_cpu_ms_per_deploy": (cpu1[k] - cpu0[k]) / len(times) * 1e3 if times else None
+                    for k in cpu0}}
         points.append(point)
     return {"points": points, "base": base}

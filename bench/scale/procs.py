@@ -71,6 +71,16 @@ def descendants(pid: int) -> list[int]:
     return sorted(found)
 
 
+def cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used so far."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree(pids: list[int]) -> dict[str, float | int]:
     """RSS and PSS summed over ``pids`` (MiB), and how many were alive."""
     rss = [rss_mib(p) for p in pids]
