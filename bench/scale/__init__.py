@@ -16,6 +16,7 @@ torn down after it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -82,22 +83,27 @@ def _growth(results: dict[str, Any], key: str, series: dict[str, Any]) -> None:
         f"N {series['points'][-2]['n']:,} -> {series['points'][-1]['n']:,}", **judged}, lambda _: None)
 
 
-def _local(name: str):
+@contextmanager
+def _local(name: str, given: Any = None):
+    """A local cluster of the series' own, torn down after it (or ``given``, left as it is)."""
+    if given is not None:
+        yield given
+        return
     import tether as rh
 
     cluster = rh.cluster(name=name, launcher="local")
     cluster.up_if_not()
-    return cluster
-
-
-def measure_clients(results: dict[str, Any], s: ScaleSettings, log: Log) -> None:
-    from bench.scale import clients
-
-    cluster = _local("scale-clients")
     try:
-        got = clients.run(cluster, list(s.clients), s.client_seconds, log)
+        yield cluster
     finally:
         cluster.teardown()
+
+
+def measure_clients(results: dict[str, Any], s: ScaleSettings, log: Log, cluster: Any = None) -> None:
+    from bench.scale import clients
+
+    with _local("scale-clients", cluster) as cluster:
+        got = clients.run(cluster, list(s.clients), s.client_seconds, log)
     results["scale"]["clients"] = got
     top = got["points"][-1]
     mode = f"{top['n']:,} connections, a task each on one event loop awaiting fn.aio() for {s.client_seconds:g} s"
@@ -107,14 +113,11 @@ def measure_clients(results: dict[str, Any], s: ScaleSettings, log: Log) -> None
     _growth(results, "clients", got)
 
 
-def measure_objects(results: dict[str, Any], s: ScaleSettings, log: Log) -> None:
+def measure_objects(results: dict[str, Any], s: ScaleSettings, log: Log, cluster: Any = None) -> None:
     from bench.scale import objects
 
-    cluster = _local("scale-objects")
-    try:
+    with _local("scale-objects", cluster) as cluster:
         got = objects.run(cluster, list(s.objects), s.object_latency_calls, s.max_seconds, log)
-    finally:
-        cluster.teardown()
     results["scale"]["objects"] = got
     pts, base = got["points"], got["base"]
     top, one = pts[-1], pts[0]
@@ -134,14 +137,11 @@ def measure_objects(results: dict[str, Any], s: ScaleSettings, log: Log) -> None
     _growth(results, "objects", got)
 
 
-def measure_envs(results: dict[str, Any], s: ScaleSettings, log: Log) -> None:
+def measure_envs(results: dict[str, Any], s: ScaleSettings, log: Log, cluster: Any = None) -> None:
     from bench.scale import envs
 
-    cluster = _local("scale-envs")
-    try:
+    with _local("scale-envs", cluster) as cluster:
         got = envs.run(cluster, list(s.envs), s.max_seconds, log)
-    finally:
-        cluster.teardown()
     results["scale"]["envs"] = got
     top = got["points"][-1]
     n = top["n"]

@@ -84,6 +84,8 @@ def chart(panels: list[tuple[str, str, dict[str, Any], list[Metric]]], path: Pat
         else:
             ref = [y0 for _ in xs]
             ref_label = "flat (total linear)"
+            # a decade either way at least: noise looks like noise, a cost growing with N stands out
+            ax.set_ylim(min([y0 / 10, *ys]) / 1.2, max([y0 * 10, *ys]) * 1.2)
         ax.loglog(xs, ref, "--", color="#a0aec0", label=ref_label)
         e = exponent(xs, ys, m.kind)
         verdict = "" if e is None else f"\ngrowth exponent {e:.2f}: " + ("pass" if e <= LINEAR_BOUND else "WORSE THAN LINEAR")
@@ -94,7 +96,7 @@ def chart(panels: list[tuple[str, str, dict[str, Any], list[Metric]]], path: Pat
     for ax in list(axes.flat)[len(cells):]:
         ax.axis("off")
     fig.suptitle(f"tether at scale: cost against N (log-log){subtitle}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

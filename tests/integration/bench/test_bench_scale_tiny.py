@@ -6,9 +6,12 @@ N is 1 to 5 here and nothing timed is asserted on: `make bench BENCH_ARGS=--scal
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+
+import tether
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root: `bench` package
 
@@ -22,9 +25,14 @@ def test_the_scale_series_run_tiny_and_file_their_rows(tmp_path):
     results = figures.new_results()
     results["scale"] = {}
     s = bench_scale.TINY
-    bench_scale.measure_clients(results, s, print)
-    bench_scale.measure_objects(results, s, print)
-    bench_scale.measure_envs(results, s, print)
+    cluster = tether.cluster(name=f"scale-tiny-{uuid.uuid4().hex[:6]}", launcher="local")
+    cluster.up_if_not()
+    try:  # one cluster for the three series (the bench gives each its own)
+        bench_scale.measure_clients(results, s, print, cluster)
+        bench_scale.measure_objects(results, s, print, cluster)
+        bench_scale.measure_envs(results, s, print, cluster)
+    finally:
+        cluster.teardown()
     bench_scale.measure_at_rest(results, [], tmp_path, s, print)  # tether's side only
     assert not results["errors"], results["errors"]
     clients = results["scale"]["clients"]["points"]
