@@ -178,7 +178,8 @@ def measure_nodes(results: dict[str, Any], s: ScaleSettings, workdir: Path, log:
             "value": got["head_p50_ms"] / got["direct_p50_ms"], "mode": "p50 via the head / p50 direct"}, log)
 
 
-def measure_at_rest(results: dict[str, Any], peers: list[str], workdir: Path, s: ScaleSettings, log: Log) -> None:
+def measure_at_rest(results: dict[str, Any], peers: list[str], workdir: Path, s: ScaleSettings, log: Log,
+                    cluster: Any = None) -> None:
     import importlib.util
 
     from bench.scale import at_rest
@@ -186,7 +187,7 @@ def measure_at_rest(results: dict[str, Any], peers: list[str], workdir: Path, s:
     got: dict[str, Any] = {}
     log("memory at rest: an idle local cluster")
     figures.record(results, "at_rest_rss_mib", "tether",
-                   lambda: {**got.setdefault("tether", at_rest.tether_idle(s.settle_s)),
+                   lambda: {**got.setdefault("tether", at_rest.tether_idle(s.settle_s, cluster)),
                             "value": got["tether"]["rss_mib"], "mode": "daemon + default worker, idle"}, log)
     if "tether" in got:
         figures.record(results, "at_rest_pss_mib", "tether",

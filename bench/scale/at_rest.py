@@ -51,17 +51,21 @@ def _settled(pids_of, settle_s: float) -> dict[str, Any]:
     return procs.tree(last or [])
 
 
-def tether_idle(settle_s: float) -> dict[str, Any]:
+def tether_idle(settle_s: float, cluster: Any = None) -> dict[str, Any]:
+    """A new local cluster's memory once idle (``cluster``: that one instead, left up)."""
     import tether as rh
 
-    cluster = rh.cluster(name="at-rest", launcher="local")
+    own = cluster is None
+    if own:
+        cluster = rh.cluster(name="at-rest", launcher="local")
     try:
         cluster.up_if_not()
         pid = cluster.status()["pid"]
         got = _settled(lambda: [pid, *procs.descendants(pid)], settle_s)
         return {**got, "daemon_rss_mib": procs.rss_mib(pid)}
     finally:
-        cluster.teardown()
+        if own:
+            cluster.teardown()
 
 
 def ray_idle(workdir: Path, settle_s: float, timeout: float = 120) -> dict[str, Any]:

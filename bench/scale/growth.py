@@ -67,7 +67,7 @@ def chart(panels: list[tuple[str, str, dict[str, Any], list[Metric]]], path: Pat
     import matplotlib.pyplot as plt
 
     cells = [(title, xlabel, series, m) for title, xlabel, series, metrics in panels for m in metrics
-             if sum(p.get(m.key) is not None for p in series["points"]) >= 2]
+             if sum((p.get(m.key) or 0) > 0 for p in series["points"]) >= 2]
     if not cells:
         raise ValueError("no series has two points to chart")
     cols = 4

@@ -13,7 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository r
 from bench import figures, report  # noqa: E402
 from bench import scale as bench_scale  # noqa: E402
 from bench.scale import growth  # noqa: E402
-from bench.scale.growth import Metric  # noqa: E402
 
 NS = [1, 10, 100, 1000]
 
@@ -54,13 +53,11 @@ def test_growth_rows_are_judged_linear_or_not(tmp_path):
     assert "N concurrent clients: growth exponent" in report.table(results)
 
 
-def test_chart_draws_one_panel_per_metric(tmp_path):
+def test_chart_draws_the_series_with_two_points_or_more(tmp_path):
     pytest.importorskip("matplotlib")
-    results = {"scale": {"clients": _series(), "objects": {"points": [
-        {"n": n, "deploy_ms_median": 4.0, "daemon_rss_mib": 60 + n / 100, "workers_rss_mib": 30.0,
-         "call_p50_ms_first": 0.4, "keys_ms": 0.01 * n} for n in (1, 10, 100)]}}, "when": "now"}
+    series = {"points": [{"n": 1, "deploy_ms_median": None, "keys_ms": 1.0}, {"n": 10, "keys_ms": 9.0}]}
     out = tmp_path / "scale.png"
-    bench_scale.chart(results, out)
+    bench_scale.chart({"scale": {"objects": series}, "when": "now"}, out)  # keys_ms only: one panel
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError):
-        growth.chart([("x", "n", {"points": [{"n": 1, "y": 1.0}]}, [Metric("y", "y", "total")])], tmp_path / "no.png")
+    with pytest.raises(ValueError, match="two points"):
+        bench_scale.chart({"scale": {"objects": {"points": series["points"][:1]}}}, tmp_path / "no.png")
