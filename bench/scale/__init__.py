@@ -188,10 +188,10 @@ def measure_at_rest(results: dict[str, Any], peers: list[str], workdir: Path, s:
     log("memory at rest: an idle local cluster")
     figures.record(results, "at_rest_rss_mib", "tether",
                    lambda: {**got.setdefault("tether", at_rest.tether_idle(s.settle_s, cluster)),
-                            "value": got["tether"]["rss_mib"], "mode": "daemon + default worker, idle"}, log)
+                            "value": got["tether"]["rss_mib"], "mode": "daemon + the processes below it (default worker, reaper), idle"}, log)
     if "tether" in got:
         figures.record(results, "at_rest_pss_mib", "tether",
-                       lambda: {"value": got["tether"]["pss_mib"], "mode": "daemon + default worker, idle"}, log)
+                       lambda: {"value": got["tether"]["pss_mib"], "mode": "daemon + the processes below it (default worker, reaper), idle"}, log)
     if "ray" in peers and importlib.util.find_spec("ray"):
         log("memory at rest: an idle ray.init() (in a child process)")
         mode = "every process ray.init() started (not the driver), idle"
