@@ -5,6 +5,7 @@
     python bench/run.py --peers none       # the step-overhead rows only (~1 min)
     python bench/run.py --no-orchestrators # everything but the step-overhead rows (~1.5 min)
     python bench/run.py --env-build --peers none --no-orchestrators   # only: an env with 3 packages, uv vs pip
+    python bench/run.py --scale            # also 1,000 clients, 10,000 objects, 64 envs, 4 nodes (~4 min more)
 
 1. In fresh interpreters: ``import tether`` (and ``import ray``) time, and local cluster cold starts.
 2. Each peer in turn, alone on the machine: started, measured on the same figures through the same
