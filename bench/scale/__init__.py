@@ -35,7 +35,7 @@ class ScaleSettings:
     envs: tuple[int, ...] = (1, 4, 16, 64)
     nodes: int = 4
     node_latency_calls: int = 1000
-    max_seconds: float = 300.0  # each series, all N together
+    max_seconds: float = 600.0  # each series, all N together (10,000 deploys: ~250 s on a busy 2-core VM)
     settle_s: float = 3.0  # memory at rest: how long the process count must hold still
 
     def as_dict(self) -> dict[str, Any]:
