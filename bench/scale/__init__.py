@@ -106,7 +106,8 @@ def measure_clients(results: dict[str, Any], s: ScaleSettings, log: Log, cluster
         got = clients.run(cluster, list(s.clients), s.client_seconds, log)
     results["scale"]["clients"] = got
     top = got["points"][-1]
-    mode = f"{top['n']:,} connections, a task each on one event loop awaiting fn.aio() for {s.client_seconds:g} s"
+    mode = (f"{top['n']:,} connections, a task each on one event loop awaiting fn.aio(); the calls that ended "
+            f"in a {top['window_s']:.1f} s steady-state window")
     for fig, key in (("p50_ms", "p50_ms"), ("p99_ms", "p99_ms"), ("calls_per_s", "calls_per_s"),
                      ("daemon_mib", "daemon_rss_mib")):
         figures.record(results, f"scale_clients_{fig}", "tether", lambda k=key: {"value": top[k], "mode": mode}, log)
