@@ -60,6 +60,7 @@ OBJECT_METRICS = [Metric("deploy_ms_median", "deploy time per object (ms)", "per
                   Metric("daemon_rss_mib", "daemon RSS (MiB)", "total"),
                   Metric("workers_rss_mib", "worker RSS (MiB)", "total"),
                   Metric("call_p50_ms_first", "call p50, first object (ms)", "per_item"),
+                  Metric("call_cpu_us_first", "daemon + worker CPU per call, first object (µs)", "per_item"),
                   Metric("keys_ms", "keys(): listing all N (ms)", "total")]
 ENV_METRICS = [Metric("start_s_median", "worker start time (s)", "per_item"),
                Metric("workers_pss_mib", "workers' PSS, summed (MiB)", "total"),
