@@ -48,6 +48,8 @@ class Figure:
     target: Target | None = None
 
 
+LINEAR = 1.15  # a growth exponent judged linear (bench/scale/growth.py: 1, plus a shared machine's noise)
+
 FIGURES = (
     Figure("latency_p50_ms", "no-op call p50 latency, Python client (ms)", "{:.3f}", "lower",
            Target("<= Ray actor call p50", "<=", 1.0, "ray")),
@@ -87,6 +89,30 @@ FIGURES = (
     Figure("env_build_pip_cached_s", "env with 3 packages, pip, cache warm (s)", "{:.2f}", "lower"),
     Figure("env_build_cached_uv_pip", "env build, caches warm: uv / pip", "{:.2f}", "lower",
            Target("<= 0.3 x pip", "<=", 0.3)),
+    # memory at rest (every run) and --scale (bench/scale/): each series at several N, scale.png
+    Figure("at_rest_rss_mib", "memory at rest, idle cluster: RSS summed (MiB)", "{:,.0f}", "lower"),
+    Figure("at_rest_pss_mib", "memory at rest, idle cluster: PSS summed (MiB)", "{:,.0f}", "lower"),
+    Figure("scale_clients_p50_ms", "N concurrent clients (1,000): p50 (ms)", "{:.1f}", "lower"),
+    Figure("scale_clients_p99_ms", "N concurrent clients (1,000): p99 (ms)", "{:.1f}", "lower"),
+    Figure("scale_clients_calls_per_s", "N concurrent clients (1,000): calls/s", "{:,.0f}", "higher"),
+    Figure("scale_clients_daemon_mib", "N concurrent clients (1,000): daemon RSS (MiB)", "{:,.0f}", "lower"),
+    Figure("scale_clients_growth", "N concurrent clients: growth exponent (1 = linear)", "{:.2f}", "lower",
+           Target(f"<= {LINEAR} (no worse than linear)", "<=", LINEAR)),
+    Figure("scale_objects_deploy_ms", "N objects (10,000): deploy time per object (ms)", "{:.2f}", "lower"),
+    Figure("scale_objects_daemon_kib", "N objects (10,000): daemon memory per object (KiB)", "{:.1f}", "lower"),
+    Figure("scale_objects_worker_kib", "N objects (10,000): worker memory per object (KiB)", "{:.1f}", "lower"),
+    Figure("scale_objects_call_ratio", "N objects (10,000): call p50 at N / at 1", "{:.2f}", "lower",
+           Target("<= 1.2 (unchanged)", "<=", 1.2)),
+    Figure("scale_objects_growth", "N objects: growth exponent (1 = linear)", "{:.2f}", "lower",
+           Target(f"<= {LINEAR} (no worse than linear)", "<=", LINEAR)),
+    Figure("scale_envs_start_s", "N envs (64): start time per worker (s)", "{:.3f}", "lower"),
+    Figure("scale_envs_worker_mib", "N envs (64): memory per worker, PSS (MiB)", "{:.1f}", "lower"),
+    Figure("scale_envs_growth", "N envs: growth exponent (1 = linear)", "{:.2f}", "lower",
+           Target(f"<= {LINEAR} (no worse than linear)", "<=", LINEAR)),
+    Figure("scale_nodes_head_p50_ms", "4 nodes: no-op p50 through the head (ms)", "{:.3f}", "lower"),
+    Figure("scale_nodes_direct_p50_ms", "4 nodes: no-op p50 calling the node (ms)", "{:.3f}", "lower"),
+    Figure("scale_nodes_head_ratio", "4 nodes: head routing, via head / direct", "{:.2f}", "lower",
+           Target("<= 1.1 x direct", "<=", 1.1)),
 )
 
 # Cells whose way of measuring differs from what the row says get a mark and a footnote.

@@ -5,6 +5,7 @@
     python bench/run.py --peers none       # the step-overhead rows only (~1 min)
     python bench/run.py --no-orchestrators # everything but the step-overhead rows (~1.5 min)
     python bench/run.py --env-build --peers none --no-orchestrators   # only: an env with 3 packages, uv vs pip
+    python bench/run.py --scale            # also 1,000 clients, 10,000 objects, 64 envs, 4 nodes (~4 min more)
 
 1. In fresh interpreters: ``import tether`` (and ``import ray``) time, and local cluster cold starts.
 2. Each peer in turn, alone on the machine: started, measured on the same figures through the same
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if not __package__:  # run as a script: make `bench` importable as a package
     sys.path.insert(0, str(ROOT))
 
-from bench import env_build, figures, lifecycle, machine, processes, report, settings, wrk  # noqa: E402
+from bench import env_build, figures, lifecycle, machine, processes, report, scale, settings, wrk  # noqa: E402
 from bench.orchestrators import ORCHESTRATORS  # noqa: E402
 from bench.orchestrators import runner as orchestrators  # noqa: E402
 from bench.orchestrators import table as steps_table  # noqa: E402
@@ -78,6 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--env-build", action="store_true",
                    help="also build an env with three packages, with uv and with pip, cold and cached "
                         "(bench/env_build.py; downloads from the package index, ~2 min)")
+    p.add_argument("--scale", action="store_true",
+                   help="also the scale rows: 1,000 clients, 10,000 objects, 64 envs, 4 nodes via the head, "
+                        "each at several N, drawn in scale.png (bench/scale/; ~4 min)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                    help="folder for latest.json and latest.png (default: bench/results)")
     args = p.parse_args(argv)
@@ -173,6 +177,9 @@ def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> 
     if args.env_build:
         log("== env build: three packages, uv then pip, each with an empty cache, then cached")
         env_build.record(results, workdir, log)
+
+    scale.record(results, args.peers, args.scale, conf.quick, workdir,
+                 None if args.no_chart else args.out / "scale.png", log)
 
     if "tether" in args.peers:
         from bench import records_ab

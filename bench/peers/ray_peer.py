@@ -32,27 +32,13 @@ class RayPeer(Peer):
         self.actor = None
 
     def start(self) -> None:
-        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no reporting home
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # bind and connect on 127.0.0.1 only
-        # Ray's token auth (on by default, like tether's bearer token), with a token of this run
-        # instead of one Ray would write to ~/.ray/auth_token.
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        prepare_environ()
         t0 = measure.clock()
         import ray
 
         t_import = measure.clock()
         self.ray = ray
-        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        ray.init(
-            num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-            logging_level="warning", namespace="tether-bench",
-            object_store_memory=OBJECT_STORE_BYTES, _temp_dir=str(self.workdir / "ray"),
-            # workers import bench.bench_code.Target from this checkout
-            job_config=ray.job_config.JobConfig(code_search_path=[str(ROOT)]),
-        )
-        for sig, handler in handlers.items():  # ray.init() installs its own: keep the benchmark's
-            signal.signal(sig, handler)
+        init(ray, self.workdir / "ray")
         t_init = measure.clock()
         from bench.bench_code import Target
 
@@ -113,3 +99,28 @@ class RayPeer(Peer):
         return [("cold_start_s", lambda: {
             "value": start["init_to_first_call_s"],
             "mode": "ray.init() + new actor + first call, in process (after import ray)"})]
+
+
+def prepare_environ() -> None:
+    """Before ``import ray``: loopback only, no usage reporting, token auth with a token of this run."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no reporting home
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # bind and connect on 127.0.0.1 only
+    # Ray's token auth (on by default, like tether's bearer token), with a token of this run
+    # instead of one Ray would write to ~/.ray/auth_token.
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
+def init(ray: Any, temp_dir: Path) -> None:
+    """``ray.init()`` as the benchmark runs it (also ``bench/scale/at_rest.py``): no dashboard,
+    session files in ``temp_dir``; the benchmark's signal handlers kept."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ray.init(
+        num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+        logging_level="warning", namespace="tether-bench",
+        object_store_memory=OBJECT_STORE_BYTES, _temp_dir=str(temp_dir),
+        # workers import bench.bench_code.Target from this checkout
+        job_config=ray.job_config.JobConfig(code_search_path=[str(ROOT)]),
+    )
+    for sig, handler in handlers.items():  # ray.init() installs its own: keep the benchmark's
+        signal.signal(sig, handler)

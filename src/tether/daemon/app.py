@@ -160,8 +160,9 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         return await store.forget()
 
     @app.get("/_tether/keys")
-    async def keys() -> list[dict[str, Any]]:
-        return store.keys()
+    async def keys() -> JSONResponse:
+        # JSON-native already: FastAPI's encoder and response validation took ~0.1 ms per object
+        return JSONResponse(store.keys())
 
     @app.get("/_tether/objects/{name}")
     async def describe(name: str) -> dict[str, Any]:

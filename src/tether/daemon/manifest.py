@@ -83,13 +83,21 @@ class Manifest:
             "TETHER_MANIFEST_MAX_OBJECT_BYTES", 16 << 20)
         self.max_total = max_total if max_total is not None else _size_env(
             "TETHER_MANIFEST_MAX_BYTES", 256 << 20)
-        self.sizes: dict[str, int] = {}  # name -> payload bytes kept
+        self.sizes: dict[str, int] = {}  # name -> payload bytes kept (change it through _size)
+        self._total = 0  # their sum, kept as they change: a sum per deploy made the N-th one O(N)
         self.off = False  # forgotten (teardown): nothing more is written
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tether-manifest")
 
     @property
     def total(self) -> int:
-        return sum(self.sizes.values())
+        return self._total
+
+    def _size(self, name: str, size: int | None) -> None:
+        """Set (None: forget) the bytes kept for ``name``, and the total with it."""
+        self._total -= self.sizes.pop(name, 0)
+        if size is not None:
+            self.sizes[name] = size
+            self._total += size
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -131,7 +139,7 @@ class Manifest:
                 continue
             if payload:
                 named.add(payload)
-            self.sizes[name] = int(record.get("size", 0))
+            self._size(name, int(record.get("size", 0)))
             found.objects.append(record)
         for path in self.payloads_dir.iterdir():  # written, then never committed by a record
             if path.name not in named:
@@ -178,14 +186,11 @@ class Manifest:
         elif self.total - self.sizes.get(name, 0) + size > self.max_total:
             why = (f"the manifest holds {self.total - self.sizes.get(name, 0):,} bytes and it is "
                    f"{size:,} more, over TETHER_MANIFEST_MAX_BYTES ({self.max_total:,} bytes)")
-        if why is None:
-            self.sizes[name] = size
-        else:
-            self.sizes.pop(name, None)
+        self._size(name, size if why is None else None)
         try:
             await self._run(self._write_object, record, payload, size, why)
         except OSError as exc:
-            self.sizes.pop(name, None)
+            self._size(name, None)
             log.warning("manifest: could not keep %r: %s", name, exc)
             return f"{name!r} is not kept across daemon restarts: writing it failed ({exc})"
         if why is None:
@@ -213,7 +218,7 @@ class Manifest:
 
     async def drop(self, name: str) -> None:
         """Forget one object (deleted, or a kept result that died with its worker)."""
-        self.sizes.pop(name, None)
+        self._size(name, None)
         if _NAME.match(name) and not self.off:
             await self._run(self._remove_object, name)
 
@@ -246,6 +251,7 @@ class Manifest:
         Runs after the writes already asked for; none is made after it."""
         self.off = True
         self.sizes.clear()
+        self._total = 0
         await self._run(shutil.rmtree, self.root, True)
 
     def closed(self) -> None:

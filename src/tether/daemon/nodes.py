@@ -123,7 +123,10 @@ class NodeLink:
         head = f"{verb} {target} HTTP/1.1\r\n{self._fixed}Content-Length: {length}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
         try:
-            writer.writelines([head.encode("latin-1"), *parts])
+            if length <= 1 << 16:  # one TLS record and one system call (writelines: one per part)
+                writer.write(b"".join([head.encode("latin-1"), *parts]))
+            else:
+                writer.writelines([head.encode("latin-1"), *parts])
             await writer.drain()
         except OSError as exc:
             writer.close()

@@ -1,0 +1,101 @@
+"""A cluster of test hosts called through its head vs a node called directly.
+
+The hosts are the SSH tests' (``tests/integration/hosts.py``: network namespaces with their own
+sshd, reached from here only through SSH; needs root). One cluster of ``nodes`` hosts; a no-op
+deployed on each node other than the head (``env=rh.env(compute={"node_idx": k})``) and on the
+head itself. Per node k: the p50 of sequential calls through the head (caller -> SSH tunnel ->
+head daemon -> TLS -> node k's daemon -> worker) and directly (caller -> SSH tunnel to node k ->
+its daemon -> worker, ``cluster.node_client(k)``). The figure is the median over the nodes; the
+head's own objects (no routing) and the CPU time per call of the head's daemon and the node's
+daemon, either way, are in the details (where the routing's time goes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench import measure
+from bench.scale import procs
+
+HOSTS_PY = Path(__file__).resolve().parents[2] / "tests" / "integration" / "hosts.py"
+
+
+def _hosts_module():
+    spec = importlib.util.spec_from_file_location("tether_bench_hosts", HOSTS_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def missing_requirements() -> str | None:
+    if not HOSTS_PY.is_file():
+        return f"{HOSTS_PY} (the test hosts) is not in this checkout"
+    return _hosts_module().missing_requirements()
+
+
+def run(count: int, calls: int, workdir: Path, log) -> dict[str, Any]:
+    import tether as rh
+    from bench.bench_code import noop
+
+    hosts = _hosts_module()
+    factory = hosts.HostFactory()
+    cluster = None
+    try:
+        log(f"scale: {count} test hosts (network namespaces, sshd each)")
+        made = factory.create(count)
+        cluster = rh.cluster(name=f"scale-nodes-{uuid.uuid4().hex[:6]}", ips=[f"{h.user}@{h.ip}" for h in made],
+                             ssh_creds=made[0].ssh_creds())
+        t0 = measure.clock()
+        cluster.up_if_not()
+        up_s = measure.clock() - t0
+        log(f"scale: {count}-node cluster up in {up_s:.1f} s; calls through the head and direct")
+        definition = rh.function(noop)
+        per_node = []
+        head_fn = definition.to(cluster, name="noop-n0")
+        head_own = measure.latency(head_fn, 50, calls, 30)["p50_ms"]
+        head_pid = cluster.status()["pid"]
+        for k in range(1, count):
+            name = f"noop-n{k}"
+            via_head = definition.to(cluster, env=rh.env(name=f"on-node-{k}", compute={"node_idx": k}), name=name)
+            direct = cluster.node_client(k)
+            node_pid = direct.request_json("GET", "/_tether/status")["pid"]  # the hosts share this PID namespace
+            rounds: dict[str, list] = {"head": [], "direct": []}
+            cpu: dict[str, list] = {"head": [], "direct": []}
+            ways = {"head": via_head, "direct": lambda c=direct, n=name: c.call(n, "call", stream_logs=False)}
+            for _ in range(3):  # alternating, so that a drift of the machine's load falls on both
+                for way, call in ways.items():
+                    before = (procs.cpu_s(head_pid), procs.cpu_s(node_pid))
+                    got = measure.latency(call, 50, calls // 3, 30)
+                    after = (procs.cpu_s(head_pid), procs.cpu_s(node_pid))
+                    rounds[way].append(got["p50_ms"])
+                    cpu[way].append([(b - a) / (got["calls"] + 50) * 1e6 for a, b in zip(before, after, strict=True)
+                                     if a is not None and b is not None])
+            per_node.append({"node": k, "head_p50_ms": statistics.median(rounds["head"]),
+                             "direct_p50_ms": statistics.median(rounds["direct"]), "rounds": rounds,
+                             "cpu_us_per_call": {way: {"head_daemon": statistics.median(c[0] for c in v),
+                                                       "node_daemon": statistics.median(c[1] for c in v)}
+                                                 for way, v in cpu.items() if all(len(c) == 2 for c in v)}})
+        head = statistics.median(p["head_p50_ms"] for p in per_node)
+        direct = statistics.median(p["direct_p50_ms"] for p in per_node)
+        cpus = [p["cpu_us_per_call"] for p in per_node if len(p["cpu_us_per_call"]) == 2]
+        cpu = {f"{way}_{daemon}": statistics.median(c[way][daemon] for c in cpus)
+               for way in ("head", "direct") for daemon in ("head_daemon", "node_daemon")} if cpus else {}
+        return {"head_p50_ms": head, "direct_p50_ms": direct, "head_own_objects_p50_ms": head_own,
+                "cpu_us_per_call": cpu,
+                "per_node": per_node, "up_s": up_s, "nodes": count,
+                "mode": f"{count} nodes: caller -> SSH tunnel -> head -> TLS -> node k, p50 of {calls} calls, "
+                        f"median over nodes 1-{count - 1}",
+                "direct_mode": "caller -> SSH tunnel to node k -> its daemon (cluster.node_client(k))"}
+    finally:
+        if cluster is not None:
+            try:
+                cluster.teardown()
+            except Exception as exc:  # noqa: BLE001 - the hosts go anyway
+                log(f"scale: teardown of the node cluster: {type(exc).__name__}: {exc}")
+        factory.close()
