@@ -2,7 +2,10 @@
 
 ``repack(dist)``: the files an installed distribution put under site-packages, and its metadata,
 with a fresh RECORD (scripts and data files outside site-packages are left out: nodes run
-``python -m``). ``repack_editable(dist, package)``: the same for an editable install, whose
+``python -m``), and the modules' bytecode this interpreter compiled, as *checked-hash* pycs (valid
+for the same source whatever its mtime on the node, which the installer sets): a node with the same
+Python minor imports them without compiling (a fresh node's first daemon start compiled FastAPI,
+pydantic, uvicorn... for seconds), another one ignores them (their file names carry the tag). ``repack_editable(dist, package)``: the same for an editable install, whose
 installed files are the source tree itself: the package folder, and the metadata pip wrote when
 it installed it.
 """
@@ -78,13 +81,45 @@ def repack(dist: md.Distribution, folder: Path) -> Path | None:
     filename = _wheel_name(dist)
     if filename is None:
         return None
-    files: list[tuple[str, Path]] = []
+    files: list[tuple[str, Path | bytes]] = []
     for entry in dist.files:
         parts = entry.parts
         if ".." in parts or "__pycache__" in parts or entry.suffix == ".pyc" or parts[0].endswith(".dist-info"):
             continue
-        files.append(("/".join(parts), Path(dist.locate_file(entry))))
+        arcname, path = "/".join(parts), Path(dist.locate_file(entry))
+        files.append((arcname, path))
+        if entry.suffix == ".py":
+            compiled = checked_bytecode(path)
+            if compiled is not None:
+                files.append((f"{arcname.rpartition('/')[0]}/__pycache__/{compiled[0]}".lstrip("/"), compiled[1]))
     return _write(folder / filename, files, list(_metadata_files(dist)))
+
+
+def checked_bytecode(source: Path) -> tuple[str, bytes] | None:
+    """``source``'s pyc from its ``__pycache__`` (file name, bytes) as a checked-hash pyc (PEP 552:
+    Python hashes the source it finds and uses the code when the hash matches), or None when this
+    interpreter has no current pyc of it."""
+    import importlib.util
+
+    try:
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        data = pyc.read_bytes()
+        src = source.read_bytes()
+        stat = source.stat()
+    except (OSError, ValueError, NotImplementedError):
+        return None
+    if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER:
+        return None
+    flags = int.from_bytes(data[4:8], "little")
+    digest = importlib.util.source_hash(src)
+    if flags & 1:  # hash-based already: current when its hash is the source's
+        current = data[8:16] == digest
+    else:  # timestamp-based: current when it names the source's mtime and size
+        current = (data[8:12] == (int(stat.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+                   and data[12:16] == (stat.st_size & 0xFFFFFFFF).to_bytes(4, "little"))
+    if not current:
+        return None
+    return pyc.name, data[:4] + (0b11).to_bytes(4, "little") + digest + data[16:]
 
 
 def repack_editable(dist: md.Distribution, package: Path, folder: Path) -> Path | None:
@@ -99,8 +134,9 @@ def repack_editable(dist: md.Distribution, package: Path, folder: Path) -> Path 
     return _write(folder / filename, files, list(_metadata_files(dist)))
 
 
-def _write(target: Path, files: list[tuple[str, Path]], metadata: list[tuple[str, Path]]) -> Path | None:
-    """A wheel of ``files`` and ``metadata`` (arcname, path) with its RECORD, written whole."""
+def _write(target: Path, files: list[tuple[str, Path | bytes]], metadata: list[tuple[str, Path]]) -> Path | None:
+    """A wheel of ``files`` and ``metadata`` (arcname, path or the bytes themselves) with its
+    RECORD, written whole."""
     if target.exists():
         return target
     info_dirs = {arcname.split("/", 1)[0] for arcname, _ in metadata}
@@ -112,9 +148,12 @@ def _write(target: Path, files: list[tuple[str, Path]], metadata: list[tuple[str
     record_rows = []
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for arcname, path in [*files, *metadata]:
-            if not path.is_file():
+            if isinstance(path, bytes):
+                data = path
+            elif path.is_file():
+                data = path.read_bytes()
+            else:
                 continue
-            data = path.read_bytes()
             zf.writestr(zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0)), data,
                         compress_type=zipfile.ZIP_DEFLATED)
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
