@@ -47,6 +47,7 @@ from bench.peers.bare_peer import SERVER, BareClient
 ROOT = Path(__file__).resolve().parents[1]
 HOSTS_PY = ROOT / "tests" / "integration" / "hosts.py"
 MB = figures.MB
+ECHO_BYTES = 100 * MB  # the round trip rows' array (the smoke test makes it small)
 # Every row of this module, for the skip reasons (the rows themselves are in bench/report.py)
 FIGURE_KEYS = ("ssh_bringup_first_s", "ssh_bringup_fresh_s", "ssh_up_if_not_warm_s", "ssh_latency_p50_ms",
                "ssh_latency_p99_ms", "ssh_threads16_calls_per_s", "ssh_echo_100mb_ms", "ssh_cat_100mb_ms",
@@ -80,9 +81,12 @@ def why_not() -> str | None:
     return _hosts_module().missing_requirements()
 
 
-def record(results: dict[str, Any], conf, log: Callable[[str], None], factory=None) -> None:
+def record(results: dict[str, Any], conf, log: Callable[[str], None], factory=None,
+           fresh_reps: int | None = None) -> None:
     """Measure every remote row into ``results``. ``factory``: a ``HostFactory`` to make the test
-    host with (the smoke test passes its session's); by default one of its own, closed at the end."""
+    host with (the smoke test passes its session's); by default one of its own, closed at the end.
+    ``fresh_reps``: bring-ups with the wheel cache warm (default: 1 in ``--quick``, else 2; 0: the
+    first one only)."""
     reason = None if factory is not None else why_not()
     if reason:
         log(f"remote rows skipped: {reason}")
@@ -94,15 +98,17 @@ def record(results: dict[str, Any], conf, log: Callable[[str], None], factory=No
         factory = _hosts_module().HostFactory()
     try:
         host = factory.create(1)[0]
-        Remote(host, conf, results, log).run()
+        reps = fresh_reps if fresh_reps is not None else 1 if conf.quick else 2
+        Remote(host, conf, results, log, reps).run()
     finally:
         if own:
             factory.close()  # every process of the host's user goes with it
 
 
 class Remote:
-    def __init__(self, host, conf, results: dict[str, Any], log: Callable[[str], None]) -> None:
+    def __init__(self, host, conf, results: dict[str, Any], log: Callable[[str], None], fresh_reps: int) -> None:
         self.host, self.conf, self.results, self.log = host, conf, results, log
+        self.fresh_reps = fresh_reps
         self.cluster = None
         self.direct = None
         self._cleanup: list[Callable[[], None]] = []
@@ -156,7 +162,7 @@ class Remote:
             "value": self._fresh("bench-first"),
             "mode": "nothing on the node, nor in the caller's wheel cache: wheels collected, shipped, "
                     "installed, daemon started, tunnel opened"})
-        reps = 1 if self.conf.quick else 2
+        reps = self.fresh_reps
         samples: list[float] = []
 
         def fresh() -> dict[str, Any]:
@@ -168,7 +174,8 @@ class Remote:
                     "mode": f"~/.tether wiped on the node, no SSH master connection; the caller's wheel "
                             f"cache warm; median of {reps}"}
 
-        self._record("ssh_bringup_fresh_s", "tether", fresh)
+        if reps:
+            self._record("ssh_bringup_fresh_s", "tether", fresh)
 
     def _warm(self) -> None:
         self.log("remote: warm up_if_not(), from new processes and on the connected handle")
@@ -210,7 +217,7 @@ class Remote:
 
         self._record(f"{prefix}_threads16_calls_per_s", peer, threads)
         self._record(f"{prefix}_echo_100mb_ms", peer, lambda: figures.echo_round_trip(
-            echo, 100 * MB, s.echo_100mb_reps, s.echo_max_s, how))
+            echo, ECHO_BYTES, s.echo_100mb_reps, s.echo_max_s, how))
 
     def _tunnel_rows(self) -> None:
         import tether as rh
@@ -265,7 +272,7 @@ class Remote:
             target = self.cluster.launcher.nodes(self.cluster)[0].target
             argv = ["ssh", *target.options(), "-o", "ControlPath=none", "-o", "ControlMaster=no", "-T",
                     target.host, "cat"]
-            got = ssh_cat_round_trip(argv, target.env(), 100 * MB, s.echo_100mb_reps, s.echo_max_s)
+            got = ssh_cat_round_trip(argv, target.env(), ECHO_BYTES, s.echo_100mb_reps, s.echo_max_s)
             return {"value": got["median_s"] * 1e3, "samples_s": got["samples_s"],
                     "mode": "100 MB through `ssh host cat` and back on a logged-in connection, with "
                             "tether's ssh options and its own connection, like a tunnel's; median"}
@@ -337,7 +344,8 @@ def ssh_cat_round_trip(argv: list[str], env: dict[str, str], nbytes: int, reps: 
     (logged in first, untimed); the round trips' seconds."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
     out, inp = proc.stdout.fileno(), proc.stdin.fileno()
-    payload = os.urandom(1 << 20) * (nbytes >> 20)
+    payload = os.urandom(min(nbytes, 1 << 20)) * max(1, nbytes >> 20)
+    nbytes = len(payload)
 
     def send(data: bytes) -> None:
         view = memoryview(data)
