@@ -73,9 +73,9 @@ def _metadata_files(dist: md.Distribution) -> Iterable[tuple[str, Path]]:
             yield "/".join(parts), Path(dist.locate_file(entry))
 
 
-def repack(dist: md.Distribution, folder: Path) -> Path | None:
+def repack(dist: md.Distribution, folder: Path, bytecode: bool = True) -> Path | None:
     """An installed distribution back into a wheel in ``folder`` (None: it cannot be: no RECORD,
-    no WHEEL tags)."""
+    no WHEEL tags); ``bytecode``: with the checked-hash pycs of its modules."""
     if not dist.files:
         return None
     filename = _wheel_name(dist)
@@ -88,7 +88,7 @@ def repack(dist: md.Distribution, folder: Path) -> Path | None:
             continue
         arcname, path = "/".join(parts), Path(dist.locate_file(entry))
         files.append((arcname, path))
-        if entry.suffix == ".py":
+        if bytecode and entry.suffix == ".py":
             compiled = checked_bytecode(path)
             if compiled is not None:
                 files.append((f"{arcname.rpartition('/')[0]}/__pycache__/{compiled[0]}".lstrip("/"), compiled[1]))
