@@ -14,9 +14,10 @@ root and sshd; without them every row here is "skipped" with the reason.
    ``bench/bare_server.py`` started on the same host (the node's venv has FastAPI and uvicorn),
    reached through an SSH tunnel of the same kind (``cluster.ssh_tunnel``: its own ssh process and
    connection, as the daemon's tunnel). p50, 16 threads, 100 MB round trip for both.
-3. **The tunnel alone**: 100 MB through ``ssh <host> cat`` and back, with the same ssh options as
-   tether's connections, on a connection already logged in: what any 100 MB round trip through
-   SSH costs at least.
+3. **The tunnel alone**: 100 MB up through ``ssh`` (read by ``python3`` on the host), then 100 MB
+   back, with the same ssh options as tether's connections, on a connection already logged in:
+   what any 100 MB round trip through SSH costs at least (up, then down, as an echo call goes;
+   ``ssh host cat`` would overlap the two ways).
 4. **Direct TLS**: a second daemon on the same host listening on the host's address in TLS
    (``on_node up --cluster-host``, as a node of a multi-node cluster listens for its head),
    called without a tunnel (the client pins its certificate), next to ``bare_server.py`` serving
@@ -35,7 +36,6 @@ import ssl
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,8 +50,8 @@ MB = figures.MB
 ECHO_BYTES = 100 * MB  # the round trip rows' array (the smoke test makes it small)
 # Every row of this module, for the skip reasons (the rows themselves are in bench/report.py)
 FIGURE_KEYS = ("ssh_bringup_first_s", "ssh_bringup_fresh_s", "ssh_up_if_not_warm_s", "ssh_latency_p50_ms",
-               "ssh_latency_p99_ms", "ssh_threads16_calls_per_s", "ssh_echo_100mb_ms", "ssh_cat_100mb_ms",
-               "ssh_echo_100mb_vs_cat", "tls_latency_p50_ms", "tls_threads16_calls_per_s", "tls_echo_100mb_ms")
+               "ssh_latency_p99_ms", "ssh_threads16_calls_per_s", "ssh_echo_100mb_ms", "ssh_alone_100mb_ms",
+               "ssh_echo_100mb_vs_alone", "tls_latency_p50_ms", "tls_threads16_calls_per_s", "tls_echo_100mb_ms")
 
 # In a new interpreter (tether imported first, not timed): a warm ``up_if_not()`` of a running
 # SSH cluster from a new handle, as a second script of the user's would do it.
@@ -266,23 +266,24 @@ class Remote:
 
     def _ssh_alone(self) -> None:
         s = self.conf
-        self.log("remote: 100 MB through `ssh host cat` and back")
+        self.log("remote: 100 MB up through ssh alone, then 100 MB back")
 
         def alone() -> dict[str, Any]:
             target = self.cluster.launcher.nodes(self.cluster)[0].target
             argv = ["ssh", *target.options(), "-o", "ControlPath=none", "-o", "ControlMaster=no", "-T",
-                    target.host, "cat"]
-            got = ssh_cat_round_trip(argv, target.env(), ECHO_BYTES, s.echo_100mb_reps, s.echo_max_s)
+                    target.host]
+            got = ssh_round_trip(argv, target.env(), ECHO_BYTES, s.echo_100mb_reps, s.echo_max_s)
             return {"value": got["median_s"] * 1e3, "samples_s": got["samples_s"],
-                    "mode": "100 MB through `ssh host cat` and back on a logged-in connection, with "
-                            "tether's ssh options and its own connection, like a tunnel's; median"}
+                    "mode": "100 MB up through ssh (read by python3 on the host), then 100 MB back, on a "
+                            "logged-in connection with tether's ssh options and its own connection, like "
+                            "a tunnel's; median"}
 
-        self._record("ssh_cat_100mb_ms", "tether", alone)
+        self._record("ssh_alone_100mb_ms", "tether", alone)
         mine = self.results["figures"].get("ssh_echo_100mb_ms", {}).get("tether")
-        cat = self.results["figures"].get("ssh_cat_100mb_ms", {}).get("tether")
-        if mine and cat:
-            self._record("ssh_echo_100mb_vs_cat", "tether", lambda: {
-                "value": mine / cat, "mode": "tether's 100 MB round trip through the tunnel / `ssh cat`'s"})
+        alone_ms = self.results["figures"].get("ssh_alone_100mb_ms", {}).get("tether")
+        if mine and alone_ms:
+            self._record("ssh_echo_100mb_vs_alone", "tether", lambda: {
+                "value": mine / alone_ms, "mode": "tether's 100 MB round trip through the tunnel / ssh's alone"})
 
     # -- direct TLS -------------------------------------------------------------------------------
 
@@ -338,40 +339,58 @@ class TlsBareClient(BareClient):
         self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def ssh_cat_round_trip(argv: list[str], env: dict[str, str], nbytes: int, reps: int,
-                       max_seconds: float) -> dict[str, Any]:
-    """``nbytes`` through ``argv`` (an ``ssh ... cat``) and back, ``reps`` times on one connection
-    (logged in first, untimed); the round trips' seconds."""
+# On the host (its python3): read N bytes, then write N bytes back, until stdin ends: a round trip
+# of the tunnel alone, up then down as an echo call goes (``cat`` would overlap the two ways)
+_SINK_THEN_SOURCE = """
+import sys
+n, inp, out, zeros = int(sys.argv[1]), sys.stdin.buffer, sys.stdout.buffer, bytes(1 << 20)
+while True:
+    left = n
+    while left:
+        got = inp.read1(min(left, 1 << 20))
+        if not got:
+            sys.exit()
+        left -= len(got)
+    for start in range(0, n, 1 << 20):
+        out.write(zeros[:min(1 << 20, n - start)])
+    out.flush()
+"""
+
+
+def ssh_round_trip(argv: list[str], env: dict[str, str], nbytes: int, reps: int,
+                   max_seconds: float) -> dict[str, Any]:
+    """``nbytes`` up through ``argv`` (an ``ssh ... host`` to which the command is added), then
+    ``nbytes`` back, ``reps`` times on one connection after one untimed round trip (the login)."""
+    argv = [*argv, f"python3 -c {shlex.quote(_SINK_THEN_SOURCE)} {nbytes}"]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
     out, inp = proc.stdout.fileno(), proc.stdin.fileno()
     payload = os.urandom(min(nbytes, 1 << 20)) * max(1, nbytes >> 20)
-    nbytes = len(payload)
+    if len(payload) != nbytes:
+        raise ValueError("nbytes must be a whole number of MiB, or less than one")
 
-    def send(data: bytes) -> None:
-        view = memoryview(data)
+    def send() -> None:
+        view = memoryview(payload)
         while view:
             view = view[os.write(inp, view[:1 << 20]):]
 
-    def receive(n: int) -> None:
-        while n > 0:
-            chunk = os.read(out, min(n, 1 << 20))
+    def receive() -> None:
+        left = nbytes
+        while left > 0:
+            chunk = os.read(out, min(left, 1 << 20))
             if not chunk:
-                raise RuntimeError(f"ssh cat ended with {n} bytes still to come (exit {proc.poll()})")
-            n -= len(chunk)
+                raise RuntimeError(f"the ssh round trip ended with {left} bytes still to come (exit {proc.poll()})")
+            left -= len(chunk)
 
     try:
-        send(b"x")
-        receive(1)  # logged in, cat running
         samples: list[float] = []
         end = time.monotonic() + max_seconds
-        for _ in range(reps):
-            writer = threading.Thread(target=send, args=(payload,), daemon=True)
+        for rep in range(reps + 1):
             t0 = measure.clock()
-            writer.start()
-            receive(nbytes)
-            samples.append(measure.clock() - t0)
-            writer.join()
-            if time.monotonic() > end:
+            send()
+            receive()
+            if rep:  # the first one logged in
+                samples.append(measure.clock() - t0)
+            if time.monotonic() > end and samples:
                 break
     finally:
         proc.stdin.close()

@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(bench/env_build.py; downloads from the package index, ~2 min)")
     p.add_argument("--remote", action=argparse.BooleanOptionalAction, default=None,
                    help="the remote rows: bring-up of an SSH node, calls through the SSH tunnel and over "
-                        "direct TLS, on a test host (bench/remote.py; root and sshd, ~1.5 min). Default: "
+                        "direct TLS, on a test host (bench/remote.py; root and sshd, ~2 min). Default: "
                         "with the tether peer")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                    help="folder for latest.json and latest.png (default: bench/results)")
