@@ -2,6 +2,8 @@
 
 Run by ``bench/peers/bare_peer.py`` as ``python bench/bare_server.py``: it listens on 127.0.0.1 on
 a free port, prints that port on its first line of stdout, and serves until it is terminated.
+``bench/remote.py`` runs it on a test host, also as ``--host ADDRESS --certfile F --keyfile K``
+(TLS on the host's own address: the floor of a daemon reached directly).
 uvicorn runs with the same settings as tether's daemon (uvloop and httptools when installed, no
 access log). No auth, no wire format, no worker process behind the routes:
 
@@ -37,13 +39,21 @@ async def echo(request: Request) -> Response:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--certfile")
+    parser.add_argument("--keyfile")
+    args = parser.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((args.host, 0))
     sock.listen(2048)
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", proxy_headers=False,
-                            timeout_keep_alive=3600, server_header=False, date_header=False)
+                            timeout_keep_alive=3600, server_header=False, date_header=False,
+                            ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
     uvicorn.Server(config).run(sockets=[sock])
 
 

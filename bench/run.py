@@ -6,6 +6,7 @@
     python bench/run.py --no-orchestrators # everything but the step-overhead rows (~1.5 min)
     python bench/run.py --env-build --peers none --no-orchestrators   # only: an env with 3 packages, uv vs pip
     python bench/run.py --scale            # also 1,000 clients, 10,000 objects, 64 envs, 4 nodes (~4 min more)
+    python bench/run.py --remote --peers none --no-orchestrators      # only: a remote SSH node (root, sshd)
 
 1. In fresh interpreters: ``import tether`` (and ``import ray``) time, and local cluster cold starts.
 2. Each peer in turn, alone on the machine: started, measured on the same figures through the same
@@ -82,6 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", action="store_true",
                    help="also the scale rows: 1,000 clients, 10,000 objects, 64 envs, 4 nodes via the head, "
                         "each at several N, drawn in scale.png (bench/scale/; ~4 min)")
+    p.add_argument("--remote", action=argparse.BooleanOptionalAction, default=None,
+                   help="the remote rows: bring-up of an SSH node, calls through the SSH tunnel and over "
+                        "direct TLS, on a test host (bench/remote.py; root and sshd, ~2 min). Default: "
+                        "with the tether peer")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                    help="folder for latest.json and latest.png (default: bench/results)")
     args = p.parse_args(argv)
@@ -94,8 +99,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.orchestrators) - set(ORCHESTRATORS))
     if unknown:
         p.error(f"--orchestrators: unknown {unknown}; choose from {', '.join(ORCHESTRATORS)}, or none")
-    if not args.peers and not args.orchestrators and not args.env_build:
-        p.error("nothing to measure: --peers none, no orchestrators and no --env-build")
+    if args.remote is None:
+        args.remote = "tether" in args.peers
+    if not args.peers and not args.orchestrators and not args.env_build and not args.remote:
+        p.error("nothing to measure: --peers none, no orchestrators, no --env-build and no --remote")
     return args
 
 
@@ -180,6 +187,11 @@ def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> 
 
     scale.record(results, args.peers, args.scale, conf.quick, workdir,
                  None if args.no_chart else args.out / "scale.png", log)
+    if args.remote:
+        from bench import remote
+
+        log("== remote: a test host over SSH (bring-up, the SSH tunnel, direct TLS)")
+        remote.record(results, conf, log)
 
     if "tether" in args.peers:
         from bench import records_ab

@@ -110,3 +110,35 @@ def test_chart(tmp_path):
     path = tmp_path / "latest.png"
     report.chart(synthetic(), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_remote_rows_are_judged_against_the_bare_endpoint_through_the_same_tunnel():
+    results = synthetic()
+    for figure, per_peer in {"ssh_latency_p50_ms": {"tether": 1.1, "bare": 1.0},
+                             "ssh_threads16_calls_per_s": {"tether": 700.0, "bare": 1000.0},
+                             "ssh_echo_100mb_ms": {"tether": 1300.0, "bare": 1000.0},
+                             "ssh_echo_100mb_vs_alone": {"tether": 1.1},
+                             "ssh_bringup_fresh_s": {"tether": 12.0},
+                             "ssh_up_if_not_warm_s": {"tether": 0.02},
+                             "env_build_cold_uv_pip": {"tether": 0.25}}.items():
+        for peer, value in per_peer.items():
+            figures.record(results, figure, peer, lambda v=value: {"value": v}, print)
+    verdicts = {row["key"]: row["verdict"] for row in report.rows(results)}
+    assert verdicts["ssh_latency_p50_ms"] == "pass"  # 1.1 <= 1.2 x 1.0
+    assert verdicts["ssh_threads16_calls_per_s"] == "FAIL"  # 700 < 1000 / 1.2
+    assert verdicts["ssh_echo_100mb_ms"] == "FAIL"  # 1300 > 1.2 x 1000
+    assert verdicts["ssh_echo_100mb_vs_alone"] == "pass"
+    assert verdicts["ssh_bringup_fresh_s"] == "FAIL"  # > 10 s
+    assert verdicts["ssh_up_if_not_warm_s"] == "pass"
+    assert verdicts["env_build_cold_uv_pip"] == "pass"  # <= 0.3 x pip
+
+
+def test_remote_rows_say_why_they_were_skipped(monkeypatch):
+    from bench import remote
+
+    monkeypatch.setattr(remote, "why_not", lambda: "test hosts need root")
+    results = synthetic()
+    remote.record(results, settings.QUICK, print)
+    text = report.table(results)
+    assert "SSH tunnel: no-op call p50 latency (ms)" in text and "test hosts need root" in text
+    assert all(results["skipped"][key]["tether"] == "test hosts need root" for key in remote.FIGURE_KEYS)

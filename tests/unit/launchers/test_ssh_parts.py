@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
 import subprocess
 import sys
 import zipfile
@@ -64,17 +65,43 @@ def test_requirements_pin_the_versions_installed_here():
     assert "tether" not in pins
 
 
-def test_a_repacked_distribution_installs(tmp_path):
+def test_a_repacked_distribution_installs_with_bytecode_that_needs_no_compiling(tmp_path):
+    import iniconfig  # noqa: F401 - its pyc is current (written now if the install did not)
+
     wheel = wheelhouse._repack(md.distribution("iniconfig"), tmp_path)
     assert wheel is not None and wheel.name.startswith("iniconfig-")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
     assert any(n.endswith(".dist-info/RECORD") for n in names)
-    assert not any("__pycache__" in n for n in names)
+    pyc = f"iniconfig/__pycache__/__init__.{sys.implementation.cache_tag}.pyc"
+    assert pyc in names  # this interpreter's bytecode, as a checked-hash pyc
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--no-compile",
                     "--target", str(target), str(wheel)], check=True, capture_output=True)
-    assert (target / "iniconfig" / "__init__.py").exists()
+    source = target / "iniconfig" / "__init__.py"
+    os.utime(source, (1, 1))  # the installer's mtime, whatever it is, does not matter
+    shipped = (target / pyc).read_bytes()
+    assert int.from_bytes(shipped[4:8], "little") == 0b11
+    subprocess.run([sys.executable, "-c", "import iniconfig"], check=True, env={**os.environ, "PYTHONPATH": str(target)})
+    assert (target / pyc).read_bytes() == shipped  # used as it is: not compiled again
+    source.write_text(source.read_text() + "\nEDITED = True\n")
+    out = subprocess.run([sys.executable, "-c", "import iniconfig; print(iniconfig.EDITED)"], check=True,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(target)}).stdout
+    assert out.strip() == "True"  # an edited source is compiled anew: the pyc checks its hash
+
+
+def test_aes_gcm_first_on_cpus_with_aes_unless_told(monkeypatch):
+    monkeypatch.delenv("TETHER_SSH_CIPHERS", raising=False)
+    target = ssh.SshTarget(host="h", user="me")
+    monkeypatch.setattr(ssh, "_cpu_has_aes", lambda: True)
+    assert f"Ciphers={ssh.AES_FIRST}" in target.options()
+    monkeypatch.setattr(ssh, "_cpu_has_aes", lambda: False)
+    assert not any(o.startswith("Ciphers=") for o in target.options())
+    monkeypatch.setenv("TETHER_SSH_CIPHERS", "aes256-ctr")
+    assert "Ciphers=aes256-ctr" in target.options()
+    monkeypatch.setenv("TETHER_SSH_CIPHERS", "")
+    monkeypatch.setattr(ssh, "_cpu_has_aes", lambda: True)
+    assert not any(o.startswith("Ciphers=") for o in target.options())
 
 
 def test_a_repacked_distribution_keeps_its_data_files(tmp_path):

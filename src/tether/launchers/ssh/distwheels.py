@@ -3,7 +3,11 @@
 ``repack(dist)``: the files an installed distribution put under site-packages, its data files
 (under the environment's prefix, e.g. Jupyter's ``share/jupyter/...``: back into the wheel's
 ``<name>.data/data/``), and its metadata, with a fresh RECORD (scripts are left out: nodes run
-``python -m``). ``repack_editable(dist, package)``: the same for an editable install, whose
+``python -m``), and the modules' bytecode this interpreter compiled, as *checked-hash* pycs (valid
+for the same source whatever its mtime on the node, which the installer sets): a node with the same
+Python minor imports them without compiling (a fresh node's first daemon start compiled FastAPI,
+pydantic, uvicorn... for seconds), another one ignores them (their file names carry the tag).
+``repack_editable(dist, package)``: the same for an editable install, whose
 installed files are the source tree itself: the package folder, and the metadata pip wrote when
 it installed it.
 """
@@ -72,15 +76,15 @@ def _metadata_files(dist: md.Distribution) -> Iterable[tuple[str, Path]]:
             yield "/".join(parts), Path(dist.locate_file(entry))
 
 
-def repack(dist: md.Distribution, folder: Path) -> Path | None:
+def repack(dist: md.Distribution, folder: Path, bytecode: bool = True) -> Path | None:
     """An installed distribution back into a wheel in ``folder`` (None: it cannot be: no RECORD,
-    no WHEEL tags)."""
+    no WHEEL tags); ``bytecode``: with the checked-hash pycs of its modules."""
     if not dist.files:
         return None
     filename = _wheel_name(dist)
     if filename is None:
         return None
-    files: list[tuple[str, Path]] = []
+    files: list[tuple[str, Path | bytes]] = []
     info_dir = next((e.parts[0] for e in dist.files if e.parts and e.parts[0].endswith(".dist-info")), "")
     data = f"{info_dir.removesuffix('.dist-info')}.data/data"  # the wheel's data folder, by its metadata's name
     for entry in dist.files:
@@ -92,7 +96,12 @@ def repack(dist: md.Distribution, folder: Path) -> Path | None:
             if outside is not None:
                 files.append((f"{data}/{outside}", Path(dist.locate_file(entry))))
             continue
-        files.append(("/".join(parts), Path(dist.locate_file(entry))))
+        arcname, path = "/".join(parts), Path(dist.locate_file(entry))
+        files.append((arcname, path))
+        if bytecode and entry.suffix == ".py":
+            compiled = checked_bytecode(path)
+            if compiled is not None:
+                files.append((f"{arcname.rpartition('/')[0]}/__pycache__/{compiled[0]}".lstrip("/"), compiled[1]))
     return _write(folder / filename, files, list(_metadata_files(dist)))
 
 
@@ -109,6 +118,33 @@ def _data_file(path: Path) -> str | None:
     return rel.as_posix()
 
 
+def checked_bytecode(source: Path) -> tuple[str, bytes] | None:
+    """``source``'s pyc from its ``__pycache__`` (file name, bytes) as a checked-hash pyc (PEP 552:
+    Python hashes the source it finds and uses the code when the hash matches), or None when this
+    interpreter has no current pyc of it."""
+    import importlib.util
+
+    try:
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        data = pyc.read_bytes()
+        src = source.read_bytes()
+        stat = source.stat()
+    except (OSError, ValueError, NotImplementedError):
+        return None
+    if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER:
+        return None
+    flags = int.from_bytes(data[4:8], "little")
+    digest = importlib.util.source_hash(src)
+    if flags & 1:  # hash-based already: current when its hash is the source's
+        current = data[8:16] == digest
+    else:  # timestamp-based: current when it names the source's mtime and size
+        current = (data[8:12] == (int(stat.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+                   and data[12:16] == (stat.st_size & 0xFFFFFFFF).to_bytes(4, "little"))
+    if not current:
+        return None
+    return pyc.name, data[:4] + (0b11).to_bytes(4, "little") + digest + data[16:]
+
+
 def repack_editable(dist: md.Distribution, package: Path, folder: Path) -> Path | None:
     """A wheel of an editable install: the files of ``package`` (a folder of the source tree the
     install points at) and the metadata the install wrote. None when it has no metadata."""
@@ -121,8 +157,9 @@ def repack_editable(dist: md.Distribution, package: Path, folder: Path) -> Path 
     return _write(folder / filename, files, list(_metadata_files(dist)))
 
 
-def _write(target: Path, files: list[tuple[str, Path]], metadata: list[tuple[str, Path]]) -> Path | None:
-    """A wheel of ``files`` and ``metadata`` (arcname, path) with its RECORD, written whole."""
+def _write(target: Path, files: list[tuple[str, Path | bytes]], metadata: list[tuple[str, Path]]) -> Path | None:
+    """A wheel of ``files`` and ``metadata`` (arcname, path or the bytes themselves) with its
+    RECORD, written whole."""
     if target.exists():
         return target
     info_dirs = {arcname.split("/", 1)[0] for arcname, _ in metadata}
@@ -134,9 +171,12 @@ def _write(target: Path, files: list[tuple[str, Path]], metadata: list[tuple[str
     record_rows = []
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for arcname, path in [*files, *metadata]:
-            if not path.is_file():
+            if isinstance(path, bytes):
+                data = path
+            elif path.is_file():
+                data = path.read_bytes()
+            else:
                 continue
-            data = path.read_bytes()
             zf.writestr(zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0)), data,
                         compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()

@@ -288,12 +288,17 @@ def _installed(name: str) -> bool:
     return True
 
 
+#: distributions a node's daemon and workers never import (pip: the fallback installer; the rest:
+#: the CLI's), whose wheels go without bytecode: ~12 of the ~19 MB of pycs, for no faster start
+NO_BYTECODE = frozenset({"pip", "pygments", "rich", "typer", "markdown-it-py", "mdurl", "shellingham"})
+
+
 def _repack_installed(name: str, node: NodePython, folder: Path) -> Path | None:
     dist = md.distribution(name)
     tags = wheel_tags(dist)
     if not tags or not tags & node.tags or editable_root(dist) is not None:
         return None
-    return _repack(dist, folder)
+    return _repack(dist, folder, bytecode=_canonical(name) not in NO_BYTECODE)
 
 
 def _pip_download(node: NodePython, folder: Path) -> list[str]:
