@@ -637,8 +637,15 @@ class Cluster(Resource):
             return {"env_vars": env_vars or {}, "cwd": cwd}
         found = self.resolve_env(env)
         self.client.require("run_env", "run commands in an env (run(..., env=...))")
-        return {"env_vars": {**found.env_vars, **(env_vars or {})},
-                "cwd": cwd if cwd is not None else found.working_dir, "env": found.wire_spec()}
+        env_vars, cwd = self._env_of(found, env_vars, cwd)
+        return {"env_vars": env_vars, "cwd": cwd, "env": found.wire_spec()}
+
+    def _env_of(self, env: Env | str | list[str] | None, env_vars: dict[str, str] | None,
+                cwd: str | None) -> tuple[dict[str, str], str | None]:
+        """A command's env vars and working dir: the env's (or ``default_env``'s), then the
+        caller's own."""
+        found = self.resolve_env(env)
+        return {**found.env_vars, **(env_vars or {})}, cwd if cwd is not None else found.working_dir
 
 
 _clusters: dict[str, Cluster] = {}
