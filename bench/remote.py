@@ -27,7 +27,6 @@ root and sshd; without them every row here is "skipped" with the reason.
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
 import shlex
@@ -41,11 +40,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import figures, measure
+from bench import figures, measure, netns_hosts
 from bench.peers.bare_peer import SERVER, BareClient
 
 ROOT = Path(__file__).resolve().parents[1]
-HOSTS_PY = ROOT / "tests" / "integration" / "hosts.py"
 MB = figures.MB
 ECHO_BYTES = 100 * MB  # the round trip rows' array (the smoke test makes it small)
 # Every row of this module, for the skip reasons (the rows themselves are in bench/report.py)
@@ -66,19 +64,9 @@ print(time.perf_counter() - t0)
 """
 
 
-def _hosts_module():
-    spec = importlib.util.spec_from_file_location("tether_bench_hosts", HOSTS_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def why_not() -> str | None:
     """Why the remote rows cannot run here (not root, no sshd...), or None."""
-    if not HOSTS_PY.is_file():
-        return f"{HOSTS_PY} (the test hosts) is missing"
-    return _hosts_module().missing_requirements()
+    return netns_hosts.missing_requirements()
 
 
 def record(results: dict[str, Any], conf, log: Callable[[str], None], factory=None,
@@ -95,7 +83,7 @@ def record(results: dict[str, Any], conf, log: Callable[[str], None], factory=No
         return
     own = factory is None
     if own:
-        factory = _hosts_module().HostFactory()
+        factory = netns_hosts.hosts_module().HostFactory()
     try:
         host = factory.create(1)[0]
         reps = fresh_reps if fresh_reps is not None else 1 if conf.quick else 2

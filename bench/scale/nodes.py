@@ -12,38 +12,24 @@ daemon, either way, are in the details (where the routing's time goes).
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import measure
+from bench import measure, netns_hosts
 from bench.scale import procs
-
-HOSTS_PY = Path(__file__).resolve().parents[2] / "tests" / "integration" / "hosts.py"
-
-
-def _hosts_module():
-    spec = importlib.util.spec_from_file_location("tether_bench_hosts", HOSTS_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def missing_requirements() -> str | None:
-    if not HOSTS_PY.is_file():
-        return f"{HOSTS_PY} (the test hosts) is not in this checkout"
-    return _hosts_module().missing_requirements()
+    return netns_hosts.missing_requirements()
 
 
 def run(count: int, calls: int, workdir: Path, log) -> dict[str, Any]:
     import tether as rh
     from bench.bench_code import noop
 
-    hosts = _hosts_module()
+    hosts = netns_hosts.hosts_module()
     factory = hosts.HostFactory()
     cluster = None
     try:
