@@ -73,6 +73,11 @@ def _new_name(suffix: str) -> str:
     return os.urandom(12).hex() + suffix
 
 
+def new_frame_name() -> str:
+    """A name for a frame's file that a reader accepts (the daemon spooling a call's body)."""
+    return _new_name(".buf")
+
+
 def export(frames: Sequence[wire.Buffer], folder: Path) -> tuple[list[wire.Buffer], int, list[str]]:
     """Move big frames into files of ``folder``: (frames to send, message flags, file names)."""
     shared, out, names = [], list(frames), []
