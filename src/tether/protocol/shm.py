@@ -80,6 +80,11 @@ def new_frame_name() -> str:
 
 def export(frames: Sequence[wire.Buffer], folder: Path) -> tuple[list[wire.Buffer], int, list[str]]:
     """Move big frames into files of ``folder``: (frames to send, message flags, file names)."""
+    for frame in frames:  # most messages have none (a small result): nothing to build
+        if memoryview(frame).nbytes >= MIN_SIZE:
+            break
+    else:
+        return frames if type(frames) is list else list(frames), 0, []
     shared, out, names = [], list(frames), []
     try:
         for index, frame in enumerate(frames):

@@ -362,11 +362,27 @@ class _Running:
 
     def __init__(self, call_id: int) -> None:
         self.call_id = call_id
-        self.cancelled = threading.Event()
+        self.cancelled = _Flag()
         self.lock = threading.Lock()
         self.thread: int | None = None
         self.task = None  # an asyncio.Task, for an async call
         self.window = None  # a generator's credit window (worker/flow.py)
+
+
+class _Flag:
+    """``set()``/``is_set()`` of a ``threading.Event`` nobody waits on (one per call: an Event
+    is a Condition and two locks to make)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 class _CallCancelled(BaseException):
