@@ -151,10 +151,10 @@ class TakeTurns:
     def _next_job_woken(self) -> Job | None:
         """``_next_job`` with a ``Readiness``: wait to be the thread woken, then read what is there."""
         readiness = self._readiness
+        job = self._take_backlog()  # only on the way in: a reader that queued a call keeps reading
+        if job is not None:
+            return job
         while True:
-            job = self._take_backlog()
-            if job is not None:
-                return job
             readiness.wait()
             job = None
             with self._read_lock:

@@ -93,3 +93,26 @@ def test_messages_handled_while_reading_wake_nobody_else():
     theirs.sendall(b"credit\ncancel\ncall\n")
     assert called.wait(10) and seen == [b"credit", b"cancel", b"call"]
     theirs.close()
+
+
+def test_with_every_thread_busy_the_reader_queues_calls_and_keeps_reading():
+    ours, theirs = socket.socketpair()
+    release, ran = threading.Event(), []
+
+    def route(msg):
+        if msg == b"release":  # dealt with while reading, as a cancel is
+            release.set()
+            return None
+        return lambda: _none(release.wait(30), ran.append(msg))
+
+    _serve(ours, route, max_threads=2)
+    theirs.sendall(b"first\n")  # one thread runs it (blocked), the other reads
+    time.sleep(0.2)
+    theirs.sendall(b"second\n")  # no thread is free: queued, and the reader keeps reading
+    time.sleep(0.2)
+    theirs.sendall(b"release\n")  # read by the thread that queued "second", not a thread running it
+    deadline = time.monotonic() + 10
+    while len(ran) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(ran) == [b"first", b"second"] and release.is_set()
+    theirs.close()
