@@ -331,6 +331,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             transport.close()  # a response is under way on this connection: it cannot be answered
             return
+        self.out.flush()  # what is held of the previous response goes first
         transport.write(answer(status, kind, message))
         if self.book.lingering >= MAX_LINGERING or not transport.can_write_eof():
             transport.close()
