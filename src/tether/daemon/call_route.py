@@ -13,12 +13,13 @@ body and get plain JSON back.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
-from tether.daemon import http_guard, proxy, responses, restore
+from tether.daemon import http_guard, proxy, responses, restore, spool
 from tether.daemon.calls import CallTable, CallTracker
 from tether.daemon.history import History
-from tether.daemon.requests import BadRequest, decode_message, json_call_frame, read_body
+from tether.daemon.requests import BadRequest, decode_message, json_call_frame
 from tether.daemon.store import CrossNodeRef, Store, UnknownName
 from tether.protocol import shm, wire
 
@@ -78,11 +79,17 @@ class CallRoute:
                 caller = value
             elif key == _QUEUE:
                 queued = value
-        flags = 0
+        flags, spooled = 0, None
+        store = self.store
         if scope["method"] == "POST" and ctype is not None and ctype.startswith(_CTYPE):
-            msg = decode_message(await read_body(receive, length), wire.CALL)
-            frames, flags = msg.frames, msg.flags
-            del msg
+            body = await spool.read_call(receive, length, store.shm)
+            if type(body) is spool.Spooled:  # its big frames are in shared memory already
+                frames, flags, spooled = body.frames, body.flags, body.names
+            else:
+                msg = decode_message(body, wire.CALL)
+                frames, flags = msg.frames, msg.flags
+                del msg
+            del body
             mode, logs = "pickle", stream_logs != b"0"
             # how this caller hears that an instance lost its state: a WARN if it reads them
             tell = restore.TELL_WARN if accept is not None and b"warn" in accept else restore.TELL_LOG
@@ -100,13 +107,16 @@ class CallRoute:
             keep = meta["keep"] = f"ref-{call_id}"[:200]
         else:
             keep = None
-        store = self.store
-        if shared == b"1" and store.shm is not None and mode == "pickle":
-            meta["shm"] = True  # the caller maps big results from shared memory
+        if store.shm is not None and mode == "pickle":
+            # big results come back in shared memory: mapped by a caller on this machine (x-tether-shm),
+            # sent from the mapping to any other (the daemon never reads them off the worker's socket)
+            meta["shm"] = True
+        sent = False
         try:
             if refs:
                 await store.bring_refs([r for r in refs.decode("latin-1").split(",") if r], name)
             worker, ipc_id, queue = await store.call(name, [wire.json_frame(meta), *frames], flags, tell)
+            sent = True
         except UnknownName as exc:
             await responses.send_error(send, 404, "not_found", str(exc))
             return
@@ -116,6 +126,9 @@ class CallRoute:
         except RuntimeError as exc:
             await responses.send_error(send, 503, "worker_unavailable", str(exc))
             return
+        finally:
+            if spooled and not sent:
+                shm.discard(store.shm, spooled)
         del frames  # the arguments are on their way to the worker: don't hold them while waiting
         record = self.calls.start(call_id, name, method, worker, ipc_id)
         record.caller = caller
@@ -125,9 +138,13 @@ class CallRoute:
             if history.followers:
                 history.started(record)
         tracker = CallTracker(self, record, queue)
+        if spooled:
+            tracker.files = spooled  # what the worker did not take is removed when the call ends
         if keep:
             tracker.on_result = lambda: store.register_ref(keep, worker.spec.name)
-        handout = (lambda msg: shm.handout(msg, store.shm)) if meta.get("shm") else None
+        handout = None
+        if meta.get("shm"):  # a caller that maps shared memory gets links, any other the bytes
+            handout = partial(shm.handout if shared == b"1" else shm.inline, folder=store.shm)
         try:
             await responses.respond(send, receive, queue, mode, on_end=tracker.end,
                                     on_abandon=tracker.abandon, prepare=handout, source=worker.pid)

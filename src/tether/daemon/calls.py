@@ -126,14 +126,18 @@ class CallTable:
 class CallTracker:
     """Keeps a call's result in the call table, even when its caller went away mid-call."""
 
-    __slots__ = ("route", "record", "queue", "on_result", "draining")
+    __slots__ = ("route", "record", "queue", "on_result", "draining", "files")
 
     def __init__(self, route: Any, record: CallRecord, queue) -> None:
         self.route, self.record, self.queue = route, record, queue
         self.on_result = None  # a kept result (RemoteRef) is registered as an object
         self.draining = False
+        self.files: list[str] | None = None  # the call's arguments spooled to shared memory (daemon/spool.py)
 
     def end(self, msg: wire.Message) -> None:
+        if self.files:  # the worker unlinks each file it maps: these are what it never took
+            shm.discard(self.route.store.shm, self.files)
+            self.files = None
         if msg.kind == wire.RESULT and self.on_result is not None:
             self.on_result()
         record = self.record

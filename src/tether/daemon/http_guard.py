@@ -206,6 +206,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.out = _HeadWithBody(transport, self.loop)
         reason = self.book.admit(self, self.client[0] if self.client else "")
         if reason is not None:
             self.refuse(503, "too_many_connections", reason)
@@ -270,6 +271,9 @@ class GuardedProtocol(HttpToolsProtocol):
             self.idle.pop(self, None)  # (not there when pipelined behind a running request)
             peer.idle.pop(self, None)
         HttpToolsProtocol.on_headers_complete(self)
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.transport = self.out  # its response's head goes out with the body that follows
 
     def on_message_complete(self) -> None:
         HttpToolsProtocol.on_message_complete(self)
@@ -306,7 +310,12 @@ class GuardedProtocol(HttpToolsProtocol):
         """Close this connection, idle, to make room (or after its idle time)."""
         self.book.forget(self)
         if not self.transport.is_closing():
+            self.out.flush()  # the end of its last response may still be held
             self.transport.close()
+
+    def shutdown(self) -> None:
+        self.out.flush()
+        super().shutdown()
 
     def refuse(self, status: int, kind: str, message: str) -> None:
         """Answer ``status`` and close: the answer first, then input discarded for a moment."""
@@ -322,6 +331,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             transport.close()  # a response is under way on this connection: it cannot be answered
             return
+        self.out.flush()  # what is held of the previous response goes first
         transport.write(answer(status, kind, message))
         if self.book.lingering >= MAX_LINGERING or not transport.can_write_eof():
             transport.close()
@@ -331,6 +341,51 @@ class GuardedProtocol(HttpToolsProtocol):
         self.lingering = True
         self.book.lingering += 1
         self.loop.call_later(LINGER_SECONDS, transport.close)
+
+
+class _HeadWithBody:
+    """A connection's transport as its responses see it: a small write (a response's head) is
+    held until the next write, which takes it along, or until the event loop's next turn.
+
+    uvicorn writes a response's status line and headers, then its body, in two writes: two
+    system calls and two TCP segments for every small answer, and a caller that may wake up
+    for each. A call's answer is sent as both at once (``responses.send_message``), so here it
+    becomes one write. At most ``HOLD`` bytes are ever held, never past the loop's turn."""
+
+    HOLD = 4096
+    __slots__ = ("transport", "loop", "held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport, self.loop = transport, loop
+        self.held: bytes | None = None
+
+    def write(self, data) -> None:
+        held = self.held
+        if held is not None:
+            self.held = None
+            if len(data) <= 1 << 16:
+                self.transport.write(held + data)
+                return
+            self.transport.write(held)
+        elif len(data) <= self.HOLD and not self.transport.is_closing():
+            self.held = bytes(data)
+            self.loop.call_soon(self.flush)
+            return
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        held = self.held
+        if held is not None:
+            self.held = None
+            if not self.transport.is_closing():
+                self.transport.write(held)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
 
 
 class _Refused(Exception):

@@ -26,6 +26,7 @@ import struct
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pickle import dumps as _pickle_dumps
 from typing import Any
 
 # Bumped when a message layout or a meaning changes incompatibly; exchanged on /health.
@@ -200,8 +201,36 @@ def message(kind: int, call_id: int, lens: Sequence[int], payload: Buffer, flags
 # Values
 
 
+#: types the standard library's C pickler writes exactly as cloudpickle does (nothing by value)
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
+_CONTAINERS = frozenset({tuple, list, dict})
+
+
+def _plain(obj: Any, depth: int = 3) -> bool:
+    """Whether ``obj`` is builtin scalars in a few small tuples/lists/dicts (a no-op's ``None``, an
+    ``((), {})`` of arguments): then ``pickle`` writes it ~7x faster than cloudpickle, the same
+    bytes for the reader. Anything else (deeper, or more than 16 items in one) goes to cloudpickle."""
+    kind = type(obj)
+    if kind in _PLAIN:
+        return True
+    if not depth or kind not in _CONTAINERS or len(obj) > 16:
+        return False
+    depth -= 1
+    if kind is dict:
+        for key, value in obj.items():
+            if type(key) not in _PLAIN or not _plain(value, depth):
+                return False
+        return True
+    for item in obj:
+        if not _plain(item, depth):
+            return False
+    return True
+
+
 def dumps(obj: Any, what: str = "value") -> list[Buffer]:
     """Pickle ``obj`` as [pickle, *out-of-band buffers]; raise SerializationError naming the type."""
+    if _plain(obj):
+        return [_pickle_dumps(obj, protocol=5)]
     import cloudpickle
 
     buffers: list[memoryview] = []

@@ -33,7 +33,7 @@ from tether.worker import flow, objects
 from tether.worker.call_context import CallContext, CallStream, current_call
 from tether.worker.objects import Entry, NotFound, Unserializable
 from tether.worker.replies import call_name, cancelled_frames, error_frames
-from tether.worker.turns import TakeTurns
+from tether.worker.turns import AGAIN, Readiness, TakeTurns
 
 
 class _Connection:
@@ -86,11 +86,15 @@ class Worker:
     def serve(self, sock: socket.socket, threads: int) -> None:
         """Start the call threads, which take turns reading the socket (``worker/turns.py``)."""
         parser, ready = streams.MessageParser(), deque()
+        readiness = Readiness(sock.fileno()) if Readiness.available() else None
+        flags = socket.MSG_DONTWAIT if readiness is not None else 0
 
-        def read() -> wire.Message | None:
+        def read() -> wire.Message | object | None:
             while not ready:
                 try:
-                    n = sock.recv_into(parser.buffer())
+                    n = sock.recv_into(parser.buffer(), 0, flags)
+                except BlockingIOError:
+                    return AGAIN  # (only with readiness: the thread waits to be woken again)
                 except OSError:
                     return None
                 if not n:
@@ -98,7 +102,8 @@ class Worker:
                 ready.extend(parser.feed(n))
             return ready.popleft()
 
-        TakeTurns(read, self.route, self._daemon_gone, threads).start()
+        TakeTurns(read, self.route, self._daemon_gone, threads, readiness=readiness,
+                  pending=lambda: bool(ready)).start()
 
     def _daemon_gone(self) -> None:
         """The daemon went away: leave at once, even if user threads are still busy."""
@@ -357,11 +362,27 @@ class _Running:
 
     def __init__(self, call_id: int) -> None:
         self.call_id = call_id
-        self.cancelled = threading.Event()
+        self.cancelled = _Flag()
         self.lock = threading.Lock()
         self.thread: int | None = None
         self.task = None  # an asyncio.Task, for an async call
         self.window = None  # a generator's credit window (worker/flow.py)
+
+
+class _Flag:
+    """``set()``/``is_set()`` of a ``threading.Event`` nobody waits on (one per call: an Event
+    is a Condition and two locks to make)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 class _CallCancelled(BaseException):
