@@ -123,3 +123,21 @@ async def aprint_then_wait(marker: str, seconds: float = 60.0) -> str:
             return "timed out"
         await asyncio.sleep(0.01)
     return "released"
+
+
+def last_words(code: int) -> None:
+    """Prints a line, then ends the worker at once."""
+    import os
+
+    print("last words")
+    os._exit(code)
+
+
+def from_a_child() -> int:
+    """A forked child (multiprocessing) prints inside the call; its exit code."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=print, args=("from the child",))
+    child.start()
+    child.join(60)
+    return child.exitcode

@@ -94,3 +94,23 @@ def test_a_line_printed_before_a_long_wait_arrives_while_the_call_runs(session_c
             call.join()
     assert arrived, f"the line did not arrive while the call waited: {recorder.parts!r}"
     assert result["value"] == "released"
+
+
+def test_a_line_printed_by_a_forked_child_reaches_the_caller(session_cluster):
+    from_a_child = deploy(session_cluster, fc.from_a_child)
+    recorder = _Recorder()
+    with recorder.recording():
+        assert from_a_child() == 0
+    assert ("out", "from the child") in recorder.lines()
+
+
+def test_a_line_printed_just_before_os_exit_reaches_the_caller(session_cluster):
+    env = rh.env(name=f"exiting-{uuid.uuid4().hex[:6]}")  # its own worker: the others' live on
+    last_words = rh.function(fc.last_words).to(session_cluster, env=env, name=f"last-words-{uuid.uuid4().hex[:6]}")
+    recorder = _Recorder()
+    try:
+        with recorder.recording(), pytest.raises(rh.WorkerDiedError):
+            last_words(3)
+    finally:
+        session_cluster.delete(env.env_name)
+    assert ("out", "last words") in recorder.lines()
