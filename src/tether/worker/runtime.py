@@ -120,9 +120,11 @@ class Worker:
         TakeTurns(read, self.route, self._daemon_gone, threads).start()
 
     def _daemon_gone(self) -> None:
-        """The daemon went away: leave at once, even if user threads are still busy (what calls
-        printed still goes to the worker's log: ``os._exit`` flushes it, call_context.py)."""
-        os._exit(0)
+        """The daemon went away: leave at once, even if user threads are still busy."""
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
 
     def route(self, msg: wire.Message):
         """A message just read: a sync call comes back as the job to run in this thread."""
