@@ -45,3 +45,8 @@ def chatter(lines, width=100):
     for i in range(lines):
         print(f"line {i} {pad}")
     return lines
+
+
+def say(text):
+    """Prints one line: a call that prints a little, as most do."""
+    print(text)

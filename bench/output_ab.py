@@ -6,7 +6,8 @@ Each build gets a local cluster of its own (its daemon, and so its workers, star
 ``src`` first on ``PYTHONPATH``) in one throwaway ``TETHER_HOME``; the rounds alternate A and B so
 that whatever else loads the machine hits both alike. Figures per build: lines/s with the output
 streamed to the caller (read into a sink), with ``stream_logs=False`` (recorded for the call's
-history only), and the p50 of a no-op call (the output path must not slow the call path).
+history only), and the p50 of a no-op call and of a call printing one line (the output path
+must not slow the call path).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class _Sink(io.TextIOBase):
 
 def _start(label: str, src: str):
     import tether as rh
-    from bench.bench_code import chatter, noop
+    from bench.bench_code import chatter, noop, say
 
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(src), before) if p)
@@ -44,23 +45,29 @@ def _start(label: str, src: str):
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = before
-    return cluster, rh.function(chatter).to(cluster, name="chatter"), rh.function(noop).to(cluster, name="noop")
+    return cluster, [rh.function(fn).to(cluster, name=fn.__name__) for fn in (chatter, noop, say)]
 
 
-def _round(chatter, noop, lines: int, calls: int) -> dict[str, float]:
+def _p50_ms(fn, calls: int, *args) -> float:
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def _round(chatter, noop, say, lines: int, calls: int) -> dict[str, float]:
     with contextlib.redirect_stdout(_Sink()):
         t0 = time.perf_counter()
         assert chatter(lines) == lines
         streamed = lines / (time.perf_counter() - t0)
+        say_p50 = _p50_ms(say, calls, "hello")
     t0 = time.perf_counter()
     assert chatter(lines, stream_logs=False) == lines
     silent = lines / (time.perf_counter() - t0)
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        noop()
-        times.append(time.perf_counter() - t0)
-    return {"streamed": streamed, "silent": silent, "noop_p50_ms": statistics.median(times) * 1e3}
+    return {"streamed": streamed, "silent": silent, "noop_p50_ms": _p50_ms(noop, calls),
+            "say_p50_ms": say_p50}
 
 
 def main() -> None:
@@ -77,10 +84,10 @@ def main() -> None:
     clusters, targets = [], {}
     try:
         for label, src in (("a", args.a), ("b", args.b)):
-            cluster, chatter, noop = _start(label, src)
+            cluster, fns = _start(label, src)
             clusters.append(cluster)
-            targets[label] = (chatter, noop)
-            _round(chatter, noop, 2_000, 20)  # warm up
+            targets[label] = fns
+            _round(*fns, 2_000, 20)  # warm up
         got: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
         for r in range(args.rounds):
             for label in ("a", "b") if r % 2 == 0 else ("b", "a"):
