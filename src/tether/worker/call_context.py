@@ -28,6 +28,7 @@ import io
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,8 @@ current_call: contextvars.ContextVar[CallContext | None] = contextvars.ContextVa
 
 #: bytes of output held before the writer sends them itself (the daemon joins LOGs up to as much)
 LIMIT = 64 << 10
+#: seconds the flusher waits, once woken by a write, before it sends
+LINGER = 0.001
 
 
 class CallContext:
@@ -65,7 +68,8 @@ class Output:
         self.runs: list[list] = []
         self.size = 0
         self._last: list | None = None
-        self._wake = threading.Event()
+        self._wake = threading.Lock()  # held while no wake is pending: a write releases it
+        self._wake.acquire()
         self._flusher: threading.Thread | None = None
 
     def attach(self, send: Callable[[float], None]) -> None:
@@ -84,11 +88,12 @@ class Output:
                 first = len(self.runs) == 1
             self.size += len(text)
             full = self.size >= LIMIT
-            if first and self._flusher is None:
-                self._flusher = threading.Thread(target=self._flush_soon, name="tether-output", daemon=True)
-                self._flusher.start()
-        if first:
-            self._wake.set()
+            if first:
+                if self._flusher is None:
+                    self._flusher = threading.Thread(target=self._flush_soon, name="tether-output", daemon=True)
+                    self._flusher.start()
+                if self._wake.locked():  # (else a wake is pending: the flusher takes this too)
+                    self._wake.release()
         if full:
             self.flush()
 
@@ -122,8 +127,10 @@ class Output:
     def _flush_soon(self) -> None:
         wake = self._wake
         while True:
-            wake.wait()
-            wake.clear()
+            wake.acquire()  # a write into an empty buffer; writes from now on wake it again
+            # A short wait first: a call that prints a line and returns sends it with its reply
+            # meanwhile, and this thread then wants the GIL once, not while the call runs.
+            time.sleep(LINGER)
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - the flusher must outlive any one failure
