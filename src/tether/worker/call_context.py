@@ -7,9 +7,10 @@ Printed output is coalesced (``Output``): a ``print`` only appends to a buffer, 
 writes of one call to one stream leave as one LOG message. One message and one syscall per write
 held a worker to ~6k lines/s, and woke the daemon as often. The buffer is sent
 
-* by a flusher thread, woken by the first write into an empty buffer: a line printed before a
-  long computation reaches the caller within milliseconds (while the printing thread holds the
-  GIL, up to the interpreter's switch interval, 5 ms, of writes pile up meanwhile);
+* by a flusher thread, woken by the first write into an empty buffer, 1 ms (``LINGER``) later:
+  a line printed before a long computation reaches the caller within milliseconds (up to the
+  interpreter's switch interval, 5 ms, more while the printing thread holds the GIL), and a call
+  that prints a line and returns sends it with its reply, the flusher out of its way;
 * by the writer itself once it holds ``LIMIT`` bytes (memory stays bounded);
 * before any other message the worker sends (``_Connection.send`` takes it first): a call's
   output always reaches its caller before its result, error or next generator item;
