@@ -92,7 +92,10 @@ class Output:
             if first:
                 if self._flusher is None:
                     self._flusher = threading.Thread(target=self._flush_soon, name="tether-output", daemon=True)
-                    self._flusher.start()
+                    try:
+                        self._flusher.start()
+                    except RuntimeError:  # no new thread at interpreter shutdown: send it now
+                        self._flusher, full = None, True
                 if self._wake.locked():  # (else a wake is pending: the flusher takes this too)
                     self._wake.release()
         if full:
