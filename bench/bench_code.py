@@ -37,3 +37,16 @@ class LoadCounter:
 
     def total(self):
         return self.count
+
+
+def chatter(lines, width=100):
+    """Prints ``lines`` numbered lines as fast as Python can (the printed-output figure)."""
+    pad = "x" * width
+    for i in range(lines):
+        print(f"line {i} {pad}")
+    return lines
+
+
+def say(text):
+    """Prints one line: a call that prints a little, as most do."""
+    print(text)

@@ -81,3 +81,63 @@ def slow_zeros(n: int, seconds: float):
 
     time.sleep(seconds)
     return np.zeros(n, dtype=np.uint8)
+
+
+def interleaved(n: int) -> int:
+    """``n`` lines on stdout and on stderr, alternating (to check their order at the caller)."""
+    for i in range(n):
+        print(f"out {i}")
+        print(f"err {i}", file=sys.stderr)
+    return n
+
+
+def printed_items(n: int):
+    """Prints a line before each item it yields."""
+    for i in range(n):
+        print(f"before {i}")
+        yield i
+
+
+def print_then_wait(marker: str, seconds: float = 60.0) -> str:
+    """Prints a line, then waits (without printing more) until ``marker`` exists."""
+    import os
+    import time
+
+    print("waiting for the caller")
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(marker):
+        if time.monotonic() > deadline:
+            return "timed out"
+        time.sleep(0.01)
+    return "released"
+
+
+async def aprint_then_wait(marker: str, seconds: float = 60.0) -> str:
+    import os
+    import time
+
+    print("waiting for the caller")
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(marker):
+        if time.monotonic() > deadline:
+            return "timed out"
+        await asyncio.sleep(0.01)
+    return "released"
+
+
+def last_words(code: int) -> None:
+    """Prints a line, then ends the worker at once."""
+    import os
+
+    print("last words")
+    os._exit(code)
+
+
+def from_a_child() -> int:
+    """A forked child (multiprocessing) prints inside the call; its exit code."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=print, args=("from the child",))
+    child.start()
+    child.join(60)
+    return child.exitcode

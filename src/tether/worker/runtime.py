@@ -29,8 +29,8 @@ from collections import deque
 from typing import Any
 
 from tether.protocol import refs, shm, streams, wire
-from tether.worker import flow, objects
-from tether.worker.call_context import CallContext, CallStream, current_call
+from tether.worker import call_context, flow, objects
+from tether.worker.call_context import OUTPUT, CallContext, current_call
 from tether.worker.objects import Entry, NotFound, Unserializable
 from tether.worker.replies import call_name, cancelled_frames, error_frames
 from tether.worker.turns import AGAIN, Readiness, TakeTurns
@@ -43,14 +43,33 @@ class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forked)
 
     def send(self, kind: int, frames, call_id: int = 0, flags: int = 0) -> None:
         parts = wire.encode(kind, frames, call_id, flags)
         try:
             with self.lock:
+                if OUTPUT.runs:  # what was printed goes first: a call's output before its reply
+                    parts = OUTPUT.take() + parts
                 streams.send_parts(self.sock, parts)
         except OSError:
             pass  # the daemon went away: the reader thread sees EOF and ends this process
+
+    def flush_output(self, timeout: float = -1) -> None:
+        """Send what calls printed (``worker/call_context.py``: its flusher, a full buffer, exit)."""
+        if not self.lock.acquire(timeout=timeout):
+            return
+        try:
+            parts = OUTPUT.take()
+            if parts:
+                streams.send_parts(self.sock, parts)
+        except OSError:
+            pass
+        finally:
+            self.lock.release()
+
+    def _forked(self) -> None:
+        self.lock = threading.Lock()  # a thread of the parent may have held it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,6 +435,7 @@ def _serve(socket_path: str, threads: int) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(socket_path)
     conn = _Connection(sock)
+    OUTPUT.attach(conn.flush_output)
     worker = Worker(conn)
     refs.register(worker.objects)
     conn.send(wire.HELLO, [wire.json_frame({"pid": os.getpid(), "python": sys.version.split()[0],
@@ -429,8 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connect", required=True, help="the daemon's socket for this worker")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TETHER_WORKER_THREADS", "64")))
     args = parser.parse_args(argv)
-    sys.stdout = CallStream(b"out", sys.stdout)  # type: ignore[assignment]
-    sys.stderr = CallStream(b"err", sys.stderr)  # type: ignore[assignment]
+    call_context.install()
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
