@@ -130,6 +130,7 @@ ROUTES = [
     ("GET", "/_tether/registry"),
     ("PUT", "/_tether/registry"),
     ("PUT", "/_tether/secrets/{add}"),
+    ("PUT", "/_tether/aliases/{add}"),
     ("GET", "/{add}"),
     ("POST", "/{add}"),
     ("GET", "/{add}/call"),
@@ -172,7 +173,8 @@ def test_the_token_covers_every_route_the_daemon_has(http):
     paths = set(http.get("/_tether/openapi.json").json()["paths"])
     covered = {r.replace("/_tether/calls/{add}", "/_tether/calls/{call_id}")
                .replace("/_tether/envs/{add}", "/_tether/envs/{env}")
-               .replace("/_tether/secrets/{add}", "/_tether/secrets/{env}").replace("{add}", "{name}")
+               .replace("/_tether/secrets/{add}", "/_tether/secrets/{env}")
+               .replace("/_tether/aliases/{add}", "/_tether/aliases/{alias}").replace("{add}", "{name}")
                .replace("/{name}/call", "/{name}/{method}") for _, r in ROUTES + OPEN_ROUTES}
     assert paths <= covered, f"routes without a 401 test: {sorted(paths - covered)}"
 
