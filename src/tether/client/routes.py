@@ -1,0 +1,147 @@
+"""Direct calls to the node that holds an object, past the head of a multi-node cluster.
+
+A head that forwarded a call names the node and the object's name there in its answer
+(``x-tether-route: <node> <name>``). A client with a ``Router`` (the cluster handle gives its
+head client one when this process can reach the nodes' daemons itself: the owner of an SSH
+cluster, through a tunnel per node) calls that node's daemon directly from then on: one hop, and
+the head does no work for the call (it cost ~2x a direct call through the head).
+
+A direct call falls back to the head, which stays the authority on where objects live:
+
+* the node's daemon cannot be connected to (nothing was sent): through the head at once, and for
+  ``DOWN_FOR`` seconds after, then directly again;
+* the node answers 404 before running anything (the object moved to another node or was
+  deleted): the route is forgotten and the head is asked, which names the new node;
+* the node refuses the token (401: it was rotated): a new client with the new token next time.
+
+A request that may have reached the node is never sent again: a connection lost after sending
+raises ``tether.ConnectionError`` as through the head, and the next calls go through the head
+for ``DOWN_FOR`` seconds. Calls that the head must see go through it always: a result kept on the
+cluster (``.remote()``), RemoteRefs among the arguments, a call with its own id (``submit``:
+``cluster.result(id)`` and cancel by id ask the head). While calls go direct, the head is sent a
+health request every ``HEAD_TOUCH`` seconds, so that its autostop does not take it for idle.
+``TETHER_DIRECT_CALLS=0`` turns direct calls off in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tether import errors
+
+if TYPE_CHECKING:
+    from tether.client.daemon_client import DaemonClient
+
+#: seconds a node that could not be reached directly is called through the head
+DOWN_FOR = 30.0
+#: seconds between the health requests that keep the head's autostop from stopping it
+HEAD_TOUCH = 30.0
+
+
+def enabled() -> bool:
+    """Direct calls unless ``TETHER_DIRECT_CALLS`` says no."""
+    return os.environ.get("TETHER_DIRECT_CALLS", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+class Router:
+    """Where the objects on other nodes are, and a client per node (made on first use).
+
+    ``connect(index)`` makes a checked client of node ``index``'s daemon (a ``TetherError``: this
+    process cannot reach it); ``touch()`` sends the head a request (its autostop counts it)."""
+
+    def __init__(self, connect: Callable[[int], DaemonClient], touch: Callable[[], Any]) -> None:
+        self._connect, self._touch = connect, touch
+        self.routes: dict[str, tuple[int, str]] = {}  # the name called -> (node, the object's name there)
+        self._clients: dict[int, DaemonClient] = {}
+        self._down: dict[int, float] = {}  # node -> until when it is called through the head
+        self._lock = threading.Lock()
+        self._touched = time.monotonic()
+
+    def learn(self, name: str | None, route: str) -> None:
+        """Remember the head's ``x-tether-route`` answer to a call of ``name``."""
+        node, _, there = route.partition(" ")
+        if name and node.isdigit() and int(node) > 0 and there:
+            self.routes[name] = (int(node), there)
+
+    def forget(self, name: str | None) -> None:
+        self.routes.pop(name or "", None)
+
+    def call(self, name: str, method: str, args: Sequence[Any], kwargs: dict | None, stream_logs: bool,
+             timeout: float | None, queue: bool) -> tuple[bool, Any]:
+        """(True, the value) of a call made directly on the node, or (False, None): call the head."""
+        route = self.routes.get(name)
+        if route is None:
+            return False, None
+        index, there = route
+        client = self._client(index)
+        if client is None:
+            return False, None
+        try:
+            client._conn()  # noqa: SLF001 - connect (or reuse) first: a failure here sent nothing
+        except errors.TetherError:
+            self._failed(index)
+            return False, None
+        self._keep_head_up()
+        try:
+            return True, client.call(there, method, args, kwargs, stream_logs=stream_logs, timeout=timeout,
+                                     queue=queue)
+        except errors.NotFoundError as exc:
+            if getattr(exc, "http_status", None) != 404:
+                raise
+            self.forget(name)  # moved or deleted: nothing ran, the head knows where it is now
+            return False, None
+        except errors.AuthenticationError:
+            self._failed(index, 0.0)  # the node's token was rotated: a new client next time
+            return False, None
+        except errors.ConnectionError:
+            self._failed(index)  # it may have run: not sent again; the next calls use the head
+            raise
+
+    def _client(self, index: int) -> DaemonClient | None:
+        if self._down.get(index, 0.0) > time.monotonic():
+            return None
+        client = self._clients.get(index)
+        if client is not None:
+            return client
+        with self._lock:
+            client = self._clients.get(index)
+            if client is None:
+                try:
+                    client = self._connect(index)
+                except errors.ConfigError:  # the launcher gives no endpoint of that node: never
+                    self._down[index] = float("inf")
+                    return None
+                except errors.TetherError:
+                    self._down[index] = time.monotonic() + DOWN_FOR
+                    return None
+                self._clients[index] = client
+        return client
+
+    def _failed(self, index: int, seconds: float = DOWN_FOR) -> None:
+        self._down[index] = time.monotonic() + seconds
+        client = self._clients.pop(index, None)
+        if client is not None:
+            client.close()
+
+    def _keep_head_up(self) -> None:
+        now = time.monotonic()
+        if now - self._touched < HEAD_TOUCH:
+            return
+        self._touched = now
+        threading.Thread(target=self._touch_quietly, name="tether-head-touch", daemon=True).start()
+
+    def _touch_quietly(self) -> None:
+        try:
+            self._touch()
+        except errors.TetherError:
+            pass  # the head's own calls say what is wrong with it
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        self.routes.clear()
