@@ -219,19 +219,19 @@ def test_a_node_whose_link_is_cut_gives_a_clear_error_and_the_head_serves_on(tes
         assert "node 1" in str(error) and hosts[1].ip in str(error)
         assert near("after")["uid"] == _uid(hosts[0])
         assert slow(0.1, "~/again") == "done"  # the link is back: node 1 answers again
-        # that answer named node 1: the next calls go to it directly, through this process's own
-        # tunnel; a link cut under one fails it (it may have run: not sent again), and the calls
-        # after it go through the head until the node is back
+        # the head's answers named node 1: the next calls go to it directly, through this
+        # process's own tunnel; a link cut under one fails it (it may have run: not sent again),
+        # and the calls after it go through the head until the node is back
+        seen = len(_records(cluster.client, "slow"))
         assert slow(0.1, "~/direct") == "done"
         assert cluster.client.router.routes["slow"] == (1, "slow")
-        assert len(_records(cluster.client, "slow")) == 2  # the head saw the first two only
         outcome.clear()
         hosts[1].ssh("rm -f ~/slow-started")
         thread = threading.Thread(target=call, daemon=True)
         thread.start()
         wait_until(lambda: hosts[1].ssh("test -f ~/slow-started", check=False).returncode == 0, 60,
                    "the direct call to start on node 1")
-        assert len(_records(cluster.client, "slow")) == 2
+        assert len(_records(cluster.client, "slow")) == seen  # the head saw neither
         hosts[1].link_down()
         try:
             thread.join(120)  # the ssh keepalive ends this process's tunnel to node 1
@@ -242,6 +242,6 @@ def test_a_node_whose_link_is_cut_gives_a_clear_error_and_the_head_serves_on(tes
         finally:
             hosts[1].link_up()
         assert slow(0.1, "~/back") == "done"  # through the head, while the node counts as down
-        assert len(_records(cluster.client, "slow")) == 4
+        assert len(_records(cluster.client, "slow")) > seen  # "back" went through the head
     finally:
         cluster.teardown()
