@@ -3,9 +3,10 @@
 The hosts are the SSH tests' (``tests/integration/hosts.py``: network namespaces with their own
 sshd, reached from here only through SSH; needs root). One cluster of ``nodes`` hosts; a no-op
 deployed on each node other than the head (``env=rh.env(compute={"node_idx": k})``) and on the
-head itself. Per node k: the p50 of sequential calls of the deployed function through the
-cluster handle (``fn()``: the head names node k in its answer to the first call, and the handle
-calls node k's daemon directly from then on, ``tether/client/routes.py``), forwarded by the head
+head itself. Per node k: the p50 of sequential calls (``client.call(name, "call",
+stream_logs=False)`` each way: only the route differs) through the cluster handle's client (the
+head names node k in its answer to the first call, and the handle calls node k's daemon directly
+from then on, ``tether/client/routes.py``), forwarded by the head
 every time (a head client without direct calls: caller -> SSH tunnel -> head daemon -> TLS ->
 node k's daemon -> worker; what every call cost before direct calls, and what a curl caller
 and a shared cluster's users get), and directly (caller -> SSH tunnel to node k -> its daemon ->
@@ -62,17 +63,17 @@ def run(count: int, calls: int, workdir: Path, log) -> dict[str, Any]:
         log(f"scale: {count}-node cluster up in {up_s:.1f} s; calls through the head and direct")
         definition = rh.function(noop)
         per_node = []
-        head_fn = definition.to(cluster, name="noop-n0")
-        head_own = measure.latency(head_fn, 50, calls, 30)["p50_ms"]
-        head_pid = cluster.status()["pid"]
+        definition.to(cluster, name="noop-n0")
         hc = cluster.client
+        head_own = measure.latency(lambda: hc.call("noop-n0", "call", stream_logs=False), 50, calls, 30)["p50_ms"]
+        head_pid = cluster.status()["pid"]
         forwarder = DaemonClient(hc.host, hc.port, hc.token, cluster=cluster.name, fingerprint=hc.fingerprint)
         for k in range(1, count):
             name = f"noop-n{k}"
-            via_head = definition.to(cluster, env=rh.env(name=f"on-node-{k}", compute={"node_idx": k}), name=name)
+            definition.to(cluster, env=rh.env(name=f"on-node-{k}", compute={"node_idx": k}), name=name)
             direct = cluster.node_client(k)
             node_pid = direct.request_json("GET", "/_tether/status")["pid"]  # the hosts share this PID namespace
-            ways = {"head": via_head, "forwarded": lambda n=name: forwarder.call(n, "call", stream_logs=False),
+            ways = {"head": lambda n=name: hc.call(n, "call", stream_logs=False), "forwarded": lambda n=name: forwarder.call(n, "call", stream_logs=False),
                     "direct": lambda c=direct, n=name: c.call(n, "call", stream_logs=False)}
             rounds: dict[str, list] = {way: [] for way in ways}
             cpu: dict[str, list] = {way: [] for way in ways}
@@ -100,7 +101,7 @@ def run(count: int, calls: int, workdir: Path, log) -> dict[str, Any]:
                 "forwarded_p50_ms": forwarded, "forwarded_ratio": forwarded / direct,
                 "cpu_us_per_call": cpu,
                 "per_node": per_node, "up_s": up_s, "nodes": count,
-                "mode": f"{count} nodes: fn() through the cluster handle (direct to node k after the first "
+                "mode": f"{count} nodes: cluster.client.call() (direct to node k after the first "
                         f"call), p50 of {calls} calls, median over nodes 1-{count - 1}",
                 "forwarded_mode": "caller -> SSH tunnel -> head -> TLS -> node k (a head client without "
                                   "direct calls)",

@@ -437,11 +437,11 @@ class DaemonClient:
                 conn = http11.Connection(*tried, fingerprint=self.fingerprint)
             except OSError as exc:
                 if not isinstance(exc, ConnectionRefusedError) or not self.relocate(tried):
-                    raise self._unreachable(exc) from exc
+                    raise self._unsent(exc) from exc
                 try:  # the daemon moved: once more, at its new address
                     conn = http11.Connection(self.host, self.port, fingerprint=self.fingerprint)
                 except OSError as again:
-                    raise self._unreachable(again) from again
+                    raise self._unsent(again) from again
             self._local.conn = conn
         return conn
 
@@ -475,6 +475,13 @@ class DaemonClient:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+    def _unsent(self, exc: BaseException) -> errors.ConnectionError:
+        """``_unreachable``, for a connection that could not be made: nothing was sent (a
+        direct call then goes through the head, ``client/routes.py``)."""
+        error = self._unreachable(exc)
+        error.unsent = True
+        return error
 
     def _unreachable(self, exc: BaseException) -> errors.ConnectionError:
         if self.fingerprint:

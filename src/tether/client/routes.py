@@ -80,11 +80,6 @@ class Router:
         client = self._client(index)
         if client is None:
             return False, None
-        try:
-            client._conn()  # noqa: SLF001 - connect (or reuse) first: a failure here sent nothing
-        except errors.TetherError:
-            self._failed(index)
-            return False, None
         self._keep_head_up()
         try:
             return True, client.call(there, method, args, kwargs, stream_logs=stream_logs, timeout=timeout,
@@ -97,9 +92,11 @@ class Router:
         except errors.AuthenticationError:
             self._failed(index, 0.0)  # the node's token was rotated: a new client next time
             return False, None
-        except errors.ConnectionError:
-            self._failed(index)  # it may have run: not sent again; the next calls use the head
-            raise
+        except errors.ConnectionError as exc:
+            self._failed(index)  # the next calls use the head for a while
+            if getattr(exc, "unsent", False):  # no connection was made: nothing was sent
+                return False, None
+            raise  # it may have run: not sent again
 
     def _client(self, index: int) -> DaemonClient | None:
         if self._down.get(index, 0.0) > time.monotonic():
