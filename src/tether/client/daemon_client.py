@@ -391,6 +391,10 @@ class DaemonClient:
         """
         from tether.client import aio
 
+        if self.router is not None and call_id is None:
+            direct, value = await self.router.acall(name, method, args, kwargs, stream_logs, timeout)
+            if direct:
+                return value
         if timeout is None:
             return await aio.acall(self, name, method, args, kwargs, stream_logs, call_id or new_call_id())
         return await aio.acall_within(self, name, method, args, kwargs, stream_logs,

@@ -70,33 +70,63 @@ class Router:
     def forget(self, name: str | None) -> None:
         self.routes.pop(name or "", None)
 
-    def call(self, name: str, method: str, args: Sequence[Any], kwargs: dict | None, stream_logs: bool,
-             timeout: float | None, queue: bool) -> tuple[bool, Any]:
-        """(True, the value) of a call made directly on the node, or (False, None): call the head."""
+    def target(self, name: str) -> tuple[int, DaemonClient, str] | None:
+        """(node, its client, the object's name there) for a call of ``name`` that goes
+        directly, or None: through the head."""
         route = self.routes.get(name)
         if route is None:
-            return False, None
+            return None
         index, there = route
         client = self._client(index)
         if client is None:
-            return False, None
+            return None
         self._keep_head_up()
+        return index, client, there
+
+    def fallback(self, name: str, index: int, exc: errors.TetherError) -> bool:
+        """After a direct call to node ``index`` raised ``exc``: True if nothing ran there and the
+        call goes to the head now; False: ``exc`` is the call's outcome (raise it)."""
+        if isinstance(exc, errors.NotFoundError):
+            if getattr(exc, "http_status", None) != 404:
+                return False  # raised by the call itself
+            self.forget(name)  # moved or deleted: nothing ran, the head knows where it is now
+            return True
+        if isinstance(exc, errors.AuthenticationError):
+            self._failed(index, 0.0)  # the node's token was rotated: a new client next time
+            return True
+        if isinstance(exc, errors.ConnectionError):
+            self._failed(index)  # the next calls use the head for a while
+            return bool(getattr(exc, "unsent", False))  # else it may have run: not sent again
+        return False
+
+    def call(self, name: str, method: str, args: Sequence[Any], kwargs: dict | None, stream_logs: bool,
+             timeout: float | None, queue: bool) -> tuple[bool, Any]:
+        """(True, the value) of a call made directly on the node, or (False, None): call the head."""
+        target = self.target(name)
+        if target is None:
+            return False, None
+        index, client, there = target
         try:
             return True, client.call(there, method, args, kwargs, stream_logs=stream_logs, timeout=timeout,
                                      queue=queue)
-        except errors.NotFoundError as exc:
-            if getattr(exc, "http_status", None) != 404:
+        except errors.TetherError as exc:
+            if not self.fallback(name, index, exc):
                 raise
-            self.forget(name)  # moved or deleted: nothing ran, the head knows where it is now
             return False, None
-        except errors.AuthenticationError:
-            self._failed(index, 0.0)  # the node's token was rotated: a new client next time
+
+    async def acall(self, name: str, method: str, args: Sequence[Any], kwargs: dict | None,
+                    stream_logs: bool, timeout: float | None) -> tuple[bool, Any]:
+        """``call``'s async form."""
+        target = self.target(name)
+        if target is None:
             return False, None
-        except errors.ConnectionError as exc:
-            self._failed(index)  # the next calls use the head for a while
-            if getattr(exc, "unsent", False):  # no connection was made: nothing was sent
-                return False, None
-            raise  # it may have run: not sent again
+        index, client, there = target
+        try:
+            return True, await client.acall(there, method, args, kwargs, stream_logs, timeout=timeout)
+        except errors.TetherError as exc:
+            if not self.fallback(name, index, exc):
+                raise
+            return False, None
 
     def _client(self, index: int) -> DaemonClient | None:
         if self._down.get(index, 0.0) > time.monotonic():

@@ -6,6 +6,7 @@ The two hosts have different users, so where a call ran is plain from what it re
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 
@@ -112,8 +113,9 @@ def test_after_the_first_call_calls_go_to_the_node_directly_and_follow_a_move(pa
     far = rh.function(placed_module.where).to(pair, env=ON_NODE_1, name="where-direct")
     assert far("through the head")["uid"] == _uid(ssh_hosts[1])
     assert pair.client.router.routes["where-direct"] == (1, "where-direct")
-    for _ in range(3):
+    for _ in range(2):
         assert far("direct")["uid"] == _uid(ssh_hosts[1])
+    assert asyncio.run(far.aio("direct"))["uid"] == _uid(ssh_hosts[1])  # async calls too
     assert capfd.readouterr().out.splitlines()[-1].endswith(" node=1) node says direct")  # marked as before
     assert len(_records(pair.client, "where-direct")) == 1  # the head saw the first call only
     there = _records(pair.node_client(1), "where-direct")
