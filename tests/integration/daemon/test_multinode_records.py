@@ -134,3 +134,10 @@ def test_an_alias_of_an_object_on_another_node_reaches_it(pair):
     head, _ = pair
     head.client.alias("far-alias", FAR)
     assert head.client.call("far-alias", "call", (1,), stream_logs=False) == 1
+    # the head named the node and the object's own name (x-tether-route); this launcher gives no
+    # endpoint of node 1 to call it directly, so the calls go on through the head
+    assert head.client.router.routes["far-alias"] == (1, FAR)
+    with http(head) as h:
+        before = len(h.get("/_tether/calls", params={"service": FAR}).json()["calls"])
+        assert head.client.call("far-alias", "call", (1,), stream_logs=False) == 1
+        assert len(h.get("/_tether/calls", params={"service": FAR}).json()["calls"]) == before + 1
