@@ -18,8 +18,9 @@ A request that may have reached the node is never sent again: a connection lost 
 raises ``tether.ConnectionError`` as through the head, and the next calls go through the head
 for ``DOWN_FOR`` seconds. Calls that the head must see go through it always: a result kept on the
 cluster (``.remote()``), RemoteRefs among the arguments, a call with its own id (``submit``:
-``cluster.result(id)`` and cancel by id ask the head). While calls go direct, the head is sent a
-health request every ``HEAD_TOUCH`` seconds, so that its autostop does not take it for idle.
+``cluster.result(id)`` and cancel by id ask the head). While calls go direct (and while one runs),
+a thread sends the head a health request every ``HEAD_TOUCH`` seconds, so that its autostop does
+not take it for idle (a forwarded call kept a request in flight there).
 ``TETHER_DIRECT_CALLS=0`` turns direct calls off in this process.
 """
 
@@ -59,7 +60,11 @@ class Router:
         self._clients: dict[int, DaemonClient] = {}
         self._down: dict[int, float] = {}  # node -> until when it is called through the head
         self._lock = threading.Lock()
-        self._touched = time.monotonic()
+        self._running = 0  # direct calls in flight (a generator: until it started)
+        self._counting = threading.Lock()
+        self._used = False  # a direct call since the head's last health request
+        self._toucher: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def learn(self, name: str | None, route: str) -> None:
         """Remember the head's ``x-tether-route`` answer to a call of ``name``."""
@@ -106,6 +111,7 @@ class Router:
         if target is None:
             return False, None
         index, client, there = target
+        self._count(1)
         try:
             return True, client.call(there, method, args, kwargs, stream_logs=stream_logs, timeout=timeout,
                                      queue=queue)
@@ -113,6 +119,8 @@ class Router:
             if not self.fallback(name, index, exc):
                 raise
             return False, None
+        finally:
+            self._count(-1)
 
     async def acall(self, name: str, method: str, args: Sequence[Any], kwargs: dict | None,
                     stream_logs: bool, timeout: float | None) -> tuple[bool, Any]:
@@ -121,12 +129,15 @@ class Router:
         if target is None:
             return False, None
         index, client, there = target
+        self._count(1)
         try:
             return True, await client.acall(there, method, args, kwargs, stream_logs, timeout=timeout)
         except errors.TetherError as exc:
             if not self.fallback(name, index, exc):
                 raise
             return False, None
+        finally:
+            self._count(-1)
 
     def _client(self, index: int) -> DaemonClient | None:
         if self._down.get(index, 0.0) > time.monotonic():
@@ -154,20 +165,30 @@ class Router:
         if client is not None:
             client.close()
 
-    def _keep_head_up(self) -> None:
-        now = time.monotonic()
-        if now - self._touched < HEAD_TOUCH:
-            return
-        self._touched = now
-        threading.Thread(target=self._touch_quietly, name="tether-head-touch", daemon=True).start()
+    def _count(self, delta: int) -> None:
+        with self._counting:
+            self._running += delta
 
-    def _touch_quietly(self) -> None:
-        try:
-            self._touch()
-        except errors.TetherError:
-            pass  # the head's own calls say what is wrong with it
+    def _keep_head_up(self) -> None:
+        self._used = True
+        if self._toucher is None:
+            with self._lock:
+                if self._toucher is None:
+                    self._toucher = threading.Thread(target=self._touch_while_used, name="tether-head-touch",
+                                                     daemon=True)
+                    self._toucher.start()
+
+    def _touch_while_used(self) -> None:
+        while not self._closed.wait(HEAD_TOUCH):
+            if self._used or self._running > 0:
+                self._used = False
+                try:
+                    self._touch()
+                except errors.TetherError:
+                    pass  # the head's own calls say what is wrong with it
 
     def close(self) -> None:
+        self._closed.set()
         for client in self._clients.values():
             client.close()
         self._clients.clear()
