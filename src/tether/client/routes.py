@@ -9,7 +9,7 @@ the head does no work for the call (it cost ~2x a direct call through the head).
 A direct call falls back to the head, which stays the authority on where objects live:
 
 * the node's daemon cannot be connected to (nothing was sent): through the head at once, and for
-  ``DOWN_FOR`` seconds after, then directly again;
+  ``DOWN_FOR`` seconds after (twice as long after each failure in a row), then directly again;
 * the node answers 404 before running anything (the object moved to another node or was
   deleted): the route is forgotten and the head is asked, which names the new node;
 * the node refuses the token (401: it was rotated): a new client with the new token next time.
@@ -37,8 +37,10 @@ from tether import errors
 if TYPE_CHECKING:
     from tether.client.daemon_client import DaemonClient
 
-#: seconds a node that could not be reached directly is called through the head
+#: seconds a node that could not be reached directly is called through the head (doubled at each
+#: failure in a row, up to ``DOWN_MAX``: a process that cannot reach the nodes does not try often)
 DOWN_FOR = 30.0
+DOWN_MAX = 600.0
 #: seconds between the health requests that keep the head's autostop from stopping it
 HEAD_TOUCH = 30.0
 
@@ -59,6 +61,7 @@ class Router:
         self.routes: dict[str, tuple[int, str]] = {}  # the name called -> (node, the object's name there)
         self._clients: dict[int, DaemonClient] = {}
         self._down: dict[int, float] = {}  # node -> until when it is called through the head
+        self._strikes: dict[int, int] = {}  # node -> failures in a row
         self._lock = threading.Lock()
         self._running = 0  # direct calls in flight (a generator: until it started)
         self._counting = threading.Lock()
@@ -97,7 +100,7 @@ class Router:
             self.forget(name)  # moved or deleted: nothing ran, the head knows where it is now
             return True
         if isinstance(exc, errors.AuthenticationError):
-            self._failed(index, 0.0)  # the node's token was rotated: a new client next time
+            self._failed(index, backoff=False)  # the node's token was rotated: a new client next time
             return True
         if isinstance(exc, errors.ConnectionError):
             self._failed(index)  # the next calls use the head for a while
@@ -113,8 +116,9 @@ class Router:
         index, client, there = target
         self._count(1)
         try:
-            return True, client.call(there, method, args, kwargs, stream_logs=stream_logs, timeout=timeout,
-                                     queue=queue)
+            value = client.call(there, method, args, kwargs, stream_logs=stream_logs, timeout=timeout, queue=queue)
+            self._strikes.pop(index, None)
+            return True, value
         except errors.TetherError as exc:
             if not self.fallback(name, index, exc):
                 raise
@@ -131,7 +135,9 @@ class Router:
         index, client, there = target
         self._count(1)
         try:
-            return True, await client.acall(there, method, args, kwargs, stream_logs, timeout=timeout)
+            value = await client.acall(there, method, args, kwargs, stream_logs, timeout=timeout)
+            self._strikes.pop(index, None)
+            return True, value
         except errors.TetherError as exc:
             if not self.fallback(name, index, exc):
                 raise
@@ -154,13 +160,16 @@ class Router:
                     self._down[index] = float("inf")
                     return None
                 except errors.TetherError:
-                    self._down[index] = time.monotonic() + DOWN_FOR
+                    self._failed(index)
                     return None
                 self._clients[index] = client
         return client
 
-    def _failed(self, index: int, seconds: float = DOWN_FOR) -> None:
-        self._down[index] = time.monotonic() + seconds
+    def _failed(self, index: int, backoff: bool = True) -> None:
+        """Call node ``index`` through the head for a while; ``backoff=False``: only drop its client."""
+        if backoff:
+            strikes = self._strikes[index] = self._strikes.get(index, 0) + 1
+            self._down[index] = time.monotonic() + min(DOWN_MAX, DOWN_FOR * 2 ** (strikes - 1))
         client = self._clients.pop(index, None)
         if client is not None:
             client.close()
