@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 #: failure in a row, up to ``DOWN_MAX``: a process that cannot reach the nodes does not try often)
 DOWN_FOR = 30.0
 DOWN_MAX = 600.0
+_clock = time.monotonic
 #: seconds between the health requests that keep the head's autostop from stopping it
 HEAD_TOUCH = 30.0
 
@@ -146,7 +147,7 @@ class Router:
             self._count(-1)
 
     def _client(self, index: int) -> DaemonClient | None:
-        if self._down.get(index, 0.0) > time.monotonic():
+        if self._down.get(index, 0.0) > _clock():
             return None
         client = self._clients.get(index)
         if client is not None:
@@ -169,7 +170,7 @@ class Router:
         """Call node ``index`` through the head for a while; ``backoff=False``: only drop its client."""
         if backoff:
             strikes = self._strikes[index] = self._strikes.get(index, 0) + 1
-            self._down[index] = time.monotonic() + min(DOWN_MAX, DOWN_FOR * 2 ** (strikes - 1))
+            self._down[index] = _clock() + min(DOWN_MAX, DOWN_FOR * 2 ** (strikes - 1))
         client = self._clients.pop(index, None)
         if client is not None:
             client.close()
