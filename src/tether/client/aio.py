@@ -93,7 +93,7 @@ async def _request(client: DaemonClient, pool: _Pool, path: str, parts: Sequence
     except OSError as exc:
         tried = (pool.host, pool.port)
         if not isinstance(exc, ConnectionRefusedError) or not await asyncio.to_thread(client.relocate, tried):
-            raise client._unreachable(exc) from exc
+            raise client._unsent(exc) from exc
         # the daemon moved (restarted elsewhere) and nothing was sent: once more, at its new address
         return await _request(client, _pool(client), path, parts, headers, verb)
     if client._token_source is not None and time.time() >= client._renew_at:
@@ -161,9 +161,15 @@ async def acall(client: DaemonClient, name: str, method: str, args: Sequence[Any
                 if msg is not None and msg.kind in wire.TERMINAL_KINDS:
                     await resp.at_end()
         if resp.status != 200:
-            raise reply.http_error(resp.status, body)
+            error = reply.http_error(resp.status, body)
+            error.http_status = resp.status  # answered before anything ran (client/routes.py)
+            raise error
+        if resp.route is not None and client.router is not None:
+            client.router.learn(name, resp.route.decode("latin-1"))
         if resp.source is not None:
             reply.source = resp.source.decode("latin-1")
+            if client.mark is not None:
+                reply.source += f" {client.mark}"
         try:
             msg = reply.take(msg) or await _next(resp, reply)
         finally:

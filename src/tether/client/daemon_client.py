@@ -20,13 +20,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from tether import errors
 from tether.client import http11
 from tether.client.replies import TRANSPORT_ERRORS, Reply, http_error, unreachable
 from tether.protocol import shm, wire
+
+if TYPE_CHECKING:
+    from tether.client.routes import Router
 
 
 def _caller() -> str:
@@ -97,6 +100,11 @@ class DaemonClient:
         self.shm: Path | None = None  # the cluster's shared-memory folder, when this machine has it
         #: what the daemon said it does beyond its protocol (/health); None: not asked yet
         self.features: frozenset[str] | None = None
+        #: a multi-node head's client: calls to objects on other nodes go to them directly
+        #: (``client/routes.py``); None: every call goes to this daemon
+        self.router: Router | None = None
+        #: added to the mark of the lines a call prints (``node=i``: a node called directly)
+        self.mark: str | None = None
 
     def _grant(self) -> str:
         """A new grant from ``token_source``; sets when to renew it."""
@@ -153,7 +161,14 @@ class DaemonClient:
         took the cancel). A generator gets ``timeout`` to start, then for each next item.
         ``queue``: the call waits for the object's earlier queued calls and runs alone among
         them, in arrival order (``fn.enqueue``); calls not queued are not held.
+
+        Through a multi-node head, a call of an object on another node goes to that node's
+        daemon directly once the head has named it (``router``, ``client/routes.py``).
         """
+        if self.router is not None and not keep and not refs and call_id is None:
+            direct, value = self.router.call(name, method, args, kwargs, stream_logs, timeout, queue)
+            if direct:
+                return value
         call_id = call_id or new_call_id()
         reply = self.reply({"service": name, "method": method, "call_id": call_id}, stream_logs)
         if timeout is not None:
@@ -234,6 +249,8 @@ class DaemonClient:
     def deploy(self, meta: dict[str, Any], payload: Sequence[wire.Buffer] = (), stream_logs: bool = True) -> dict:
         parts = wire.encode(wire.CONTROL, [wire.json_frame(meta), *payload])
         reply = self.reply({"service": meta.get("name")}, stream_logs)
+        if self.router is not None:
+            self.router.forget(meta.get("name"))  # it may go to another node: the head says
         return self.stream("POST", "/_tether/deploy", parts, reply).json(0)
 
     def require(self, feature: str, what: str, **context: Any) -> None:
@@ -269,8 +286,12 @@ class DaemonClient:
         resp = self._send(conn, verb, path, parts, reply.stream_logs, content_type, headers, reply)
         try:
             if resp.status != 200:
-                raise reply.http_error(resp.status, self._read_error(resp))
-            reply.source = resp.source
+                error = reply.http_error(resp.status, self._read_error(resp))
+                error.http_status = resp.status  # answered before anything ran (client/routes.py)
+                raise error
+            if resp.route is not None and self.router is not None:
+                self.router.learn(reply.context.get("service"), resp.route)
+            reply.source = resp.source if self.mark is None or resp.source is None else f"{resp.source} {self.mark}"
             msg = self._next_within(resp, reply, conn) if timed else self._next(resp, reply)
             if msg.kind == wire.RESULT:
                 self._finish(resp)  # consume the end of the stream so the connection is reusable
@@ -370,6 +391,10 @@ class DaemonClient:
         """
         from tether.client import aio
 
+        if self.router is not None and call_id is None:
+            direct, value = await self.router.acall(name, method, args, kwargs, stream_logs, timeout)
+            if direct:
+                return value
         if timeout is None:
             return await aio.acall(self, name, method, args, kwargs, stream_logs, call_id or new_call_id())
         return await aio.acall_within(self, name, method, args, kwargs, stream_logs,
@@ -416,11 +441,11 @@ class DaemonClient:
                 conn = http11.Connection(*tried, fingerprint=self.fingerprint)
             except OSError as exc:
                 if not isinstance(exc, ConnectionRefusedError) or not self.relocate(tried):
-                    raise self._unreachable(exc) from exc
+                    raise self._unsent(exc) from exc
                 try:  # the daemon moved: once more, at its new address
                     conn = http11.Connection(self.host, self.port, fingerprint=self.fingerprint)
                 except OSError as again:
-                    raise self._unreachable(again) from again
+                    raise self._unsent(again) from again
             self._local.conn = conn
         return conn
 
@@ -454,6 +479,13 @@ class DaemonClient:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+    def _unsent(self, exc: BaseException) -> errors.ConnectionError:
+        """``_unreachable``, for a connection that could not be made: nothing was sent (a
+        direct call then goes through the head, ``client/routes.py``)."""
+        error = self._unreachable(exc)
+        error.unsent = True
+        return error
 
     def _unreachable(self, exc: BaseException) -> errors.ConnectionError:
         if self.fingerprint:

@@ -25,6 +25,7 @@ from tether.protocol import streams, wire
 _BUF = 1 << 16
 _MAX_HEAD = 1 << 16
 _WORKER = wire.WORKER_HEADER.encode()
+_ROUTE = wire.ROUTE_HEADER.encode()
 
 
 class Closed(ConnectionResetError):
@@ -111,7 +112,7 @@ class Connection:
             status = int(lines[0].split(None, 2)[1])
         except (IndexError, ValueError):
             raise ValueError(f"malformed HTTP status line {lines[0][:100]!r}") from None
-        length, chunked, source = None, False, None
+        length, chunked, source, route = None, False, None, None
         for line in lines[1:]:
             key, _, value = line.partition(b":")
             key = key.strip().lower()
@@ -121,7 +122,11 @@ class Connection:
                 chunked = True
             elif key == _WORKER:
                 source = value.strip().decode("latin-1")
-        return Response(self, status, None if chunked else (length or 0), source)
+            elif key == _ROUTE:
+                route = value.strip().decode("latin-1")
+        resp = Response(self, status, None if chunked else (length or 0), source)
+        resp.route = route
+        return resp
 
     # -- buffered reading ----------------------------------------------------------------------
 
@@ -196,10 +201,11 @@ class Connection:
 class Response:
     """A response body, read exactly: through its Content-Length, or its chunks."""
 
-    __slots__ = ("conn", "status", "left", "chunked", "ended", "source")
+    __slots__ = ("conn", "status", "left", "chunked", "ended", "source", "route")
 
     def __init__(self, conn: Connection, status: int, length: int | None, source: str | None = None) -> None:
         self.conn, self.status, self.source = conn, status, source
+        self.route: str | None = None  # a head's x-tether-route: "<node> <name>" (client/routes.py)
         self.chunked = length is None
         self.left = 0 if self.chunked else length  # bytes left in the body, or the current chunk
         self.ended = not self.chunked and length == 0

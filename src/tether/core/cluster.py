@@ -18,6 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tether.client import routes
 from tether.client.daemon_client import DaemonClient, TokenSource
 from tether.core.image import Image, resolve_image
 from tether.core.image_apply import apply_image, check_docker, forget_image, image_status
@@ -212,6 +213,8 @@ class Cluster(Resource):
             client.close()
 
     def _close_clients(self) -> None:
+        if self._client is not None and self._client.router is not None:
+            self._client.router.close()
         for client in [self._client, *self._node_clients.values()]:
             if client is not None:
                 client.close()
@@ -308,7 +311,22 @@ class Cluster(Resource):
         return self
 
     def _connect(self) -> DaemonClient:
-        return self._client_to(self.launcher.up(self), resolve=self._address, gone=self._gone)
+        client = self._client_to(self.launcher.up(self), resolve=self._address, gone=self._gone)
+        if self.token_source is None and routes.enabled():  # a grant is the head's only
+            client.router = routes.Router(self._direct_client, lambda: client.request_json("GET", "/health"))
+        return client
+
+    def _direct_client(self, index: int) -> DaemonClient:
+        """A client of node ``index``'s daemon for the calls that go to it directly (its own,
+        apart from ``node_client``'s: ``client/routes.py`` closes it when the node fails)."""
+        client = self._client_to(self.launcher.node_endpoint(self, index))
+        try:
+            client.check_version()
+        except TetherError:
+            client.close()
+            raise
+        client.mark = f"node={index}"  # the lines its calls print are marked as through the head
+        return client
 
     def _client_to(self, endpoint: Endpoint, **options: Any) -> DaemonClient:
         """A client of the daemon at ``endpoint``: with its token, or with grants from

@@ -6,6 +6,10 @@ node is not asked for shared memory in return. A Python caller's answer is read 
 message into the head's own call table, so ``cluster.result(call_id)``, cancel and a caller that
 goes away work as for a local object; a curl caller's JSON answer is passed through as it is.
 What the head holds of one answer is bounded (``daemon/flow.ForwardQueue``).
+
+A Python caller's answer names the node and the object's name there (``x-tether-route``): a
+client that can reach that node's daemon itself calls it directly from then on, and the head is
+out of the call path (``client/routes.py``, docs/wire.md "Direct calls to a node").
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from tether.daemon.nodes import Upstream
     from tether.daemon.store import ObjectRecord
 
+_ROUTE = wire.ROUTE_HEADER.encode()
 # request headers that travel on to the node (not the token, not the shared-memory ask)
 _FORWARDED = (b"content-type", wire.CALL_ID_HEADER.encode(), wire.STREAM_LOGS_HEADER.encode(),
               wire.KEEP_HEADER.encode(), wire.REFS_HEADER.encode(), wire.CALLER_HEADER.encode(),
@@ -110,8 +115,9 @@ async def forward(route: CallRoute, scope, receive, send, rec: ObjectRecord, met
     route.spawn(_pump(upstream, queue))
     try:
         source = (upstream.resp.source or b"") + b" node=%d" % rec.node  # the node's worker, and the node
+        route = [(_ROUTE, b"%d %s" % (rec.node, rec.name.encode("latin-1")))]
         await responses.respond(send, receive, queue, "pickle", on_end=tracker.end,
-                                on_abandon=tracker.abandon, source=source.lstrip())
+                                on_abandon=tracker.abandon, source=source.lstrip(), extra=route)
     finally:
         if not record.done.is_set() and not tracker.draining:
             tracker.abandon(False)

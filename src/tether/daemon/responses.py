@@ -42,12 +42,15 @@ async def send_error(send, status: int, kind: str, message: str, **extra: Any) -
     await send_json(send, status, {"error": kind, "message": message, **extra})
 
 
-async def send_message(send, msg: wire.Message) -> None:
-    """One message as the whole body: small ones in one write, big ones frame by frame."""
+async def send_message(send, msg: wire.Message, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """One message as the whole body: small ones in one write, big ones frame by frame;
+    ``extra``: more response headers."""
     parts = msg.parts()
     total = sum(memoryview(p).nbytes for p in parts)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", CONTENT_TYPE), (b"content-length", b"%d" % total)]})
+    headers = [(b"content-type", CONTENT_TYPE), (b"content-length", b"%d" % total)]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     if total <= wire.BIG_PAYLOAD:
         await send({"type": "http.response.body", "body": b"".join(parts)})
         return
@@ -61,7 +64,8 @@ async def respond(send, receive, queue: asyncio.Queue, mode: str,
                   on_end: Callable[[wire.Message], None] | None = None,
                   on_abandon: Callable[[bool], None] | None = None,
                   prepare: Callable[[wire.Message], wire.Message] | None = None,
-                  source: int | bytes | None = None) -> None:
+                  source: int | bytes | None = None,
+                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
     """The HTTP response for the messages a call puts on ``queue``.
 
     The status is chosen after the first message arrives, so an unknown method is a real 404.
@@ -69,7 +73,8 @@ async def respond(send, receive, queue: asyncio.Queue, mode: str,
     away before it (``streaming``: a generator's items were being sent); ``prepare(msg)`` turns
     the terminal message into what is sent (shared memory handed to the caller). ``source``: the
     worker's pid (or ``pid=N node=i`` from a head), sent as ``x-tether-worker`` with a streamed
-    answer, so the caller marks the lines it prints (``tether.client.marks``).
+    answer, so the caller marks the lines it prints (``tether.client.marks``). ``extra``: more
+    headers of a 200 answer (a head's ``x-tether-route``).
     """
     first: wire.Message = await queue.get()
     if first.kind == wire.ERROR:
@@ -101,13 +106,14 @@ async def respond(send, receive, queue: asyncio.Queue, mode: str,
         out = prepare(first) if prepare is not None else first  # before on_end may drop it
         if on_end is not None:
             on_end(first)
-        await send_message(send, out)
+        await send_message(send, out, extra)
         return
-    await _stream(send, receive, queue, first, on_end, on_abandon, prepare, source)
+    await _stream(send, receive, queue, first, on_end, on_abandon, prepare, source, extra)
 
 
 async def _stream(send, receive, queue: asyncio.Queue, first: wire.Message, on_end, on_abandon,
-                  prepare, source: int | bytes | None = None) -> None:
+                  prepare, source: int | bytes | None = None,
+                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
@@ -117,6 +123,8 @@ async def _stream(send, receive, queue: asyncio.Queue, first: wire.Message, on_e
     headers = [(b"content-type", CONTENT_TYPE)]
     if source is not None:  # once per call, not per line
         headers.append((WORKER, source if type(source) is bytes else b"pid=%d" % source))
+    if extra:
+        headers += extra
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     msg, streaming, ended = first, False, False
     try:

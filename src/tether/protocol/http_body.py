@@ -14,6 +14,7 @@ import asyncio
 from tether.protocol import wire
 
 _WORKER = wire.WORKER_HEADER.encode()
+_ROUTE = wire.ROUTE_HEADER.encode()
 
 
 class Response:
@@ -26,6 +27,7 @@ class Response:
         self.remaining = 0  # Content-Length left, or bytes left in the current chunk
         self.eof = False
         self.source: bytes | None = None  # x-tether-worker: which worker runs the call
+        self.route: bytes | None = None  # x-tether-route: the node a head forwarded the call to
 
     async def start(self) -> None:
         """Read the status line and the headers: one read up to the blank line (a readline per
@@ -51,6 +53,8 @@ class Response:
                 self.chunked = True
             elif key == _WORKER:
                 self.source = value.strip()
+            elif key == _ROUTE:
+                self.route = value.strip()
         self.eof = not self.chunked and self.remaining == 0
 
     async def read_exact(self, n: int) -> bytes:

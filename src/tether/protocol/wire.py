@@ -35,8 +35,9 @@ PROTOCOL_VERSION = 2
 #: what this release's daemons do beyond their protocol version, said on /health: a client asks
 #: for a feature only from a daemon that lists it ("queue": the QUEUE_HEADER, ``fn.enqueue``;
 #: "alias": ``PUT /_tether/aliases/{alias}``, ``fn.save(name=...)``; "run_env": ``/_tether/run``
-#: takes an env, its commands run with that env's interpreter first on PATH)
-FEATURES = ("queue", "alias", "run_env")
+#: takes an env, its commands run with that env's interpreter first on PATH; "route": a head
+#: names the node of a call it forwarded in ROUTE_HEADER)
+FEATURES = ("queue", "alias", "run_env", "route")
 
 CONTENT_TYPE = "application/x-tether"
 TOKEN_HEADER = "authorization"
@@ -49,6 +50,9 @@ SHM_HEADER = "x-tether-shm"  # the caller reads big results from shared memory
 REFS_HEADER = "x-tether-refs"  # names of the RemoteRefs among the arguments, comma-separated
 CALLER_HEADER = "x-tether-caller"  # who calls: user@host:pid (the daemon records it, docs/calls.md)
 WORKER_HEADER = "x-tether-worker"  # response: "pid=N" (" node=i" from a head) of a streamed call
+#: response of a head to a call it forwarded: "<node index> <object's name>" (the caller may call
+#: that node's daemon directly from then on: docs/wire.md, "Direct calls to a node")
+ROUTE_HEADER = "x-tether-route"
 ACCEPT_HEADER = "x-tether-accept"  # message kinds beyond protocol 2 the client reads: "warn" (WARN)
 
 # Message kinds.

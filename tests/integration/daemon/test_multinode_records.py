@@ -17,8 +17,11 @@ import uuid
 import httpx
 import pytest
 import records_code
+from process_helpers import running, wait_until
 
 import tether as rh
+from tether.client import routes
+from tether.state import cluster_dir
 
 FAR = "chatty-far"
 
@@ -134,3 +137,39 @@ def test_an_alias_of_an_object_on_another_node_reaches_it(pair):
     head, _ = pair
     head.client.alias("far-alias", FAR)
     assert head.client.call("far-alias", "call", (1,), stream_logs=False) == 1
+    # the head named the node and the object's own name (x-tether-route); this launcher gives no
+    # endpoint of node 1 to call it directly, so the calls go on through the head
+    assert head.client.router.routes["far-alias"] == (1, FAR)
+    with http(head) as h:
+        before = len(h.get("/_tether/calls", params={"service": FAR}).json()["calls"])
+        assert head.client.call("far-alias", "call", (1,), stream_logs=False) == 1
+        assert len(h.get("/_tether/calls", params={"service": FAR}).json()["calls"]) == before + 1
+
+
+def test_direct_calls_keep_the_heads_autostop_away(pair, monkeypatch):
+    """Calls that go to the node directly send the head nothing: the caller's router sends it a
+    health request now and then, so that the head's autostop does not stop it under them. Last in
+    this module: the head stops at its end."""
+    head, node = pair
+    monkeypatch.setattr(routes, "HEAD_TOUCH", 0.5)
+    saved = head.client.router  # this launcher gives no node endpoint: a router that reaches it
+    router = head.client.router = routes.Router(lambda index: node.client,
+                                                lambda: head.client.request_json("GET", "/health"))
+    pid = json.loads((cluster_dir(head.name) / "daemon.json").read_text())["pid"]
+    try:
+        assert head.client.call(FAR, "call", (0,), stream_logs=False) == 0  # the head names node 1
+        assert router.routes[FAR] == (1, FAR)
+        with http(head) as h:
+            seen = len(h.get("/_tether/calls", params={"service": FAR}).json()["calls"])
+        head.autostop_mins = 0.03  # ~2 s
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            assert head.client.call(FAR, "call", (0,), stream_logs=False) == 0
+            time.sleep(0.1)
+        assert running(pid), "the head stopped while direct calls went on"
+        with http(head) as h:
+            assert len(h.get("/_tether/calls", params={"service": FAR}).json()["calls"]) == seen  # all direct
+        router.close()  # no more health requests: the idle head stops
+        wait_until(lambda: not running(pid), timeout=30, what="the idle head to stop")
+    finally:
+        head.client.router = saved

@@ -6,6 +6,8 @@ The two hosts have different users, so where a call ran is plain from what it re
 
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
 
 import pytest
@@ -100,6 +102,38 @@ def test_calls_go_to_the_node_that_holds_the_object(pair, ssh_hosts, placed_modu
     assert [n["index"] for n in pair.client.request_json("GET", "/_tether/nodes")["nodes"]] == [1]
 
 
+def _records(client, name: str) -> list[dict]:
+    return client.request_json("GET", "/_tether/calls", params={"service": name})["calls"]
+
+
+def test_after_the_first_call_calls_go_to_the_node_directly_and_follow_a_move(pair, ssh_hosts, placed_module,
+                                                                             capfd):
+    """The head names the node in its answer (``x-tether-route``); the client calls that node's
+    daemon itself from then on, and asks the head again once the object is no longer there."""
+    far = rh.function(placed_module.where).to(pair, env=ON_NODE_1, name="where-direct")
+    assert far("through the head")["uid"] == _uid(ssh_hosts[1])
+    assert pair.client.router.routes["where-direct"] == (1, "where-direct")
+    for _ in range(2):
+        assert far("direct")["uid"] == _uid(ssh_hosts[1])
+    assert asyncio.run(far.aio("direct"))["uid"] == _uid(ssh_hosts[1])  # async calls too
+    assert capfd.readouterr().out.splitlines()[-1].endswith(" node=1) node says direct")  # marked as before
+    assert len(_records(pair.client, "where-direct")) == 1  # the head saw the first call only
+    there = _records(pair.node_client(1), "where-direct")
+    assert len(there) == 4 and there[0]["caller"]["pid"] == os.getpid()  # the caller, straight
+    pair.client.alias("where-direct-alias", "where-direct")  # an alias: the node knows the object's name
+    pair.client.call("where-direct-alias", "call", ("via alias",))
+    assert pair.client.router.routes["where-direct-alias"] == (1, "where-direct")
+    assert pair.client.call("where-direct-alias", "call", ("direct",))["uid"] == _uid(ssh_hosts[1])
+    assert len(_records(pair.node_client(1), "where-direct")) == 6
+    # moved to the head (by another process: this client's route is stale): node 1 answers 404,
+    # nothing ran, and the head serves it
+    rh.function(placed_module.where).to(pair, name="where-direct")
+    pair.client.router.routes["where-direct"] = (1, "where-direct")
+    assert far("moved")["uid"] == _uid(ssh_hosts[0])
+    assert "where-direct" not in pair.client.router.routes
+    assert len(_records(pair.node_client(1), "where-direct")) == 6
+
+
 def test_an_instance_on_node_1_keeps_its_state_and_is_found_by_name(pair, placed_module):
     Counter = rh.module(placed_module.Counter).to(pair, env=ON_NODE_1)
     counter = Counter(start=10, name="far-counter")
@@ -154,8 +188,10 @@ def test_cancel_and_delete_on_node_1(pair, ssh_hosts, placed_module):
     assert "slow-far" not in pair.node_client(1).request_json("GET", "/_tether/keys").__str__()
 
 
-def test_a_node_whose_link_is_cut_gives_a_clear_error_and_the_head_serves_on(test_hosts, placed_module):
+def test_a_node_whose_link_is_cut_gives_a_clear_error_and_the_head_serves_on(test_hosts, placed_module,
+                                                                            monkeypatch):
     # the head gives up on a silent node after TETHER_NODE_LINK_TIMEOUT s (15 by default): 3 here
+    monkeypatch.setenv("TETHER_SSH_ALIVE_INTERVAL", "1")  # this process's tunnels: ~3 s
     hosts = test_hosts.create(2, env={"TETHER_NODE_LINK_TIMEOUT": "3"})
     cluster = cluster_of(hosts, "cut")
     try:
@@ -185,5 +221,29 @@ def test_a_node_whose_link_is_cut_gives_a_clear_error_and_the_head_serves_on(tes
         assert "node 1" in str(error) and hosts[1].ip in str(error)
         assert near("after")["uid"] == _uid(hosts[0])
         assert slow(0.1, "~/again") == "done"  # the link is back: node 1 answers again
+        # the head's answers named node 1: the next calls go to it directly, through this
+        # process's own tunnel; a link cut under one fails it (it may have run: not sent again),
+        # and the calls after it go through the head until the node is back
+        seen = len(_records(cluster.client, "slow"))
+        assert slow(0.1, "~/direct") == "done"
+        assert cluster.client.router.routes["slow"] == (1, "slow")
+        outcome.clear()
+        hosts[1].ssh("rm -f ~/slow-started")
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        wait_until(lambda: hosts[1].ssh("test -f ~/slow-started", check=False).returncode == 0, 60,
+                   "the direct call to start on node 1")
+        assert len(_records(cluster.client, "slow")) == seen  # the head saw neither
+        hosts[1].link_down()
+        try:
+            thread.join(120)  # the ssh keepalive ends this process's tunnel to node 1
+            assert not thread.is_alive(), "the direct call hung after node 1's link was cut"
+            assert isinstance(outcome.get("error"), rh.ConnectionError), outcome
+            with pytest.raises(rh.ConnectionError, match="node 1"):  # through the head now
+                slow(0.1, "~/cut")
+        finally:
+            hosts[1].link_up()
+        assert slow(0.1, "~/back") == "done"  # through the head, while the node counts as down
+        assert len(_records(cluster.client, "slow")) > seen  # "back" went through the head
     finally:
         cluster.teardown()
