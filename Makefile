@@ -87,6 +87,8 @@ demo: $(BASE_STAMP)
 # The layer rules first (a second): a test run that breaks them fails before any test runs.
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
+	@start=$$(date +%s); $(PY) tests/integration/launchers/sky_server_venv.py \
+	  && echo "==> SkyPilot's API-server venv for the tests: ready in $$(( $$(date +%s) - start )) s"
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 # Ray, aiohttp and matplotlib come with the bench extra; wrk (Debian's package) is installed by

@@ -7,8 +7,8 @@ stops before any machine, and the tests check what tether does with what SkyPilo
 
 SkyPilot's API server needs uvicorn<0.36, which the test venv cannot have (Airflow needs
 >=0.37; see the Makefile), so it runs from a venv of its own with only SkyPilot in it, at the
-version pyproject pins (made once, ~2 min, kept in ``.venv-skyserver``; ``TETHER_SKY_SERVER_VENV``
-puts it elsewhere). That is also how SkyPilot is deployed for a team: one API server, clients
+version pyproject pins (``sky_server_venv.py``: made by ``make test`` before the tests, kept in
+``.venv-skyserver``; ``TETHER_SKY_SERVER_VENV`` puts it elsewhere). That is also how SkyPilot is deployed for a team: one API server, clients
 that point at it (``SKYPILOT_API_SERVER_ENDPOINT``). The client, tether in the test venv, runs
 in a fresh interpreter with its own HOME (the fixture catalog and kubeconfig), like a user's
 laptop; the server has a HOME of its own.
@@ -24,10 +24,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+import sky_server_venv
 
 REPO = Path(__file__).resolve().parents[3]
 CATALOG_DIR = REPO / "tests" / "unit" / "launchers" / "sky"
@@ -35,33 +35,13 @@ CATALOG_DIR = REPO / "tests" / "unit" / "launchers" / "sky"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def skypilot_pin() -> str:
-    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"]["sky"]
-    return next(r for r in extra if r.startswith("skypilot=="))
-
-
 @pytest.fixture(scope="module")
 def server_venv() -> Path:
-    """A venv with SkyPilot alone, at tether's pin; its other packages at the pins of
-    constraints.txt but click and uvicorn (SkyPilot caps both)."""
+    """A venv with SkyPilot alone, at tether's pin (``sky_server_venv.py``: ``make test`` builds it
+    before the tests; run alone, the fixture builds it)."""
     if importlib_missing("sky"):
         pytest.skip("SkyPilot is not installed in the test venv: pip install 'tether[sky]'")
-    venv = Path(os.environ.get("TETHER_SKY_SERVER_VENV") or REPO / ".venv-skyserver")
-    pin = skypilot_pin()
-    stamp = venv / f".installed-{pin}"
-    if stamp.exists():
-        return venv
-    shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    constraints = venv / "constraints.txt"
-    constraints.write_text("".join(
-        line + "\n" for line in (REPO / "constraints.txt").read_text().splitlines()
-        if not line.lower().startswith(("click==", "uvicorn=="))))
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--disable-pip-version-check",
-                    "--quiet", "-c", str(constraints), pin], check=True, timeout=780)
-    stamp.touch()
-    return venv
+    return sky_server_venv.ensure()
 
 
 def importlib_missing(name: str) -> bool:
