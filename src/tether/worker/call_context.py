@@ -11,11 +11,14 @@ held a worker to ~6k lines/s, and woke the daemon as often. The buffer is sent
   a line printed before a long computation reaches the caller within milliseconds (up to the
   interpreter's switch interval, 5 ms, more while the printing thread holds the GIL), and a call
   that prints a line and returns sends it with its reply, the flusher out of its way;
-* by the writer itself once it holds ``LIMIT`` bytes (memory stays bounded);
+* by the writer itself once it holds ``LIMIT`` bytes (memory stays bounded), and when a line it
+  ends is one of the first ``BURST`` in ``WINDOW``: sparse lines (the last ones before an OOM
+  kill, say) leave at once, while a flood of lines still goes in batches;
 * before any other message the worker sends (``_Connection.send`` takes it first): a call's
   output always reaches its caller before its result, error or next generator item;
 * on the way out: ``os._exit``, ``atexit``, and when the daemon goes away. A worker killed
-  outright (SIGKILL, the OOM killer) loses the last few milliseconds of output.
+  outright (SIGKILL, the OOM killer) loses at most the lines of the last few milliseconds of a
+  flood; sparse lines are sent before ``print`` returns.
 
 The worker's log file (the streams replaced, "fallback") gets the same text, in the same order,
 in the same batches.
@@ -41,6 +44,9 @@ current_call: contextvars.ContextVar[CallContext | None] = contextvars.ContextVa
 LIMIT = 64 << 10
 #: seconds the flusher waits, once woken by a write, before it sends
 LINGER = 0.001
+#: the first ``BURST`` lines ended in each ``WINDOW`` seconds leave at once, from the writer: the
+#: last lines before a crash or an OOM kill are not lost, and a flood is still sent in batches
+WINDOW, BURST = 0.005, 4
 
 
 class CallContext:
@@ -68,6 +74,7 @@ class Output:
         self.lock = threading.RLock()  # re-entrant: a finalizer may print while a write holds it
         self.runs: list[list] = []
         self.size = 0
+        self._window, self._quick = 0.0, 0  # the current WINDOW's start, lines sent at once in it
         self._last: list | None = None
         self._wake = threading.Lock()  # held while no wake is pending: a write releases it
         self._wake.acquire()
@@ -88,7 +95,7 @@ class Output:
                 self.runs.append(last)
                 first = len(self.runs) == 1
             self.size += len(text)
-            full = self.size >= LIMIT
+            full = self.size >= LIMIT or (text.endswith("\n") and self._at_once())
             if first:
                 if self._flusher is None:
                     self._flusher = threading.Thread(target=self._flush_soon, name="tether-output", daemon=True)
@@ -100,6 +107,14 @@ class Output:
                     self._wake.release()
         if full:
             self.flush()
+
+    def _at_once(self) -> bool:
+        """Whether a line just ended is sent now (one of the window's first ``BURST``)."""
+        now = time.monotonic()
+        if now - self._window > WINDOW:
+            self._window, self._quick = now, 0
+        self._quick += 1
+        return self._quick <= BURST
 
     def flush(self, timeout: float = -1) -> None:
         """Send (and log) everything written so far, now; ``timeout``: at most that long waiting
