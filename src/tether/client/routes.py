@@ -26,10 +26,11 @@ not take it for idle (a forwarded call kept a request in flight there).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tether import errors
@@ -115,17 +116,10 @@ class Router:
         if target is None:
             return False, None
         index, client, there = target
-        self._count(1)
-        try:
-            value = client.call(there, method, args, kwargs, stream_logs=stream_logs, timeout=timeout, queue=queue)
-            self._strikes.pop(index, None)
-            return True, value
-        except errors.TetherError as exc:
-            if not self.fallback(name, index, exc):
-                raise
-            return False, None
-        finally:
-            self._count(-1)
+        with self._attempt(name, index):
+            return True, client.call(there, method, args, kwargs, stream_logs=stream_logs, timeout=timeout,
+                                     queue=queue)
+        return False, None  # the attempt fell back: nothing ran on the node
 
     async def acall(self, name: str, method: str, args: Sequence[Any], kwargs: dict | None,
                     stream_logs: bool, timeout: float | None) -> tuple[bool, Any]:
@@ -134,15 +128,21 @@ class Router:
         if target is None:
             return False, None
         index, client, there = target
+        with self._attempt(name, index):
+            return True, await client.acall(there, method, args, kwargs, stream_logs, timeout=timeout)
+        return False, None  # the attempt fell back: nothing ran on the node
+
+    @contextlib.contextmanager
+    def _attempt(self, name: str, index: int) -> Iterator[None]:
+        """One direct call to node ``index``, counted while it runs: its success clears the node's
+        strikes; a failure after which the head may take the call is swallowed (``fallback``)."""
         self._count(1)
         try:
-            value = await client.acall(there, method, args, kwargs, stream_logs, timeout=timeout)
+            yield
             self._strikes.pop(index, None)
-            return True, value
         except errors.TetherError as exc:
             if not self.fallback(name, index, exc):
                 raise
-            return False, None
         finally:
             self._count(-1)
 
