@@ -30,9 +30,11 @@ def test_the_task_runner_example_climbs_one_shard_alone(examples, prefect_api, t
     assert run.state.is_completed()
     runs = {r.name: r for r in task_runs(run.state)}
     measured = {n: r.run_count for n, r in runs.items() if n.startswith("measure")}
-    assert sorted(measured.values()) == [1, 1, 2]  # only the big shard ran again
     logs = task_run_logs(run.state, expect=("on cluster 'shards-rung2', after running out of memory",
                                             "tearing down cluster 'shards-rung2'"))
+    why = "\n".join(f"{n} (runs: {count}):\n  " + "\n  ".join(logs.get(runs[n].id, []))
+                    for n, count in measured.items())
+    assert sorted(measured.values()) == [1, 1, 2], why  # only the big shard ran again
     big = next(runs[n] for n, count in measured.items() if count == 2)
     climbed = "\n".join(logs[big.id])
     assert "shard 2: loading 400 MiB" in climbed
