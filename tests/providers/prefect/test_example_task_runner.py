@@ -5,11 +5,23 @@ clusters are down at the end."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 import tether as rh
 
 pytestmark = pytest.mark.timeout(300)
+
+
+def _kernel_oom_kills() -> str:
+    """The kernel's OOM-kill lines (root only), to tell a real second kill from a misreport."""
+    try:
+        out = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    kills = [line for line in out.splitlines() if "oom-kill:" in line or "Killed process" in line]
+    return "\nkernel (last OOM kills):\n  " + "\n  ".join(kills[-12:])
 
 
 @pytest.fixture
@@ -33,7 +45,7 @@ def test_the_task_runner_example_climbs_one_shard_alone(examples, prefect_api, t
     logs = task_run_logs(run.state, expect=("on cluster 'shards-rung2', after running out of memory",
                                             "tearing down cluster 'shards-rung2'"))
     why = "\n".join(f"{n} (runs: {count}):\n  " + "\n  ".join(logs.get(runs[n].id, []))
-                    for n, count in measured.items())
+                    for n, count in measured.items()) + _kernel_oom_kills()
     assert sorted(measured.values()) == [1, 1, 2], why  # only the big shard ran again
     big = next(runs[n] for n, count in measured.items() if count == 2)
     climbed = "\n".join(logs[big.id])
