@@ -14,6 +14,12 @@ import tether as rh
 pytestmark = pytest.mark.timeout(300)
 
 
+def _why_runs(measured: dict, runs: dict, logs: dict) -> str:
+    """Each measure task run's count and log lines, and the kernel's last OOM kills."""
+    return "\n".join(f"{n} (runs: {count}):\n  " + "\n  ".join(logs.get(runs[n].id, []))
+                     for n, count in measured.items()) + _kernel_oom_kills()
+
+
 def _kernel_oom_kills() -> str:
     """The kernel's OOM-kill lines (root only), to tell a real second kill from a misreport."""
     try:
@@ -44,9 +50,8 @@ def test_the_task_runner_example_climbs_one_shard_alone(examples, prefect_api, t
     measured = {n: r.run_count for n, r in runs.items() if n.startswith("measure")}
     logs = task_run_logs(run.state, expect=("on cluster 'shards-rung2', after running out of memory",
                                             "tearing down cluster 'shards-rung2'"))
-    why = "\n".join(f"{n} (runs: {count}):\n  " + "\n  ".join(logs.get(runs[n].id, []))
-                    for n, count in measured.items()) + _kernel_oom_kills()
-    assert sorted(measured.values()) == [1, 1, 2], why  # only the big shard ran again
+    # only the big shard ran again (the message, made only on a failure, says why another did)
+    assert sorted(measured.values()) == [1, 1, 2], _why_runs(measured, runs, logs)
     big = next(runs[n] for n, count in measured.items() if count == 2)
     climbed = "\n".join(logs[big.id])
     assert "shard 2: loading 400 MiB" in climbed
