@@ -7,9 +7,11 @@ processes, on loopback.
 from __future__ import annotations
 
 import atexit
+import glob
 import itertools
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -97,3 +99,51 @@ def project(tmp_path, monkeypatch):
     yield proj
     for name in [m for m in sys.modules if getattr(sys.modules[m], "__file__", "") and str(proj.root) in str(sys.modules[m].__file__)]:
         del sys.modules[name]
+
+
+# -- on a failure: what the kernel's OOM killer did ------------------------------------------------
+
+
+def kernel_oom_lines(last: int = 24) -> list[str]:
+    """The kernel log's last OOM lines (who invoked the killer, whom it killed, what the reaper
+    freed): root only, else empty. Tests whose workers run into memory limits fail in CI now and
+    then with *two* victims; these lines tell a real second kill from a misreport."""
+    try:
+        out = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    keys = ("invoked oom-killer", "oom-kill:", "Killed process", "oom_reaper", "Memory cgroup out of memory")
+    return [line for line in out.splitlines() if any(k in line for k in keys)][-last:]
+
+
+def recent_cluster_logs(since: float, tail: int = 25) -> list[tuple[str, str]]:
+    """(path, last lines) of every daemon and worker log written since ``since`` (epoch s): this
+    session's local clusters and the test hosts' nodes (their homes are on this filesystem)."""
+    patterns = [f"{_HOME}/clusters/*/daemon.log", f"{_HOME}/clusters/*/logs/*.log",
+                "/home/tth*/.tether/clusters/*/daemon.log", "/home/tth*/.tether/clusters/*/logs/*.log"]
+    found = []
+    for path in sorted({p for pattern in patterns for p in glob.glob(pattern)}):
+        try:
+            if os.stat(path).st_mtime < since:
+                continue
+            with open(path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 64 * 1024))
+                lines = f.read().decode(errors="replace").splitlines()[-tail:]
+        except OSError:
+            continue
+        found.append((path, "\n".join(lines)))
+    return found[-8:]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when == "call":
+        lines = kernel_oom_lines()
+        if lines:
+            uptime = Path("/proc/uptime").read_text().split()[0]
+            report.sections.append((f"kernel OOM log (last {len(lines)} lines; uptime now {uptime} s)",
+                                    "\n".join(lines)))
+        for path, text in recent_cluster_logs(call.start - 1):
+            report.sections.append((f"log written during the test: {path}", text))

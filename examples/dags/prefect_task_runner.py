@@ -8,7 +8,8 @@ Run it with ``python examples/dags/prefect_task_runner.py`` (``PREFECT_API_URL``
    (256 MiB, 1 CPU); the three ``measure`` task runs run at once, each in a worker of its own;
 2. shard 2 holds 400 MiB: its worker is killed by the 256 MiB limit (a real OOM kill), and Prefect
    retries that task run alone on the next rung, a cluster "shards-rung2" of 1 GiB, while shards
-   0 and 1 finish where they are;
+   0 and 1 finish where they are (a shard that the kernel kills too, in the same instant, says so
+   and moves up as well: only an out-of-memory death climbs);
 3. ``summarize`` gets the three results (futures as arguments, as with any task runner);
 4. when the flow run ends, both clusters go down (``teardown="started"``: what the runner started).
 

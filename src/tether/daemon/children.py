@@ -1,5 +1,6 @@
-"""The daemon's children die with it: workers and ``run_bash`` commands never outlive a daemon
-killed with SIGKILL (before, a ``sleep 300`` started by ``run_bash`` ran on under init).
+"""The daemon's children die with it, and before it: workers and ``run_bash`` commands never
+outlive a daemon killed with SIGKILL (before, a ``sleep 300`` started by ``run_bash`` ran on under
+init), and the kernel's OOM killer takes them first (``OOM_SCORE_ADJ``).
 
 Two layers, both Linux-only and silently absent elsewhere:
 
@@ -26,6 +27,12 @@ log = logging.getLogger("tether.daemon")
 
 PR_SET_PDEATHSIG = 1
 
+#: every child's ``oom_score_adj`` (the daemon keeps its own): on a machine, or in a memory cgroup,
+#: that runs out of memory, the kernel kills a worker or a command before the daemon, which then
+#: reports the death and serves on. Raising a score needs no privilege; lowering one does, so
+#: the daemon cannot protect itself below 0 (docs/daemon.md, "Out of memory").
+OOM_SCORE_ADJ = 500
+
 
 def _load_prctl():
     if not sys.platform.startswith("linux"):
@@ -44,8 +51,8 @@ _prctl = _load_prctl()
 
 
 def preexec() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child die with this process, or None where it cannot be
-    had (not Linux, no prctl, not the main thread)."""
+    """A ``preexec_fn`` that makes the child die with this process and go first when memory runs
+    out, or None where it cannot be had (not Linux, no prctl, not the main thread)."""
     if _prctl is None or threading.current_thread() is not threading.main_thread():
         return None
     parent = os.getpid()
@@ -54,6 +61,14 @@ def preexec() -> Callable[[], None] | None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before the line above: go now
             os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            try:
+                os.write(fd, b"%d" % OOM_SCORE_ADJ)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
 
     return die_with_parent
 

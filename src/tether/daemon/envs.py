@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from tether.daemon import installer
+from tether.daemon import children, installer
 from tether.errors import LaunchError
 
 Progress = Callable[[str], Awaitable[None]]
@@ -87,7 +87,7 @@ async def _capture(cmd: list[str]) -> str:
 async def _run(cmd: list[str], progress: Progress) -> None:
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PIP_NO_INPUT": "1"},
+        env={**os.environ, "PIP_NO_INPUT": "1"}, preexec_fn=children.preexec(),
     )
     tail: list[str] = []
     assert proc.stdout is not None

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.compute import format_bytes, parse_cpus, parse_memory
-from tether.daemon import cgroups
+from tether.daemon import cgroups, children
 from tether.daemon.watchdog import Watchdog
 from tether.errors import ConfigError
 from tether.state import read_env_limits, read_limits, remove_env_limits, write_env_limits
@@ -194,10 +194,9 @@ class Limits:
             scope.close()
 
 
-#: the kernel's OOM killer takes a worker before the daemon: on a machine (or a memory cgroup)
-#: that runs out of memory, a second kill while the first victim's memory is being freed must not
-#: take the daemon, which reports the death and serves on (anyone may raise a process's score)
-WORKER_OOM_SCORE_ADJ = 500
+#: the kernel's OOM killer takes a worker before the daemon (``children.OOM_SCORE_ADJ``); set
+#: again after the start, for a worker started where ``children.preexec()`` is not available
+WORKER_OOM_SCORE_ADJ = children.OOM_SCORE_ADJ
 
 
 class Slot:

@@ -38,3 +38,11 @@ def test_workers_go_before_their_daemon(make_cluster, project):
     if daemon:
         with open(f"/proc/{daemon}/oom_score_adj") as f:
             assert int(f.read()) < worker
+
+
+def test_commands_the_daemon_runs_go_before_it_too(make_cluster):
+    """``run`` commands (and installs) are the daemon's children as workers are: the kernel's OOM
+    killer takes them first (``children.OOM_SCORE_ADJ``)."""
+    cluster = make_cluster()
+    [(code, out, _err)] = cluster.run(["cat /proc/self/oom_score_adj"])
+    assert code == 0 and int(out) == WORKER_OOM_SCORE_ADJ

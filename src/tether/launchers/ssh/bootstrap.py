@@ -79,6 +79,15 @@ py="$1"; mode="$2"; stamp="$3"
 T="$HOME/.tether"
 mkdir -p "$T"
 if command -v flock >/dev/null 2>&1; then exec 9>"$T/install.lock"; flock 9; fi
+# The install leaves ~100 MB of dirty page cache. On a small machine (or a memory cgroup) dirty
+# pages cannot be reclaimed until written back, so a worker that then runs out of memory makes the
+# kernel kill a second process after it, often the daemon: write them now (one syncfs), so the
+# cache is clean and reclaimable.
+done_installing() {
+    sync -f "$T/venv" 2>/dev/null || sync
+    printf '%s\n' "$stamp" > "$T/venv/.tether-stamp"
+    echo installed
+}
 rm -rf "$T/venv"
 if ! "$py" -m venv --without-pip "$T/venv" </dev/null >"$T/install.log" 2>&1; then
     cat "$T/install.log" >&2
@@ -93,17 +102,17 @@ else
     set -- --isolated --no-index --find-links "$T/wheels"
     # uv (its wheel is in the house when the caller has it) installs the same pinned wheels several
     # times faster; when it cannot, pip does the install below (and says why it fails, if it does)
+    # uv's binary goes straight to where the daemon looks for it (venv/bin/uv), written once: uv
+    # then installs everything but itself (its ~40 MB wheel would write the same file again)
     uvw=$(ls "$T"/wheels/uv-*.whl 2>/dev/null | head -n 1); unpack='UV_FROM_WHEEL'
-    if [ -n "$uvw" ] && "$py" -c "$unpack" "$uvw" "$T/uv.tmp" </dev/null >>"$T/install.log" 2>&1 \
-            && "$T/uv.tmp" pip install --python "$T/venv/bin/python" --no-config --no-index \
-               --find-links "$T/wheels" --no-cache --quiet -r "$T/wheels/requirements.txt" \
+    if [ -n "$uvw" ] && "$py" -c "$unpack" "$uvw" "$T/venv/bin/uv" </dev/null >>"$T/install.log" 2>&1 \
+            && grep -v '^uv==' "$T/wheels/requirements.txt" > "$T/venv/.tether-requirements.txt" \
+            && "$T/venv/bin/uv" pip install --python "$T/venv/bin/python" --no-config --no-index \
+               --find-links "$T/wheels" --no-cache --quiet -r "$T/venv/.tether-requirements.txt" \
                </dev/null >>"$T/install.log" 2>&1; then
-        rm -f "$T/uv.tmp"
-        printf '%s\n' "$stamp" > "$T/venv/.tether-stamp"
-        echo installed
+        done_installing
         exit 0
     fi
-    rm -f "$T/uv.tmp"
     rm -rf "$T/venv"
     "$py" -m venv --without-pip "$T/venv" </dev/null >>"$T/install.log" 2>&1 || { cat "$T/install.log" >&2; exit 3; }
 fi
@@ -114,8 +123,7 @@ if ! "$T/venv/bin/python" "$pip/pip" install "$@" --disable-pip-version-check --
     echo "tether-bootstrap: pip: the install failed" >&2
     exit 4
 fi
-printf '%s\n' "$stamp" > "$T/venv/.tether-stamp"
-echo installed
+done_installing
 """.replace("UV_FROM_WHEEL", _UV_FROM_WHEEL)
 
 INSTALL_PACKAGES = r"""
