@@ -85,11 +85,15 @@ demo: $(BASE_STAMP)
 	$(PY) examples/quickstart.py
 
 # The layer rules first (a second): a test run that breaks them fails before any test runs.
+# TEST_WORKERS test processes (pytest-xdist; tests/conftest.py's scheduler keeps each folder of
+# integration and provider tests in one): the suite waits on daemons and orchestrators half the time, so two
+# processes use the two cores. TEST_WORKERS=0: one process, as before.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	@start=$$(date +%s); $(PY) tests/integration/launchers/sky_server_venv.py \
 	  && echo "==> SkyPilot's API-server venv for the tests: ready in $$(( $$(date +%s) - start )) s"
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
 # Ray, aiohttp and matplotlib come with the bench extra; wrk (Debian's package) is installed by
 # bench/run.py when missing and run as root, else its figure is skipped with the reason.

@@ -27,3 +27,20 @@ def missing_requirements() -> str | None:
     if not HOSTS_PY.is_file():
         return f"{HOSTS_PY} (the test hosts) is not in this checkout"
     return hosts_module().missing_requirements()
+
+
+def create(factory, count: int = 1) -> list:
+    """``factory.create(count)``, with tether's ``known_hosts`` forgetting those addresses first:
+    a factory's addresses are the next one's (the same slot, e.g. ``--scale``'s four nodes, then
+    the remote rows' host), and a new host at a known address has a new key, which ssh refuses
+    as a changed machine ("Host key verification failed")."""
+    import subprocess
+
+    from tether.launchers.ssh.openssh import ssh_dir
+
+    made = factory.create(count)
+    known = ssh_dir() / "known_hosts"
+    if known.exists():
+        for host in made:
+            subprocess.run(["ssh-keygen", "-R", host.ip, "-f", str(known)], capture_output=True, check=False)
+    return made

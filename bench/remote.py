@@ -85,7 +85,7 @@ def record(results: dict[str, Any], conf, log: Callable[[str], None], factory=No
     if own:
         factory = netns_hosts.hosts_module().HostFactory()
     try:
-        host = factory.create(1)[0]
+        host = netns_hosts.create(factory)[0]
         reps = fresh_reps if fresh_reps is not None else 1 if conf.quick else 2
         Remote(host, conf, results, log, reps).run()
     finally:

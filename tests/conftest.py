@@ -101,6 +101,35 @@ def project(tmp_path, monkeypatch):
         del sys.modules[name]
 
 
+# -- two test processes (pytest-xdist: ``make test`` passes -n 2) ----------------------------------
+
+try:
+    import xdist
+except ImportError:  # without pytest-xdist the suite runs in one process
+    xdist = None
+
+if xdist is not None:
+
+    def pytest_xdist_make_scheduler(config, log):
+        """Each folder of integration and provider tests runs in one test process: its session
+        fixtures (a Prefect server, Airflow's database, PostgreSQL, the SSH test hosts and their
+        installs) are made once, and its modules keep their order. Unit test files go to
+        whichever process is free. The suite waits on daemons, sshd and orchestrators about half
+        the time, so two processes use the two cores (README, "Tests"). xdist's own
+        ``--dist loadgroup`` cannot be used: it renames test ids in a way pytest 9 ignores."""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class FolderScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                path = nodeid.split("::", 1)[0]
+                parts = path.split("/")
+                if len(parts) > 3 and parts[0] == "tests" and parts[1] in ("integration", "providers"):
+                    return "/".join(parts[:3])
+                return path
+
+        return FolderScheduling(config, log)
+
+
 # -- on a failure: what the kernel's OOM killer did ------------------------------------------------
 
 

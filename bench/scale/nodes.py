@@ -40,7 +40,7 @@ def run(count: int, calls: int, workdir: Path, log) -> dict[str, Any]:
     cluster = forwarder = None
     try:
         log(f"scale: {count} test hosts (network namespaces, sshd each)")
-        made = factory.create(count)
+        made = netns_hosts.create(factory, count)
         cluster = rh.cluster(name=f"scale-nodes-{uuid.uuid4().hex[:6]}", ips=[f"{h.user}@{h.ip}" for h in made],
                              ssh_creds=made[0].ssh_creds())
         t0 = measure.clock()
