@@ -115,7 +115,7 @@ if xdist is not None:
         fixtures (a Prefect server, Airflow's database, PostgreSQL, the SSH test hosts and their
         installs) are made once, and its modules keep their order. Unit test files go to
         whichever process is free. The suite waits on daemons, sshd and orchestrators about half
-        the time, so two processes use the two cores (README, "Tests"). xdist's own
+        the time, so two processes use the two cores (README, "Two commands"). xdist's own
         ``--dist loadgroup`` cannot be used: it renames test ids in a way pytest 9 ignores."""
         from xdist.scheduler import LoadScopeScheduling
 
