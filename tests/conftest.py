@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -133,16 +134,29 @@ if xdist is not None:
 # -- on a failure: what the kernel's OOM killer did ------------------------------------------------
 
 
-def kernel_oom_lines(last: int = 24) -> list[str]:
-    """The kernel log's last OOM lines (who invoked the killer, whom it killed, what the reaper
-    freed): root only, else empty. Tests whose workers run into memory limits fail in CI now and
-    then with *two* victims; these lines tell a real second kill from a misreport."""
+def kernel_oom_lines(since: float, last: int = 24) -> list[str]:
+    """The kernel log's OOM lines since ``since`` (epoch s; who invoked the killer, whom it killed,
+    what the reaper freed): root only, else empty. Tests whose workers run into memory limits
+    failed in CI now and then with *two* victims; these lines tell a real second kill from a
+    misreport. The kernel log is the machine's: on a shared machine it also holds other tenants'
+    kills, hence the window."""
     try:
         out = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
+        booted = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
         return []
     keys = ("invoked oom-killer", "oom-kill:", "Killed process", "oom_reaper", "Memory cgroup out of memory")
-    return [line for line in out.splitlines() if any(k in line for k in keys)][-last:]
+    lines = []
+    for line in out.splitlines():
+        if any(k in line for k in keys):
+            stamp = line[1:line.find("]")] if line.startswith("[") else ""
+            try:
+                if booted + float(stamp) < since:
+                    continue
+            except ValueError:
+                pass  # a line without a stamp is kept
+            lines.append(line)
+    return lines[-last:]
 
 
 def recent_cluster_logs(since: float, tail: int = 25) -> list[tuple[str, str]]:
@@ -169,10 +183,10 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed and call.when == "call":
-        lines = kernel_oom_lines()
+        lines = kernel_oom_lines(call.start - 1)
         if lines:
             uptime = Path("/proc/uptime").read_text().split()[0]
-            report.sections.append((f"kernel OOM log (last {len(lines)} lines; uptime now {uptime} s)",
+            report.sections.append((f"kernel OOM log during the test ({len(lines)} lines; uptime now {uptime} s)",
                                     "\n".join(lines)))
         for path, text in recent_cluster_logs(call.start - 1):
             report.sections.append((f"log written during the test: {path}", text))

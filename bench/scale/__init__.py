@@ -134,7 +134,8 @@ def measure_objects(results: dict[str, Any], s: ScaleSettings, log: Log, cluster
         "value": (top["workers_rss_mib"] - base["workers_rss_mib"]) * 1024 / n, "mode": f"worker RSS {per}"}, log)
     figures.record(results, "scale_objects_call_ratio", "tether", lambda: {
         "value": top["call_p50_ms_first"] / one["call_p50_ms_first"],
-        "mode": f"p50 of {s.object_latency_calls} calls to the first object, with {n:,} deployed / with 1",
+        "mode": f"p50 of {s.object_latency_calls} calls to the first object (median of {objects.ROUNDS} rounds "
+                f"alternating with the newest), with {n:,} deployed / with 1",
         "p50_ms_at_1": one["call_p50_ms_first"], f"p50_ms_at_{n}": top["call_p50_ms_first"]}, log)
     _growth(results, "objects", got)
 

@@ -187,6 +187,41 @@ def parse_caller(raw: bytes | None) -> dict[str, Any]:
     return {"user": user, "host": host, "pid": int(pid) if pid.isdigit() else None}
 
 
+#: The INSERTs. A call that ended well and printed nothing (most calls) binds 8 values, its
+#: constant columns written as literals; any other binds all 13. Each statement inserts up to
+#: ``ROWS_PER_INSERT`` rows, so the sqlite3 module lets go of the GIL, and takes it back, once per
+#: 50 rows instead of once per row (the event loop waits on this thread less). Measured: ``_write``
+#: went from 4.0 to 2.3 us a row, and calls/s with records on / off (bench/records_ab.py) from
+#: 0.955 to 0.97. 50 x 13 parameters stays far under SQLite's 32,766.
+ROWS_PER_INSERT = 50
+_INSERT = f"INSERT INTO calls ({','.join(COLUMNS)}) VALUES "
+_FULL_ROW = f"({','.join('?' * len(COLUMNS))})"
+_PLAIN_ROW = "(?,?,?,?,?,?,?,'ok',NULL,NULL,?,0,0)"  # id ... duration, peak_memory
+_PLAIN_FIELDS = 8  # the values of a plain row: COLUMNS without outcome, error_*, lines, dropped
+
+
+def _insert_rows(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    """``rows`` in order, each a plain row (8 values) or a full one (13), a run of one kind at a
+    time, in statements of up to ``ROWS_PER_INSERT`` rows."""
+    i, n = 0, len(rows)
+    while i < n:
+        width = len(rows[i])
+        j = i + 1
+        while j < n and len(rows[j]) == width:
+            j += 1
+        one = _PLAIN_ROW if width == _PLAIN_FIELDS else _FULL_ROW
+        run = rows[i:j]
+        whole = len(run) - len(run) % ROWS_PER_INSERT
+        if whole:
+            flat = [value for row in run[:whole] for value in row]
+            step = ROWS_PER_INSERT * width
+            db.executemany(_INSERT + ",".join([one] * ROWS_PER_INSERT),
+                           [flat[k:k + step] for k in range(0, whole * width, step)])
+        if whole < len(run):
+            db.executemany(_INSERT + one, run[whole:])
+        i = j
+
+
 class History:
     """The records of one daemon's calls. ``ended`` is the call path's only touch point."""
 
@@ -355,13 +390,16 @@ class History:
                 if lines:
                     text = json.dumps(list(out.lines))
                     outputs.append((call_id, len(text), text))
-            rows.append((call_id, name, method, who, node or self.node, started,
-                         (finished or started) - started, outcome, etype, emsg, peak, lines, dropped))
+            if outcome == "ok" and not lines and not dropped:
+                rows.append((call_id, name, method, who, node or self.node, started,
+                             (finished or started) - started, peak))
+            else:
+                rows.append((call_id, name, method, who, node or self.node, started,
+                             (finished or started) - started, outcome, etype, emsg, peak, lines, dropped))
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany(f"INSERT INTO calls ({','.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})",
-                           rows)
+            _insert_rows(db, rows)
             db.executemany("INSERT INTO output (id, bytes, lines) VALUES (?,?,?)", outputs)
             db.execute("COMMIT")
             self.written += len(rows)
