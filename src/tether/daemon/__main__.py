@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tether.daemon import malloc
+
+    malloc.keep_chunks()  # big bodies' chunks reuse the heap's pages (daemon/malloc.py)
     state_dir: Path = args.state_dir.expanduser().resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     python = args.python or os.environ.get("TETHER_WORKER_PYTHON") or sys.executable

@@ -64,6 +64,18 @@ def test_verdicts_follow_the_targets():
     assert verdicts["latency_p99_ms"] == ""  # no target
 
 
+def test_a_figure_with_two_targets_passes_only_when_both_do():
+    results = synthetic()
+    row = next(r for r in report.rows(results) if r["key"] == "latency_p50_ms")
+    assert row["target"] == "<= Ray actor call p50; <= 1.3 x bare" and row["verdict"] == "pass"  # 1.25x bare
+    results["figures"]["latency_p50_ms"]["bare"] = 0.3  # 1.67x bare, still under Ray's 1.0
+    row = next(r for r in report.rows(results) if r["key"] == "latency_p50_ms")
+    assert row["verdict"] == "FAIL"
+    del results["figures"]["latency_p50_ms"]["bare"]  # the second cannot be judged: not a pass
+    row = next(r for r in report.rows(results) if r["key"] == "latency_p50_ms")
+    assert row["verdict"].startswith("n/a")
+
+
 def test_a_relative_target_without_its_peer_is_not_judged():
     results = synthetic()
     del results["figures"]["latency_p50_ms"]["ray"]
