@@ -390,12 +390,11 @@ class History:
                 if lines:
                     text = json.dumps(list(out.lines))
                     outputs.append((call_id, len(text), text))
+            row = (call_id, name, method, who, node or self.node, started, (finished or started) - started)
             if outcome == "ok" and not lines and not dropped:
-                rows.append((call_id, name, method, who, node or self.node, started,
-                             (finished or started) - started, peak))
+                rows.append((*row, peak))  # a plain row (_PLAIN_ROW)
             else:
-                rows.append((call_id, name, method, who, node or self.node, started,
-                             (finished or started) - started, outcome, etype, emsg, peak, lines, dropped))
+                rows.append((*row, outcome, etype, emsg, peak, lines, dropped))
         db = self._db
         db.execute("BEGIN")
         try:

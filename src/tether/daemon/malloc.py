@@ -7,8 +7,8 @@ freed: either way the kernel faults in and zeroes every page again, for every ch
 round trip through the socket that was 545 ``brk`` calls and 185 ms of the daemon's CPU.
 
 With chunks below 4 MiB taken from the heap and the heap's top trimmed only past 4 MiB free, the
-same pages serve chunk after chunk: 132 ms of CPU, and the round trip went from 306 to 256 ms
-(bench/README.md). The daemon keeps at most ~4 MiB more than before (its RSS after 100 MB round
+same pages serve chunk after chunk: 141 ms of CPU, and the round trip went from 306 to 258 ms
+(interleaved with bare FastAPI's 254 ms; bench/README.md). The daemon keeps at most ~4 MiB more than before (its RSS after 100 MB round
 trips: 55 MiB, was 54). glibc only; elsewhere (musl, macOS) nothing is changed.
 """
 
