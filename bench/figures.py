@@ -69,8 +69,9 @@ def echo_round_trip(call: Callable[[Any], Any], nbytes: int, reps: int, max_seco
 
 
 def measure_peer(peer: Peer, settings, results: dict[str, Any], wrk: tuple[str | None, str | None],
-                 log: Callable[[str], None]) -> None:
-    """All common figures, then the peer's own, for a started peer."""
+                 log: Callable[[str], None], socket_row: bool = True) -> None:
+    """All common figures, then the peer's own, for a started peer. ``socket_row=False``: the
+    100 MB socket row is measured elsewhere (``socket_ab``: tether and bare alternated)."""
     s, key = settings, peer.key
 
     log(f"{key}: no-op latency, {s.latency_calls} sequential calls after {s.warmup_calls} warm-up")
@@ -120,7 +121,7 @@ def measure_peer(peer: Peer, settings, results: dict[str, Any], wrk: tuple[str |
     echo = peer.echo_socket()
     if echo is None:
         skip(results, "echo_100mb_socket_ms", key, "no HTTP endpoint")
-    else:
+    elif socket_row:
         log(f"{key}: 100 MB numpy argument round trip through the socket, {s.echo_100mb_reps} times")
         record(results, "echo_100mb_socket_ms", key, lambda: echo_round_trip(
             echo, 100 * MB, s.echo_100mb_reps, s.echo_max_s, getattr(peer, "socket_mode", peer.echo_mode)), log)

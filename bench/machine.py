@@ -76,3 +76,29 @@ def source(root: Path) -> dict[str, Any]:
 
     changed = [line for line in git("status", "--porcelain", "--", "src").splitlines() if line.strip()]
     return {"commit": git("rev-parse", "--short", "HEAD") or "?", "src_files_changed": len(changed)}
+
+
+def settle(log=None, max_s: float = 15.0, below_cores: float = 0.1, step_s: float = 0.5) -> float:
+    """Wait, between two steps of the benchmark, until the machine is idle: dirty pages written
+    (a pip install leaves hundreds of MB for the kernel's writeback threads), and the CPU used by
+    every process below ``below_cores`` for one ``step_s`` (the benchmark itself is idle here:
+    what runs is a previous step's leftovers). Returns the seconds waited; at most ``max_s``."""
+    import time
+
+    t0 = time.monotonic()
+    os.sync()
+    before = cpu_ticks()
+    if not before:
+        return 0.0
+    while time.monotonic() - t0 < max_s:
+        time.sleep(step_s)
+        after = cpu_ticks()
+        total = sum(after) - sum(before)
+        busy = total - (after[3] - before[3]) - (after[4] - before[4]) if total > 0 else 0
+        if total > 0 and busy / total * (os.cpu_count() or 1) < below_cores:
+            break
+        before = after
+    else:
+        if log is not None:
+            log(f"the machine did not settle in {max_s:g} s: other work is running (numbers are noisy)")
+    return time.monotonic() - t0

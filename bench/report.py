@@ -249,6 +249,9 @@ def summary(results: dict[str, Any]) -> str:
     busy = ""
     if isinstance(other.get("others_cores"), (int, float)):
         busy = f"; other processes used {other['others_cores']:.2f} CPU cores on average during the run"
+        top = other.get("others_top") or {}
+        if top:
+            busy += " (" + ", ".join(f"{name} {cpu_s:g} s" for name, cpu_s in top.items()) + ")"
         if other["others_cores"] > 0.1:
             busy += " (they competed with the benchmark: numbers are noisy)"
     steal = m.get("cpu_steal_percent")

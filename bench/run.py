@@ -190,26 +190,37 @@ def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> 
     if args.remote:
         from bench import remote
 
+        machine.settle(log)
         log("== remote: a test host over SSH (bring-up, the SSH tunnel, direct TLS)")
         remote.record(results, conf, log)
 
     if "tether" in args.peers:
         from bench import records_ab
 
+        machine.settle(log)
         log("tether: recording every call on vs off (two daemons, alternating windows)")
-        figures.record(results, "records_on_off", "tether", lambda: records_ab.measure(4 * conf.seconds), log)
+        figures.record(results, "records_on_off", "tether", lambda: records_ab.measure(8 * conf.seconds), log)
 
+    # the one figure judged against bare's ("<= 1.0x"): both up at once, alternated (socket_ab.py)
+    socket_ab_row = "tether" in args.peers and "bare" in args.peers
     for key in args.peers:
+        machine.settle(log)
         log(f"== {key}")
         peer = make_peer(key, workdir)
         try:
             with peer:
                 results["details"].setdefault(key, {})["start"] = peer.details.get("start")
-                figures.measure_peer(peer, conf, results, wrk_found, log)
+                figures.measure_peer(peer, conf, results, wrk_found, log, socket_row=not socket_ab_row)
         except Exception as exc:  # noqa: BLE001 - a peer that cannot start must not lose the others
             results["peer_errors"][key] = f"{type(exc).__name__}: {exc}"
             log(f"{key}: failed: {type(exc).__name__}: {exc}")
         log(f"{key}: stopped")
+
+    if socket_ab_row:
+        from bench import socket_ab
+
+        machine.settle(log)
+        socket_ab.record(results, workdir, conf.echo_100mb_reps + 2, 2 * conf.echo_max_s, log)
 
     if args.orchestrators:  # last: every peer is stopped, the machine is as quiet as it gets
         log(f"== step overhead: {', '.join(args.orchestrators)}")

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import figures
+from bench import figures, machine
 from bench.scale import growth
 from bench.scale.growth import Metric
 
@@ -222,12 +222,14 @@ def record(results: dict[str, Any], peers: list[str], scale: bool, quick: bool, 
     if not scale:
         return
     for fn in (measure_clients, measure_objects, measure_envs):
+        machine.settle(log)
         try:
             fn(results, s, log)
         except Exception as exc:  # noqa: BLE001 - a series that fails must not lose the others
             key = fn.__name__.removeprefix("measure_")
             results["errors"].setdefault(f"scale_{key}_growth", {})["tether"] = f"{type(exc).__name__}: {exc}"
             log(f"scale: {key} failed: {type(exc).__name__}: {exc}")
+    machine.settle(log)
     measure_nodes(results, s, workdir, log)
     if out is not None:
         try:
