@@ -2,8 +2,9 @@
 
 Started by ``bench/run.py`` as ``python bench/background.py``; every 0.5 s it reads each process's
 CPU time from ``/proc`` and adds the growth to "ours" (the process carries this run's
-``TETHER_BENCH_RUN`` marker, is the benchmark or this sampler, or runs on a test host the run
-made: a network namespace that appeared after the sampler started) or to "others". It stops when its stdin closes
+``TETHER_BENCH_RUN`` marker, is the benchmark, this sampler or below the benchmark, or runs on a
+test host the run made: a network namespace that appeared after the sampler started) or to
+"others". It stops when its stdin closes
 (the benchmark ended or died) or after ``--max-seconds``, and prints one JSON line with the
 others' top commands (who they were: kernel threads such as writeback, a test host's sshd, or
 another tenant). Approximate: a process that starts and ends between two samples is missed.
@@ -42,8 +43,27 @@ def _netns(pid: str) -> str | None:
         return None
 
 
+def _ancestors(pid: str, limit: int = 32) -> list[int]:
+    """``pid``'s parent, its parent's parent, ... (as far as /proc tells)."""
+    found: list[int] = []
+    while len(found) < limit:
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        if ppid <= 1:
+            break
+        found.append(ppid)
+        pid = str(ppid)
+    return found
+
+
 def _ours(pid: str, marker: bytes, parent: int, old_netns: set[str]) -> bool:
     if int(pid) in (os.getpid(), parent):  # the benchmark set the marker after it started
+        return True
+    # started by the benchmark with an environment of its own (a cold start's child, an
+    # orchestrator's child and what it starts: Prefect's server, their daemons)
+    if parent in _ancestors(pid):
         return True
     # a test host the run made (bench/netns_hosts.py): its sshd's sessions start with a clean
     # environment (no marker), but they run in a network namespace newer than this sampler

@@ -69,21 +69,23 @@ def echo_round_trip(call: Callable[[Any], Any], nbytes: int, reps: int, max_seco
 
 
 def measure_peer(peer: Peer, settings, results: dict[str, Any], wrk: tuple[str | None, str | None],
-                 log: Callable[[str], None], socket_row: bool = True) -> None:
-    """All common figures, then the peer's own, for a started peer. ``socket_row=False``: the
-    100 MB socket row is measured elsewhere (``socket_ab``: tether and bare alternated)."""
+                 log: Callable[[str], None], floor_rows: bool = True) -> None:
+    """All common figures, then the peer's own, for a started peer. ``floor_rows=False``: the
+    rows judged against bare's (latency, 100 MB through the socket) are measured elsewhere
+    (``floor_ab``: tether and bare up together, alternated)."""
     s, key = settings, peer.key
 
-    log(f"{key}: no-op latency, {s.latency_calls} sequential calls after {s.warmup_calls} warm-up")
-    lat: dict[str, Any] = {}
+    if floor_rows:
+        log(f"{key}: no-op latency, {s.latency_calls} sequential calls after {s.warmup_calls} warm-up")
+        lat: dict[str, Any] = {}
 
-    def run_latency() -> Measured:
-        lat.update(measure.latency(peer.noop(), s.warmup_calls, s.latency_calls, s.latency_max_s))
-        return {"value": lat["p50_ms"], "mode": "sequential calls, one client", **lat}
+        def run_latency() -> Measured:
+            lat.update(measure.latency(peer.noop(), s.warmup_calls, s.latency_calls, s.latency_max_s))
+            return {"value": lat["p50_ms"], "mode": "sequential calls, one client", **lat}
 
-    record(results, "latency_p50_ms", key, run_latency, log)
-    if lat:
-        record(results, "latency_p99_ms", key, lambda: {"value": lat["p99_ms"]}, log)
+        record(results, "latency_p50_ms", key, run_latency, log)
+        if lat:
+            record(results, "latency_p99_ms", key, lambda: {"value": lat["p99_ms"]}, log)
 
     log(f"{key}: calls/s, {s.threads} client threads for {s.seconds:g} s")
 
@@ -121,7 +123,7 @@ def measure_peer(peer: Peer, settings, results: dict[str, Any], wrk: tuple[str |
     echo = peer.echo_socket()
     if echo is None:
         skip(results, "echo_100mb_socket_ms", key, "no HTTP endpoint")
-    elif socket_row:
+    elif floor_rows:
         log(f"{key}: 100 MB numpy argument round trip through the socket, {s.echo_100mb_reps} times")
         record(results, "echo_100mb_socket_ms", key, lambda: echo_round_trip(
             echo, 100 * MB, s.echo_100mb_reps, s.echo_max_s, getattr(peer, "socket_mode", peer.echo_mode)), log)

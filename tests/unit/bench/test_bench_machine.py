@@ -39,11 +39,12 @@ def test_settle_waits_out_its_limit_and_says_so_while_a_process_spins():
     assert said and "did not settle" in said[0]
 
 
-def _sample_while(argv: list[str]) -> dict:
-    """background.py's report of 1.5 s during which ``argv`` spins (without the run's marker)."""
+def _sample_while(argv: list[str], parent: int = 1) -> dict:
+    """background.py's report of 1.5 s during which ``argv`` spins (without the run's marker);
+    ``parent``: the benchmark's pid (by default none of this test's processes)."""
     env = {**os.environ, "TETHER_BENCH_RUN": "test-run"}
-    sampler = subprocess.Popen([sys.executable, str(ROOT / "bench" / "background.py"), "--interval", "0.2"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    sampler = subprocess.Popen([sys.executable, str(ROOT / "bench" / "background.py"), "--interval", "0.2",
+                                "--parent", str(parent)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     time.sleep(0.5)  # its first sample (and the namespaces it knows) before the spinner starts
     spinner = subprocess.Popen(argv, env={k: v for k, v in os.environ.items() if k != "TETHER_BENCH_RUN"})
     try:
@@ -66,5 +67,12 @@ def test_background_names_the_commands_of_other_work():
 def test_a_process_in_a_network_namespace_made_during_the_run_is_the_runs():
     # the bench's test hosts: their sshd sessions have a clean environment, in a new namespace
     got = _sample_while(["unshare", "--net", sys.executable, "-c", SPIN])
+    assert got["others_cpu_s"] < 0.5, got
+    assert got["ours_cpu_s"] > 0.5, got
+
+
+def test_a_process_the_benchmark_started_with_its_own_environment_is_the_runs():
+    # cold starts and orchestrator children get an environment of their own, without the marker
+    got = _sample_while([sys.executable, "-c", SPIN], parent=os.getpid())
     assert got["others_cpu_s"] < 0.5, got
     assert got["ours_cpu_s"] > 0.5, got

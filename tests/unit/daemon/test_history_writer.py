@@ -57,3 +57,34 @@ def test_every_record_reads_back_whole_and_in_order(recorder, pattern):
             ((None, None) if outcome == "ok" else ("ValueError", f"bad {i}"))
         assert (got["lines"], got["dropped"]) == ((1, 0) if printed else (0, 0))
     assert recorder.written == n
+
+
+def _count(path, table: str) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_the_count_bound_keeps_the_newest_records_and_their_output_only(recorder):
+    recorder.max_count = 40
+    items = [_item(i, "ok", printed=i % 5 == 0) for i in range(100)]  # every 5th printed a line
+    recorder._write(items)
+    recorder._trim(now=2000.0, full=False)  # the frequent trim: by rowid only
+    db = sqlite3.connect(recorder.path)
+    ids = [r[0] for r in db.execute("SELECT id FROM calls ORDER BY seq")]
+    outputs = sorted(r[0] for r in db.execute("SELECT id FROM output"))
+    db.close()
+    assert ids == [f"call-{i:04d}" for i in range(60, 100)]
+    assert outputs == [f"call-{i:04d}" for i in range(60, 100, 5)]  # the trimmed calls' output went too
+
+
+def test_the_age_bound_is_kept_by_the_full_trim(recorder):
+    recorder.max_age = 30.0
+    recorder._write([_item(i, "ok", printed=True) for i in range(50)])  # started 1000.0 .. 1049.0
+    recorder._trim(now=1060.0, full=False)
+    assert _count(recorder.path, "calls") == 50  # the frequent trim leaves the age bound alone
+    recorder._trim(now=1060.0, full=True)
+    assert _count(recorder.path, "calls") == 20  # started >= 1030.0
+    assert _count(recorder.path, "output") == 20

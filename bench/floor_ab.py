@@ -1,0 +1,124 @@
+"""The floor: tether against the bare endpoint, both up at once and taking turns.
+
+DESIGN.md judges two rows against bare FastAPI: the no-op p50 (<= 1.3x) and 100 MB through the
+socket (<= 1.0x). Measured in each peer's own phase, the two sides were minutes apart and ran as
+different processes placed anew, and on this 2-vCPU VM both move a figure for a process's whole
+life: two tether daemons measured the same way differ by up to 3% (records_ab.py's A/A runs);
+one run gave the 100 MB row 401 vs 269 ms, the quiet ones 252 vs 272. Here both peers are up
+together and alternate, block by block of sequential calls and round trip by round trip (the
+order flips every round), so a busy moment or a slow spell hits both alike. Each side's figure
+is taken over all its samples. Ray's cells of the same rows come from its own phase.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import measure
+from bench.figures import MB, echo_round_trip
+from bench.peers import Measured
+from bench.peers.bare_peer import BarePeer
+from bench.peers.tether_peer import TetherPeer
+
+FIGURES = ("latency_p50_ms", "latency_p99_ms", "echo_100mb_socket_ms")
+NBYTES = 100 * MB
+BLOCKS = 10  # of sequential calls per side, alternated
+
+
+def _sides(r: int, keys: list[str]) -> list[str]:
+    return sorted(keys, reverse=bool(r % 2))
+
+
+def _latency(noops: dict[str, Any], warmup: int, calls: int, max_seconds: float) -> dict[str, Measured]:
+    ns = time.perf_counter_ns
+    for call in noops.values():
+        for _ in range(warmup):
+            call()
+    samples: dict[str, list[int]] = {key: [] for key in noops}
+    per_block = max(1, calls // BLOCKS)
+    end = measure.clock() + max_seconds
+    for r in range(BLOCKS):
+        for key in _sides(r, list(noops)):
+            call, got = noops[key], samples[key]
+            for _ in range(per_block):
+                t0 = ns()
+                call()
+                got.append(ns() - t0)
+        if measure.clock() > end:
+            break
+    out = {}
+    for key, got in samples.items():
+        ms = sorted(s / 1e6 for s in got)
+        out[key] = {"p50_ms": measure.percentile(ms, 50), "p99_ms": measure.percentile(ms, 99),
+                    "mean_ms": statistics.fmean(ms), "min_ms": ms[0], "calls": len(ms),
+                    "mode": f"sequential calls, one client; {len(ms)} calls in blocks of {per_block}, "
+                            "alternated block by block with the other side"}
+    return out
+
+
+def _socket(echoes: dict[str, Any], modes: dict[str, str], reps: int, max_seconds: float) -> dict[str, Measured]:
+    import numpy as np
+
+    array = np.arange(NBYTES // 8, dtype=np.float64)
+    for echo in echoes.values():  # warm: the first round trip maps and grows buffers
+        echo_round_trip(echo, NBYTES, 1, max_seconds, "")
+    samples: dict[str, list[float]] = {key: [] for key in echoes}
+    end = measure.clock() + max_seconds
+    for r in range(reps):
+        for key in _sides(r, list(echoes)):
+            t0 = measure.clock()
+            result = echoes[key](array)
+            samples[key].append(measure.clock() - t0)
+            if getattr(result, "shape", None) != array.shape or not np.array_equal(result, array):
+                raise RuntimeError(f"{key}: the echoed array differs from the one sent")
+            del result
+        if measure.clock() > end:
+            break
+    out = {}
+    for key, got in samples.items():
+        median = statistics.median(got)
+        out[key] = {"value": median * 1e3, "min_ms": min(got) * 1e3, "max_ms": max(got) * 1e3,
+                    "reps": len(got), "samples_s": got, "mb_per_s_each_way": NBYTES / MB / (median / 2),
+                    "mode": f"{modes[key]}; median of {len(got)}, alternated round by round with the other side"}
+    return out
+
+
+def measure_both(workdir: Path, settings: Any) -> dict[str, dict[str, Measured]]:
+    """figure -> peer -> what ``figures.record`` files, for FIGURES and both peers."""
+    s = settings
+    with TetherPeer(workdir / "floor-tether") as ours, BarePeer(workdir / "floor-bare") as bare:
+        peers = {"tether": ours, "bare": bare}
+        lat = _latency({key: p.noop() for key, p in peers.items()}, s.warmup_calls, s.latency_calls,
+                       2 * s.latency_max_s)
+        socket = _socket({key: p.echo_socket() for key, p in peers.items()},
+                         {key: getattr(p, "socket_mode", p.echo_mode) for key, p in peers.items()},
+                         s.echo_100mb_reps + 2, 2 * s.echo_max_s)
+    return {"latency_p50_ms": {k: {**v, "value": v["p50_ms"]} for k, v in lat.items()},
+            "latency_p99_ms": {k: {"value": v["p99_ms"]} for k, v in lat.items()},
+            "echo_100mb_socket_ms": socket}
+
+
+def record(results: dict[str, Any], workdir: Path, settings: Any, log) -> None:
+    from bench import figures
+
+    log(f"the floor: tether and bare FastAPI up together, alternated: {settings.latency_calls} no-op calls "
+        f"each in {BLOCKS} blocks, then {settings.echo_100mb_reps + 2} round trips of 100 MB through the socket each")
+    outcome: dict[str, Any] = {}
+
+    def side(figure: str, key: str) -> Measured:
+        """Measured once, by the first cell; a failure is every cell's error."""
+        if not outcome:
+            try:
+                outcome["got"] = measure_both(workdir, settings)
+            except Exception as exc:  # noqa: BLE001 - filed for every cell by figures.record
+                outcome["error"] = exc
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["got"][figure][key]
+
+    for figure in FIGURES:
+        for key in ("tether", "bare"):
+            figures.record(results, figure, key, lambda f=figure, k=key: side(f, k), log)
