@@ -114,7 +114,8 @@ def main() -> int:
     print(json.dumps({"wall_s": round(wall, 1), "ours_cpu_s": round(totals["ours"], 1),
                       "others_cpu_s": round(totals["others"], 1),
                       "others_cores": round(totals["others"] / wall, 2) if wall else 0.0,
-                      "others_top": {c: round(v, 1) for c, v in sorted(by_command.items(), key=lambda kv: -kv[1])[:5]}}),
+                      "others_top": {c: round(v, 1) for c, v in sorted(by_command.items(), key=lambda kv: -kv[1])[:5]},
+                      "others_by_command": {c: round(v, 2) for c, v in by_command.items()}}),
           flush=True)
     return 0
 
