@@ -412,15 +412,14 @@ class History:
 
     def _trim(self, now: float, full: bool) -> None:
         """The count bound: a range of the rowid, what it deletes is all it costs (under load it
-        runs every batch). ``full``: also the age bound and output without a call, each a scan
-        of the table (~1 ms at 10,000 records: once a minute, not 5 times a second)."""
+        runs every batch). ``full``: also the age bound and the output of calls no longer kept,
+        each a scan of a table (~1 ms at 10,000 records: once a minute, not 5 times a second).
+        Output is matched by call id, and an id a caller reused keeps its output while any call
+        of that id is kept; meanwhile the output's bytes stay bounded at every trim."""
         db = self._db
         last = db.execute("SELECT MAX(seq) FROM calls").fetchone()[0] or 0
-        cut = last - self.max_count
+        db.execute("DELETE FROM calls WHERE seq <= ?", (last - self.max_count,))
         outputs = db.execute("SELECT EXISTS (SELECT 1 FROM output)").fetchone()[0]
-        if outputs:
-            db.execute("DELETE FROM output WHERE id IN (SELECT id FROM calls WHERE seq <= ?)", (cut,))
-        db.execute("DELETE FROM calls WHERE seq <= ?", (cut,))
         if full:
             db.execute("DELETE FROM calls WHERE started < ?", (now - self.max_age,))
             first = db.execute("SELECT MIN(seq) FROM calls").fetchone()[0] or last + 1

@@ -67,17 +67,29 @@ def _count(path, table: str) -> int:
         db.close()
 
 
-def test_the_count_bound_keeps_the_newest_records_and_their_output_only(recorder):
+def test_the_count_bound_keeps_the_newest_records_and_the_full_trim_their_output(recorder):
     recorder.max_count = 40
     items = [_item(i, "ok", printed=i % 5 == 0) for i in range(100)]  # every 5th printed a line
+    items[95] = items[95][:0] + ("call-0010",) + items[95][1:]  # a caller reused call 10's id
     recorder._write(items)
-    recorder._trim(now=2000.0, full=False)  # the frequent trim: by rowid only
-    db = sqlite3.connect(recorder.path)
-    ids = [r[0] for r in db.execute("SELECT id FROM calls ORDER BY seq")]
-    outputs = sorted(r[0] for r in db.execute("SELECT id FROM output"))
-    db.close()
-    assert ids == [f"call-{i:04d}" for i in range(60, 100)]
-    assert outputs == [f"call-{i:04d}" for i in range(60, 100, 5)]  # the trimmed calls' output went too
+
+    def kept() -> tuple[list[str], list[str]]:
+        db = sqlite3.connect(recorder.path)
+        try:
+            return ([r[0] for r in db.execute("SELECT id FROM calls ORDER BY seq")],
+                    sorted(r[0] for r in db.execute("SELECT id FROM output")))
+        finally:
+            db.close()
+
+    recorder._trim(now=2000.0, full=False)  # the frequent trim: calls by rowid only
+    calls, outputs = kept()
+    assert len(calls) == 40 and calls[0] == "call-0060" and calls[-1] == "call-0099"
+    assert len(outputs) == 20  # every printed call's, until the full trim
+    recorder._trim(now=2000.0, full=True)
+    calls, outputs = kept()
+    assert len(calls) == 40
+    # the kept calls' output, and both rows of the reused id (one of its calls is kept)
+    assert outputs == sorted(["call-0010", "call-0010", *(f"call-{i:04d}" for i in range(60, 95, 5))])
 
 
 def test_the_age_bound_is_kept_by_the_full_trim(recorder):
