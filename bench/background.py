@@ -23,13 +23,22 @@ from pathlib import Path
 MARKER = "TETHER_BENCH_RUN"
 
 
-def _cpu(pid: str) -> tuple[str, float, str] | None:
-    """(start time, user+system seconds, command) of ``pid``, or None if it is gone."""
+def _stat(pid: str) -> tuple[str, list[str]] | None:
+    """``/proc/<pid>/stat``: the part up to the command's ")" and the fields after it (state,
+    ppid, ...), or None if the process is gone."""
     try:
         head, tail = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
-        fields = tail.split()
     except (OSError, ValueError):
         return None
+    return head, tail.split()
+
+
+def _cpu(pid: str) -> tuple[str, float, str] | None:
+    """(start time, user+system seconds, command) of ``pid``, or None if it is gone."""
+    got = _stat(pid)
+    if got is None:
+        return None
+    head, fields = got
     tick = os.sysconf("SC_CLK_TCK")
     # kworker/u8:1-flush-254:0 -> kworker (the suffix changes with the work it does)
     command = head.split("(", 1)[-1].split("/", 1)[0]
@@ -47,10 +56,10 @@ def _ancestors(pid: str, limit: int = 32) -> list[int]:
     """``pid``'s parent, its parent's parent, ... (as far as /proc tells)."""
     found: list[int] = []
     while len(found) < limit:
-        try:
-            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
+        got = _stat(pid)
+        if got is None:
             break
+        ppid = int(got[1][1])
         if ppid <= 1:
             break
         found.append(ppid)

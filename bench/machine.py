@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,6 @@ def settle(log=None, max_s: float = 15.0, below_cores: float = 0.1, step_s: floa
     (a pip install leaves hundreds of MB for the kernel's writeback threads), and the CPU used by
     every process below ``below_cores`` for one ``step_s`` (the benchmark itself is idle here:
     what runs is a previous step's leftovers). Returns the seconds waited; at most ``max_s``."""
-    import time
-
     t0 = time.monotonic()
     os.sync()
     before = cpu_ticks()

@@ -45,21 +45,26 @@ def _pair(r: int) -> dict[str, Any]:
     from bench.bench_code import noop
 
     made: dict[str, Any] = {}
-    for label, value in (("on", "1"), ("off", "0")) if r % 2 == 0 else (("off", "0"), ("on", "1")):
-        before = os.environ.get("TETHER_RECORDS")
-        os.environ["TETHER_RECORDS"] = value  # the daemon started now inherits it
-        try:
-            cluster = rh.cluster(name=f"records-{label}-{r}", launcher="local")
-            made[label] = (cluster, None)
-            cluster.up_if_not()
-        finally:
-            if before is None:
-                os.environ.pop("TETHER_RECORDS", None)
-            else:
-                os.environ["TETHER_RECORDS"] = before
-        fn = rh.function(noop).to(cluster, name="noop")
-        fn()
-        made[label] = (cluster, fn)
+    try:
+        for label, value in (("on", "1"), ("off", "0")) if r % 2 == 0 else (("off", "0"), ("on", "1")):
+            before = os.environ.get("TETHER_RECORDS")
+            os.environ["TETHER_RECORDS"] = value  # the daemon started now inherits it
+            try:
+                cluster = rh.cluster(name=f"records-{label}-{r}", launcher="local")
+                made[label] = (cluster, None)
+                cluster.up_if_not()
+            finally:
+                if before is None:
+                    os.environ.pop("TETHER_RECORDS", None)
+                else:
+                    os.environ["TETHER_RECORDS"] = before
+            fn = rh.function(noop).to(cluster, name="noop")
+            fn()
+            made[label] = (cluster, fn)
+    except BaseException:  # the caller only tears down the pairs it was given
+        for cluster, _ in made.values():
+            cluster.teardown()
+        raise
     return made
 
 
