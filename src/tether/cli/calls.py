@@ -40,6 +40,10 @@ def calls(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many recent calls.")] = 20,
     json_out: JsonOpt = False,
     cluster: MaybeClusterOpt = None,
+    pause: Annotated[bool, typer.Option(
+        "--pause", help="Stop recording new calls on this daemon (they are still served; the "
+        "records kept so far stay) until --resume or the daemon restarts.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Record calls again after --pause.")] = False,
 ) -> None:
     """List the calls a cluster ran, newest first: id, service.method, caller, start, duration,
     outcome and error.
@@ -57,9 +61,13 @@ def calls(
     tether calls dev --failed --service embed
     tether calls dev --follow
     tether calls --json | jq -r '.[] | select(.outcome != "ok") | .id'
+    tether calls dev --pause      # a hot loop you do not want on record; --resume after
     ```
     """
     name = _pick(cluster_arg, cluster)
+    if pause or resume:
+        _set_recording(name, resume, pause, json_out)
+        return
     params: dict[str, Any] = {"limit": limit}
     if service:
         params["service"] = service
@@ -92,8 +100,29 @@ def list_calls(client: DaemonClient, params: dict[str, Any]) -> dict[str, Any]:
     return client.request_json("GET", f"/_tether/calls?{urlencode(params, doseq=True)}")
 
 
+def _set_recording(name: str, resume: bool, pause: bool, json_out: bool) -> None:
+    if resume == pause:
+        err.print("[red]Give --pause or --resume, not both.[/]")
+        raise typer.Exit(2)
+    client = _daemon_client(name)
+    try:
+        recording = client.request_json("PUT", "/_tether/records", body={"enabled": resume})
+    finally:
+        client.close()
+    if json_out:
+        emit_json(recording)
+    elif resume:
+        out.print(f"Recording calls on cluster {escape(repr(name))} ({recording.get('file')}).")
+    else:
+        out.print(f"Recording paused on cluster {escape(repr(name))}: calls are served, not recorded, "
+                  "until `tether calls --resume` or the daemon restarts.")
+
+
 def _warn_recording(recording: dict[str, Any]) -> None:
-    if recording.get("enabled") is False:
+    if recording.get("paused"):
+        err.print("[yellow]Recording is paused on this daemon[/] (`tether calls --pause`): "
+                  "no new calls are recorded until `tether calls --resume`.")
+    elif recording.get("enabled") is False:
         err.print("[yellow]Recording is off on this daemon[/] (TETHER_RECORDS=0 where it runs): "
                   "no new calls are recorded.")
     elif recording.get("error"):

@@ -74,6 +74,7 @@ ROUTES: dict[tuple[str, str], str] = {
     # the owner's alone
     ("POST", "/_tether/token"): OWNER,
     ("PUT", "/_tether/registry"): OWNER,
+    ("PUT", "/_tether/records"): OWNER,  # pausing the records: the grants' calls too
     ("GET", DASHBOARD): OWNER,
     ("GET", f"{DASHBOARD}/"): OWNER,
     ("GET", f"{DASHBOARD}/static/{{name}}"): OWNER,

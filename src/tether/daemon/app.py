@@ -146,6 +146,19 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         return {"tether": __version__, "protocol": wire.PROTOCOL_VERSION, **info, **store.status(),
                 "shm_files": shm.status(store.shm), "recording": history.info()}
 
+    @app.put("/_tether/records")
+    async def set_recording(request: Request) -> dict[str, Any]:
+        """``{"enabled": false}`` pauses recording calls, ``true`` resumes it (the owner only; until
+        the daemon restarts, which reads ``TETHER_RECORDS`` again). Answers ``recording``."""
+        body = parse_json_body(await _body(request))
+        enabled = body.get("enabled") if isinstance(body, dict) else None
+        if not isinstance(enabled, bool):
+            raise HTTPError(400, "bad_request", 'give {"enabled": true} or {"enabled": false}')
+        history.set_recording(enabled)
+        if not enabled:
+            await asyncio.to_thread(history.flush)  # what was recorded is on disk when this answers
+        return history.info()
+
     @app.get("/_tether/metrics")
     async def prometheus() -> Response:
         """Calls, latencies and worker memory in Prometheus' text format (daemon/metrics.py)."""

@@ -244,13 +244,33 @@ class History:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
+        self._now = threading.Event()  # flush(): write what ended without gathering a batch first
+        self.paused = False  # recording turned off at run time (``PUT /_tether/records``)
         if self.enabled:
-            try:
-                self._db = self._open()
-            except (sqlite3.Error, OSError) as exc:
-                self._fail(exc)
-            self._thread = threading.Thread(target=self._run, name="tether-history", daemon=True)
-            self._thread.start()
+            self._start()
+
+    def _start(self) -> None:
+        try:
+            self._db = self._open()
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(exc)
+        self._thread = threading.Thread(target=self._run, name="tether-history", daemon=True)
+        self._thread.start()
+
+    @property
+    def kept(self) -> bool:
+        """Records were kept by this daemon (now or before a pause): the routes read the file."""
+        return self._thread is not None
+
+    def set_recording(self, on: bool) -> dict[str, Any]:
+        """Pause or resume recording at run time: paused, calls end as with ``TETHER_RECORDS=0``
+        (no record, no output kept for callers that do not read it); records kept so far still
+        answer the routes. Resuming a daemon started with ``TETHER_RECORDS=0`` opens the file then.
+        The route flushes after a pause: once it answers, every recorded call is on disk."""
+        if on and self._thread is None:
+            self._start()
+        self.enabled, self.paused = on, not on
+        return self.info()
 
     # -- the call path ------------------------------------------------------------------------
 
@@ -334,8 +354,9 @@ class History:
             if not self.ended:  # (end() wakes it when it appends to an empty deque)
                 self._wake.wait(1.0)
             self._wake.clear()
-            if self.ended:
-                time.sleep(0.2)  # let a burst gather into one batch
+            if self.ended and not self._now.is_set():
+                self._now.wait(0.2)  # let a burst gather into one batch
+            self._now.clear()
             # Taken off ``ended`` once written, not before: a record is always in memory or on
             # disk for the routes (``list()`` of a deque is one C call: atomic under the GIL).
             batch = list(self.ended)
@@ -438,7 +459,7 @@ class History:
             db.execute("DELETE FROM output WHERE seq <= ?", (cut,))
 
     def info(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "error": self.error, "written": self.written,
+        return {"enabled": self.enabled, "paused": self.paused, "error": self.error, "written": self.written,
                 "max_count": self.max_count, "max_age": self.max_age, "file": str(self.path),
                 "live_output": {"bytes": LIVE.bytes, "max_bytes": LIVE.max, "calls": len(LIVE.outputs)}}
 
@@ -446,8 +467,9 @@ class History:
         """Wait until what ended is written (tests, shutdown)."""
         end = time.monotonic() + timeout
         while self.ended and time.monotonic() < end and self._thread and self._thread.is_alive():
+            self._now.set()
             self._wake.set()
-            time.sleep(0.02)
+            time.sleep(0.001)
 
     def close(self) -> None:
         self.flush()

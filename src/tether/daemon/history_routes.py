@@ -35,7 +35,7 @@ def _db_row(values: tuple) -> dict[str, Any]:
 
 def _read(history: History, sql: str, args: tuple) -> list[tuple]:
     """A read on a connection of its own (the writer thread owns the other)."""
-    if not history.enabled or not history.path.exists():
+    if not history.kept or not history.path.exists():
         return []
     try:
         db = sqlite3.connect(f"file:{history.path}?mode=ro", uri=True, timeout=2)

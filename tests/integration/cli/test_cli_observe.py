@@ -120,6 +120,27 @@ def test_calls_follow_sees_a_call_made_after_it_started(obs):
     assert follow.proc.returncode == 0
 
 
+def test_calls_pause_and_resume_recording_while_calls_are_served(obs):
+    paused = cli_json("calls", obs.name, "--pause")
+    assert (paused["enabled"], paused["paused"]) == (False, True)
+    try:
+        unrecorded = uuid.uuid4().hex
+        assert obs.cluster.client.call(obs.chatty, "call", (1,), call_id=unrecorded) == 1  # served
+        table = cli("calls", obs.name)
+        assert table.returncode == 0, table
+        assert "Recording is paused" in table.stderr and "--resume" in table.stderr
+        assert obs.ok_id[:8] in table.stdout  # what was recorded before the pause is still there
+    finally:
+        resumed = cli("calls", obs.name, "--resume")
+    assert resumed.returncode == 0 and "Recording calls" in resumed.stdout, resumed
+    recorded = uuid.uuid4().hex
+    obs.cluster.client.call(obs.chatty, "call", (2,), call_id=recorded)
+    ids = [r["id"] for r in cli_json("calls", obs.name, "--service", obs.chatty, "--limit", "100")]
+    assert recorded in ids and unrecorded not in ids and obs.ok_id in ids
+    both = cli("calls", obs.name, "--pause", "--resume")
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
 # -- logs ------------------------------------------------------------------------------------------
 
 

@@ -169,6 +169,30 @@ def test_records_are_bounded_by_count_the_newest_kept(monkeypatch):
         c.teardown()
 
 
+def test_recording_resumed_at_run_time_on_a_daemon_started_without_it(monkeypatch):
+    monkeypatch.setenv("TETHER_RECORDS", "0")
+    c = rh.cluster(name=f"rec-{uuid.uuid4().hex[:6]}", launcher="local").up_if_not()
+    try:
+        rh.function(records_code.noop).to(c, name="noop")
+        c.client.call("noop", "call", (), call_id="before-resume")
+        with http(c) as h:
+            assert h.get("/_tether/calls").json()["recording"]["enabled"] is False
+            for body in ({}, {"enabled": "yes"}, [True]):
+                bad = h.put("/_tether/records", json=body)
+                assert bad.status_code == 400 and "enabled" in bad.json()["message"], bad.text
+            on = h.put("/_tether/records", json={"enabled": True}).json()
+            assert (on["enabled"], on["paused"], on["error"]) == (True, False, None)
+            c.client.call("noop", "call", (), call_id="after-resume")
+            off = h.put("/_tether/records", json={"enabled": False}).json()
+            assert (off["enabled"], off["paused"], off["written"]) == (False, True, 1)  # written when it answers
+            c.client.call("noop", "call", (), call_id="while-paused")
+            # a call ended before the resume or during the pause was not recorded; the rest still reads
+            assert [r["id"] for r in records(h)] == ["after-resume"]
+            assert h.get("/_tether/status").json()["recording"]["written"] == 1
+    finally:
+        c.teardown()
+
+
 def test_a_worker_that_dies_and_a_cancelled_call_are_recorded_as_such(cluster):
     rh.function(remote_code.die).to(cluster, name="die")
     rh.function(remote_code.sleepy).to(cluster, name="sleepy")
