@@ -159,6 +159,14 @@ def test_the_page_shows_services_live_calls_output_and_charts(dash, browser):
         page.locator("#calls tbody tr.outcome-ok").first.wait_for()
         page.locator(f'#calls tr[data-call] >> text="{records_code.slow_printer.__name__}"').first.click()
         page.locator("#output-state", has_text="ok").wait_for()
+
+        # recording paused (tether calls --pause) is said in the overview, with how to resume
+        cluster.client.request_json("PUT", "/_tether/records", body={"enabled": False})
+        try:
+            page.locator("#overview", has_text="paused (tether calls --resume)").wait_for(timeout=15000)
+        finally:
+            cluster.client.request_json("PUT", "/_tether/records", body={"enabled": True})
+        page.locator("#overview", has_text="paused").wait_for(state="detached", timeout=15000)
         _shot(page, "dashboard")
     finally:
         context.close()

@@ -101,7 +101,8 @@
       ["nodes", String(1 + nodes.length)],
       ["workers", String(envs.filter(function (e) { return e.worker && e.worker.alive; }).length)],
       ["services", String(Object.keys(status.objects || {}).length)],
-      ["recording", status.recording && status.recording.enabled ? "on" : "off"],
+      ["recording", !status.recording ? "off" : status.recording.error ? "stopped: " + status.recording.error
+        : status.recording.enabled ? "on" : status.recording.paused ? "paused (tether calls --resume)" : "off"],
     ];
     const dl = $("overview");
     dl.replaceChildren();
