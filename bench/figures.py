@@ -71,7 +71,7 @@ def echo_round_trip(call: Callable[[Any], Any], nbytes: int, reps: int, max_seco
 def measure_peer(peer: Peer, settings, results: dict[str, Any], wrk: tuple[str | None, str | None],
                  log: Callable[[str], None], floor_rows: bool = True) -> None:
     """All common figures, then the peer's own, for a started peer. ``floor_rows=False``: the
-    rows judged against bare's (latency, 100 MB through the socket) are measured elsewhere
+    rows judged against bare's (latency, 100 MB through the socket, wrk) are measured elsewhere
     (``floor_ab``: tether and bare up together, alternated)."""
     s, key = settings, peer.key
 
@@ -103,6 +103,8 @@ def measure_peer(peer: Peer, settings, results: dict[str, Any], wrk: tuple[str |
     wrk_path, wrk_why_not = wrk
     if target is None:
         skip(results, "wrk_calls_per_s", key, "no HTTP endpoint")
+    elif not floor_rows:
+        pass  # floor_ab runs it
     elif wrk_path is None:
         skip(results, "wrk_calls_per_s", key, wrk_why_not or "wrk not available")
     else:

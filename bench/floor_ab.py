@@ -1,7 +1,7 @@
 """The floor: tether against the bare endpoint, both up at once and taking turns.
 
-DESIGN.md judges two rows against bare FastAPI: the no-op p50 (<= 1.3x) and 100 MB through the
-socket (<= 1.0x). Measured in each peer's own phase, the two sides were minutes apart and ran as
+DESIGN.md judges three rows against bare FastAPI: the no-op p50 (<= 1.3x), 100 MB through the
+socket (<= 1.0x) and wrk's requests/s (>= 0.5x). Measured in each peer's own phase, the two sides were minutes apart and ran as
 different processes placed anew, and on this 2-vCPU VM both move a figure for a process's whole
 life: two tether daemons measured the same way differ by up to 3% (records_ab.py's A/A runs);
 one run gave the 100 MB row 401 vs 269 ms, the quiet ones 252 vs 272. Here both peers are up
@@ -24,8 +24,10 @@ from bench.peers.bare_peer import BarePeer
 from bench.peers.tether_peer import TetherPeer
 
 FIGURES = ("latency_p50_ms", "latency_p99_ms", "echo_100mb_socket_ms")
+WRK_FIGURE = "wrk_calls_per_s"  # judged against bare too (>= 0.5x): alternated when wrk is there
 NBYTES = 100 * MB
 BLOCKS = 10  # of sequential calls per side, alternated
+WRK_ROUNDS = 4  # wrk runs per side, alternated
 
 
 def _sides(r: int, keys: list[str]) -> list[str]:
@@ -86,8 +88,35 @@ def _socket(echoes: dict[str, Any], modes: dict[str, str], reps: int, max_second
     return out
 
 
-def measure_both(workdir: Path, settings: Any) -> dict[str, dict[str, Measured]]:
-    """figure -> peer -> what ``figures.record`` files, for FIGURES and both peers."""
+def _wrk(peers: dict[str, Any], path: str, settings: Any) -> dict[str, Measured]:
+    """wrk on each side in turn, ``WRK_ROUNDS`` runs each (the order flips every round): the
+    requests of all runs over their time. One run per side in its own phase was minutes from the
+    other's: one full run got 0.46x bare that way, while the VM's speed moved between the phases
+    (16-thread calls/s 0.48x bare in that run, 0.75x alternated the same hour)."""
+    from bench import wrk as wrk_runner
+
+    s = settings
+    seconds = max(1, round(s.wrk_seconds / 2))
+    runs: dict[str, list[Measured]] = {key: [] for key in peers}
+    for r in range(WRK_ROUNDS):
+        for key in _sides(r, list(peers)):
+            peer = peers[key]
+            peer.workdir.mkdir(parents=True, exist_ok=True)  # (wrk's Lua script goes there)
+            runs[key].append(wrk_runner.run(path, peer.wrk_target(), peer.workdir, seconds, s.wrk_threads,
+                                            s.wrk_connections))
+    out = {}
+    for key, got in runs.items():
+        requests, spent = sum(g["requests"] for g in got), sum(g["seconds"] for g in got)
+        out[key] = {"value": requests / spent, "requests": requests, "seconds": spent,
+                    "runs_per_s": [g["value"] for g in got], "p50_ms": statistics.median(g["p50_ms"] for g in got),
+                    "p99_ms": max(g["p99_ms"] for g in got),
+                    "mode": f"{got[0]['mode']}, {len(got)} runs alternated with the other side's"}
+    return out
+
+
+def measure_both(workdir: Path, settings: Any, wrk_path: str | None = None) -> dict[str, dict[str, Measured]]:
+    """figure -> peer -> what ``figures.record`` files, for FIGURES (and WRK_FIGURE with
+    ``wrk_path``) and both peers."""
     s = settings
     with TetherPeer(workdir / "floor-tether") as ours, BarePeer(workdir / "floor-bare") as bare:
         peers = {"tether": ours, "bare": bare}
@@ -96,23 +125,31 @@ def measure_both(workdir: Path, settings: Any) -> dict[str, dict[str, Measured]]
         socket = _socket({key: p.echo_socket() for key, p in peers.items()},
                          {key: getattr(p, "socket_mode", p.echo_mode) for key, p in peers.items()},
                          s.echo_100mb_reps + 2, 2 * s.echo_max_s)
-    return {"latency_p50_ms": {k: {**v, "value": v["p50_ms"]} for k, v in lat.items()},
-            "latency_p99_ms": {k: {"value": v["p99_ms"]} for k, v in lat.items()},
-            "echo_100mb_socket_ms": socket}
+        got = {"latency_p50_ms": {k: {**v, "value": v["p50_ms"]} for k, v in lat.items()},
+               "latency_p99_ms": {k: {"value": v["p99_ms"]} for k, v in lat.items()},
+               "echo_100mb_socket_ms": socket}
+        if wrk_path:
+            got[WRK_FIGURE] = _wrk(peers, wrk_path, s)
+    return got
 
 
-def record(results: dict[str, Any], workdir: Path, settings: Any, log) -> None:
+def record(results: dict[str, Any], workdir: Path, settings: Any, log,
+           wrk: tuple[str | None, str | None] = (None, "--no-wrk")) -> None:
+    """The floor rows, and wrk's when ``wrk`` (``wrk.find``'s answer) has a path; otherwise
+    wrk's cells are skipped with its reason."""
     from bench import figures
 
+    wrk_path, wrk_why_not = wrk
     log(f"the floor: tether and bare FastAPI up together, alternated: {settings.latency_calls} no-op calls "
-        f"each in {BLOCKS} blocks, then {settings.echo_100mb_reps + 2} round trips of 100 MB through the socket each")
+        f"each in {BLOCKS} blocks, then {settings.echo_100mb_reps + 2} round trips of 100 MB through the socket each"
+        + (f", then {WRK_ROUNDS} wrk runs each" if wrk_path else ""))
     outcome: dict[str, Any] = {}
 
     def side(figure: str, key: str) -> Measured:
         """Measured once, by the first cell; a failure is every cell's error."""
         if not outcome:
             try:
-                outcome["got"] = measure_both(workdir, settings)
+                outcome["got"] = measure_both(workdir, settings, wrk_path)
             except Exception as exc:  # noqa: BLE001 - filed for every cell by figures.record
                 outcome["error"] = exc
         if "error" in outcome:
@@ -122,3 +159,8 @@ def record(results: dict[str, Any], workdir: Path, settings: Any, log) -> None:
     for figure in FIGURES:
         for key in ("tether", "bare"):
             figures.record(results, figure, key, lambda f=figure, k=key: side(f, k), log)
+    for key in ("tether", "bare"):
+        if wrk_path is None:
+            figures.skip(results, WRK_FIGURE, key, wrk_why_not or "wrk not available")
+        else:
+            figures.record(results, WRK_FIGURE, key, lambda k=key: side(WRK_FIGURE, k), log)

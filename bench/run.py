@@ -202,8 +202,8 @@ def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> 
         # 16x the calls/s seconds: one 40 s run of this A/B moved by +-2% on this VM (sd of 9 runs)
         figures.record(results, "records_on_off", "tether", lambda: records_ab.measure(16 * conf.seconds), log)
 
-    # the rows judged against bare's (p50 <= 1.3x, 100 MB socket <= 1.0x): both up at once,
-    # alternated (floor_ab.py); Ray's cells of those rows from its own phase
+    # the rows judged against bare's (p50 <= 1.3x, 100 MB socket <= 1.0x, wrk >= 0.5x): both up
+    # at once, alternated (floor_ab.py); Ray's cells of those rows from its own phase
     floor_ab = "tether" in args.peers and "bare" in args.peers
     for key in args.peers:
         machine.settle(log)
@@ -223,7 +223,7 @@ def measure_all(args, conf: settings.Settings, workdir: Path, results: dict) -> 
         from bench import floor_ab as floor
 
         machine.settle(log)
-        floor.record(results, workdir, conf, log)
+        floor.record(results, workdir, conf, log, wrk_found)
 
     if args.orchestrators:  # last: every peer is stopped, the machine is as quiet as it gets
         log(f"== step overhead: {', '.join(args.orchestrators)}")

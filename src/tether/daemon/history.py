@@ -246,6 +246,7 @@ class History:
         self._db: sqlite3.Connection | None = None
         self._now = threading.Event()  # flush(): write what ended without gathering a batch first
         self.paused = False  # recording turned off at run time (``PUT /_tether/records``)
+        self.paused_at = 0.0  # when: a call that started before it ends as its followers saw it
         if self.enabled:
             self._start()
 
@@ -269,6 +270,8 @@ class History:
         The route flushes after a pause: once it answers, every recorded call is on disk."""
         if on and self._thread is None:
             self._start()
+        if not on and self.enabled:
+            self.paused_at = time.time()
         self.enabled, self.paused = on, not on
         return self.info()
 
@@ -282,11 +285,14 @@ class History:
         """A call ended: counted (``/_tether/metrics``), and one append (the thread does the rest)."""
         fields = OK if msg.kind != wire.ERROR else outcome_of(msg)
         self.metrics.ended(record.name, record.method, fields[0], (record.finished or record.started) - record.started)
-        if not self.enabled:
+        out = record.output  # (set only while recording: what the call printed)
+        if out is None and not self.enabled:
+            if self.followers and record.started < self.paused_at:  # followers saw it start
+                self._tell("ended", self._row((record.id, record.name, record.method, record.caller, record.node,
+                                               record.started, record.finished, fields, pid, None), None))
             return
         # Only immutable scalars kept (the message is not held: its frames may be big, and a
         # tuple of scalars is soon untracked by the garbage collector).
-        out = record.output
         if out is not None:
             record.output = None  # the item holds it until written: kept results don't keep output
             if out.partial:
@@ -294,14 +300,16 @@ class History:
             LIVE.release(out)
         item = (record.id, record.name, record.method, record.caller, record.node,
                 record.started, record.finished, fields, pid, out)
-        self.ended.append(item)
+        if self.enabled:
+            self.ended.append(item)
+        # else: it began before a pause and ends during it: not recorded, its followers told
         if out is not None and out.followers:
             out.ended = fields[0]
             for queue in out.followers:
                 queue.put_nowait(None)
-        if self.followers:
+        if self.followers and (self.enabled or record.started < self.paused_at):
             self._tell("ended", self._row(item, None))
-        if len(self.ended) == 1:
+        if len(self.ended) == 1 and self.enabled:
             self._wake.set()
 
     def _tell(self, event: str, row: dict[str, Any]) -> None:

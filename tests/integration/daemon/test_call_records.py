@@ -193,6 +193,48 @@ def test_recording_resumed_at_run_time_on_a_daemon_started_without_it(monkeypatc
         c.teardown()
 
 
+def test_a_call_running_when_recording_pauses_ends_for_its_followers_and_frees_its_output(cluster):
+    rh.function(records_code.slow_printer).to(cluster, name="printer")
+    call_id = f"paused-{uuid.uuid4().hex[:6]}"
+    seen: dict[str, list[dict]] = {"output": [], "calls": []}
+    with http(cluster) as h:
+        def follow_calls() -> None:
+            with h.stream("GET", "/_tether/calls", params={"follow": 1, "service": "printer"}) as resp:
+                for line in resp.iter_lines():
+                    seen["calls"].append(json.loads(line))
+                    if seen["calls"][-1]["event"] == "ended":
+                        return
+
+        def follow_output() -> None:
+            with h.stream("GET", f"/_tether/calls/{call_id}/output", params={"follow": 1}) as resp:
+                for line in resp.iter_lines():
+                    seen["output"].append(json.loads(line))
+
+        watcher = threading.Thread(target=follow_calls, daemon=True)
+        watcher.start()
+        time.sleep(0.5)  # the follower is registered
+        caller = threading.Thread(target=cluster.client.call, args=("printer", "call", (6, 0.25)),
+                                  kwargs={"call_id": call_id}, daemon=True)
+        caller.start()
+        wait_for(lambda: any(e["event"] == "started" for e in seen["calls"]), "the call to start")
+        reader = threading.Thread(target=follow_output, daemon=True)
+        reader.start()
+        wait_for(lambda: any(e["event"] == "line" for e in seen["output"]), "its first line")
+        assert h.get("/_tether/status").json()["recording"]["live_output"]["calls"] == 1
+        assert h.put("/_tether/records", json={"enabled": False}).json()["paused"] is True
+        try:
+            for t in (caller, reader, watcher):
+                t.join(30)
+                assert not t.is_alive(), "a follower of a call that ended during the pause was left waiting"
+            assert seen["output"][-1] == {"event": "end", "outcome": "ok"}
+            assert [e["event"] for e in seen["calls"]] == ["started", "ended"]
+            live = h.get("/_tether/status").json()["recording"]["live_output"]
+            assert live["calls"] == 0 and live["bytes"] == 0  # its output is no longer counted
+            assert call_id not in [r["id"] for r in records(h)]  # it ended while paused
+        finally:
+            h.put("/_tether/records", json={"enabled": True})
+
+
 def test_a_worker_that_dies_and_a_cancelled_call_are_recorded_as_such(cluster):
     rh.function(remote_code.die).to(cluster, name="die")
     rh.function(remote_code.sleepy).to(cluster, name="sleepy")
