@@ -95,25 +95,32 @@ def test_each_call_is_recorded_with_caller_outcome_and_output_and_survives_a_res
         assert [e["text"] for e in lines if e["event"] == "line"] == ["line 0\n", "line 1\n", "line 2\n"]
 
 
+def _follow_then_call_printer(cluster, h: httpx.Client, call_id: str, args: tuple,
+                              events: list[dict]) -> tuple[threading.Thread, threading.Thread]:
+    """A follower of new ``printer`` calls (into ``events``, until one ends), then that call, each
+    in a thread: (follower, caller)."""
+    def follow_calls() -> None:
+        with h.stream("GET", "/_tether/calls", params={"follow": 1, "service": "printer"}) as resp:
+            for line in resp.iter_lines():
+                events.append(json.loads(line))
+                if events[-1]["event"] == "ended":
+                    return
+
+    watcher = threading.Thread(target=follow_calls, daemon=True)
+    watcher.start()
+    time.sleep(0.5)  # the follower is registered
+    caller = threading.Thread(target=cluster.client.call, args=("printer", "call", args),
+                              kwargs={"call_id": call_id}, daemon=True)
+    caller.start()
+    return watcher, caller
+
+
 def test_output_streams_live_to_several_followers_and_new_calls_are_followed(cluster):
     rh.function(records_code.slow_printer).to(cluster, name="printer")
     call_id = f"follow-{uuid.uuid4().hex[:6]}"
     seen: dict[str, list[dict]] = {"a": [], "b": [], "calls": []}
     with http(cluster) as h:
-        def follow_calls() -> None:
-            with h.stream("GET", "/_tether/calls", params={"follow": 1, "service": "printer"}) as resp:
-                for line in resp.iter_lines():
-                    event = json.loads(line)
-                    seen["calls"].append(event)
-                    if event["event"] == "ended":
-                        return
-
-        watcher = threading.Thread(target=follow_calls, daemon=True)
-        watcher.start()
-        time.sleep(0.5)  # the follower is registered
-        caller = threading.Thread(target=cluster.client.call, args=("printer", "call", (5, 0.3)),
-                                  kwargs={"call_id": call_id}, daemon=True)
-        caller.start()
+        watcher, caller = _follow_then_call_printer(cluster, h, call_id, (5, 0.3), seen["calls"])
 
         def follow(key: str) -> None:
             with h.stream("GET", f"/_tether/calls/{call_id}/output", params={"follow": 1}) as resp:
@@ -198,24 +205,12 @@ def test_a_call_running_when_recording_pauses_ends_for_its_followers_and_frees_i
     call_id = f"paused-{uuid.uuid4().hex[:6]}"
     seen: dict[str, list[dict]] = {"output": [], "calls": []}
     with http(cluster) as h:
-        def follow_calls() -> None:
-            with h.stream("GET", "/_tether/calls", params={"follow": 1, "service": "printer"}) as resp:
-                for line in resp.iter_lines():
-                    seen["calls"].append(json.loads(line))
-                    if seen["calls"][-1]["event"] == "ended":
-                        return
-
         def follow_output() -> None:
             with h.stream("GET", f"/_tether/calls/{call_id}/output", params={"follow": 1}) as resp:
                 for line in resp.iter_lines():
                     seen["output"].append(json.loads(line))
 
-        watcher = threading.Thread(target=follow_calls, daemon=True)
-        watcher.start()
-        time.sleep(0.5)  # the follower is registered
-        caller = threading.Thread(target=cluster.client.call, args=("printer", "call", (6, 0.25)),
-                                  kwargs={"call_id": call_id}, daemon=True)
-        caller.start()
+        watcher, caller = _follow_then_call_printer(cluster, h, call_id, (6, 0.25), seen["calls"])
         wait_for(lambda: any(e["event"] == "started" for e in seen["calls"]), "the call to start")
         reader = threading.Thread(target=follow_output, daemon=True)
         reader.start()
