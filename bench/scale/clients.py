@@ -3,21 +3,29 @@
 N tasks on one event loop, each awaiting ``fn.aio()`` (tether's async client: a keep-alive
 connection per call in flight, so N tasks hold N connections to the daemon). All N connect and
 warm up first, then all call; the figures come from a steady-state window (``_window``). Per
-N: p50/p99 of the calls that ended in the window, calls/s, and the daemon's memory and open
-descriptors sampled in the middle of the window (its connections are open then), and the CPU time per call of the daemon, the worker and
-this client (what a call costs each, whatever else loads the machine). With N callers and a fixed throughput, a call waits
-behind the N - 1 others, so p50 grows with N by itself (Little's law): linear is the floor;
-worse than linear would be a per-connection cost that grows with the connections.
+N: p50/p99 of the calls that ended in the window, calls/s, the daemon's memory and open
+descriptors sampled in the middle of the window (its connections are open then), and the CPU
+time per call of the daemon, the worker and this client (what a call costs each, whatever else
+loads the machine). The series runs three times (forward, backward, forward) and each figure is
+the median of its N's three windows. With N callers and a fixed throughput, a call waits behind
+the N - 1 others, so p50 grows with N by itself (Little's law): linear is the floor; worse than
+linear would be a per-connection cost that grows with the connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from typing import Any
 
 from bench import measure
 from bench.scale import procs
+
+#: the series forward, backward, forward: each N's figures are the medians of its three windows.
+#: One 3 s window per N moved the daemon's CPU per call at 1,000 clients by a third on this VM
+#: (355 us in a full run, 296 alone minutes later), and the growth exponent with it (1.27 vs 1.07).
+ROUNDS = 3
 
 
 def _window(fn: Any, n: int, seconds: float, daemon_pid: int) -> dict[str, Any]:
@@ -111,11 +119,23 @@ def run(cluster: Any, ns: list[int], seconds: float, log) -> dict[str, Any]:
     fn()
     pid = cluster.status()["pid"]
     idle = {"rss_mib": procs.rss_mib(pid), "fds": procs.open_fds(pid)}
-    points = []
-    for n in ns:
-        log(f"scale: {n} concurrent client connection(s) for {seconds:g} s")
-        got = _window(fn, n, seconds, pid)
-        if got["errors"]:
-            raise RuntimeError(f"{got['errors']} of the calls from {n} clients failed: {got['first_error']}")
-        points.append(got)
-    return {"points": points, "daemon_idle": idle, "open_files_limit": limit}
+    windows: dict[int, list[dict[str, Any]]] = {n: [] for n in ns}
+    for r in range(ROUNDS):
+        for n in ns if r % 2 == 0 else ns[::-1]:
+            log(f"scale: {n} concurrent client connection(s) for {seconds:g} s (round {r + 1} of {ROUNDS})")
+            got = _window(fn, n, seconds, pid)
+            if got["errors"]:
+                raise RuntimeError(f"{got['errors']} of the calls from {n} clients failed: {got['first_error']}")
+            windows[n].append(got)
+    return {"points": [_median_point(windows[n]) for n in ns], "daemon_idle": idle, "open_files_limit": limit,
+            "rounds": ROUNDS}
+
+
+def _median_point(got: list[dict[str, Any]]) -> dict[str, Any]:
+    """One N's windows as one point: each figure the median of its windows (the rest: the first's)."""
+    point = dict(got[0])
+    for key, value in got[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "n":
+            point[key] = statistics.median(w[key] for w in got)
+    point["windows"] = len(got)
+    return point
