@@ -129,6 +129,7 @@ ROUTES = [
     ("POST", "/_tether/events"),
     ("GET", "/_tether/registry"),
     ("PUT", "/_tether/registry"),
+    ("PUT", "/_tether/records"),
     ("PUT", "/_tether/secrets/{add}"),
     ("PUT", "/_tether/aliases/{add}"),
     ("GET", "/{add}"),
