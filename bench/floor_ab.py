@@ -3,7 +3,7 @@
 DESIGN.md judges three rows against bare FastAPI: the no-op p50 (<= 1.3x), 100 MB through the
 socket (<= 1.0x) and wrk's requests/s (>= 0.5x). Measured in each peer's own phase, the two sides were minutes apart and ran as
 different processes placed anew, and on this 2-vCPU VM both move a figure for a process's whole
-life: two tether daemons measured the same way differ by up to 3% (records_ab.py's A/A runs);
+life: two tether daemons measured the same way differ by up to 11% (A/A runs: records_ab.py);
 one run gave the 100 MB row 401 vs 269 ms, the quiet ones 252 vs 272. Here both peers are up
 together and alternate, block by block of sequential calls and round trip by round trip (the
 order flips every round), so a busy moment or a slow spell hits both alike. Each side's figure
