@@ -98,10 +98,11 @@ def _wrk(peers: dict[str, Any], path: str, settings: Any) -> dict[str, Measured]
     s = settings
     seconds = max(1, round(s.wrk_seconds / 2))
     runs: dict[str, list[Measured]] = {key: [] for key in peers}
+    for peer in peers.values():
+        peer.workdir.mkdir(parents=True, exist_ok=True)  # (wrk's Lua script goes there)
     for r in range(WRK_ROUNDS):
         for key in _sides(r, list(peers)):
             peer = peers[key]
-            peer.workdir.mkdir(parents=True, exist_ok=True)  # (wrk's Lua script goes there)
             runs[key].append(wrk_runner.run(path, peer.wrk_target(), peer.workdir, seconds, s.wrk_threads,
                                             s.wrk_connections))
     out = {}

@@ -263,7 +263,7 @@ class History:
         """Records were kept by this daemon (now or before a pause): the routes read the file."""
         return self._thread is not None
 
-    def set_recording(self, on: bool) -> dict[str, Any]:
+    def set_recording(self, on: bool) -> None:
         """Pause or resume recording at run time: paused, calls end as with ``TETHER_RECORDS=0``
         (no record, no output kept for callers that do not read it); records kept so far still
         answer the routes. Resuming a daemon started with ``TETHER_RECORDS=0`` opens the file then.
@@ -273,7 +273,6 @@ class History:
         if not on and self.enabled:
             self.paused_at = time.time()
         self.enabled, self.paused = on, not on
-        return self.info()
 
     # -- the call path ------------------------------------------------------------------------
 
@@ -286,10 +285,10 @@ class History:
         fields = OK if msg.kind != wire.ERROR else outcome_of(msg)
         self.metrics.ended(record.name, record.method, fields[0], (record.finished or record.started) - record.started)
         out = record.output  # (set only while recording: what the call printed)
-        if out is None and not self.enabled:
-            if self.followers and record.started < self.paused_at:  # followers saw it start
-                self._tell("ended", self._row((record.id, record.name, record.method, record.caller, record.node,
-                                               record.started, record.finished, fields, pid, None), None))
+        # not recording: only a call that started before a pause has something to finish (its
+        # output, its followers)
+        told = self.followers and record.started < self.paused_at
+        if out is None and not self.enabled and not told:
             return
         # Only immutable scalars kept (the message is not held: its frames may be big, and a
         # tuple of scalars is soon untracked by the garbage collector).
@@ -307,7 +306,7 @@ class History:
             out.ended = fields[0]
             for queue in out.followers:
                 queue.put_nowait(None)
-        if self.followers and (self.enabled or record.started < self.paused_at):
+        if self.followers and (self.enabled or told):
             self._tell("ended", self._row(item, None))
         if len(self.ended) == 1 and self.enabled:
             self._wake.set()
