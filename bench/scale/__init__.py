@@ -10,7 +10,9 @@ Each scale series measures one cost at several N, so that its growth is seen, no
 ``growth.py`` turns each series into a growth exponent (1 = linear) judged in the table, and
 draws ``scale.png`` next to the table. ``at_rest.py``: an idle local cluster vs an idle
 ``ray.init()``, memory summed over their processes. Every series runs on a cluster of its own,
-torn down after it.
+torn down after it; the objects and envs series have a second, ``reference.py``, that does not
+grow and is measured in the same moments: their time costs are judged against it (the machine
+drifts within a series by more than the bound).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from bench import figures, machine
 from bench.scale import growth
 from bench.scale.growth import Metric
+from bench.scale.reference import Reference
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,14 @@ OBJECT_METRICS = [Metric("deploy_ms_median", "deploy time per object (ms)", "per
                   Metric("client_cpu_ms_per_deploy", "client CPU per deploy (ms)", "per_item"),
                   Metric("daemon_rss_mib", "daemon RSS (MiB)", "total"),
                   Metric("workers_rss_mib", "worker RSS (MiB)", "total"),
-                  Metric("call_p50_ms_first", "call p50, first object (ms)", "per_item"),
-                  Metric("call_cpu_us_first", "daemon + worker CPU per call, first object (µs)", "per_item"),
+                  Metric("call_p50_ms_first", "call p50, first object (ms)", "per_item", judged=False),
+                  Metric("call_p50_vs_ref", "call p50, first object / reference cluster's", "per_item"),
+                  Metric("call_cpu_us_first", "daemon + worker CPU per call, first object (µs)", "per_item",
+                         judged=False),
+                  Metric("call_cpu_vs_ref", "CPU per call, first object / reference cluster's", "per_item"),
                   Metric("keys_ms", "keys(): listing all N (ms)", "total")]
-ENV_METRICS = [Metric("start_s_median", "worker start time (s)", "per_item"),
+ENV_METRICS = [Metric("start_s_median", "worker start time (s)", "per_item", judged=False),
+               Metric("start_vs_ref", "worker start / reference cluster's", "per_item"),
                Metric("workers_pss_mib", "workers' PSS, summed (MiB)", "total"),
                Metric("daemon_rss_mib", "daemon RSS (MiB)", "total")]
 SERIES = {"clients": ("concurrent clients", "client connections", CLIENT_METRICS),
@@ -79,8 +86,9 @@ def _growth(results: dict[str, Any], key: str, series: dict[str, Any]) -> None:
     if judged["worst"] is None:
         return
     label = next(m.label for m in metrics if m.key == judged["worst_metric"])
+    counted = sum(m.judged and m.key in judged["exponents"] for m in metrics)
     figures.record(results, f"scale_{key}_growth", "tether", lambda: {
-        "value": judged["worst"], "mode": f"worst of {len(judged['exponents'])} costs: {label}, "
+        "value": judged["worst"], "mode": f"worst of {counted} costs: {label}, "
         f"N {series['points'][-2]['n']:,} -> {series['points'][-1]['n']:,}", **judged}, lambda _: None)
 
 
@@ -118,8 +126,9 @@ def measure_clients(results: dict[str, Any], s: ScaleSettings, log: Log, cluster
 def measure_objects(results: dict[str, Any], s: ScaleSettings, log: Log, cluster: Any = None) -> None:
     from bench.scale import objects
 
-    with _local("scale-objects", cluster) as cluster:
-        got = objects.run(cluster, list(s.objects), s.object_latency_calls, s.max_seconds, log)
+    with _local("scale-objects", cluster) as cluster, _local("scale-objects-ref") as ref_cluster:
+        ref = Reference(ref_cluster)
+        got = objects.run(cluster, list(s.objects), s.object_latency_calls, s.max_seconds, log, ref)
     results["scale"]["objects"] = got
     pts, base = got["points"], got["base"]
     top, one = pts[-1], pts[0]
@@ -133,18 +142,23 @@ def measure_objects(results: dict[str, Any], s: ScaleSettings, log: Log, cluster
     figures.record(results, "scale_objects_worker_kib", "tether", lambda: {
         "value": (top["workers_rss_mib"] - base["workers_rss_mib"]) * 1024 / n, "mode": f"worker RSS {per}"}, log)
     figures.record(results, "scale_objects_call_ratio", "tether", lambda: {
-        "value": top["call_p50_ms_first"] / one["call_p50_ms_first"],
+        "value": top["call_p50_vs_ref"] / one["call_p50_vs_ref"],
         "mode": f"p50 of {s.object_latency_calls} calls to the first object (median of {objects.ROUNDS} rounds "
-                f"alternating with the newest), with {n:,} deployed / with 1",
-        "p50_ms_at_1": one["call_p50_ms_first"], f"p50_ms_at_{n}": top["call_p50_ms_first"]}, log)
+                f"alternating with the newest and a reference cluster of one object), with {n:,} deployed / "
+                "with 1, each against the reference's p50 of the same rounds (raw: "
+                f"{top['call_p50_ms_first']:.3f} / {one['call_p50_ms_first']:.3f} ms; reference "
+                f"{top['ref_call_p50_ms']:.3f} / {one['ref_call_p50_ms']:.3f} ms)",
+        "raw_ratio": top["call_p50_ms_first"] / one["call_p50_ms_first"],
+        "p50_ms_at_1": one["call_p50_ms_first"], f"p50_ms_at_{n}": top["call_p50_ms_first"],
+        "ref_p50_ms_at_1": one["ref_call_p50_ms"], f"ref_p50_ms_at_{n}": top["ref_call_p50_ms"]}, log)
     _growth(results, "objects", got)
 
 
 def measure_envs(results: dict[str, Any], s: ScaleSettings, log: Log, cluster: Any = None) -> None:
     from bench.scale import envs
 
-    with _local("scale-envs", cluster) as cluster:
-        got = envs.run(cluster, list(s.envs), s.max_seconds, log)
+    with _local("scale-envs", cluster) as cluster, _local("scale-envs-ref") as ref_cluster:
+        got = envs.run(cluster, list(s.envs), s.max_seconds, log, Reference(ref_cluster))
     results["scale"]["envs"] = got
     top = got["points"][-1]
     n = top["n"]

@@ -41,8 +41,13 @@ def test_the_scale_series_run_tiny_and_file_their_rows(tmp_path):
     assert clients[-1]["daemon_fds"] >= s.clients[-1]  # its connections were open when sampled
     objects = results["scale"]["objects"]["points"]
     assert [p["n"] for p in objects] == list(s.objects)
+    assert all(p["ref_call_p50_ms"] > 0 and p["call_p50_vs_ref"] > 0 for p in objects)  # the reference answered
     envs = results["scale"]["envs"]["points"]
     assert [p["n"] for p in envs] == list(s.envs) and envs[-1]["workers_pss_mib"] > 0
+    assert all(p["ref_start_s_median"] > 0 and p["start_vs_ref"] > 0 for p in envs)
+    # the reference clusters (scale-objects-ref, scale-envs-ref) were torn down with their series
+    for name in ("scale-objects-ref", "scale-envs-ref"):
+        assert not tether.cluster(name=name, launcher="local").is_up(), name
     for key in ("scale_clients_growth", "scale_objects_growth", "scale_envs_growth", "scale_objects_call_ratio",
                 "scale_envs_start_s", "at_rest_rss_mib", "at_rest_pss_mib"):
         assert results["figures"][key]["tether"] > 0, key

@@ -40,6 +40,19 @@ def test_judge_names_the_worst_metric():
     assert judged["exponents"]["calls_per_s"] == pytest.approx(1.0)
 
 
+def test_a_raw_time_with_a_corrected_twin_is_shown_but_not_judged():
+    # the machine slowed by 40% between the last two checkpoints: the raw p50 and the reference's
+    # alike; the ratio to the reference, flat, is what is judged (bench/scale/reference.py)
+    points = [{"n": n, "call_p50_ms_first": p, "ref_call_p50_ms": r, "call_p50_vs_ref": p / r}
+              for n, p, r in ((1, 0.35, 0.34), (1000, 0.35, 0.34), (10000, 0.49, 0.476))]
+    metrics = [m for m in bench_scale.OBJECT_METRICS if m.key in ("call_p50_ms_first", "call_p50_vs_ref")]
+    judged = growth.judge({"points": points}, metrics)
+    assert judged["exponents"]["call_p50_ms_first"] == pytest.approx(1 + math.log10(1.4))  # given
+    assert judged["worst_metric"] == "call_p50_vs_ref" and judged["worst"] == pytest.approx(1.0, abs=0.01)
+    only_raw = [m for m in metrics if not m.judged]
+    assert growth.judge({"points": points}, only_raw)["worst"] is None  # nothing judged, nothing filed
+
+
 def test_growth_rows_are_judged_linear_or_not(tmp_path):
     results = figures.new_results()
     results["scale"] = {"clients": _series()}
