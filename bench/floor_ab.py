@@ -28,13 +28,15 @@ WRK_FIGURE = "wrk_calls_per_s"  # judged against bare too (>= 0.5x): alternated 
 NBYTES = 100 * MB
 BLOCKS = 10  # of sequential calls per side, alternated
 WRK_ROUNDS = 4  # wrk runs per side, alternated
+THREAD_ROUNDS = 4  # runs of n threads per side, alternated (remote.py's rows)
 
 
 def _sides(r: int, keys: list[str]) -> list[str]:
     return sorted(keys, reverse=bool(r % 2))
 
 
-def _latency(noops: dict[str, Any], warmup: int, calls: int, max_seconds: float) -> dict[str, Measured]:
+def latency_alternated(noops: dict[str, Any], warmup: int, calls: int, max_seconds: float) -> dict[str, Measured]:
+    """p50/p99 of sequential calls to each side, taken in ``BLOCKS`` blocks that alternate."""
     ns = time.perf_counter_ns
     for call in noops.values():
         for _ in range(warmup):
@@ -61,12 +63,15 @@ def _latency(noops: dict[str, Any], warmup: int, calls: int, max_seconds: float)
     return out
 
 
-def _socket(echoes: dict[str, Any], modes: dict[str, str], reps: int, max_seconds: float) -> dict[str, Measured]:
+def echo_alternated(echoes: dict[str, Any], modes: dict[str, str], reps: int, max_seconds: float,
+                    nbytes: int = NBYTES) -> dict[str, Measured]:
+    """Round trips of an ``nbytes`` array, each side in turn (the order flips every round), each
+    result checked; each side's median."""
     import numpy as np
 
-    array = np.arange(NBYTES // 8, dtype=np.float64)
+    array = np.arange(nbytes // 8, dtype=np.float64)
     for echo in echoes.values():  # warm: the first round trip maps and grows buffers
-        echo_round_trip(echo, NBYTES, 1, max_seconds, "")
+        echo_round_trip(echo, nbytes, 1, max_seconds, "")
     samples: dict[str, list[float]] = {key: [] for key in echoes}
     end = measure.clock() + max_seconds
     for r in range(reps):
@@ -83,8 +88,24 @@ def _socket(echoes: dict[str, Any], modes: dict[str, str], reps: int, max_second
     for key, got in samples.items():
         median = statistics.median(got)
         out[key] = {"value": median * 1e3, "min_ms": min(got) * 1e3, "max_ms": max(got) * 1e3,
-                    "reps": len(got), "samples_s": got, "mb_per_s_each_way": NBYTES / MB / (median / 2),
+                    "reps": len(got), "samples_s": got, "mb_per_s_each_way": nbytes / MB / (median / 2),
                     "mode": f"{modes[key]}; median of {len(got)}, alternated round by round with the other side"}
+    return out
+
+
+def threads_alternated(makers: dict[str, Any], n: int, seconds: float, warmup: int, max_calls: int,
+                       rounds: int = THREAD_ROUNDS) -> dict[str, Measured]:
+    """``measure.threads`` on each side in turn, ``rounds`` runs of ``seconds / rounds`` each (the
+    order flips every round): the calls of all runs over their time."""
+    runs: dict[str, list[Measured]] = {key: [] for key in makers}
+    for r in range(rounds):
+        for key in _sides(r, list(makers)):
+            runs[key].append(measure.threads(makers[key], n, seconds / rounds, warmup, max(1, max_calls // rounds)))
+    out = {}
+    for key, got in runs.items():
+        calls, spent = sum(g["calls"] for g in got), sum(g["seconds"] for g in got)
+        out[key] = {"value": calls / spent, "calls": calls, "seconds": spent, "concurrency": n,
+                    "runs_per_s": [g["calls_per_s"] for g in got]}
     return out
 
 
@@ -121,9 +142,9 @@ def measure_both(workdir: Path, settings: Any, wrk_path: str | None = None) -> d
     s = settings
     with TetherPeer(workdir / "floor-tether") as ours, BarePeer(workdir / "floor-bare") as bare:
         peers = {"tether": ours, "bare": bare}
-        lat = _latency({key: p.noop() for key, p in peers.items()}, s.warmup_calls, s.latency_calls,
+        lat = latency_alternated({key: p.noop() for key, p in peers.items()}, s.warmup_calls, s.latency_calls,
                        2 * s.latency_max_s)
-        socket = _socket({key: p.echo_socket() for key, p in peers.items()},
+        socket = echo_alternated({key: p.echo_socket() for key, p in peers.items()},
                          {key: getattr(p, "socket_mode", p.echo_mode) for key, p in peers.items()},
                          s.echo_100mb_reps + 2, 2 * s.echo_max_s)
         got = {"latency_p50_ms": {k: {**v, "value": v["p50_ms"]} for k, v in lat.items()},
