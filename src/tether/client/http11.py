@@ -17,6 +17,7 @@ malformed response; ``tether.protocol.tls.PinMismatch``, an ``OSError`` too);
 
 from __future__ import annotations
 
+import mmap
 import socket
 from collections.abc import Sequence
 
@@ -184,7 +185,7 @@ class Connection:
 
     def read_bytes(self, n: int) -> bytes | bytearray:
         if n > len(self._buf):
-            out = bytearray(n)
+            out = wire.receive_buffer(n)
             self.read_into(memoryview(out))
             return out
         while self._end - self._start < n:
@@ -253,8 +254,8 @@ class Response:
             need -= take
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _read_big(self, n: int) -> bytearray:
-        out = bytearray(n)
+    def _read_big(self, n: int) -> bytearray | mmap.mmap:
+        out = wire.receive_buffer(n)
         view, pos = memoryview(out), 0
         if not self.chunked:
             self.conn.read_into(view)
@@ -271,7 +272,8 @@ class Response:
     def read_rest(self) -> bytes:
         """The rest of the body (an error's JSON, or what is left after the last message)."""
         if not self.chunked:
-            return self.read(self.left) if self.left else b""
+            data = self.read(self.left) if self.left else b""
+            return data[:] if type(data) is mmap.mmap else data  # bytes for json.loads: a copy past 32 MiB
         out = []
         while self.left or self._next_chunk():
             out.append(self.read(self.left))

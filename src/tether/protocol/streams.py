@@ -80,7 +80,7 @@ class MessageParser:
             lens = wire.parse_lengths(view[start + header:start + table], nframes) if nframes else ()
             total = sum(lens)
             if total > wire.BIG_PAYLOAD:
-                payload = bytearray(total)
+                payload = wire.receive_buffer(total)
                 have = avail - table  # < total: the receive buffer is smaller than a big payload
                 payload[:have] = view[start + table:self._end]
                 self._start = self._end = 0

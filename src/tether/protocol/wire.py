@@ -22,6 +22,7 @@ cloudpickle (imported lazily).
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 import traceback
 from collections.abc import Sequence
@@ -190,6 +191,22 @@ def credit_amount(msg: Message) -> int:
 
 # Payloads above this are received straight into the one buffer they will live in.
 BIG_PAYLOAD = 1 << 20
+# Receive buffers from this size up are anonymous mappings (``receive_buffer``).
+MAPPED_RECEIVE = 32 << 20
+
+
+def receive_buffer(n: int) -> bytearray | mmap.mmap:
+    """A writable buffer of ``n`` bytes that a payload is about to be received into.
+
+    ``bytearray(n)`` zero-fills every byte before the receive writes them again; from 32 MiB up
+    glibc serves it with a fresh mapping every time, so that memset is one more pass over memory
+    the kernel has just zeroed page by page (on this VM: 100 MB fresh, bytearray 96-144 ms vs an
+    anonymous mapping 70-110 ms before a byte is received). Below 32 MiB glibc's heap hands back
+    warm memory after the first free (its mmap threshold rises), so bytearray stays. The mapping
+    lives as long as whatever views it (a result's array): unmapped when the last view goes."""
+    if n < MAPPED_RECEIVE:
+        return bytearray(n)
+    return mmap.mmap(-1, n)
 
 
 def message(kind: int, call_id: int, lens: Sequence[int], payload: Buffer, flags: int = 0) -> Message:

@@ -119,3 +119,34 @@ def test_a_body_cut_short_raises():
     assert resp.read_message().kind == wire.LOG
     with pytest.raises((http11.Closed, ConnectionResetError)):
         resp.read_message()
+
+
+def test_a_payload_past_the_mapped_size_is_received_into_a_mapping_that_outlives_the_response(monkeypatch):
+    # wire.receive_buffer: from MAPPED_RECEIVE up (32 MiB; 2 MiB here to keep the test small) a
+    # payload lands in an anonymous mapping, not a zero-filled bytearray; what views it keeps it
+    import json
+    import mmap
+    import pickle
+
+    np = pytest.importorskip("numpy")
+    monkeypatch.setattr(wire, "MAPPED_RECEIVE", 2 << 20)
+    array = np.arange((3 << 20) // 8, dtype=np.float64)
+    buffers: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(array, protocol=5, buffer_callback=buffers.append)
+    result = wire.encode_bytes(wire.RESULT, [head, bytes(buffers[0].raw())], call_id=9)
+    big_json = json.dumps({"keys": ["k" * 60] * 40_000}).encode()  # > 2 MiB: a read_rest past the size
+    for response in (_sized(result), _chunked(result, 1 << 20)):
+        server = Server([response, _sized(big_json)])
+        conn = http11.Connection("127.0.0.1", server.port)
+        conn.send(b"POST /f/call HTTP/1.1\r\nContent-Length: 0\r\n\r\n", [])
+        resp = conn.response()
+        msg = resp.read_message()
+        assert resp.at_end() and isinstance(msg.frames[1].obj, mmap.mmap)
+        got = pickle.loads(msg.frames[0], buffers=msg.frames[1:])
+        conn.send(b"GET /keys HTTP/1.1\r\n\r\n", [])
+        rest = conn.response().read_rest()
+        assert type(rest) is bytes and json.loads(rest)["keys"][0] == "k" * 60
+        conn.close()
+        del msg
+        got[0] = -1.0  # writable, and still mapped with the response and the connection gone
+        assert got[1:].tolist() == array[1:].tolist() and got[0] == -1.0

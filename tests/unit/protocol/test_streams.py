@@ -50,6 +50,18 @@ def test_a_big_payload_is_received_in_place():
     assert bytes(msg.frames[1]) == bytes(range(256)) * (wire.BIG_PAYLOAD // 128)
 
 
+def test_a_payload_past_the_mapped_size_lands_in_an_anonymous_mapping(monkeypatch):
+    import mmap
+
+    monkeypatch.setattr(wire, "MAPPED_RECEIVE", wire.BIG_PAYLOAD)  # BIG's payload is past it here
+    (msg,) = _feed(streams.MessageParser(size=4096), BIG, 1 << 16)
+    assert isinstance(msg.frames[1].obj, mmap.mmap)
+    assert bytes(msg.frames[1]) == bytes(range(256)) * (wire.BIG_PAYLOAD // 128)
+    monkeypatch.setattr(wire, "MAPPED_RECEIVE", 32 << 20)
+    (msg,) = _feed(streams.MessageParser(size=4096), BIG, 1 << 16)
+    assert type(msg.frames[1].obj) is bytearray  # below it: glibc's heap hands back warm memory
+
+
 def test_read_messages_until_a_clean_eof():
     a, b = socket.socketpair()
     with a, b:
