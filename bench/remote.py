@@ -197,41 +197,45 @@ class Remote:
         s = self.conf
         hows = {peer: how for peer, (_, _, how) in sides.items()}
         self.log(f"remote: {prefix}: p50, {s.threads} threads, {ECHO_BYTES // MB} MB, tether and bare alternated")
-        lat: dict[str, Any] = {}
 
-        def latency(peer: str) -> dict[str, Any]:
-            if not lat:
-                lat.update(floor_ab.latency_alternated({p: make() for p, (make, _, _) in sides.items()},
-                                                       s.warmup_calls, s.latency_calls, 2 * s.latency_max_s))
-            got = lat[peer]
-            return {**got, "value": got["p50_ms"], "mode": f"{got['mode']}; {hows[peer]}"}
+        def latency() -> dict[str, Any]:
+            got = floor_ab.latency_alternated({p: make() for p, (make, _, _) in sides.items()},
+                                              s.warmup_calls, s.latency_calls, 2 * s.latency_max_s)
+            return {p: {**v, "value": v["p50_ms"], "mode": f"{v['mode']}; {hows[p]}"} for p, v in got.items()}
 
-        for peer in sides:
-            self._record(f"{prefix}_latency_p50_ms", peer, lambda p=peer: latency(p))
-            if prefix == "ssh" and peer in lat:
-                self._record(f"{prefix}_latency_p99_ms", peer, lambda p=peer: {"value": lat[p]["p99_ms"]})
-        rates: dict[str, Any] = {}
+        lat = self._both(f"{prefix}_latency_p50_ms", list(sides), latency)
+        if prefix == "ssh":
+            for peer, got in lat.items():
+                self._record(f"{prefix}_latency_p99_ms", peer, lambda g=got: {"value": g["p99_ms"]})
 
-        def threads(peer: str) -> dict[str, Any]:
-            if not rates:
-                rates.update(floor_ab.threads_alternated({p: make for p, (make, _, _) in sides.items()},
-                                                         s.threads, s.seconds, s.warmup_calls, s.max_calls))
-            got = rates[peer]
-            return {**got, "mode": f"{s.threads} threads, {hows[peer]}; {floor_ab.THREAD_ROUNDS} runs "
-                                   "alternated with the other side's"}
+        def threads() -> dict[str, Any]:
+            got = floor_ab.threads_alternated({p: make for p, (make, _, _) in sides.items()},
+                                              s.threads, s.seconds, s.warmup_calls, s.max_calls)
+            return {p: {**v, "mode": f"{s.threads} threads, {hows[p]}; {floor_ab.THREAD_ROUNDS} runs alternated "
+                                     "with the other side's"} for p, v in got.items()}
 
-        for peer in sides:
-            self._record(f"{prefix}_threads16_calls_per_s", peer, lambda p=peer: threads(p))
-        echoes: dict[str, Any] = {}
+        self._both(f"{prefix}_threads16_calls_per_s", list(sides), threads)
+        self._both(f"{prefix}_echo_100mb_ms", list(sides), lambda: floor_ab.echo_alternated(
+            {p: echo for p, (_, echo, _) in sides.items()}, hows, s.echo_100mb_reps, 2 * s.echo_max_s, ECHO_BYTES))
 
-        def echo(peer: str) -> dict[str, Any]:
-            if not echoes:
-                echoes.update(floor_ab.echo_alternated({p: e for p, (_, e, _) in sides.items()}, hows,
-                                                       s.echo_100mb_reps, s.echo_max_s * 2, ECHO_BYTES))
-            return echoes[peer]
+    def _both(self, figure: str, peers: list[str], measure_both: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """File ``figure`` for each peer from one ``measure_both()`` (peer -> what to file); a
+        failure is every peer's error. Returns what was measured ({} after a failure)."""
+        outcome: dict[str, Any] = {}
 
-        for peer in sides:
-            self._record(f"{prefix}_echo_100mb_ms", peer, lambda p=peer: echo(p))
+        def one(peer: str) -> dict[str, Any]:
+            if not outcome:
+                try:
+                    outcome["got"] = measure_both()
+                except Exception as exc:  # noqa: BLE001 - filed for every peer by figures.record
+                    outcome["error"] = exc
+            if "error" in outcome:
+                raise outcome["error"]
+            return outcome["got"][peer]
+
+        for peer in peers:
+            self._record(figure, peer, lambda p=peer: one(p))
+        return outcome.get("got", {})
 
     def _tunnel_rows(self) -> None:
         import tether as rh
