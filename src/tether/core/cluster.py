@@ -527,7 +527,9 @@ class Cluster(Resource):
 
     def keys(self) -> list[str]:
         """Names of the objects living on the cluster, and their other names (``save(name=...)``)."""
-        return [n for o in self.client.request_json("GET", "/_tether/keys") for n in (o["name"], *o.get("aliases", ()))]
+        got = self.client.request_json("GET", "/_tether/keys", params={"names": "1"})
+        # (a daemon from before ``?names`` answers with the objects themselves)
+        return [n for o in got for n in ((o,) if type(o) is str else (o["name"], *o.get("aliases", ())))]
 
     def put(self, key: str, obj: Any, env: Env | str | None = None) -> None:
         """Store a Python value on the cluster under ``key`` (it lives in the env's worker)."""

@@ -173,9 +173,12 @@ def create_app(store: Store, token: str, info: dict[str, Any]) -> DaemonApp:
         return await store.forget()
 
     @app.get("/_tether/keys")
-    async def keys() -> JSONResponse:
+    async def keys(names: bool = False) -> JSONResponse:
+        """The objects and their interfaces; ``?names=1``: only the names, each object's followed
+        by its aliases (``cluster.keys()``: 10 bytes an object instead of ~335, which at 10,000
+        objects is 3 MB of JSON less to build, send and parse)."""
         # JSON-native already: FastAPI's encoder and response validation took ~0.1 ms per object
-        return JSONResponse(store.keys())
+        return JSONResponse(store.names() if names else store.keys())
 
     @app.get("/_tether/objects/{name}")
     async def describe(name: str) -> dict[str, Any]:

@@ -423,6 +423,13 @@ class Store:
         aliases = self.aliases.of()
         return [self.info(rec, aliases) for rec in self.objects.values()]
 
+    def names(self) -> list[str]:
+        """Each object's name followed by its aliases, in ``keys()``'s order."""
+        aliases = self.aliases.of()
+        if not aliases:
+            return list(self.objects)
+        return [n for name in self.objects for n in (name, *aliases.get(name, ()))]
+
     def status(self) -> dict[str, Any]:
         return {
             "objects": {name: {"env": r.env, "kind": r.kind, "type": r.interface.get("type"), "node": r.node,

@@ -32,6 +32,10 @@ def test_an_alias_reaches_its_object_until_it_is_deleted(cluster):
     described = cluster.client.request_json("GET", "/_tether/objects/plus")
     assert (described["name"], described["aliases"]) == ("add", ["also-plus", "plus"])
     assert {"add", "plus", "also-plus", "counter", "tally"} <= set(cluster.keys())
+    # keys() asks for the names only (?names=1): the same names, in order, as the full listing gives
+    full = cluster.client.request_json("GET", "/_tether/keys")
+    assert cluster.keys() == [n for o in full for n in (o["name"], *o.get("aliases", ()))]
+    assert cluster.keys()[cluster.keys().index("add"):][:3] == ["add", "also-plus", "plus"]
     assert cluster.status()["aliases"] == {"plus": "add", "also-plus": "add", "tally": "counter"}
 
     with pytest.raises(rh.ConfigError, match="'counter' is the name of another object"):
