@@ -8,7 +8,7 @@ the daemon's. Starts go one after another: per-worker start time must not grow w
 
 Each start is followed by one on a reference cluster that stays at one env (``reference.py``:
 the env is deleted after its start). On this VM a worker's start drifts by 30% within the
-series (the 11:29 run of 2026-12-02: 0.111 s at N = 1, 0.085 at 16, 0.110 at 64), so the growth
+series (the 11:29 run in bench/README "Latest results": 0.111 s at N = 1, 0.085 at 16, 0.110 at 64), so the growth
 judged is that of ``start_vs_ref``, the ratio of the two medians at each checkpoint.
 """
 

@@ -2,7 +2,7 @@
 
 A series measures a cost at N = 1, then ten thousand deploys (or 64 worker starts) later at the
 largest N: a minute apart. On this kind of VM the machine itself drifts by more than the bound
-within a minute (the 11:29 run of 2026-12-02: the call p50 of the first object 0.37 ms at N = 1,
+within a minute (the 11:29 run in bench/README "Latest results": the call p50 of the first object 0.37 ms at N = 1,
 0.56 ms at 10,000, with its CPU per call up by the same 35%; the two runs before: 0.73x and
 1.00x). A second local cluster that stays at one object and one env is measured next to every
 checkpoint, round for round with the series: what the series' cost does against it is what N
