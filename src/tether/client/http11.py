@@ -183,7 +183,7 @@ class Connection:
                 raise Closed("the daemon closed the connection mid-response")
             pos += n
 
-    def read_bytes(self, n: int) -> bytes | bytearray:
+    def read_bytes(self, n: int) -> bytes | bytearray | mmap.mmap:
         if n > len(self._buf):
             out = wire.receive_buffer(n)
             self.read_into(memoryview(out))

@@ -206,7 +206,10 @@ def receive_buffer(n: int) -> bytearray | mmap.mmap:
     lives as long as whatever views it (a result's array): unmapped when the last view goes."""
     if n < MAPPED_RECEIVE:
         return bytearray(n)
-    return mmap.mmap(-1, n)
+    try:
+        return mmap.mmap(-1, n)
+    except OSError as exc:  # ENOMEM: what bytearray would say (an OSError reads as a dropped connection)
+        raise MemoryError(f"no memory for a payload of {n:,} bytes ({exc})") from None
 
 
 def message(kind: int, call_id: int, lens: Sequence[int], payload: Buffer, flags: int = 0) -> Message:

@@ -4,6 +4,8 @@ and scatter/gather sends. Real sockets (socketpairs), no network."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -60,6 +62,16 @@ def test_a_payload_past_the_mapped_size_lands_in_an_anonymous_mapping(monkeypatc
     monkeypatch.setattr(wire, "MAPPED_RECEIVE", 32 << 20)
     (msg,) = _feed(streams.MessageParser(size=4096), BIG, 1 << 16)
     assert type(msg.frames[1].obj) is bytearray  # below it: glibc's heap hands back warm memory
+
+
+def test_a_mapping_that_cannot_be_had_is_a_memory_error():
+    # no room in the address space (a child process capped at 1 GiB asks for 2): bytearray says
+    # MemoryError, and so does the mapping (an OSError would read as a dropped connection)
+    code = ("import resource; from tether.protocol import wire\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.RLIM_INFINITY))\n"
+            "try:\n    wire.receive_buffer(2 << 30)\nexcept MemoryError as exc:\n    print('MemoryError', exc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("MemoryError no memory for a payload of 2,147,483,648 bytes"), out.stderr
 
 
 def test_read_messages_until_a_clean_eof():
