@@ -35,6 +35,16 @@ def _sides(r: int, keys: list[str]) -> list[str]:
     return sorted(keys, reverse=bool(r % 2))
 
 
+def _in_turns(keys: list[str], rounds: int, run_one) -> dict[str, list[Measured]]:
+    """``run_one(key)`` for each side in turn, ``rounds`` times (the order flips every round):
+    each side's runs."""
+    runs: dict[str, list[Measured]] = {key: [] for key in keys}
+    for r in range(rounds):
+        for key in _sides(r, keys):
+            runs[key].append(run_one(key))
+    return runs
+
+
 def latency_alternated(noops: dict[str, Any], warmup: int, calls: int, max_seconds: float) -> dict[str, Measured]:
     """p50/p99 of sequential calls to each side, taken in ``BLOCKS`` blocks that alternate."""
     ns = time.perf_counter_ns
@@ -97,10 +107,8 @@ def threads_alternated(makers: dict[str, Any], n: int, seconds: float, warmup: i
                        rounds: int = THREAD_ROUNDS) -> dict[str, Measured]:
     """``measure.threads`` on each side in turn, ``rounds`` runs of ``seconds / rounds`` each (the
     order flips every round): the calls of all runs over their time."""
-    runs: dict[str, list[Measured]] = {key: [] for key in makers}
-    for r in range(rounds):
-        for key in _sides(r, list(makers)):
-            runs[key].append(measure.threads(makers[key], n, seconds / rounds, warmup, max(1, max_calls // rounds)))
+    runs = _in_turns(list(makers), rounds, lambda key: measure.threads(
+        makers[key], n, seconds / rounds, warmup, max(1, max_calls // rounds)))
     out = {}
     for key, got in runs.items():
         calls, spent = sum(g["calls"] for g in got), sum(g["seconds"] for g in got)
@@ -118,14 +126,10 @@ def _wrk(peers: dict[str, Any], path: str, settings: Any) -> dict[str, Measured]
 
     s = settings
     seconds = max(1, round(s.wrk_seconds / 2))
-    runs: dict[str, list[Measured]] = {key: [] for key in peers}
     for peer in peers.values():
         peer.workdir.mkdir(parents=True, exist_ok=True)  # (wrk's Lua script goes there)
-    for r in range(WRK_ROUNDS):
-        for key in _sides(r, list(peers)):
-            peer = peers[key]
-            runs[key].append(wrk_runner.run(path, peer.wrk_target(), peer.workdir, seconds, s.wrk_threads,
-                                            s.wrk_connections))
+    runs = _in_turns(list(peers), WRK_ROUNDS, lambda key: wrk_runner.run(
+        path, peers[key].wrk_target(), peers[key].workdir, seconds, s.wrk_threads, s.wrk_connections))
     out = {}
     for key, got in runs.items():
         requests, spent = sum(g["requests"] for g in got), sum(g["seconds"] for g in got)

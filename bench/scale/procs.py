@@ -81,6 +81,11 @@ def cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_s_with_children(pid: int) -> float:
+    """CPU seconds so far of ``pid`` and every process below it (a gone one counts 0)."""
+    return sum(cpu_s(p) or 0.0 for p in [pid, *descendants(pid)])
+
+
 def tree(pids: list[int]) -> dict[str, float | int]:
     """RSS and PSS summed over ``pids`` (MiB), and how many were alive."""
     rss = [rss_mib(p) for p in pids]

@@ -33,15 +33,11 @@ class Reference:
         self.pid = cluster.status()["pid"]
         self.starts = 0
 
-    def cpu_s(self) -> float:
-        """CPU seconds of its daemon and workers so far."""
-        return sum(procs.cpu_s(p) or 0.0 for p in [self.pid, *procs.descendants(self.pid)])
-
     def latency(self, calls: int) -> dict[str, Any]:
         """``measure.latency`` of its no-op, with the daemon + worker CPU per call (µs)."""
-        before = self.cpu_s()
+        before = procs.cpu_s_with_children(self.pid)
         got = measure.latency(self.noop, 50, calls, 20)
-        got["cpu_us"] = (self.cpu_s() - before) / (got["calls"] + 50) * 1e6
+        got["cpu_us"] = (procs.cpu_s_with_children(self.pid) - before) / (got["calls"] + 50) * 1e6
         return got
 
     def start_worker(self) -> float:
